@@ -1,0 +1,7 @@
+//! gw-model
+#![allow(missing_docs)]
+pub mod compile;
+pub mod load;
+pub mod resources;
+pub mod status;
+pub use compile::{CompileOptions, Compiled, compile};

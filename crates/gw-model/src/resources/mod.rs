@@ -1,0 +1,473 @@
+//! Typed Kubernetes objects: the Gateway API kinds and the core kinds gw reads.
+//!
+//! The types are deliberately lean: they carry the fields of Gateway API v1.6 (standard and
+//! experimental channels) with the CRD defaults applied at deserialization, and nothing of the
+//! Kubernetes client machinery. [`Resources`] holds one consistent set of them, the input of
+//! [`compile`](crate::compile()).
+
+mod core;
+mod gateway;
+mod meta;
+mod policy;
+mod route;
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+pub use self::core::*;
+pub use self::gateway::*;
+pub use self::meta::*;
+pub use self::policy::*;
+pub use self::route::*;
+
+/// The kinds gw understands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Kind {
+    /// `gateway.networking.k8s.io` GatewayClass.
+    GatewayClass,
+    /// `gateway.networking.k8s.io` Gateway.
+    Gateway,
+    /// `gateway.networking.k8s.io` ListenerSet.
+    ListenerSet,
+    /// `gateway.networking.k8s.io` HTTPRoute.
+    #[serde(rename = "HTTPRoute")]
+    HttpRoute,
+    /// `gateway.networking.k8s.io` GRPCRoute.
+    #[serde(rename = "GRPCRoute")]
+    GrpcRoute,
+    /// `gateway.networking.k8s.io` TLSRoute.
+    #[serde(rename = "TLSRoute")]
+    TlsRoute,
+    /// `gateway.networking.k8s.io` TCPRoute.
+    #[serde(rename = "TCPRoute")]
+    TcpRoute,
+    /// `gateway.networking.k8s.io` UDPRoute.
+    #[serde(rename = "UDPRoute")]
+    UdpRoute,
+    /// `gateway.networking.k8s.io` ReferenceGrant.
+    ReferenceGrant,
+    /// `gateway.networking.k8s.io` BackendTLSPolicy.
+    #[serde(rename = "BackendTLSPolicy")]
+    BackendTlsPolicy,
+    /// Core Service.
+    Service,
+    /// `discovery.k8s.io` EndpointSlice.
+    EndpointSlice,
+    /// Core Secret.
+    Secret,
+    /// Core ConfigMap.
+    ConfigMap,
+    /// Core Namespace.
+    Namespace,
+}
+
+impl Kind {
+    /// Every kind, in the order objects are listed.
+    pub const ALL: [Kind; 15] = [
+        Kind::GatewayClass,
+        Kind::Gateway,
+        Kind::ListenerSet,
+        Kind::HttpRoute,
+        Kind::GrpcRoute,
+        Kind::TlsRoute,
+        Kind::TcpRoute,
+        Kind::UdpRoute,
+        Kind::ReferenceGrant,
+        Kind::BackendTlsPolicy,
+        Kind::Service,
+        Kind::EndpointSlice,
+        Kind::Secret,
+        Kind::ConfigMap,
+        Kind::Namespace,
+    ];
+
+    /// The Kubernetes kind name, e.g. `HTTPRoute`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::GatewayClass => "GatewayClass",
+            Kind::Gateway => "Gateway",
+            Kind::ListenerSet => "ListenerSet",
+            Kind::HttpRoute => "HTTPRoute",
+            Kind::GrpcRoute => "GRPCRoute",
+            Kind::TlsRoute => "TLSRoute",
+            Kind::TcpRoute => "TCPRoute",
+            Kind::UdpRoute => "UDPRoute",
+            Kind::ReferenceGrant => "ReferenceGrant",
+            Kind::BackendTlsPolicy => "BackendTLSPolicy",
+            Kind::Service => "Service",
+            Kind::EndpointSlice => "EndpointSlice",
+            Kind::Secret => "Secret",
+            Kind::ConfigMap => "ConfigMap",
+            Kind::Namespace => "Namespace",
+        }
+    }
+
+    /// The kind with this Kubernetes name.
+    pub fn from_name(name: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+
+    /// The API group (`""` for core).
+    pub fn group(self) -> &'static str {
+        match self {
+            Kind::Service | Kind::Secret | Kind::ConfigMap | Kind::Namespace => CORE_GROUP,
+            Kind::EndpointSlice => "discovery.k8s.io",
+            _ => GATEWAY_GROUP,
+        }
+    }
+
+    /// The apiVersion gw writes for this kind (the v1.6 storage version).
+    pub fn api_version(self) -> &'static str {
+        match self {
+            Kind::Service | Kind::Secret | Kind::ConfigMap | Kind::Namespace => "v1",
+            Kind::EndpointSlice => "discovery.k8s.io/v1",
+            _ => "gateway.networking.k8s.io/v1",
+        }
+    }
+
+    /// The versions of the group that gw reads for this kind.
+    pub fn accepts_version(self, version: &str) -> bool {
+        match self {
+            Kind::Service | Kind::Secret | Kind::ConfigMap | Kind::Namespace => version == "v1",
+            Kind::EndpointSlice => matches!(version, "v1" | "v1beta1"),
+            Kind::GatewayClass | Kind::Gateway | Kind::HttpRoute => {
+                matches!(version, "v1" | "v1beta1")
+            }
+            Kind::ReferenceGrant => matches!(version, "v1" | "v1beta1" | "v1alpha2"),
+            Kind::GrpcRoute => matches!(version, "v1" | "v1alpha2"),
+            Kind::TlsRoute | Kind::TcpRoute | Kind::UdpRoute => {
+                matches!(version, "v1" | "v1alpha2" | "v1alpha3")
+            }
+            Kind::BackendTlsPolicy => matches!(version, "v1" | "v1alpha3"),
+            Kind::ListenerSet => matches!(version, "v1" | "v1alpha1"),
+        }
+    }
+
+    /// Whether objects of this kind live in a namespace.
+    pub fn is_namespaced(self) -> bool {
+        !matches!(self, Kind::GatewayClass | Kind::Namespace)
+    }
+
+    /// Whether this is a route kind.
+    pub fn is_route(self) -> bool {
+        matches!(
+            self,
+            Kind::HttpRoute | Kind::GrpcRoute | Kind::TlsRoute | Kind::TcpRoute | Kind::UdpRoute
+        )
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Namespace and name of an object (namespace `""` for cluster-scoped kinds).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ObjectKey {
+    /// Namespace, or `""`.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+}
+
+impl ObjectKey {
+    /// A key from namespace and name.
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        ObjectKey {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+
+    /// The key of an object's metadata.
+    pub fn of(meta: &ObjectMeta) -> Self {
+        ObjectKey::new(meta.namespace(), meta.name.clone())
+    }
+}
+
+impl fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.namespace.is_empty() {
+            f.write_str(&self.name)
+        } else {
+            write!(f, "{}/{}", self.namespace, self.name)
+        }
+    }
+}
+
+/// One typed object.
+#[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::large_enum_variant)]
+#[non_exhaustive]
+pub enum Object {
+    /// GatewayClass.
+    GatewayClass(GatewayClass),
+    /// Gateway.
+    Gateway(Gateway),
+    /// ListenerSet.
+    ListenerSet(ListenerSet),
+    /// HTTPRoute.
+    HttpRoute(HttpRoute),
+    /// GRPCRoute.
+    GrpcRoute(GrpcRoute),
+    /// TLSRoute.
+    TlsRoute(L4Route),
+    /// TCPRoute.
+    TcpRoute(L4Route),
+    /// UDPRoute.
+    UdpRoute(L4Route),
+    /// ReferenceGrant.
+    ReferenceGrant(ReferenceGrant),
+    /// BackendTLSPolicy.
+    BackendTlsPolicy(BackendTlsPolicy),
+    /// Service.
+    Service(Service),
+    /// EndpointSlice.
+    EndpointSlice(EndpointSlice),
+    /// Secret.
+    Secret(Secret),
+    /// ConfigMap.
+    ConfigMap(ConfigMap),
+    /// Namespace.
+    Namespace(Namespace),
+}
+
+impl Object {
+    /// The object's kind.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Object::GatewayClass(_) => Kind::GatewayClass,
+            Object::Gateway(_) => Kind::Gateway,
+            Object::ListenerSet(_) => Kind::ListenerSet,
+            Object::HttpRoute(_) => Kind::HttpRoute,
+            Object::GrpcRoute(_) => Kind::GrpcRoute,
+            Object::TlsRoute(_) => Kind::TlsRoute,
+            Object::TcpRoute(_) => Kind::TcpRoute,
+            Object::UdpRoute(_) => Kind::UdpRoute,
+            Object::ReferenceGrant(_) => Kind::ReferenceGrant,
+            Object::BackendTlsPolicy(_) => Kind::BackendTlsPolicy,
+            Object::Service(_) => Kind::Service,
+            Object::EndpointSlice(_) => Kind::EndpointSlice,
+            Object::Secret(_) => Kind::Secret,
+            Object::ConfigMap(_) => Kind::ConfigMap,
+            Object::Namespace(_) => Kind::Namespace,
+        }
+    }
+
+    /// The object's metadata.
+    pub fn metadata(&self) -> &ObjectMeta {
+        self.meta_ref()
+    }
+
+    /// The object's metadata, mutable.
+    pub fn metadata_mut(&mut self) -> &mut ObjectMeta {
+        match self {
+            Object::GatewayClass(o) => &mut o.metadata,
+            Object::Gateway(o) => &mut o.metadata,
+            Object::ListenerSet(o) => &mut o.metadata,
+            Object::HttpRoute(o) => &mut o.metadata,
+            Object::GrpcRoute(o) => &mut o.metadata,
+            Object::TlsRoute(o) | Object::TcpRoute(o) | Object::UdpRoute(o) => &mut o.metadata,
+            Object::ReferenceGrant(o) => &mut o.metadata,
+            Object::BackendTlsPolicy(o) => &mut o.metadata,
+            Object::Service(o) => &mut o.metadata,
+            Object::EndpointSlice(o) => &mut o.metadata,
+            Object::Secret(o) => &mut o.metadata,
+            Object::ConfigMap(o) => &mut o.metadata,
+            Object::Namespace(o) => &mut o.metadata,
+        }
+    }
+
+    fn meta_ref(&self) -> &ObjectMeta {
+        match self {
+            Object::GatewayClass(o) => &o.metadata,
+            Object::Gateway(o) => &o.metadata,
+            Object::ListenerSet(o) => &o.metadata,
+            Object::HttpRoute(o) => &o.metadata,
+            Object::GrpcRoute(o) => &o.metadata,
+            Object::TlsRoute(o) | Object::TcpRoute(o) | Object::UdpRoute(o) => &o.metadata,
+            Object::ReferenceGrant(o) => &o.metadata,
+            Object::BackendTlsPolicy(o) => &o.metadata,
+            Object::Service(o) => &o.metadata,
+            Object::EndpointSlice(o) => &o.metadata,
+            Object::Secret(o) => &o.metadata,
+            Object::ConfigMap(o) => &o.metadata,
+            Object::Namespace(o) => &o.metadata,
+        }
+    }
+
+    /// The object's key.
+    pub fn key(&self) -> ObjectKey {
+        ObjectKey::of(self.metadata())
+    }
+
+    /// The spec as JSON, used to notice spec changes (generation bumps).
+    pub fn spec_json(&self) -> serde_json::Value {
+        let v = match self {
+            Object::GatewayClass(o) => serde_json::to_value(&o.spec),
+            Object::Gateway(o) => serde_json::to_value(&o.spec),
+            Object::ListenerSet(o) => serde_json::to_value(&o.spec),
+            Object::HttpRoute(o) => serde_json::to_value(&o.spec),
+            Object::GrpcRoute(o) => serde_json::to_value(&o.spec),
+            Object::TlsRoute(o) | Object::TcpRoute(o) | Object::UdpRoute(o) => {
+                serde_json::to_value(&o.spec)
+            }
+            Object::ReferenceGrant(o) => serde_json::to_value(&o.spec),
+            Object::BackendTlsPolicy(o) => serde_json::to_value(&o.spec),
+            Object::Service(o) => serde_json::to_value(&o.spec),
+            Object::EndpointSlice(o) => serde_json::to_value((&o.endpoints, &o.ports)),
+            Object::Secret(o) => serde_json::to_value(&o.data),
+            Object::ConfigMap(o) => serde_json::to_value((&o.data, &o.binary_data)),
+            Object::Namespace(_) => Ok(serde_json::Value::Null),
+        };
+        v.unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// One consistent set of objects: the input of [`compile`](crate::compile()).
+///
+/// Objects are keyed by kind, namespace and name; inserting an object with the key of an existing
+/// one replaces it, as `kubectl apply` would.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Resources {
+    /// GatewayClasses by name.
+    pub gateway_classes: BTreeMap<ObjectKey, GatewayClass>,
+    /// Gateways.
+    pub gateways: BTreeMap<ObjectKey, Gateway>,
+    /// ListenerSets.
+    pub listener_sets: BTreeMap<ObjectKey, ListenerSet>,
+    /// HTTPRoutes.
+    pub http_routes: BTreeMap<ObjectKey, HttpRoute>,
+    /// GRPCRoutes.
+    pub grpc_routes: BTreeMap<ObjectKey, GrpcRoute>,
+    /// TLSRoutes.
+    pub tls_routes: BTreeMap<ObjectKey, L4Route>,
+    /// TCPRoutes.
+    pub tcp_routes: BTreeMap<ObjectKey, L4Route>,
+    /// UDPRoutes.
+    pub udp_routes: BTreeMap<ObjectKey, L4Route>,
+    /// ReferenceGrants.
+    pub reference_grants: BTreeMap<ObjectKey, ReferenceGrant>,
+    /// BackendTLSPolicies.
+    pub backend_tls_policies: BTreeMap<ObjectKey, BackendTlsPolicy>,
+    /// Services.
+    pub services: BTreeMap<ObjectKey, Service>,
+    /// EndpointSlices.
+    pub endpoint_slices: BTreeMap<ObjectKey, EndpointSlice>,
+    /// Secrets.
+    pub secrets: BTreeMap<ObjectKey, Secret>,
+    /// ConfigMaps.
+    pub config_maps: BTreeMap<ObjectKey, ConfigMap>,
+    /// Namespaces by name.
+    pub namespaces: BTreeMap<ObjectKey, Namespace>,
+}
+
+impl Resources {
+    /// An empty set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Inserts (or replaces) an object; returns the object it replaced.
+    pub fn insert(&mut self, object: Object) -> Option<Object> {
+        let key = object.key();
+        match object {
+            Object::GatewayClass(o) => self.gateway_classes.insert(key, o).map(Object::GatewayClass),
+            Object::Gateway(o) => self.gateways.insert(key, o).map(Object::Gateway),
+            Object::ListenerSet(o) => self.listener_sets.insert(key, o).map(Object::ListenerSet),
+            Object::HttpRoute(o) => self.http_routes.insert(key, o).map(Object::HttpRoute),
+            Object::GrpcRoute(o) => self.grpc_routes.insert(key, o).map(Object::GrpcRoute),
+            Object::TlsRoute(o) => self.tls_routes.insert(key, o).map(Object::TlsRoute),
+            Object::TcpRoute(o) => self.tcp_routes.insert(key, o).map(Object::TcpRoute),
+            Object::UdpRoute(o) => self.udp_routes.insert(key, o).map(Object::UdpRoute),
+            Object::ReferenceGrant(o) => {
+                self.reference_grants.insert(key, o).map(Object::ReferenceGrant)
+            }
+            Object::BackendTlsPolicy(o) => self
+                .backend_tls_policies
+                .insert(key, o)
+                .map(Object::BackendTlsPolicy),
+            Object::Service(o) => self.services.insert(key, o).map(Object::Service),
+            Object::EndpointSlice(o) => {
+                self.endpoint_slices.insert(key, o).map(Object::EndpointSlice)
+            }
+            Object::Secret(o) => self.secrets.insert(key, o).map(Object::Secret),
+            Object::ConfigMap(o) => self.config_maps.insert(key, o).map(Object::ConfigMap),
+            Object::Namespace(o) => self.namespaces.insert(key, o).map(Object::Namespace),
+        }
+    }
+
+    /// Removes an object; returns it if it was present.
+    pub fn remove(&mut self, kind: Kind, key: &ObjectKey) -> Option<Object> {
+        match kind {
+            Kind::GatewayClass => self.gateway_classes.remove(key).map(Object::GatewayClass),
+            Kind::Gateway => self.gateways.remove(key).map(Object::Gateway),
+            Kind::ListenerSet => self.listener_sets.remove(key).map(Object::ListenerSet),
+            Kind::HttpRoute => self.http_routes.remove(key).map(Object::HttpRoute),
+            Kind::GrpcRoute => self.grpc_routes.remove(key).map(Object::GrpcRoute),
+            Kind::TlsRoute => self.tls_routes.remove(key).map(Object::TlsRoute),
+            Kind::TcpRoute => self.tcp_routes.remove(key).map(Object::TcpRoute),
+            Kind::UdpRoute => self.udp_routes.remove(key).map(Object::UdpRoute),
+            Kind::ReferenceGrant => self.reference_grants.remove(key).map(Object::ReferenceGrant),
+            Kind::BackendTlsPolicy => self
+                .backend_tls_policies
+                .remove(key)
+                .map(Object::BackendTlsPolicy),
+            Kind::Service => self.services.remove(key).map(Object::Service),
+            Kind::EndpointSlice => self.endpoint_slices.remove(key).map(Object::EndpointSlice),
+            Kind::Secret => self.secrets.remove(key).map(Object::Secret),
+            Kind::ConfigMap => self.config_maps.remove(key).map(Object::ConfigMap),
+            Kind::Namespace => self.namespaces.remove(key).map(Object::Namespace),
+        }
+    }
+
+    /// Inserts every object.
+    pub fn extend(&mut self, objects: impl IntoIterator<Item = Object>) {
+        for o in objects {
+            self.insert(o);
+        }
+    }
+
+    /// The labels of a namespace; a namespace without a Namespace object has only the
+    /// `kubernetes.io/metadata.name` label that Kubernetes sets on every namespace.
+    pub fn namespace_labels(&self, namespace: &str) -> BTreeMap<String, String> {
+        let mut labels = self
+            .namespaces
+            .get(&ObjectKey::new("", namespace))
+            .map(|n| n.metadata.labels.clone())
+            .unwrap_or_default();
+        labels
+            .entry("kubernetes.io/metadata.name".to_owned())
+            .or_insert_with(|| namespace.to_owned());
+        labels
+    }
+
+    /// The number of objects held.
+    pub fn len(&self) -> usize {
+        self.gateway_classes.len()
+            + self.gateways.len()
+            + self.listener_sets.len()
+            + self.http_routes.len()
+            + self.grpc_routes.len()
+            + self.tls_routes.len()
+            + self.tcp_routes.len()
+            + self.udp_routes.len()
+            + self.reference_grants.len()
+            + self.backend_tls_policies.len()
+            + self.services.len()
+            + self.endpoint_slices.len()
+            + self.secrets.len()
+            + self.config_maps.len()
+            + self.namespaces.len()
+    }
+
+    /// Whether no object is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

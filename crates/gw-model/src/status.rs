@@ -1,0 +1,341 @@
+//! Status: the conditions gw computes for every object it manages, in Kubernetes shape.
+//!
+//! [`StatusReport`] holds one entry per object whose status gw owns. It serializes to exactly the
+//! `status` stanza Kubernetes expects, and [`StatusReport::to_list`] renders a Kubernetes `List`
+//! (apiVersion, kind, metadata, status) as `gw-gateway`'s `/status` endpoint serves it.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::resources::{Kind, ObjectKey, ParentReference, RouteGroupKind};
+
+/// `True`, `False` or `Unknown`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ConditionStatus {
+    /// The condition holds.
+    True,
+    /// The condition does not hold.
+    False,
+    /// Not known.
+    Unknown,
+}
+
+/// A Kubernetes `metav1.Condition`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    /// Condition type, e.g. `Accepted`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// Status.
+    pub status: ConditionStatus,
+    /// CamelCase reason the spec names, e.g. `NotAllowedByListeners`.
+    pub reason: String,
+    /// Human-readable detail.
+    pub message: String,
+    /// The `metadata.generation` this condition was computed for.
+    pub observed_generation: i64,
+    /// When the status last changed; the model has no clock, so callers that keep history fill
+    /// it in (see [`StatusReport::stamp_transition_times`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_transition_time: Option<String>,
+}
+
+impl Condition {
+    /// A condition with status True.
+    pub fn ok(type_: &str, reason: &str, message: impl Into<String>, generation: i64) -> Self {
+        Self::new(type_, ConditionStatus::True, reason, message, generation)
+    }
+
+    /// A condition with status False.
+    pub fn fail(type_: &str, reason: &str, message: impl Into<String>, generation: i64) -> Self {
+        Self::new(type_, ConditionStatus::False, reason, message, generation)
+    }
+
+    /// A condition.
+    pub fn new(
+        type_: &str,
+        status: ConditionStatus,
+        reason: &str,
+        message: impl Into<String>,
+        generation: i64,
+    ) -> Self {
+        Condition {
+            type_: type_.to_owned(),
+            status,
+            reason: reason.to_owned(),
+            message: message.into(),
+            observed_generation: generation,
+            last_transition_time: None,
+        }
+    }
+
+    /// Whether this is `type_` with status True.
+    pub fn is_true(&self, type_: &str) -> bool {
+        self.type_ == type_ && self.status == ConditionStatus::True
+    }
+}
+
+/// Finds a condition by type.
+pub fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
+    conditions.iter().find(|c| c.type_ == type_)
+}
+
+/// `GatewayClass.status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayClassStatus {
+    /// Conditions (`Accepted`, `SupportedVersion`).
+    pub conditions: Vec<Condition>,
+    /// Features this implementation supports (GEP-2162).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub supported_features: Vec<SupportedFeature>,
+}
+
+/// A supported feature entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SupportedFeature {
+    /// Feature name.
+    pub name: String,
+}
+
+/// A `status.addresses` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GatewayStatusAddress {
+    /// `IPAddress` or `Hostname`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// The address.
+    pub value: String,
+}
+
+/// Status of one listener.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListenerStatus {
+    /// Listener name.
+    pub name: String,
+    /// Route kinds this listener accepts.
+    pub supported_kinds: Vec<RouteGroupKind>,
+    /// Number of routes attached.
+    pub attached_routes: i32,
+    /// Conditions (`Accepted`, `Programmed`, `ResolvedRefs`, `Conflicted`).
+    pub conditions: Vec<Condition>,
+}
+
+/// `Gateway.status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayStatus {
+    /// Addresses the Gateway is reachable at.
+    #[serde(default)]
+    pub addresses: Vec<GatewayStatusAddress>,
+    /// Conditions (`Accepted`, `Programmed`, and `ResolvedRefs` when Gateway-level refs exist).
+    pub conditions: Vec<Condition>,
+    /// Per-listener status, in spec order.
+    #[serde(default)]
+    pub listeners: Vec<ListenerStatus>,
+    /// Number of ListenerSets attached (GEP-1713).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attached_listener_sets: Option<i32>,
+}
+
+/// `ListenerSet.status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListenerSetStatus {
+    /// Conditions (`Accepted`, `Programmed`).
+    pub conditions: Vec<Condition>,
+    /// Per-listener status.
+    #[serde(default)]
+    pub listeners: Vec<ListenerStatus>,
+}
+
+/// One `status.parents` entry of a route.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteParentStatus {
+    /// The parentRef as written in the spec (defaults applied).
+    pub parent_ref: ParentReference,
+    /// The controller that wrote this entry.
+    pub controller_name: String,
+    /// Conditions (`Accepted`, `ResolvedRefs`, ...).
+    pub conditions: Vec<Condition>,
+}
+
+/// Route status (`status.parents`), shared by every route kind.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteStatus {
+    /// One entry per parentRef that names a Gateway of ours.
+    pub parents: Vec<RouteParentStatus>,
+}
+
+/// A policy ancestor status (GEP-713 `PolicyAncestorStatus`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyAncestorStatus {
+    /// The ancestor (usually a Gateway).
+    pub ancestor_ref: ParentReference,
+    /// The controller that wrote this entry.
+    pub controller_name: String,
+    /// Conditions (`Accepted`, `ResolvedRefs`).
+    pub conditions: Vec<Condition>,
+}
+
+/// Policy status (`status.ancestors`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyStatus {
+    /// One entry per ancestor.
+    pub ancestors: Vec<PolicyAncestorStatus>,
+}
+
+/// The status of one object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+#[non_exhaustive]
+pub enum ObjectStatus {
+    /// GatewayClass.
+    GatewayClass(GatewayClassStatus),
+    /// Gateway.
+    Gateway(GatewayStatus),
+    /// ListenerSet.
+    ListenerSet(ListenerSetStatus),
+    /// Any route kind.
+    Route(RouteStatus),
+    /// A policy (BackendTLSPolicy).
+    Policy(PolicyStatus),
+}
+
+impl ObjectStatus {
+    /// Every condition in this status, wherever it sits.
+    pub fn all_conditions(&self) -> Vec<&Condition> {
+        match self {
+            ObjectStatus::GatewayClass(s) => s.conditions.iter().collect(),
+            ObjectStatus::Gateway(s) => s
+                .conditions
+                .iter()
+                .chain(s.listeners.iter().flat_map(|l| &l.conditions))
+                .collect(),
+            ObjectStatus::ListenerSet(s) => s
+                .conditions
+                .iter()
+                .chain(s.listeners.iter().flat_map(|l| &l.conditions))
+                .collect(),
+            ObjectStatus::Route(s) => s.parents.iter().flat_map(|p| &p.conditions).collect(),
+            ObjectStatus::Policy(s) => s.ancestors.iter().flat_map(|p| &p.conditions).collect(),
+        }
+    }
+
+    fn all_conditions_mut(&mut self) -> Vec<&mut Condition> {
+        match self {
+            ObjectStatus::GatewayClass(s) => s.conditions.iter_mut().collect(),
+            ObjectStatus::Gateway(s) => s
+                .conditions
+                .iter_mut()
+                .chain(s.listeners.iter_mut().flat_map(|l| &mut l.conditions))
+                .collect(),
+            ObjectStatus::ListenerSet(s) => s
+                .conditions
+                .iter_mut()
+                .chain(s.listeners.iter_mut().flat_map(|l| &mut l.conditions))
+                .collect(),
+            ObjectStatus::Route(s) => s
+                .parents
+                .iter_mut()
+                .flat_map(|p| &mut p.conditions)
+                .collect(),
+            ObjectStatus::Policy(s) => s
+                .ancestors
+                .iter_mut()
+                .flat_map(|p| &mut p.conditions)
+                .collect(),
+        }
+    }
+}
+
+/// The status of one object, with its identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusEntry {
+    /// Kind.
+    pub kind: Kind,
+    /// Namespace and name.
+    pub key: ObjectKey,
+    /// `metadata.generation` (1 when absent).
+    pub generation: i64,
+    /// The status.
+    pub status: ObjectStatus,
+}
+
+/// Status of every object gw manages, in a deterministic order (kind, namespace, name).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StatusReport {
+    /// The entries.
+    pub entries: Vec<StatusEntry>,
+}
+
+impl StatusReport {
+    /// The status of one object.
+    pub fn get(&self, kind: Kind, key: &ObjectKey) -> Option<&ObjectStatus> {
+        self.entries
+            .iter()
+            .find(|e| e.kind == kind && &e.key == key)
+            .map(|e| &e.status)
+    }
+
+    /// The Gateway status of `key`.
+    pub fn gateway(&self, key: &ObjectKey) -> Option<&GatewayStatus> {
+        match self.get(Kind::Gateway, key) {
+            Some(ObjectStatus::Gateway(s)) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The route status of a route of `kind`.
+    pub fn route(&self, kind: Kind, key: &ObjectKey) -> Option<&RouteStatus> {
+        match self.get(kind, key) {
+            Some(ObjectStatus::Route(s)) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Fills `lastTransitionTime` of every condition: kept from `previous` when the condition's
+    /// status is unchanged there, `now` otherwise.
+    pub fn stamp_transition_times(&mut self, previous: Option<&StatusReport>, now: &str) {
+        for entry in &mut self.entries {
+            let old = previous.and_then(|p| p.get(entry.kind, &entry.key));
+            let old_conditions: Vec<&Condition> =
+                old.map(ObjectStatus::all_conditions).unwrap_or_default();
+            for c in entry.status.all_conditions_mut() {
+                let kept = old_conditions.iter().find(|o| {
+                    o.type_ == c.type_ && o.status == c.status && o.last_transition_time.is_some()
+                });
+                c.last_transition_time = Some(
+                    kept.and_then(|o| o.last_transition_time.clone())
+                        .unwrap_or_else(|| now.to_owned()),
+                );
+            }
+        }
+    }
+
+    /// A Kubernetes `List` of every object with its status, as `gw-gateway` serves on `/status`.
+    pub fn to_list(&self) -> Value {
+        let items: Vec<Value> = self.entries.iter().map(StatusEntry::to_object).collect();
+        json!({"apiVersion": "v1", "kind": "List", "items": items})
+    }
+}
+
+impl StatusEntry {
+    /// The object as Kubernetes shows it: apiVersion, kind, metadata and status.
+    pub fn to_object(&self) -> Value {
+        let mut metadata = json!({"name": self.key.name, "generation": self.generation});
+        if !self.key.namespace.is_empty() {
+            metadata["namespace"] = json!(self.key.namespace);
+        }
+        json!({
+            "apiVersion": self.kind.api_version(),
+            "kind": self.kind.as_str(),
+            "metadata": metadata,
+            "status": serde_json::to_value(&self.status).unwrap_or(Value::Null),
+        })
+    }
+}
