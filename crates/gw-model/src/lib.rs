@@ -4,4 +4,5 @@ pub mod compile;
 pub mod load;
 pub mod resources;
 pub mod status;
+pub mod table;
 pub use compile::{CompileOptions, Compiled, compile};

@@ -69,9 +69,7 @@ pub enum LoadError {
         message: String,
     },
     /// A kind gw reads, under an apiVersion it does not.
-    #[error(
-        "{doc}: {kind} {name}: apiVersion `{api_version}` is not supported; use `{expected}`"
-    )]
+    #[error("{doc}: {kind} {name}: apiVersion `{api_version}` is not supported; use `{expected}`")]
     UnsupportedVersion {
         /// The document.
         doc: DocumentRef,
@@ -322,18 +320,18 @@ fn load_value(doc: &DocumentRef, value: Value, out: &mut Loaded, depth: usize) {
         Kind::TcpRoute => typed(doc, kind, &name, value, out).map(Object::TcpRoute),
         Kind::UdpRoute => typed(doc, kind, &name, value, out).map(Object::UdpRoute),
         Kind::ReferenceGrant => typed(doc, kind, &name, value, out).map(Object::ReferenceGrant),
-        Kind::BackendTlsPolicy => {
-            typed(doc, kind, &name, value, out).map(Object::BackendTlsPolicy)
-        }
+        Kind::BackendTlsPolicy => typed(doc, kind, &name, value, out).map(Object::BackendTlsPolicy),
         Kind::Service => typed(doc, kind, &name, value, out).map(Object::Service),
         Kind::EndpointSlice => typed(doc, kind, &name, value, out).map(Object::EndpointSlice),
-        Kind::Secret => typed(doc, kind, &name, value, out).map(|mut s: crate::resources::Secret| {
-            // The API server merges stringData into data, stringData winning.
-            for (k, v) in std::mem::take(&mut s.string_data) {
-                s.data.insert(k, v.into_bytes());
-            }
-            Object::Secret(s)
-        }),
+        Kind::Secret => {
+            typed(doc, kind, &name, value, out).map(|mut s: crate::resources::Secret| {
+                // The API server merges stringData into data, stringData winning.
+                for (k, v) in std::mem::take(&mut s.string_data) {
+                    s.data.insert(k, v.into_bytes());
+                }
+                Object::Secret(s)
+            })
+        }
         Kind::ConfigMap => typed(doc, kind, &name, value, out).map(Object::ConfigMap),
         Kind::Namespace => typed(doc, kind, &name, value, out).map(Object::Namespace),
     };
@@ -410,7 +408,8 @@ fn typed<T: DeserializeOwned>(
     out: &mut Loaded,
 ) -> Option<T> {
     let mut unknown = Vec::new();
-    let mut track = |path: serde_ignored::Path<'_>| unknown.push(bracket_indices(&path.to_string()));
+    let mut track =
+        |path: serde_ignored::Path<'_>| unknown.push(bracket_indices(&path.to_string()));
     let de = serde_ignored::Deserializer::new(value, &mut track);
     match serde_path_to_error::deserialize::<_, T>(de) {
         Ok(v) => {
@@ -482,7 +481,10 @@ metadata: {name: b}
         }
         assert_eq!(loaded.errors[1].document().index, 2);
         let msg = loaded.errors[0].to_string();
-        assert!(msg.contains("f.yaml (document 1)") && msg.contains("HTTPRoute r"), "{msg}");
+        assert!(
+            msg.contains("f.yaml (document 1)") && msg.contains("HTTPRoute r"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -525,7 +527,10 @@ spec:
         assert_eq!(r.metadata.namespace.as_deref(), Some("default"));
         let rule = &r.spec.rules[0];
         assert_eq!(rule.matches.len(), 1);
-        assert_eq!(rule.matches[0].path.type_, crate::resources::PathMatchType::PathPrefix);
+        assert_eq!(
+            rule.matches[0].path.type_,
+            crate::resources::PathMatchType::PathPrefix
+        );
         assert_eq!(rule.matches[0].path.value, "/");
         assert_eq!(rule.backend_refs[0].backend.kind, "Service");
         assert_eq!(rule.backend_refs[0].backend.weight, 1);
@@ -608,7 +613,15 @@ metadata: {name: other}
 
     #[test]
     fn garbage_never_panics() {
-        for text in ["", "---\n---\n", "[1,2", "42", "kind: 5", "{\"kind\": \"List\", \"apiVersion\": \"v1\", \"items\": 3}", "\u{0}\u{1}"] {
+        for text in [
+            "",
+            "---\n---\n",
+            "[1,2",
+            "42",
+            "kind: 5",
+            "{\"kind\": \"List\", \"apiVersion\": \"v1\", \"items\": 3}",
+            "\u{0}\u{1}",
+        ] {
             let _ = parse("x", text);
         }
     }

@@ -1,26 +1,943 @@
-//! compile (in progress)
+//! Compilation: resources in, routing table and status out.
+//!
+//! [`compile`] is a pure, deterministic function. It decides, for every object gw manages, the
+//! status conditions the Gateway API names, and builds the [`RouteTable`] the data plane serves.
+//! Each rule lives in a small function with unit tests quoting the spec:
+//!
+//! - `gateway`: GatewayClass acceptance, listener validation (protocols, route kinds, TLS and
+//!   client-certificate references), listener conflicts and ListenerSet precedence, addresses;
+//! - `routes`: parentRef resolution and attachment (sectionName, port, allowedRoutes, hostname
+//!   intersection);
+//! - `rules`: HTTPRoute/GRPCRoute matches, filters, timeouts and retries;
+//! - `refs`: ReferenceGrant and backend resolution to EndpointSlice endpoints;
+//! - `policy`: BackendTLSPolicy;
+//! - [`hostname`]: hostname validation, wildcard matching, intersection and specificity.
+
+mod gateway;
+pub mod hostname;
+mod policy;
+pub mod refs;
+mod routes;
+pub mod rules;
+pub mod tls;
+
 use std::collections::BTreeMap;
 
-use crate::resources::{ObjectKey, Resources};
-use crate::status::{GatewayStatusAddress, StatusReport};
+use ipnet::IpNet;
+
+use self::gateway::{ListenerState, addresses, listener_set_allowed, listener_sets_for};
+use self::refs::From;
+use self::routes::{ParentTarget, RouteView, attach, resolve_parent};
+use crate::resources::{
+    CORE_GROUP, GATEWAY_GROUP, Gateway, Kind, L4Route, ListenerSet, ObjectKey, ObjectMeta,
+    ParentReference, Resources,
+};
+use crate::status::{
+    Condition, GatewayStatus, GatewayStatusAddress, ListenerSetStatus, ListenerStatus,
+    ObjectStatus, RouteParentStatus, RouteStatus, StatusEntry, StatusReport,
+};
+use crate::table::{
+    Backend, GatewayTable, GrpcMatchKey, GrpcRouteEntry, HttpMatchKey, HttpRouteEntry,
+    L4RouteEntry, ListenerOwner, ListenerTable, RouteOrder, RouteTable, WeightedBackend,
+};
+
+/// The controller name `gw-gateway` uses unless told otherwise.
+pub const DEFAULT_CONTROLLER_NAME: &str = "gw.dev/gateway";
 
 /// Options of [`compile`].
 #[derive(Debug, Clone, Default)]
 pub struct CompileOptions {
-    /// GatewayClasses whose `spec.controllerName` equals this are ours.
+    /// GatewayClasses whose `spec.controllerName` equals this are ours; only their Gateways are
+    /// served and given status.
     pub controller_name: String,
-    /// Addresses the embedder assigned to Gateways that have no `spec.addresses`.
+    /// Addresses the embedder assigned to Gateways that have no `spec.addresses` (or that ask
+    /// for an assignment with an empty value).
     pub assigned_addresses: BTreeMap<ObjectKey, Vec<GatewayStatusAddress>>,
+    /// Networks whose addresses gw can bind; a requested address outside them is
+    /// `AddressNotUsable`. Empty: every IP address is usable.
+    pub usable_networks: Vec<IpNet>,
+    /// Feature names reported in `GatewayClass.status.supportedFeatures`.
+    pub supported_features: Vec<String>,
+}
+
+impl CompileOptions {
+    /// Options with the given controller name and nothing else.
+    pub fn new(controller_name: impl Into<String>) -> Self {
+        CompileOptions {
+            controller_name: controller_name.into(),
+            ..CompileOptions::default()
+        }
+    }
 }
 
 /// The output of [`compile`].
 #[derive(Debug, Clone, Default)]
 pub struct Compiled {
+    /// What the data plane serves.
+    pub table: RouteTable,
     /// Status of every object gw manages.
     pub status: StatusReport,
 }
 
+/// A condition's problem: the reason the spec names and a message for humans.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Problem {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl Problem {
+    pub(crate) fn new(reason: &'static str, message: impl Into<String>) -> Self {
+        Problem {
+            reason,
+            message: message.into(),
+        }
+    }
+}
+
+/// `metadata.creationTimestamp` in nanoseconds, when present and valid.
+pub(crate) fn created(meta: &ObjectMeta) -> Option<i128> {
+    meta.creation_timestamp
+        .as_deref()
+        .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+        .map(jiff::Timestamp::as_nanosecond)
+}
+
+fn route_order(meta: &ObjectMeta) -> RouteOrder {
+    RouteOrder {
+        created: created(meta),
+        key: ObjectKey::of(meta),
+    }
+}
+
+pub(crate) struct ListenerSetState<'a> {
+    pub key: ObjectKey,
+    pub ls: &'a ListenerSet,
+    pub allowed: bool,
+    /// Indices of its listeners in [`GatewayState::listeners`].
+    pub listeners: Vec<usize>,
+}
+
+pub(crate) struct GatewayState<'a> {
+    pub key: ObjectKey,
+    pub gateway: &'a Gateway,
+    pub listeners: Vec<ListenerState>,
+    pub tables: Vec<ListenerTable>,
+    pub listener_sets: Vec<ListenerSetState<'a>>,
+}
+
+impl GatewayState<'_> {
+    fn own_listeners(&self) -> Vec<(usize, &ListenerState)> {
+        self.listeners
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.owner.kind == Kind::Gateway)
+            .collect()
+    }
+
+    fn set_listeners(&self, key: &ObjectKey) -> Vec<(usize, &ListenerState)> {
+        self.listeners
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.owner.kind == Kind::ListenerSet && &l.owner.key == key)
+            .collect()
+    }
+}
+
 /// Compiles resources into a routing table and a status report.
-pub fn compile(_resources: &Resources, _options: &CompileOptions) -> Compiled {
-    Compiled::default()
+///
+/// Never panics; whatever the input, every object gw manages gets a status.
+///
+/// ```
+/// use gw_model::{CompileOptions, compile, load, resources::Resources};
+///
+/// let yaml = r#"
+/// apiVersion: gateway.networking.k8s.io/v1
+/// kind: GatewayClass
+/// metadata: {name: gw}
+/// spec: {controllerName: gw.dev/gateway}
+/// ---
+/// apiVersion: gateway.networking.k8s.io/v1
+/// kind: Gateway
+/// metadata: {name: edge, namespace: default}
+/// spec:
+///   gatewayClassName: gw
+///   listeners: [{name: http, port: 8080, protocol: HTTP}]
+/// ---
+/// apiVersion: gateway.networking.k8s.io/v1
+/// kind: HTTPRoute
+/// metadata: {name: web, namespace: default}
+/// spec:
+///   parentRefs: [{name: edge}]
+///   rules: [{backendRefs: [{name: web, port: 80}]}]
+/// "#;
+/// let mut resources = Resources::new();
+/// resources.extend(load::parse("demo.yaml", yaml).objects);
+/// let compiled = compile(&resources, &CompileOptions::new("gw.dev/gateway"));
+///
+/// let route = compiled.status.route(
+///     gw_model::resources::Kind::HttpRoute,
+///     &gw_model::resources::ObjectKey::new("default", "web"),
+/// ).unwrap();
+/// let accepted = &route.parents[0].conditions[0];
+/// assert_eq!((accepted.type_.as_str(), accepted.reason.as_str()), ("Accepted", "Accepted"));
+/// // The Service does not exist: ResolvedRefs is False with the reason the spec names.
+/// let resolved = &route.parents[0].conditions[1];
+/// assert_eq!(resolved.reason, "BackendNotFound");
+/// assert_eq!(compiled.table.gateways[0].listeners[0].http.len(), 1);
+/// ```
+pub fn compile(res: &Resources, options: &CompileOptions) -> Compiled {
+    let mut entries = Vec::new();
+
+    // GatewayClasses of ours.
+    let mut accepted_classes = BTreeMap::new();
+    for (key, class) in &res.gateway_classes {
+        if class.spec.controller_name != options.controller_name {
+            continue;
+        }
+        let status = gateway::gateway_class_status(res, class, options);
+        accepted_classes.insert(key.name.clone(), status.conditions[0].is_true("Accepted"));
+        entries.push(StatusEntry {
+            kind: Kind::GatewayClass,
+            key: key.clone(),
+            generation: class.metadata.generation(),
+            status: ObjectStatus::GatewayClass(status),
+        });
+    }
+
+    // Gateways of ours, with their listeners and ListenerSets.
+    let mut gateways: Vec<GatewayState<'_>> = res
+        .gateways
+        .iter()
+        .filter(|(_, g)| accepted_classes.contains_key(&g.spec.gateway_class_name))
+        .map(|(key, g)| gateway_state(res, key, g))
+        .collect();
+
+    // Routes.
+    for (key, r) in &res.http_routes {
+        let view = RouteView {
+            kind: Kind::HttpRoute,
+            key,
+            parent_refs: &r.spec.parent_refs,
+            hostnames: &r.spec.hostnames,
+        };
+        let compiled = http_route(res, key, r);
+        let status = attach_route(
+            res,
+            &mut gateways,
+            &view,
+            r.metadata.generation(),
+            &compiled,
+            options,
+        );
+        entries.push(route_entry(Kind::HttpRoute, key, &r.metadata, status));
+    }
+    for (key, r) in &res.grpc_routes {
+        let view = RouteView {
+            kind: Kind::GrpcRoute,
+            key,
+            parent_refs: &r.spec.parent_refs,
+            hostnames: &r.spec.hostnames,
+        };
+        let compiled = grpc_route(res, key, r);
+        let status = attach_route(
+            res,
+            &mut gateways,
+            &view,
+            r.metadata.generation(),
+            &compiled,
+            options,
+        );
+        entries.push(route_entry(Kind::GrpcRoute, key, &r.metadata, status));
+    }
+    for (kind, routes) in [
+        (Kind::TlsRoute, &res.tls_routes),
+        (Kind::TcpRoute, &res.tcp_routes),
+        (Kind::UdpRoute, &res.udp_routes),
+    ] {
+        for (key, r) in routes {
+            let view = RouteView {
+                kind,
+                key,
+                parent_refs: &r.spec.parent_refs,
+                hostnames: if kind == Kind::TlsRoute {
+                    &r.spec.hostnames
+                } else {
+                    &[]
+                },
+            };
+            let compiled = l4_route(res, kind, key, r);
+            let status = attach_route(
+                res,
+                &mut gateways,
+                &view,
+                r.metadata.generation(),
+                &compiled,
+                options,
+            );
+            entries.push(route_entry(kind, key, &r.metadata, status));
+        }
+    }
+
+    // BackendTLSPolicies: status, and TLS settings on the backends they target.
+    policy::apply(res, &mut gateways, &mut entries, options);
+
+    // Gateway and ListenerSet status; the table.
+    let mut table = RouteTable::default();
+    for g in gateways {
+        let (gateway_entries, gateway_table) = finish_gateway(res, g, options);
+        entries.extend(gateway_entries);
+        if let Some(t) = gateway_table {
+            table.gateways.push(t);
+        }
+    }
+    entries.sort_by(|a, b| (a.kind, &a.key).cmp(&(b.kind, &b.key)));
+    Compiled {
+        table,
+        status: StatusReport { entries },
+    }
+}
+
+fn gateway_state<'a>(res: &'a Resources, key: &ObjectKey, g: &'a Gateway) -> GatewayState<'a> {
+    let generation = g.metadata.generation();
+    let owner = ListenerOwner {
+        kind: Kind::Gateway,
+        key: key.clone(),
+    };
+    let mut listeners: Vec<ListenerState> = g
+        .spec
+        .listeners
+        .iter()
+        .map(|l| gateway::validate_listener(res, g, owner.clone(), &key.namespace, l, generation))
+        .collect();
+    let mut listener_sets = Vec::new();
+    for (ls_key, ls) in listener_sets_for(res, key) {
+        let allowed = listener_set_allowed(res, g, ls);
+        let mut indices = Vec::new();
+        if allowed {
+            let owner = ListenerOwner {
+                kind: Kind::ListenerSet,
+                key: ls_key.clone(),
+            };
+            for l in &ls.spec.listeners {
+                indices.push(listeners.len());
+                listeners.push(gateway::validate_listener(
+                    res,
+                    g,
+                    owner.clone(),
+                    &ls_key.namespace,
+                    l,
+                    ls.metadata.generation(),
+                ));
+            }
+        }
+        listener_sets.push(ListenerSetState {
+            key: ls_key.clone(),
+            ls,
+            allowed,
+            listeners: indices,
+        });
+    }
+    gateway::mark_conflicts(&mut listeners);
+    let tables = listeners
+        .iter()
+        .map(|l| ListenerTable {
+            name: l.spec.name.clone(),
+            owner: l.owner.clone(),
+            port: u16::try_from(l.spec.port).unwrap_or(0),
+            protocol: l.protocol.unwrap_or(crate::table::Protocol::Http),
+            hostname: l.spec.hostname.clone(),
+            tls: l.tls.clone(),
+            http: Vec::new(),
+            http_order: Vec::new(),
+            grpc: Vec::new(),
+            grpc_order: Vec::new(),
+            l4: Vec::new(),
+        })
+        .collect();
+    GatewayState {
+        key: key.clone(),
+        gateway: g,
+        listeners,
+        tables,
+        listener_sets,
+    }
+}
+
+/// A route compiled once, then placed on every listener it attaches to.
+pub(crate) struct RouteCompilation {
+    /// Per rule: the table entry template, or why the rule is invalid.
+    rules: Vec<Result<RuleEntry, Problem>>,
+    /// Reference problems (first one is reported).
+    unresolved: Vec<refs::Unresolved>,
+}
+
+enum RuleEntry {
+    Http(HttpRouteEntry),
+    Grpc(GrpcRouteEntry),
+    L4(L4RouteEntry),
+}
+
+fn http_route(
+    res: &Resources,
+    key: &ObjectKey,
+    r: &crate::resources::HttpRoute,
+) -> RouteCompilation {
+    let from = From {
+        group: GATEWAY_GROUP,
+        kind: "HTTPRoute",
+        namespace: &key.namespace,
+    };
+    let order = route_order(&r.metadata);
+    let mut out = RouteCompilation {
+        rules: Vec::new(),
+        unresolved: Vec::new(),
+    };
+    for (i, rule) in r.spec.rules.iter().enumerate() {
+        let c = rules::http_rule(res, from, rule);
+        out.unresolved.extend(c.unresolved);
+        out.rules.push(c.result.map(|(matches, action)| {
+            RuleEntry::Http(HttpRouteEntry {
+                route: order.clone(),
+                rule_index: i,
+                rule_name: rule.name.clone(),
+                hostnames: Vec::new(),
+                matches,
+                action,
+            })
+        }));
+    }
+    out
+}
+
+fn grpc_route(
+    res: &Resources,
+    key: &ObjectKey,
+    r: &crate::resources::GrpcRoute,
+) -> RouteCompilation {
+    let from = From {
+        group: GATEWAY_GROUP,
+        kind: "GRPCRoute",
+        namespace: &key.namespace,
+    };
+    let order = route_order(&r.metadata);
+    let mut out = RouteCompilation {
+        rules: Vec::new(),
+        unresolved: Vec::new(),
+    };
+    // GRPCRoute: "If no rules are specified, ... all traffic is ... [matched]"; a route without
+    // rules behaves as one rule without matches or backends.
+    let default_rule = [crate::resources::GrpcRouteRule::default()];
+    let rules_list: &[crate::resources::GrpcRouteRule] = if r.spec.rules.is_empty() {
+        &default_rule
+    } else {
+        &r.spec.rules
+    };
+    for (i, rule) in rules_list.iter().enumerate() {
+        let c = rules::grpc_rule(res, from, rule);
+        out.unresolved.extend(c.unresolved);
+        out.rules.push(c.result.map(|(matches, action)| {
+            RuleEntry::Grpc(GrpcRouteEntry {
+                route: order.clone(),
+                rule_index: i,
+                rule_name: rule.name.clone(),
+                hostnames: Vec::new(),
+                matches,
+                action,
+            })
+        }));
+    }
+    out
+}
+
+fn l4_route(res: &Resources, kind: Kind, key: &ObjectKey, r: &L4Route) -> RouteCompilation {
+    let from = From {
+        group: GATEWAY_GROUP,
+        kind: kind.as_str(),
+        namespace: &key.namespace,
+    };
+    let mut unresolved = Vec::new();
+    let mut backends = Vec::new();
+    for rule in &r.spec.rules {
+        for b in &rule.backend_refs {
+            let backend = match refs::resolve_backend(res, from, b, true) {
+                Ok(s) => Backend::Service(s),
+                Err(u) => {
+                    let reason = u.message.clone();
+                    unresolved.push(u);
+                    Backend::Invalid { reason }
+                }
+            };
+            backends.push(WeightedBackend {
+                weight: u32::try_from(b.weight).unwrap_or(0),
+                backend,
+                filters: Vec::new(),
+            });
+        }
+    }
+    RouteCompilation {
+        rules: vec![Ok(RuleEntry::L4(L4RouteEntry {
+            kind,
+            route: route_order(&r.metadata),
+            hostnames: Vec::new(),
+            backends,
+        }))],
+        unresolved,
+    }
+}
+
+/// Decides every parentRef of one route and places its rules on the listeners it attaches to.
+fn attach_route(
+    res: &Resources,
+    gateways: &mut [GatewayState<'_>],
+    view: &RouteView<'_>,
+    generation: i64,
+    compiled: &RouteCompilation,
+    options: &CompileOptions,
+) -> RouteStatus {
+    let valid_rules = compiled.rules.iter().filter(|r| r.is_ok()).count();
+    let first_invalid = compiled.rules.iter().find_map(|r| r.as_ref().err());
+    let resolved = match compiled.unresolved.first() {
+        None => Condition::ok(
+            "ResolvedRefs",
+            "ResolvedRefs",
+            "all references resolved",
+            generation,
+        ),
+        Some(u) => Condition::fail("ResolvedRefs", u.reason, &u.message, generation),
+    };
+    let mut parents = Vec::new();
+    for p in view.parent_refs {
+        let Some(target) = resolve_parent(res, gateways, &view.key.namespace, p) else {
+            continue;
+        };
+        let (gi, outcome) = match &target {
+            ParentTarget::Gateway(gi) => {
+                let g = &gateways[*gi];
+                (*gi, attach(res, view, p, &g.own_listeners()))
+            }
+            ParentTarget::ListenerSet {
+                gateway,
+                key,
+                accepted,
+            } => {
+                let g = &gateways[*gateway];
+                let outcome = if *accepted {
+                    attach(res, view, p, &g.set_listeners(key))
+                } else {
+                    Err(Problem::new(
+                        "NotAllowedByListeners",
+                        format!("ListenerSet {key} is not accepted by its Gateway"),
+                    ))
+                };
+                (*gateway, outcome)
+            }
+        };
+        let mut conditions = Vec::with_capacity(3);
+        match outcome {
+            Err(problem) => {
+                conditions.push(Condition::fail(
+                    "Accepted",
+                    problem.reason,
+                    &problem.message,
+                    generation,
+                ));
+            }
+            Ok(attached) => {
+                if valid_rules == 0 && !compiled.rules.is_empty() {
+                    let msg = first_invalid
+                        .map_or("every rule is invalid".to_owned(), |p| p.message.clone());
+                    conditions.push(Condition::fail(
+                        "Accepted",
+                        "UnsupportedValue",
+                        msg,
+                        generation,
+                    ));
+                } else {
+                    conditions.push(Condition::ok(
+                        "Accepted",
+                        "Accepted",
+                        "route accepted",
+                        generation,
+                    ));
+                }
+                let g = &mut gateways[gi];
+                for (li, hostnames) in attached {
+                    g.listeners[li].attached_routes += 1;
+                    place_rules(&mut g.tables[li], compiled, &hostnames);
+                }
+            }
+        }
+        conditions.push(resolved.clone());
+        if let Some(p) = first_invalid
+            && valid_rules > 0
+        {
+            // GEP-1364 / HTTPRoute status: "PartiallyInvalid ... some rules of the route are
+            // invalid and were dropped".
+            conditions.push(Condition::ok(
+                "PartiallyInvalid",
+                "UnsupportedValue",
+                &p.message,
+                generation,
+            ));
+        }
+        parents.push(RouteParentStatus {
+            parent_ref: status_parent_ref(p),
+            controller_name: options.controller_name.clone(),
+            conditions,
+        });
+    }
+    RouteStatus { parents }
+}
+
+fn status_parent_ref(p: &ParentReference) -> ParentReference {
+    p.clone()
+}
+
+/// Adds a route's valid rules to a listener table (duplicates across parentRefs that select the
+/// same listener are skipped).
+fn place_rules(table: &mut ListenerTable, compiled: &RouteCompilation, hostnames: &[String]) {
+    for rule in compiled.rules.iter().flatten() {
+        match rule {
+            RuleEntry::Http(e) => {
+                if table
+                    .http
+                    .iter()
+                    .any(|x| x.route.key == e.route.key && x.rule_index == e.rule_index)
+                {
+                    continue;
+                }
+                let mut e = e.clone();
+                e.hostnames = hostnames.to_vec();
+                table.http.push(e);
+            }
+            RuleEntry::Grpc(e) => {
+                if table
+                    .grpc
+                    .iter()
+                    .any(|x| x.route.key == e.route.key && x.rule_index == e.rule_index)
+                {
+                    continue;
+                }
+                let mut e = e.clone();
+                e.hostnames = hostnames.to_vec();
+                table.grpc.push(e);
+            }
+            RuleEntry::L4(e) => {
+                if table.l4.iter().any(|x| x.route.key == e.route.key) {
+                    continue;
+                }
+                let mut e = e.clone();
+                e.hostnames = hostnames.to_vec();
+                table.l4.push(e);
+            }
+        }
+    }
+}
+
+fn route_entry(kind: Kind, key: &ObjectKey, meta: &ObjectMeta, status: RouteStatus) -> StatusEntry {
+    StatusEntry {
+        kind,
+        key: key.clone(),
+        generation: meta.generation(),
+        status: ObjectStatus::Route(status),
+    }
+}
+
+/// Gateway-level conditions, listener and ListenerSet status, and the Gateway's table.
+fn finish_gateway(
+    res: &Resources,
+    mut g: GatewayState<'_>,
+    options: &CompileOptions,
+) -> (Vec<StatusEntry>, Option<GatewayTable>) {
+    let generation = g.gateway.metadata.generation();
+    let mut out = Vec::new();
+    let addrs = addresses(g.gateway, options);
+    let infra = g
+        .gateway
+        .spec
+        .infrastructure
+        .as_ref()
+        .and_then(|i| i.parameters_ref.as_ref())
+        .and_then(|p| infrastructure_parameters(res, &g.key.namespace, p).err());
+    let backend_cert = backend_client_certificate(res, g.gateway);
+
+    let own: Vec<&ListenerState> = g
+        .listeners
+        .iter()
+        .filter(|l| l.owner.kind == Kind::Gateway)
+        .collect();
+    let own_invalid = own
+        .iter()
+        .filter(|l| l.not_accepted.is_some() || l.conflicted.is_some())
+        .count();
+    let own_programmed = own.iter().filter(|l| l.programmed()).count();
+
+    // Gateway Accepted: "ListenersNotValid ... can be the reason when Accepted is True or False,
+    // depending on whether the listener being invalid causes the entire Gateway to not be
+    // accepted"; a Gateway whose listeners are all invalid is not accepted.
+    let accepted: Result<&'static str, Problem> = if let Some(p) = infra {
+        Err(p)
+    } else if let Some(p) = &addrs.unsupported {
+        Err(p.clone())
+    } else if !own.is_empty() && own_invalid == own.len() {
+        Err(Problem::new("ListenersNotValid", "no listener is valid"))
+    } else if own_invalid > 0 {
+        Ok("ListenersNotValid")
+    } else {
+        Ok("Accepted")
+    };
+    let mut conditions = vec![match &accepted {
+        Ok(reason) => Condition::ok("Accepted", reason, "gateway accepted", generation),
+        Err(p) => Condition::fail("Accepted", p.reason, &p.message, generation),
+    }];
+    let programmed = if accepted.is_err() {
+        Err(Problem::new("Invalid", "the gateway is not accepted"))
+    } else if let Some(p) = &addrs.unusable {
+        Err(p.clone())
+    } else if own_programmed == 0 && !own.is_empty() {
+        Err(Problem::new("Invalid", "no listener is programmed"))
+    } else {
+        Ok(())
+    };
+    conditions.push(match &programmed {
+        Ok(()) => Condition::ok("Programmed", "Programmed", "gateway programmed", generation),
+        Err(p) => Condition::fail("Programmed", p.reason, &p.message, generation),
+    });
+    match &backend_cert {
+        None => {}
+        Some(Ok(_)) => conditions.push(Condition::ok(
+            "ResolvedRefs",
+            "ResolvedRefs",
+            "all references resolved",
+            generation,
+        )),
+        Some(Err(p)) => conditions.push(Condition::fail(
+            "ResolvedRefs",
+            p.reason,
+            &p.message,
+            generation,
+        )),
+    }
+
+    for table in &mut g.tables {
+        sort_table(table);
+    }
+
+    let listener_status = |l: &ListenerState| ListenerStatus {
+        name: l.spec.name.clone(),
+        supported_kinds: l.supported_kinds.clone(),
+        attached_routes: l.attached_routes,
+        conditions: l.conditions(),
+    };
+    let attached_sets = g.listener_sets.iter().filter(|s| s.allowed).count();
+    out.push(StatusEntry {
+        kind: Kind::Gateway,
+        key: g.key.clone(),
+        generation,
+        status: ObjectStatus::Gateway(GatewayStatus {
+            addresses: addrs.status.clone(),
+            conditions,
+            listeners: own.iter().map(|l| listener_status(l)).collect(),
+            attached_listener_sets: Some(i32::try_from(attached_sets).unwrap_or(i32::MAX)),
+        }),
+    });
+    for set in &g.listener_sets {
+        let ls_gen = set.ls.metadata.generation();
+        let states: Vec<&ListenerState> = set.listeners.iter().map(|&i| &g.listeners[i]).collect();
+        let invalid = states.iter().filter(|l| !l.programmed()).count();
+        let conditions = if !set.allowed {
+            let msg = format!(
+                "Gateway {} does not allow ListenerSets from namespace {}",
+                g.key, set.key.namespace
+            );
+            vec![
+                Condition::fail("Accepted", "NotAllowed", &msg, ls_gen),
+                Condition::fail("Programmed", "NotAllowed", &msg, ls_gen),
+            ]
+        } else if !states.is_empty() && invalid == states.len() {
+            vec![
+                Condition::fail(
+                    "Accepted",
+                    "ListenersNotValid",
+                    "no listener is valid",
+                    ls_gen,
+                ),
+                Condition::fail(
+                    "Programmed",
+                    "ListenersNotValid",
+                    "no listener is valid",
+                    ls_gen,
+                ),
+            ]
+        } else {
+            let reason = if invalid > 0 {
+                "ListenersNotValid"
+            } else {
+                "Accepted"
+            };
+            vec![
+                Condition::ok("Accepted", reason, "listener set accepted", ls_gen),
+                Condition::ok(
+                    "Programmed",
+                    "Programmed",
+                    "listener set programmed",
+                    ls_gen,
+                ),
+            ]
+        };
+        out.push(StatusEntry {
+            kind: Kind::ListenerSet,
+            key: set.key.clone(),
+            generation: ls_gen,
+            status: ObjectStatus::ListenerSet(ListenerSetStatus {
+                conditions,
+                listeners: states.iter().map(|l| listener_status(l)).collect(),
+            }),
+        });
+    }
+
+    if programmed.is_err() {
+        return (out, None);
+    }
+    let listeners: Vec<ListenerTable> = g
+        .listeners
+        .iter()
+        .zip(g.tables)
+        .filter(|(state, _)| state.programmed())
+        .map(|(_, t)| t)
+        .collect();
+    let table = GatewayTable {
+        key: g.key.clone(),
+        addresses: addrs.bind,
+        listeners,
+        backend_client_certificate: backend_cert.and_then(Result::ok),
+    };
+    (out, Some(table))
+}
+
+/// Orders a listener's rules by the explicit precedence keys.
+fn sort_table(t: &mut ListenerTable) {
+    let mut http: Vec<(HttpMatchKey, (usize, usize))> =
+        t.http
+            .iter()
+            .enumerate()
+            .flat_map(|(ei, e)| {
+                e.matches.iter().enumerate().map(move |(mi, m)| {
+                    (HttpMatchKey::new(m, &e.route, e.rule_index, mi), (ei, mi))
+                })
+            })
+            .collect();
+    http.sort_by(|a, b| a.0.cmp(&b.0));
+    t.http_order = http.into_iter().map(|(_, ix)| ix).collect();
+    let mut grpc: Vec<(GrpcMatchKey, (usize, usize))> = t
+        .grpc
+        .iter()
+        .enumerate()
+        .flat_map(|(ei, e)| {
+            let fallback = [crate::table::GrpcMatch {
+                method: None,
+                headers: Vec::new(),
+            }];
+            let matches: Vec<crate::table::GrpcMatch> = if e.matches.is_empty() {
+                fallback.to_vec()
+            } else {
+                e.matches.clone()
+            };
+            matches
+                .into_iter()
+                .enumerate()
+                .map(move |(mi, m)| (GrpcMatchKey::new(&m, &e.route, e.rule_index, mi), (ei, mi)))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    grpc.sort_by(|a, b| a.0.cmp(&b.0));
+    t.grpc_order = grpc.into_iter().map(|(_, ix)| ix).collect();
+    // L4: TLSRoutes by hostname specificity, then the oldest route first (TCP/UDP: the oldest
+    // route wins the listener's traffic).
+    t.l4.sort_by(|a, b| {
+        let most_specific = |e: &L4RouteEntry| {
+            let mut hs = e.hostnames.clone();
+            hs.sort_by(|x, y| hostname::specificity_cmp(x, y));
+            hs.into_iter().next().unwrap_or_default()
+        };
+        hostname::specificity_cmp(&most_specific(a), &most_specific(b))
+            .then_with(|| a.route.spec_cmp(&b.route))
+    });
+}
+
+/// Gateway `infrastructure.parametersRef`: "If the referent cannot be found, refers to an
+/// unsupported kind, or when the data within that resource is malformed, the Gateway SHOULD be
+/// rejected with the Accepted status condition set to False and an InvalidParameters reason."
+fn infrastructure_parameters(
+    res: &Resources,
+    namespace: &str,
+    p: &crate::resources::LocalObjectReference,
+) -> Result<(), Problem> {
+    let key = ObjectKey::new(namespace, p.name.clone());
+    let ok = p.group == CORE_GROUP && p.kind == "ConfigMap" && res.config_maps.contains_key(&key);
+    if ok {
+        Ok(())
+    } else {
+        Err(Problem::new(
+            "InvalidParameters",
+            format!(
+                "infrastructure.parametersRef {}/{} {} does not name an existing ConfigMap",
+                p.group, p.kind, p.name
+            ),
+        ))
+    }
+}
+
+/// `Gateway.spec.tls.backend.clientCertificateRef` (GEP-3155).
+fn backend_client_certificate(
+    res: &Resources,
+    gateway: &Gateway,
+) -> Option<Result<crate::table::CertificatePair, Problem>> {
+    let r = gateway
+        .spec
+        .tls
+        .as_ref()
+        .and_then(|t| t.backend.as_ref())
+        .and_then(|b| b.client_certificate_ref.as_ref())?;
+    let ns = r
+        .namespace
+        .as_deref()
+        .unwrap_or(gateway.metadata.namespace());
+    let key = ObjectKey::new(ns, r.name.clone());
+    let from = From {
+        group: GATEWAY_GROUP,
+        kind: "Gateway",
+        namespace: gateway.metadata.namespace(),
+    };
+    Some((|| {
+        if r.group != CORE_GROUP || r.kind != "Secret" {
+            return Err(Problem::new(
+                "InvalidClientCertificateRef",
+                format!(
+                    "clientCertificateRef kind {}/{} is not a core Secret",
+                    r.group, r.kind
+                ),
+            ));
+        }
+        if !refs::reference_allowed(res, from, CORE_GROUP, "Secret", ns, &r.name) {
+            return Err(Problem::new(
+                "RefNotPermitted",
+                format!(
+                    "clientCertificateRef to Secret {key} is not permitted by any ReferenceGrant"
+                ),
+            ));
+        }
+        let secret = res.secrets.get(&key).ok_or_else(|| {
+            Problem::new(
+                "InvalidClientCertificateRef",
+                format!("Secret {key} not found"),
+            )
+        })?;
+        tls::validate_certificate_pair(
+            secret.data.get("tls.crt").map(Vec::as_slice),
+            secret.data.get("tls.key").map(Vec::as_slice),
+        )
+        .map_err(|e| Problem::new("InvalidClientCertificateRef", format!("Secret {key}: {e}")))
+    })())
 }

@@ -377,7 +377,10 @@ impl Resources {
     pub fn insert(&mut self, object: Object) -> Option<Object> {
         let key = object.key();
         match object {
-            Object::GatewayClass(o) => self.gateway_classes.insert(key, o).map(Object::GatewayClass),
+            Object::GatewayClass(o) => self
+                .gateway_classes
+                .insert(key, o)
+                .map(Object::GatewayClass),
             Object::Gateway(o) => self.gateways.insert(key, o).map(Object::Gateway),
             Object::ListenerSet(o) => self.listener_sets.insert(key, o).map(Object::ListenerSet),
             Object::HttpRoute(o) => self.http_routes.insert(key, o).map(Object::HttpRoute),
@@ -385,17 +388,19 @@ impl Resources {
             Object::TlsRoute(o) => self.tls_routes.insert(key, o).map(Object::TlsRoute),
             Object::TcpRoute(o) => self.tcp_routes.insert(key, o).map(Object::TcpRoute),
             Object::UdpRoute(o) => self.udp_routes.insert(key, o).map(Object::UdpRoute),
-            Object::ReferenceGrant(o) => {
-                self.reference_grants.insert(key, o).map(Object::ReferenceGrant)
-            }
+            Object::ReferenceGrant(o) => self
+                .reference_grants
+                .insert(key, o)
+                .map(Object::ReferenceGrant),
             Object::BackendTlsPolicy(o) => self
                 .backend_tls_policies
                 .insert(key, o)
                 .map(Object::BackendTlsPolicy),
             Object::Service(o) => self.services.insert(key, o).map(Object::Service),
-            Object::EndpointSlice(o) => {
-                self.endpoint_slices.insert(key, o).map(Object::EndpointSlice)
-            }
+            Object::EndpointSlice(o) => self
+                .endpoint_slices
+                .insert(key, o)
+                .map(Object::EndpointSlice),
             Object::Secret(o) => self.secrets.insert(key, o).map(Object::Secret),
             Object::ConfigMap(o) => self.config_maps.insert(key, o).map(Object::ConfigMap),
             Object::Namespace(o) => self.namespaces.insert(key, o).map(Object::Namespace),
@@ -413,7 +418,10 @@ impl Resources {
             Kind::TlsRoute => self.tls_routes.remove(key).map(Object::TlsRoute),
             Kind::TcpRoute => self.tcp_routes.remove(key).map(Object::TcpRoute),
             Kind::UdpRoute => self.udp_routes.remove(key).map(Object::UdpRoute),
-            Kind::ReferenceGrant => self.reference_grants.remove(key).map(Object::ReferenceGrant),
+            Kind::ReferenceGrant => self
+                .reference_grants
+                .remove(key)
+                .map(Object::ReferenceGrant),
             Kind::BackendTlsPolicy => self
                 .backend_tls_policies
                 .remove(key)

@@ -76,7 +76,7 @@ pub struct HttpRouteRule {
 }
 
 /// One match of an HTTPRoute rule; all conditions are ANDed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HttpRouteMatch {
     /// Path match; defaults to PathPrefix `/`.
@@ -93,16 +93,6 @@ pub struct HttpRouteMatch {
     pub method: Option<String>,
 }
 
-impl Default for HttpRouteMatch {
-    fn default() -> Self {
-        HttpRouteMatch {
-            path: HttpPathMatch::default(),
-            headers: Vec::new(),
-            query_params: Vec::new(),
-            method: None,
-        }
-    }
-}
 
 /// A path match.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -130,7 +120,9 @@ impl Default for HttpPathMatch {
 }
 
 /// Path match type.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
 pub enum PathMatchType {
     /// The path equals the value.
     Exact,

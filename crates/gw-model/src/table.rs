@@ -1,0 +1,488 @@
+//! The compiled routing table: plain, immutable, serializable data that a data plane turns into
+//! matchers without re-checking anything.
+//!
+//! Everything in the table has been validated by [`compile`](crate::compile()): hostnames
+//! intersected, references resolved, regexes checked, durations parsed. What could not be
+//! resolved is represented explicitly (for example [`Backend::Invalid`], answered 500), never
+//! dropped silently, so that the data plane answers what the spec says.
+
+use std::cmp::Reverse;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use serde::Serialize;
+
+pub use crate::compile::tls::CertificatePair;
+use crate::resources::{
+    Cors, GrpcMethodMatch, HeaderModifier, Kind, ObjectKey, PathMatchType, RequestRedirect,
+    SessionPersistence, StringMatchType, TlsMode, UrlRewrite,
+};
+
+/// The whole table: one entry per Gateway that gw serves.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct RouteTable {
+    /// Gateways, by namespace/name.
+    pub gateways: Vec<GatewayTable>,
+}
+
+/// One Gateway's listeners and what is attached to them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GatewayTable {
+    /// The Gateway.
+    pub key: ObjectKey,
+    /// Addresses to bind (empty: the embedder's default).
+    pub addresses: Vec<IpAddr>,
+    /// Programmed listeners, in precedence order (the Gateway's own, then ListenerSets').
+    pub listeners: Vec<ListenerTable>,
+    /// Client certificate presented to backends (GEP-3155), when configured and valid.
+    pub backend_client_certificate: Option<CertificatePair>,
+}
+
+/// Listener protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum Protocol {
+    /// Cleartext HTTP (HTTP/1.1 and h2c).
+    Http,
+    /// TLS-terminated HTTP.
+    Https,
+    /// TLS: passthrough or terminated, routed by SNI.
+    Tls,
+    /// Raw TCP.
+    Tcp,
+    /// UDP datagrams.
+    Udp,
+}
+
+impl Protocol {
+    /// Parses a listener protocol name; `None` when gw does not support it.
+    pub fn from_name(name: &str) -> Option<Protocol> {
+        Some(match name {
+            "HTTP" => Protocol::Http,
+            "HTTPS" => Protocol::Https,
+            "TLS" => Protocol::Tls,
+            "TCP" => Protocol::Tcp,
+            "UDP" => Protocol::Udp,
+            _ => return None,
+        })
+    }
+
+    /// Whether the listener runs over UDP rather than TCP.
+    pub fn is_udp(self) -> bool {
+        self == Protocol::Udp
+    }
+}
+
+/// Who defined a listener.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct ListenerOwner {
+    /// `Gateway` or `ListenerSet`.
+    pub kind: Kind,
+    /// The owning object.
+    pub key: ObjectKey,
+}
+
+/// One programmed listener.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ListenerTable {
+    /// Listener name (unique within its owner).
+    pub name: String,
+    /// The Gateway or ListenerSet that defines it.
+    pub owner: ListenerOwner,
+    /// Port.
+    pub port: u16,
+    /// Protocol.
+    pub protocol: Protocol,
+    /// Hostname the listener is restricted to.
+    pub hostname: Option<String>,
+    /// TLS settings (HTTPS and TLS listeners).
+    pub tls: Option<ListenerTlsTable>,
+    /// HTTPRoute rules attached here.
+    pub http: Vec<HttpRouteEntry>,
+    /// The HTTP matches across all `http` entries, in precedence order: (entry, match) indices.
+    pub http_order: Vec<(usize, usize)>,
+    /// GRPCRoute rules attached here.
+    pub grpc: Vec<GrpcRouteEntry>,
+    /// The gRPC matches across all `grpc` entries, in precedence order: (entry, match) indices.
+    pub grpc_order: Vec<(usize, usize)>,
+    /// TLSRoutes (by SNI), TCPRoutes or UDPRoutes attached here, in precedence order.
+    pub l4: Vec<L4RouteEntry>,
+}
+
+/// TLS settings of a listener.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ListenerTlsTable {
+    /// Terminate or Passthrough.
+    pub mode: TlsMode,
+    /// Valid certificates, in certificateRefs order.
+    pub certificates: Vec<CertificateEntry>,
+    /// Client certificate validation (GEP-91).
+    pub client_validation: Option<ClientValidation>,
+}
+
+/// A certificate with the Secret it came from.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CertificateEntry {
+    /// The Secret.
+    pub secret: ObjectKey,
+    /// The validated PEM (the key is never serialized).
+    pub pair: CertificatePair,
+}
+
+/// Frontend client-certificate validation.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ClientValidation {
+    /// Reject clients without a valid certificate (`AllowValidOnly`) or not.
+    pub allow_insecure_fallback: bool,
+    /// Trusted CA bundles (PEM).
+    #[serde(skip)]
+    pub ca_pem: Vec<String>,
+}
+
+/// Tie-breakers between routes: oldest first, then namespace/name.
+///
+/// Gateway API: "If ties still exist across multiple Routes, matching precedence MUST be
+/// determined in order of the following criteria: The oldest Route based on creation timestamp.
+/// The Route appearing first in alphabetical order by {namespace}/{name}."
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct RouteOrder {
+    /// Creation time in nanoseconds since the epoch; routes without one sort last.
+    pub created: Option<i128>,
+    /// Namespace and name.
+    pub key: ObjectKey,
+}
+
+impl RouteOrder {
+    fn rank(&self) -> (bool, i128, &ObjectKey) {
+        (self.created.is_none(), self.created.unwrap_or(0), &self.key)
+    }
+
+    /// Compares by the spec's tie-breakers (an absent timestamp sorts after every present one).
+    pub fn spec_cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.rank().cmp(&other.rank())
+    }
+}
+
+/// A value match for headers and query parameters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ValueMatch {
+    /// Header name (as written; compare case-insensitively) or query parameter name (exact).
+    pub name: String,
+    /// Exact or regular expression.
+    pub kind: StringMatchType,
+    /// Value or pattern (regex validated at compile time).
+    pub value: String,
+}
+
+/// A path match.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PathMatch {
+    /// Exact, PathPrefix or RegularExpression.
+    pub kind: PathMatchType,
+    /// Value; prefixes have no trailing `/` except the root `/`.
+    pub value: String,
+}
+
+/// One HTTPRoute match.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HttpMatch {
+    /// Path.
+    pub path: PathMatch,
+    /// Method.
+    pub method: Option<String>,
+    /// Headers (all must match).
+    pub headers: Vec<ValueMatch>,
+    /// Query parameters (all must match).
+    pub query: Vec<ValueMatch>,
+}
+
+/// The explicit precedence key of an HTTPRoute match; smaller sorts first.
+///
+/// HTTPRoute spec: "precedence must be given to the match having: Exact path match. Prefix path
+/// match with largest number of characters. Method match. Largest number of header matches.
+/// Largest number of query param matches." Then the [`RouteOrder`] tie-breakers, then rule order,
+/// then match order. RegularExpression paths (implementation-specific) rank after every Exact and
+/// PathPrefix match, longer patterns first.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct HttpMatchKey {
+    path_class: u8,
+    path_len: Reverse<usize>,
+    no_method: bool,
+    headers: Reverse<usize>,
+    query: Reverse<usize>,
+    route_missing_ts: bool,
+    route_ts: i128,
+    route_key: ObjectKey,
+    rule: usize,
+    match_index: usize,
+}
+
+impl HttpMatchKey {
+    /// The key of match `match_index` of rule `rule` of a route.
+    pub fn new(m: &HttpMatch, order: &RouteOrder, rule: usize, match_index: usize) -> Self {
+        HttpMatchKey {
+            path_class: match m.path.kind {
+                PathMatchType::Exact => 0,
+                PathMatchType::PathPrefix => 1,
+                PathMatchType::RegularExpression => 2,
+            },
+            path_len: Reverse(m.path.value.len()),
+            no_method: m.method.is_none(),
+            headers: Reverse(m.headers.len()),
+            query: Reverse(m.query.len()),
+            route_missing_ts: order.created.is_none(),
+            route_ts: order.created.unwrap_or(0),
+            route_key: order.key.clone(),
+            rule,
+            match_index,
+        }
+    }
+}
+
+/// One GRPCRoute match.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GrpcMatch {
+    /// Service/method; `None` matches every method.
+    pub method: Option<GrpcMethodMatch>,
+    /// Header (metadata) matches.
+    pub headers: Vec<ValueMatch>,
+}
+
+/// The explicit precedence key of a GRPCRoute match; smaller sorts first.
+///
+/// GRPCRoute spec: "Precedence MUST be given to the rule with the largest number of: Characters
+/// in a matching non-wildcard hostname. Characters in a matching hostname. Characters in a
+/// matching service. Characters in a matching method. Header matches." Hostnames are handled by
+/// the per-hostname index; within a hostname, this key orders the rest, then [`RouteOrder`].
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct GrpcMatchKey {
+    service: Reverse<usize>,
+    method: Reverse<usize>,
+    headers: Reverse<usize>,
+    route_missing_ts: bool,
+    route_ts: i128,
+    route_key: ObjectKey,
+    rule: usize,
+    match_index: usize,
+}
+
+impl GrpcMatchKey {
+    /// The key of a gRPC match.
+    pub fn new(m: &GrpcMatch, order: &RouteOrder, rule: usize, match_index: usize) -> Self {
+        let (service, method) = m.method.as_ref().map_or((0, 0), |mm| {
+            (
+                mm.service.as_deref().map_or(0, str::len),
+                mm.method.as_deref().map_or(0, str::len),
+            )
+        });
+        GrpcMatchKey {
+            service: Reverse(service),
+            method: Reverse(method),
+            headers: Reverse(m.headers.len()),
+            route_missing_ts: order.created.is_none(),
+            route_ts: order.created.unwrap_or(0),
+            route_key: order.key.clone(),
+            rule,
+            match_index,
+        }
+    }
+}
+
+/// What a rule does with a request it matched.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RuleAction {
+    /// Filters, in order.
+    pub filters: Vec<HttpFilter>,
+    /// Weighted backends; empty with no redirect filter means 500.
+    pub backends: Vec<WeightedBackend>,
+    /// Timeouts.
+    pub timeouts: Timeouts,
+    /// Retry policy.
+    pub retry: Option<Retry>,
+    /// Session persistence.
+    pub session_persistence: Option<SessionPersistence>,
+}
+
+/// One HTTPRoute rule attached to a listener.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HttpRouteEntry {
+    /// The route.
+    pub route: RouteOrder,
+    /// Rule index within the route.
+    pub rule_index: usize,
+    /// Rule name, if any.
+    pub rule_name: Option<String>,
+    /// Hostnames served on this listener (empty: every hostname the listener accepts).
+    pub hostnames: Vec<String>,
+    /// Matches (ORed).
+    pub matches: Vec<HttpMatch>,
+    /// What to do.
+    pub action: RuleAction,
+}
+
+/// One GRPCRoute rule attached to a listener.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GrpcRouteEntry {
+    /// The route.
+    pub route: RouteOrder,
+    /// Rule index within the route.
+    pub rule_index: usize,
+    /// Rule name, if any.
+    pub rule_name: Option<String>,
+    /// Hostnames served on this listener (empty: every hostname).
+    pub hostnames: Vec<String>,
+    /// Matches (ORed); a rule without matches matches everything.
+    pub matches: Vec<GrpcMatch>,
+    /// What to do.
+    pub action: RuleAction,
+}
+
+/// A TLSRoute, TCPRoute or UDPRoute attached to a listener.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct L4RouteEntry {
+    /// Kind of route.
+    pub kind: Kind,
+    /// The route.
+    pub route: RouteOrder,
+    /// SNI hostnames (TLSRoute; empty: any).
+    pub hostnames: Vec<String>,
+    /// Weighted backends.
+    pub backends: Vec<WeightedBackend>,
+}
+
+/// Request and backend-request timeouts (GEP-1742). `None`: no timeout.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Timeouts {
+    /// Whole request, including retries.
+    pub request: Option<Duration>,
+    /// Each request to a backend.
+    pub backend_request: Option<Duration>,
+}
+
+/// Retry policy (GEP-1731).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Retry {
+    /// Retried status codes.
+    pub codes: Vec<u16>,
+    /// Maximum retries (the spec's default when unset is implementation-specific; gw uses 2
+    /// only when `codes` is set).
+    pub attempts: u32,
+    /// Minimum backoff.
+    pub backoff: Option<Duration>,
+}
+
+/// A compiled filter.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
+pub enum HttpFilter {
+    /// Modify request headers.
+    RequestHeaderModifier(HeaderModifier),
+    /// Modify response headers.
+    ResponseHeaderModifier(HeaderModifier),
+    /// Answer with a redirect.
+    RequestRedirect(RequestRedirect),
+    /// Rewrite host/path before forwarding.
+    UrlRewrite(UrlRewrite),
+    /// Mirror to a backend.
+    RequestMirror {
+        /// The mirror backend.
+        backend: Backend,
+        /// Mirrored share as numerator/denominator.
+        fraction: (u32, u32),
+    },
+    /// CORS.
+    Cors(Cors),
+    /// External authorization (GEP-1494).
+    ExternalAuth {
+        /// `HTTP` or `GRPC`.
+        protocol: String,
+        /// The auth service.
+        backend: Backend,
+        /// The filter as written.
+        config: Box<crate::resources::ExternalAuth>,
+    },
+    /// A filter that could not be resolved: requests get a 500 (HTTPRoute spec: "requests that
+    /// would have been processed by that filter MUST receive a HTTP error response").
+    Unresolved {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A backend with its weight and backend-level filters.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WeightedBackend {
+    /// Relative weight.
+    pub weight: u32,
+    /// The backend.
+    pub backend: Backend,
+    /// Filters applied when this backend is picked.
+    pub filters: Vec<HttpFilter>,
+}
+
+/// Application protocol towards a backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum AppProtocol {
+    /// HTTP/1.1 (also the default for unspecified).
+    Http1,
+    /// Cleartext HTTP/2 (`kubernetes.io/h2c`).
+    H2c,
+    /// WebSocket over HTTP/1.1 (`kubernetes.io/ws`).
+    WebSocket,
+    /// HTTP over TLS (`https`, `kubernetes.io/wss`).
+    Https,
+    /// Raw TCP/UDP (L4 routes).
+    Raw,
+}
+
+/// A resolved backend.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
+pub enum Backend {
+    /// A Service port with its ready endpoints.
+    Service(ServiceBackend),
+    /// A reference that could not be resolved: its share of requests is answered 500.
+    Invalid {
+        /// Why (for logs and the config dump).
+        reason: String,
+    },
+}
+
+/// A Service port resolved to endpoints.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ServiceBackend {
+    /// The Service.
+    pub service: ObjectKey,
+    /// Service port.
+    pub port: u16,
+    /// Protocol to speak.
+    pub app_protocol: AppProtocol,
+    /// Ready endpoints (IP and target port). Empty: 503.
+    pub endpoints: Vec<SocketAddr>,
+    /// Backend TLS (BackendTLSPolicy), when a valid policy targets this port.
+    pub tls: Option<BackendTls>,
+}
+
+/// TLS towards a backend (BackendTLSPolicy, GEP-1897).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BackendTls {
+    /// The policy.
+    pub policy: ObjectKey,
+    /// SNI and, without `subject_alt_names`, the name to verify.
+    pub hostname: String,
+    /// Trusted CA bundles (PEM); empty with `system_roots`.
+    #[serde(skip)]
+    pub ca_pem: Vec<String>,
+    /// Trust the platform's roots.
+    pub system_roots: bool,
+    /// Names to verify instead of `hostname`: DNS names and URIs.
+    pub subject_alt_names: Vec<SubjectAltNameMatch>,
+}
+
+/// A SAN to verify.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum SubjectAltNameMatch {
+    /// A DNS name.
+    Dns(String),
+    /// A URI.
+    Uri(String),
+}
