@@ -941,3 +941,5 @@ fn backend_client_certificate(
         .map_err(|e| Problem::new("InvalidClientCertificateRef", format!("Secret {key}: {e}")))
     })())
 }
+#[cfg(test)]
+mod tests;

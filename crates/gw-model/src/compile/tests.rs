@@ -1,0 +1,495 @@
+//! Spec rules of `compile`, end to end from YAML. Each test quotes the rule it checks.
+
+use crate::resources::{Kind, ObjectKey, Resources};
+use crate::status::{Condition, ConditionStatus, find};
+use crate::table::{HttpMatch, HttpMatchKey, PathMatch, RouteOrder, ValueMatch};
+use crate::{CompileOptions, Compiled, compile, load};
+
+const CLASS: &str = "
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: gw}
+spec: {controllerName: gw.dev/gateway}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: other}
+spec: {controllerName: example.com/other}
+";
+
+fn run(yaml: &str) -> Compiled {
+    let mut res = Resources::new();
+    let loaded = load::parse("test.yaml", &format!("{CLASS}\n---\n{yaml}"));
+    assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+    res.extend(loaded.objects);
+    compile(&res, &CompileOptions::new("gw.dev/gateway"))
+}
+
+fn route_condition(c: &Compiled, kind: Kind, ns: &str, name: &str, type_: &str) -> Condition {
+    let status = c
+        .status
+        .route(kind, &ObjectKey::new(ns, name))
+        .unwrap_or_else(|| panic!("no status for {name}"));
+    find(&status.parents[0].conditions, type_)
+        .cloned()
+        .unwrap_or_else(|| panic!("no {type_} on {name}: {status:?}"))
+}
+
+fn listener_condition(c: &Compiled, gw: &str, listener: &str, type_: &str) -> Condition {
+    let g = c.status.gateway(&ObjectKey::new("default", gw)).expect("gateway status");
+    let l = g.listeners.iter().find(|l| l.name == listener).expect("listener");
+    find(&l.conditions, type_).cloned().expect("condition")
+}
+
+fn gateway_condition(c: &Compiled, gw: &str, type_: &str) -> Condition {
+    let g = c.status.gateway(&ObjectKey::new("default", gw)).expect("gateway status");
+    find(&g.conditions, type_).cloned().expect("condition")
+}
+
+const GATEWAY: &str = "
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: edge, namespace: default}
+spec:
+  gatewayClassName: gw
+  listeners:
+  - {name: http, port: 80, protocol: HTTP, hostname: '*.example.com'}
+  - {name: other, port: 8080, protocol: HTTP, allowedRoutes: {namespaces: {from: All}}}
+";
+
+// GatewayClass: "Accepted ... by the controller named in controllerName"; classes of other
+// controllers are not gw's to report on.
+#[test]
+fn only_our_gateway_classes_get_status() {
+    let c = run("");
+    let keys: Vec<_> = c
+        .status
+        .entries
+        .iter()
+        .map(|e| (e.kind, e.key.name.as_str()))
+        .collect();
+    assert_eq!(keys, [(Kind::GatewayClass, "gw")]);
+    let Some(crate::status::ObjectStatus::GatewayClass(s)) = c.status.get(Kind::GatewayClass, &ObjectKey::new("", "gw")) else {
+        panic!("no class status")
+    };
+    assert!(s.conditions[0].is_true("Accepted"));
+}
+
+// Gateway: only Gateways of our classes are served.
+#[test]
+fn gateways_of_other_classes_are_ignored() {
+    let c = run(&GATEWAY.replace("gatewayClassName: gw", "gatewayClassName: other"));
+    assert!(c.status.gateway(&ObjectKey::new("default", "edge")).is_none());
+    assert!(c.table.gateways.is_empty());
+}
+
+// Route attachment: "NoMatchingParent ... the parentRef's sectionName or port does not match
+// any listener"; "NotAllowedByListeners ... not allowed by the listeners' allowedRoutes";
+// "NoMatchingListenerHostname ... no hostname of the route matches the listener's".
+#[test]
+fn route_attachment_reasons() {
+    let c = run(&format!(
+        "{GATEWAY}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {{name: apps}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: no-section, namespace: default}}
+spec:
+  parentRefs: [{{name: edge, sectionName: nope}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: wrong-port, namespace: default}}
+spec:
+  parentRefs: [{{name: edge, port: 9999}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: other-ns, namespace: apps}}
+spec:
+  parentRefs: [{{name: edge, namespace: default, sectionName: http}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: bad-host, namespace: default}}
+spec:
+  parentRefs: [{{name: edge, sectionName: http}}]
+  hostnames: [example.net]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: good, namespace: default}}
+spec:
+  parentRefs: [{{name: edge}}]
+  hostnames: [foo.example.com]
+"
+    ));
+    let reason = |name, ns| route_condition(&c, Kind::HttpRoute, ns, name, "Accepted").reason;
+    assert_eq!(reason("no-section", "default"), "NoMatchingParent");
+    assert_eq!(reason("wrong-port", "default"), "NoMatchingParent");
+    assert_eq!(reason("other-ns", "apps"), "NotAllowedByListeners");
+    assert_eq!(reason("bad-host", "default"), "NoMatchingListenerHostname");
+    assert_eq!(reason("good", "default"), "Accepted");
+    // "AttachedRoutes ... the total number of Routes that have been successfully attached":
+    // `good` attaches to both listeners (foo.example.com intersects *.example.com and the
+    // hostname-less listener).
+    let g = c.status.gateway(&ObjectKey::new("default", "edge")).expect("status");
+    let attached: Vec<_> = g.listeners.iter().map(|l| l.attached_routes).collect();
+    assert_eq!(attached, [1, 1]);
+    let table = &c.table.gateways[0].listeners[0];
+    assert_eq!(table.http[0].hostnames, ["foo.example.com"]);
+}
+
+// allowedRoutes.namespaces.from Selector: "Routes in namespaces selected by the selector may be
+// used by this Gateway."
+#[test]
+fn allowed_routes_namespace_selector() {
+    let c = run(&format!(
+        "
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: edge, namespace: default}}
+spec:
+  gatewayClassName: gw
+  listeners:
+  - name: http
+    port: 80
+    protocol: HTTP
+    allowedRoutes:
+      namespaces:
+        from: Selector
+        selector: {{matchLabels: {{team: web}}}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {{name: web, labels: {{team: web}}}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {{name: db, labels: {{team: db}}}}
+{}{}",
+        route_yaml("web", "r"),
+        route_yaml("db", "r")
+    ));
+    assert_eq!(route_condition(&c, Kind::HttpRoute, "web", "r", "Accepted").reason, "Accepted");
+    assert_eq!(
+        route_condition(&c, Kind::HttpRoute, "db", "r", "Accepted").reason,
+        "NotAllowedByListeners"
+    );
+}
+
+fn route_yaml(ns: &str, name: &str) -> String {
+    format!(
+        "
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: {name}, namespace: {ns}}}
+spec:
+  parentRefs: [{{name: edge, namespace: default}}]
+"
+    )
+}
+
+// HTTPRoute ResolvedRefs: "RefNotPermitted ... a BackendRef to another namespace without a
+// ReferenceGrant"; with the grant the reference resolves.
+#[test]
+fn cross_namespace_backend_needs_a_reference_grant() {
+    let base = format!(
+        "{GATEWAY}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: svc, namespace: backend}}
+spec: {{ports: [{{port: 80}}]}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: r, namespace: default}}
+spec:
+  parentRefs: [{{name: edge, sectionName: other}}]
+  rules: [{{backendRefs: [{{name: svc, namespace: backend, port: 80}}]}}]
+"
+    );
+    let c = run(&base);
+    let resolved = route_condition(&c, Kind::HttpRoute, "default", "r", "ResolvedRefs");
+    assert_eq!((resolved.status, resolved.reason.as_str()), (ConditionStatus::False, "RefNotPermitted"));
+    // The rule still serves: its invalid backend's share is answered 500 by the data plane.
+    let entry = &c.table.gateways[0].listeners[1].http[0];
+    assert!(matches!(entry.action.backends[0].backend, crate::table::Backend::Invalid { .. }));
+    let granted = run(&format!(
+        "{base}
+---
+apiVersion: gateway.networking.k8s.io/v1beta1
+kind: ReferenceGrant
+metadata: {{name: g, namespace: backend}}
+spec:
+  from: [{{group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: default}}]
+  to: [{{group: '', kind: Service}}]
+"
+    ));
+    assert!(route_condition(&granted, Kind::HttpRoute, "default", "r", "ResolvedRefs").is_true("ResolvedRefs"));
+}
+
+// Gateway: "ListenersNotValid ... can be the reason when Accepted is True or False, depending on
+// whether the listener being invalid causes the entire Gateway to not be accepted."
+#[test]
+fn unsupported_protocols_make_listeners_not_valid() {
+    let some = run(
+        "
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: edge, namespace: default}
+spec:
+  gatewayClassName: gw
+  listeners:
+  - {name: http, port: 80, protocol: HTTP}
+  - {name: bad, port: 81, protocol: example.com/QUIC}
+",
+    );
+    let accepted = gateway_condition(&some, "edge", "Accepted");
+    assert_eq!((accepted.status, accepted.reason.as_str()), (ConditionStatus::True, "ListenersNotValid"));
+    assert_eq!(listener_condition(&some, "edge", "bad", "Accepted").reason, "UnsupportedProtocol");
+    let all = run(
+        "
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: edge, namespace: default}
+spec:
+  gatewayClassName: gw
+  listeners: [{name: bad, port: 81, protocol: SCTP}]
+",
+    );
+    let accepted = gateway_condition(&all, "edge", "Accepted");
+    assert_eq!((accepted.status, accepted.reason.as_str()), (ConditionStatus::False, "ListenersNotValid"));
+    assert!(all.table.gateways.is_empty(), "an unaccepted gateway serves nothing");
+}
+
+// Gateway addresses: "UnsupportedAddress" for an address type the implementation does not
+// support; "AddressNotUsable" (Programmed=False) for an address it cannot use.
+#[test]
+fn static_addresses() {
+    let gw = |addresses: &str| {
+        format!(
+            "
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: edge, namespace: default}}
+spec:
+  gatewayClassName: gw
+  addresses: {addresses}
+  listeners: [{{name: http, port: 80, protocol: HTTP}}]
+"
+        )
+    };
+    let mut res = Resources::new();
+    res.extend(load::parse("t", &format!("{CLASS}\n---\n{}", gw("[{type: Hostname, value: x.example.com}]"))).objects);
+    let mut options = CompileOptions::new("gw.dev/gateway");
+    let c = compile(&res, &options);
+    assert_eq!(gateway_condition(&c, "edge", "Accepted").reason, "UnsupportedAddress");
+
+    let mut res = Resources::new();
+    res.extend(load::parse("t", &format!("{CLASS}\n---\n{}", gw("[{value: 10.9.9.9}, {value: 127.0.10.7}]"))).objects);
+    options.usable_networks = vec!["127.0.0.0/8".parse().expect("net")];
+    let c = compile(&res, &options);
+    assert!(gateway_condition(&c, "edge", "Accepted").is_true("Accepted"));
+    assert_eq!(gateway_condition(&c, "edge", "Programmed").reason, "AddressNotUsable");
+    let g = c.status.gateway(&ObjectKey::new("default", "edge")).expect("status");
+    assert_eq!(g.addresses.len(), 1);
+    assert_eq!(g.addresses[0].value, "127.0.10.7");
+}
+
+// GEP-1713: "An implementation MUST NOT attach ListenerSets unless the Gateway allows it"
+// (allowedListeners defaults to from: None) — the ListenerSet is Accepted=False/NotAllowed.
+#[test]
+fn listener_sets_need_allowed_listeners() {
+    let ls = "
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: ListenerSet
+metadata: {name: extra, namespace: default}
+spec:
+  parentRef: {name: edge}
+  listeners: [{name: extra, port: 9000, protocol: HTTP}]
+";
+    let c = run(&format!("{GATEWAY}{ls}"));
+    let Some(crate::status::ObjectStatus::ListenerSet(s)) =
+        c.status.get(Kind::ListenerSet, &ObjectKey::new("default", "extra"))
+    else {
+        panic!("no listener set status")
+    };
+    assert_eq!(s.conditions[0].reason, "NotAllowed");
+    let allowed = GATEWAY.replace("  listeners:\n", "  allowedListeners: {namespaces: {from: Same}}\n  listeners:\n");
+    let c = run(&format!("{allowed}{ls}"));
+    let Some(crate::status::ObjectStatus::ListenerSet(s)) =
+        c.status.get(Kind::ListenerSet, &ObjectKey::new("default", "extra"))
+    else {
+        panic!("no listener set status")
+    };
+    assert!(s.conditions[0].is_true("Accepted"));
+    let g = c.status.gateway(&ObjectKey::new("default", "edge")).expect("status");
+    assert_eq!(g.attached_listener_sets, Some(1));
+    assert_eq!(g.listeners.len(), 2, "ListenerSet listeners are reported on the ListenerSet");
+    assert_eq!(c.table.gateways[0].listeners.len(), 3);
+}
+
+// HTTPRoute: "Invalid Route rules can be ignored (sometimes that will mean the full Route)";
+// a route with some invalid rules reports PartiallyInvalid, one with only invalid rules is not
+// accepted.
+#[test]
+fn invalid_rules_are_dropped_and_reported() {
+    let c = run(&format!(
+        "{GATEWAY}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: partly, namespace: default}}
+spec:
+  parentRefs: [{{name: edge, sectionName: other}}]
+  rules:
+  - matches: [{{path: {{type: RegularExpression, value: '(unclosed'}}}}]
+  - matches: [{{path: {{type: PathPrefix, value: /ok}}}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: broken, namespace: default}}
+spec:
+  parentRefs: [{{name: edge, sectionName: other}}]
+  rules:
+  - matches: [{{path: {{type: Exact, value: /a//b}}}}]
+"
+    ));
+    assert!(route_condition(&c, Kind::HttpRoute, "default", "partly", "PartiallyInvalid").is_true("PartiallyInvalid"));
+    let broken = route_condition(&c, Kind::HttpRoute, "default", "broken", "Accepted");
+    assert_eq!((broken.status, broken.reason.as_str()), (ConditionStatus::False, "UnsupportedValue"));
+    let http = &c.table.gateways[0].listeners[1].http;
+    assert_eq!(http.len(), 1);
+    assert_eq!(http[0].rule_index, 1);
+}
+
+// "observedGeneration ... the .metadata.generation that the condition was set based upon";
+// objects without a generation are generation 1.
+#[test]
+fn observed_generation_follows_metadata() {
+    let c = run(&GATEWAY.replace("metadata: {name: edge, namespace: default}", "metadata: {name: edge, namespace: default, generation: 7}"));
+    let g = c.status.gateway(&ObjectKey::new("default", "edge")).expect("status");
+    assert!(g.conditions.iter().all(|c| c.observed_generation == 7));
+    assert!(g.listeners.iter().flat_map(|l| &l.conditions).all(|c| c.observed_generation == 7));
+    let class = &c.status.entries[0];
+    assert_eq!(class.generation, 1);
+}
+
+fn m(kind: crate::resources::PathMatchType, path: &str) -> HttpMatch {
+    HttpMatch {
+        path: PathMatch { kind, value: path.into() },
+        method: None,
+        headers: vec![],
+        query: vec![],
+    }
+}
+
+fn order(ts: Option<i128>, ns: &str, name: &str) -> RouteOrder {
+    RouteOrder { created: ts, key: ObjectKey::new(ns, name) }
+}
+
+// HTTPRoute precedence: "Exact path match. Prefix path match with largest number of characters.
+// Method match. Largest number of header matches. Largest number of query param matches." then
+// "The oldest Route based on creation timestamp", "alphabetical order by {namespace}/{name}",
+// and "the FIRST matching rule (in list order)".
+#[test]
+fn http_match_precedence_is_an_explicit_ranked_key() {
+    use crate::resources::PathMatchType::{Exact, PathPrefix, RegularExpression};
+    let o = order(Some(10), "a", "r");
+    let key = |m: &HttpMatch, o: &RouteOrder, rule| HttpMatchKey::new(m, o, rule, 0);
+    assert!(key(&m(Exact, "/foo"), &o, 0) < key(&m(PathPrefix, "/foo"), &o, 0), "Exact beats PathPrefix");
+    assert!(key(&m(PathPrefix, "/foo/bar"), &o, 0) < key(&m(PathPrefix, "/foo"), &o, 0), "longer prefix");
+    assert!(key(&m(PathPrefix, "/"), &o, 0) < key(&m(RegularExpression, "/.*"), &o, 0));
+    let mut with_method = m(PathPrefix, "/");
+    with_method.method = Some("GET".into());
+    assert!(key(&with_method, &o, 0) < key(&m(PathPrefix, "/"), &o, 0), "method match");
+    let mut with_header = m(PathPrefix, "/");
+    with_header.headers = vec![ValueMatch { name: "a".into(), kind: crate::resources::StringMatchType::Exact, value: "1".into() }];
+    assert!(key(&with_method, &o, 0) < key(&with_header, &o, 0), "method outranks headers");
+    let mut with_query = m(PathPrefix, "/");
+    with_query.query = with_header.headers.clone();
+    assert!(key(&with_header, &o, 0) < key(&with_query, &o, 0), "headers outrank query params");
+    assert!(key(&with_query, &o, 0) < key(&m(PathPrefix, "/"), &o, 0));
+    let plain = m(PathPrefix, "/");
+    assert!(key(&plain, &order(Some(1), "z", "z"), 0) < key(&plain, &order(Some(2), "a", "a"), 0), "oldest");
+    assert!(key(&plain, &order(Some(1), "a", "b"), 0) < key(&plain, &order(Some(1), "a", "c"), 0), "name");
+    assert!(key(&plain, &order(None, "a", "a"), 0) > key(&plain, &order(Some(5), "z", "z"), 0), "no timestamp sorts last");
+    assert!(key(&plain, &o, 0) < key(&plain, &o, 1), "rule order");
+}
+
+// Listener TLS: HTTPS listeners need certificates; a missing Secret is InvalidCertificateRef
+// and the listener is not programmed, while routes still count as attached ("AttachedRoutes
+// MUST be set for Listeners with condition Accepted: false").
+#[test]
+fn https_listener_with_missing_secret() {
+    let c = run(
+        "
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: edge, namespace: default}
+spec:
+  gatewayClassName: gw
+  listeners:
+  - name: https
+    port: 443
+    protocol: HTTPS
+    tls: {certificateRefs: [{name: missing}]}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: r, namespace: default}
+spec:
+  parentRefs: [{name: edge}]
+",
+    );
+    let resolved = listener_condition(&c, "edge", "https", "ResolvedRefs");
+    assert_eq!(resolved.reason, "InvalidCertificateRef");
+    assert_eq!(listener_condition(&c, "edge", "https", "Programmed").status, ConditionStatus::False);
+    let g = c.status.gateway(&ObjectKey::new("default", "edge")).expect("status");
+    assert_eq!(g.listeners[0].attached_routes, 1);
+}
+
+// TCPRoute: several routes may attach to one listener; the oldest takes the traffic.
+#[test]
+fn l4_routes_oldest_first() {
+    let c = run(
+        "
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: edge, namespace: default}
+spec:
+  gatewayClassName: gw
+  listeners: [{name: tcp, port: 5000, protocol: TCP}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: TCPRoute
+metadata: {name: newer, namespace: default, creationTimestamp: '2024-01-02T00:00:00Z'}
+spec:
+  parentRefs: [{name: edge}]
+  rules: [{backendRefs: [{name: b, port: 1}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: TCPRoute
+metadata: {name: older, namespace: default, creationTimestamp: '2024-01-01T00:00:00Z'}
+spec:
+  parentRefs: [{name: edge}]
+  rules: [{backendRefs: [{name: b, port: 1}]}]
+",
+    );
+    let l4 = &c.table.gateways[0].listeners[0].l4;
+    let names: Vec<_> = l4.iter().map(|e| e.route.key.name.as_str()).collect();
+    assert_eq!(names, ["older", "newer"]);
+    assert!(route_condition(&c, Kind::TcpRoute, "default", "newer", "Accepted").is_true("Accepted"));
+    assert_eq!(
+        route_condition(&c, Kind::TcpRoute, "default", "older", "ResolvedRefs").reason,
+        "BackendNotFound"
+    );
+}
