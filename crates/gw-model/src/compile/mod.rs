@@ -730,18 +730,8 @@ fn finish_gateway(
         attached_routes: l.attached_routes,
         conditions: l.conditions(),
     };
-    let attached_sets = g.listener_sets.iter().filter(|s| s.allowed).count();
-    out.push(StatusEntry {
-        kind: Kind::Gateway,
-        key: g.key.clone(),
-        generation,
-        status: ObjectStatus::Gateway(GatewayStatus {
-            addresses: addrs.status.clone(),
-            conditions,
-            listeners: own.iter().map(|l| listener_status(l)).collect(),
-            attached_listener_sets: Some(i32::try_from(attached_sets).unwrap_or(i32::MAX)),
-        }),
-    });
+    let mut set_entries = Vec::new();
+    let mut attached_sets = 0;
     for set in &g.listener_sets {
         let ls_gen = set.ls.metadata.generation();
         let states: Vec<&ListenerState> = set.listeners.iter().map(|&i| &g.listeners[i]).collect();
@@ -786,7 +776,12 @@ fn finish_gateway(
                 ),
             ]
         };
-        out.push(StatusEntry {
+        // GEP-1713: attachedListenerSets counts the ListenerSets that are attached and
+        // accepted.
+        if conditions[0].is_true("Accepted") {
+            attached_sets += 1;
+        }
+        set_entries.push(StatusEntry {
             kind: Kind::ListenerSet,
             key: set.key.clone(),
             generation: ls_gen,
@@ -796,6 +791,18 @@ fn finish_gateway(
             }),
         });
     }
+    out.push(StatusEntry {
+        kind: Kind::Gateway,
+        key: g.key.clone(),
+        generation,
+        status: ObjectStatus::Gateway(GatewayStatus {
+            addresses: addrs.status.clone(),
+            conditions,
+            listeners: own.iter().map(|l| listener_status(l)).collect(),
+            attached_listener_sets: Some(attached_sets),
+        }),
+    });
+    out.extend(set_entries);
 
     if programmed.is_err() {
         return (out, None);

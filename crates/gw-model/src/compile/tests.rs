@@ -36,13 +36,23 @@ fn route_condition(c: &Compiled, kind: Kind, ns: &str, name: &str, type_: &str) 
 }
 
 fn listener_condition(c: &Compiled, gw: &str, listener: &str, type_: &str) -> Condition {
-    let g = c.status.gateway(&ObjectKey::new("default", gw)).expect("gateway status");
-    let l = g.listeners.iter().find(|l| l.name == listener).expect("listener");
+    let g = c
+        .status
+        .gateway(&ObjectKey::new("default", gw))
+        .expect("gateway status");
+    let l = g
+        .listeners
+        .iter()
+        .find(|l| l.name == listener)
+        .expect("listener");
     find(&l.conditions, type_).cloned().expect("condition")
 }
 
 fn gateway_condition(c: &Compiled, gw: &str, type_: &str) -> Condition {
-    let g = c.status.gateway(&ObjectKey::new("default", gw)).expect("gateway status");
+    let g = c
+        .status
+        .gateway(&ObjectKey::new("default", gw))
+        .expect("gateway status");
     find(&g.conditions, type_).cloned().expect("condition")
 }
 
@@ -69,7 +79,9 @@ fn only_our_gateway_classes_get_status() {
         .map(|e| (e.kind, e.key.name.as_str()))
         .collect();
     assert_eq!(keys, [(Kind::GatewayClass, "gw")]);
-    let Some(crate::status::ObjectStatus::GatewayClass(s)) = c.status.get(Kind::GatewayClass, &ObjectKey::new("", "gw")) else {
+    let Some(crate::status::ObjectStatus::GatewayClass(s)) =
+        c.status.get(Kind::GatewayClass, &ObjectKey::new("", "gw"))
+    else {
         panic!("no class status")
     };
     assert!(s.conditions[0].is_true("Accepted"));
@@ -79,7 +91,11 @@ fn only_our_gateway_classes_get_status() {
 #[test]
 fn gateways_of_other_classes_are_ignored() {
     let c = run(&GATEWAY.replace("gatewayClassName: gw", "gatewayClassName: other"));
-    assert!(c.status.gateway(&ObjectKey::new("default", "edge")).is_none());
+    assert!(
+        c.status
+            .gateway(&ObjectKey::new("default", "edge"))
+            .is_none()
+    );
     assert!(c.table.gateways.is_empty());
 }
 
@@ -137,7 +153,10 @@ spec:
     // "AttachedRoutes ... the total number of Routes that have been successfully attached":
     // `good` attaches to both listeners (foo.example.com intersects *.example.com and the
     // hostname-less listener).
-    let g = c.status.gateway(&ObjectKey::new("default", "edge")).expect("status");
+    let g = c
+        .status
+        .gateway(&ObjectKey::new("default", "edge"))
+        .expect("status");
     let attached: Vec<_> = g.listeners.iter().map(|l| l.attached_routes).collect();
     assert_eq!(attached, [1, 1]);
     let table = &c.table.gateways[0].listeners[0];
@@ -175,7 +194,10 @@ metadata: {{name: db, labels: {{team: db}}}}
         route_yaml("web", "r"),
         route_yaml("db", "r")
     ));
-    assert_eq!(route_condition(&c, Kind::HttpRoute, "web", "r", "Accepted").reason, "Accepted");
+    assert_eq!(
+        route_condition(&c, Kind::HttpRoute, "web", "r", "Accepted").reason,
+        "Accepted"
+    );
     assert_eq!(
         route_condition(&c, Kind::HttpRoute, "db", "r", "Accepted").reason,
         "NotAllowedByListeners"
@@ -217,10 +239,16 @@ spec:
     );
     let c = run(&base);
     let resolved = route_condition(&c, Kind::HttpRoute, "default", "r", "ResolvedRefs");
-    assert_eq!((resolved.status, resolved.reason.as_str()), (ConditionStatus::False, "RefNotPermitted"));
+    assert_eq!(
+        (resolved.status, resolved.reason.as_str()),
+        (ConditionStatus::False, "RefNotPermitted")
+    );
     // The rule still serves: its invalid backend's share is answered 500 by the data plane.
     let entry = &c.table.gateways[0].listeners[1].http[0];
-    assert!(matches!(entry.action.backends[0].backend, crate::table::Backend::Invalid { .. }));
+    assert!(matches!(
+        entry.action.backends[0].backend,
+        crate::table::Backend::Invalid { .. }
+    ));
     let granted = run(&format!(
         "{base}
 ---
@@ -232,15 +260,17 @@ spec:
   to: [{{group: '', kind: Service}}]
 "
     ));
-    assert!(route_condition(&granted, Kind::HttpRoute, "default", "r", "ResolvedRefs").is_true("ResolvedRefs"));
+    assert!(
+        route_condition(&granted, Kind::HttpRoute, "default", "r", "ResolvedRefs")
+            .is_true("ResolvedRefs")
+    );
 }
 
 // Gateway: "ListenersNotValid ... can be the reason when Accepted is True or False, depending on
 // whether the listener being invalid causes the entire Gateway to not be accepted."
 #[test]
 fn unsupported_protocols_make_listeners_not_valid() {
-    let some = run(
-        "
+    let some = run("
 apiVersion: gateway.networking.k8s.io/v1
 kind: Gateway
 metadata: {name: edge, namespace: default}
@@ -249,24 +279,33 @@ spec:
   listeners:
   - {name: http, port: 80, protocol: HTTP}
   - {name: bad, port: 81, protocol: example.com/QUIC}
-",
-    );
+");
     let accepted = gateway_condition(&some, "edge", "Accepted");
-    assert_eq!((accepted.status, accepted.reason.as_str()), (ConditionStatus::True, "ListenersNotValid"));
-    assert_eq!(listener_condition(&some, "edge", "bad", "Accepted").reason, "UnsupportedProtocol");
-    let all = run(
-        "
+    assert_eq!(
+        (accepted.status, accepted.reason.as_str()),
+        (ConditionStatus::True, "ListenersNotValid")
+    );
+    assert_eq!(
+        listener_condition(&some, "edge", "bad", "Accepted").reason,
+        "UnsupportedProtocol"
+    );
+    let all = run("
 apiVersion: gateway.networking.k8s.io/v1
 kind: Gateway
 metadata: {name: edge, namespace: default}
 spec:
   gatewayClassName: gw
   listeners: [{name: bad, port: 81, protocol: SCTP}]
-",
-    );
+");
     let accepted = gateway_condition(&all, "edge", "Accepted");
-    assert_eq!((accepted.status, accepted.reason.as_str()), (ConditionStatus::False, "ListenersNotValid"));
-    assert!(all.table.gateways.is_empty(), "an unaccepted gateway serves nothing");
+    assert_eq!(
+        (accepted.status, accepted.reason.as_str()),
+        (ConditionStatus::False, "ListenersNotValid")
+    );
+    assert!(
+        all.table.gateways.is_empty(),
+        "an unaccepted gateway serves nothing"
+    );
 }
 
 // Gateway addresses: "UnsupportedAddress" for an address type the implementation does not
@@ -287,18 +326,45 @@ spec:
         )
     };
     let mut res = Resources::new();
-    res.extend(load::parse("t", &format!("{CLASS}\n---\n{}", gw("[{type: Hostname, value: x.example.com}]"))).objects);
+    res.extend(
+        load::parse(
+            "t",
+            &format!(
+                "{CLASS}\n---\n{}",
+                gw("[{type: Hostname, value: x.example.com}]")
+            ),
+        )
+        .objects,
+    );
     let mut options = CompileOptions::new("gw.dev/gateway");
     let c = compile(&res, &options);
-    assert_eq!(gateway_condition(&c, "edge", "Accepted").reason, "UnsupportedAddress");
+    assert_eq!(
+        gateway_condition(&c, "edge", "Accepted").reason,
+        "UnsupportedAddress"
+    );
 
     let mut res = Resources::new();
-    res.extend(load::parse("t", &format!("{CLASS}\n---\n{}", gw("[{value: 10.9.9.9}, {value: 127.0.10.7}]"))).objects);
+    res.extend(
+        load::parse(
+            "t",
+            &format!(
+                "{CLASS}\n---\n{}",
+                gw("[{value: 10.9.9.9}, {value: 127.0.10.7}]")
+            ),
+        )
+        .objects,
+    );
     options.usable_networks = vec!["127.0.0.0/8".parse().expect("net")];
     let c = compile(&res, &options);
     assert!(gateway_condition(&c, "edge", "Accepted").is_true("Accepted"));
-    assert_eq!(gateway_condition(&c, "edge", "Programmed").reason, "AddressNotUsable");
-    let g = c.status.gateway(&ObjectKey::new("default", "edge")).expect("status");
+    assert_eq!(
+        gateway_condition(&c, "edge", "Programmed").reason,
+        "AddressNotUsable"
+    );
+    let g = c
+        .status
+        .gateway(&ObjectKey::new("default", "edge"))
+        .expect("status");
     assert_eq!(g.addresses.len(), 1);
     assert_eq!(g.addresses[0].value, "127.0.10.7");
 }
@@ -317,23 +383,35 @@ spec:
   listeners: [{name: extra, port: 9000, protocol: HTTP}]
 ";
     let c = run(&format!("{GATEWAY}{ls}"));
-    let Some(crate::status::ObjectStatus::ListenerSet(s)) =
-        c.status.get(Kind::ListenerSet, &ObjectKey::new("default", "extra"))
+    let Some(crate::status::ObjectStatus::ListenerSet(s)) = c
+        .status
+        .get(Kind::ListenerSet, &ObjectKey::new("default", "extra"))
     else {
         panic!("no listener set status")
     };
     assert_eq!(s.conditions[0].reason, "NotAllowed");
-    let allowed = GATEWAY.replace("  listeners:\n", "  allowedListeners: {namespaces: {from: Same}}\n  listeners:\n");
+    let allowed = GATEWAY.replace(
+        "  listeners:\n",
+        "  allowedListeners: {namespaces: {from: Same}}\n  listeners:\n",
+    );
     let c = run(&format!("{allowed}{ls}"));
-    let Some(crate::status::ObjectStatus::ListenerSet(s)) =
-        c.status.get(Kind::ListenerSet, &ObjectKey::new("default", "extra"))
+    let Some(crate::status::ObjectStatus::ListenerSet(s)) = c
+        .status
+        .get(Kind::ListenerSet, &ObjectKey::new("default", "extra"))
     else {
         panic!("no listener set status")
     };
     assert!(s.conditions[0].is_true("Accepted"));
-    let g = c.status.gateway(&ObjectKey::new("default", "edge")).expect("status");
+    let g = c
+        .status
+        .gateway(&ObjectKey::new("default", "edge"))
+        .expect("status");
     assert_eq!(g.attached_listener_sets, Some(1));
-    assert_eq!(g.listeners.len(), 2, "ListenerSet listeners are reported on the ListenerSet");
+    assert_eq!(
+        g.listeners.len(),
+        2,
+        "ListenerSet listeners are reported on the ListenerSet"
+    );
     assert_eq!(c.table.gateways[0].listeners.len(), 3);
 }
 
@@ -363,9 +441,15 @@ spec:
   - matches: [{{path: {{type: Exact, value: /a//b}}}}]
 "
     ));
-    assert!(route_condition(&c, Kind::HttpRoute, "default", "partly", "PartiallyInvalid").is_true("PartiallyInvalid"));
+    assert!(
+        route_condition(&c, Kind::HttpRoute, "default", "partly", "PartiallyInvalid")
+            .is_true("PartiallyInvalid")
+    );
     let broken = route_condition(&c, Kind::HttpRoute, "default", "broken", "Accepted");
-    assert_eq!((broken.status, broken.reason.as_str()), (ConditionStatus::False, "UnsupportedValue"));
+    assert_eq!(
+        (broken.status, broken.reason.as_str()),
+        (ConditionStatus::False, "UnsupportedValue")
+    );
     let http = &c.table.gateways[0].listeners[1].http;
     assert_eq!(http.len(), 1);
     assert_eq!(http[0].rule_index, 1);
@@ -375,17 +459,31 @@ spec:
 // objects without a generation are generation 1.
 #[test]
 fn observed_generation_follows_metadata() {
-    let c = run(&GATEWAY.replace("metadata: {name: edge, namespace: default}", "metadata: {name: edge, namespace: default, generation: 7}"));
-    let g = c.status.gateway(&ObjectKey::new("default", "edge")).expect("status");
+    let c = run(&GATEWAY.replace(
+        "metadata: {name: edge, namespace: default}",
+        "metadata: {name: edge, namespace: default, generation: 7}",
+    ));
+    let g = c
+        .status
+        .gateway(&ObjectKey::new("default", "edge"))
+        .expect("status");
     assert!(g.conditions.iter().all(|c| c.observed_generation == 7));
-    assert!(g.listeners.iter().flat_map(|l| &l.conditions).all(|c| c.observed_generation == 7));
+    assert!(
+        g.listeners
+            .iter()
+            .flat_map(|l| &l.conditions)
+            .all(|c| c.observed_generation == 7)
+    );
     let class = &c.status.entries[0];
     assert_eq!(class.generation, 1);
 }
 
 fn m(kind: crate::resources::PathMatchType, path: &str) -> HttpMatch {
     HttpMatch {
-        path: PathMatch { kind, value: path.into() },
+        path: PathMatch {
+            kind,
+            value: path.into(),
+        },
         method: None,
         headers: vec![],
         query: vec![],
@@ -393,7 +491,10 @@ fn m(kind: crate::resources::PathMatchType, path: &str) -> HttpMatch {
 }
 
 fn order(ts: Option<i128>, ns: &str, name: &str) -> RouteOrder {
-    RouteOrder { created: ts, key: ObjectKey::new(ns, name) }
+    RouteOrder {
+        created: ts,
+        key: ObjectKey::new(ns, name),
+    }
 }
 
 // HTTPRoute precedence: "Exact path match. Prefix path match with largest number of characters.
@@ -405,23 +506,51 @@ fn http_match_precedence_is_an_explicit_ranked_key() {
     use crate::resources::PathMatchType::{Exact, PathPrefix, RegularExpression};
     let o = order(Some(10), "a", "r");
     let key = |m: &HttpMatch, o: &RouteOrder, rule| HttpMatchKey::new(m, o, rule, 0);
-    assert!(key(&m(Exact, "/foo"), &o, 0) < key(&m(PathPrefix, "/foo"), &o, 0), "Exact beats PathPrefix");
-    assert!(key(&m(PathPrefix, "/foo/bar"), &o, 0) < key(&m(PathPrefix, "/foo"), &o, 0), "longer prefix");
+    assert!(
+        key(&m(Exact, "/foo"), &o, 0) < key(&m(PathPrefix, "/foo"), &o, 0),
+        "Exact beats PathPrefix"
+    );
+    assert!(
+        key(&m(PathPrefix, "/foo/bar"), &o, 0) < key(&m(PathPrefix, "/foo"), &o, 0),
+        "longer prefix"
+    );
     assert!(key(&m(PathPrefix, "/"), &o, 0) < key(&m(RegularExpression, "/.*"), &o, 0));
     let mut with_method = m(PathPrefix, "/");
     with_method.method = Some("GET".into());
-    assert!(key(&with_method, &o, 0) < key(&m(PathPrefix, "/"), &o, 0), "method match");
+    assert!(
+        key(&with_method, &o, 0) < key(&m(PathPrefix, "/"), &o, 0),
+        "method match"
+    );
     let mut with_header = m(PathPrefix, "/");
-    with_header.headers = vec![ValueMatch { name: "a".into(), kind: crate::resources::StringMatchType::Exact, value: "1".into() }];
-    assert!(key(&with_method, &o, 0) < key(&with_header, &o, 0), "method outranks headers");
+    with_header.headers = vec![ValueMatch {
+        name: "a".into(),
+        kind: crate::resources::StringMatchType::Exact,
+        value: "1".into(),
+    }];
+    assert!(
+        key(&with_method, &o, 0) < key(&with_header, &o, 0),
+        "method outranks headers"
+    );
     let mut with_query = m(PathPrefix, "/");
     with_query.query = with_header.headers.clone();
-    assert!(key(&with_header, &o, 0) < key(&with_query, &o, 0), "headers outrank query params");
+    assert!(
+        key(&with_header, &o, 0) < key(&with_query, &o, 0),
+        "headers outrank query params"
+    );
     assert!(key(&with_query, &o, 0) < key(&m(PathPrefix, "/"), &o, 0));
     let plain = m(PathPrefix, "/");
-    assert!(key(&plain, &order(Some(1), "z", "z"), 0) < key(&plain, &order(Some(2), "a", "a"), 0), "oldest");
-    assert!(key(&plain, &order(Some(1), "a", "b"), 0) < key(&plain, &order(Some(1), "a", "c"), 0), "name");
-    assert!(key(&plain, &order(None, "a", "a"), 0) > key(&plain, &order(Some(5), "z", "z"), 0), "no timestamp sorts last");
+    assert!(
+        key(&plain, &order(Some(1), "z", "z"), 0) < key(&plain, &order(Some(2), "a", "a"), 0),
+        "oldest"
+    );
+    assert!(
+        key(&plain, &order(Some(1), "a", "b"), 0) < key(&plain, &order(Some(1), "a", "c"), 0),
+        "name"
+    );
+    assert!(
+        key(&plain, &order(None, "a", "a"), 0) > key(&plain, &order(Some(5), "z", "z"), 0),
+        "no timestamp sorts last"
+    );
     assert!(key(&plain, &o, 0) < key(&plain, &o, 1), "rule order");
 }
 
@@ -430,8 +559,7 @@ fn http_match_precedence_is_an_explicit_ranked_key() {
 // MUST be set for Listeners with condition Accepted: false").
 #[test]
 fn https_listener_with_missing_secret() {
-    let c = run(
-        "
+    let c = run("
 apiVersion: gateway.networking.k8s.io/v1
 kind: Gateway
 metadata: {name: edge, namespace: default}
@@ -448,20 +576,24 @@ kind: HTTPRoute
 metadata: {name: r, namespace: default}
 spec:
   parentRefs: [{name: edge}]
-",
-    );
+");
     let resolved = listener_condition(&c, "edge", "https", "ResolvedRefs");
     assert_eq!(resolved.reason, "InvalidCertificateRef");
-    assert_eq!(listener_condition(&c, "edge", "https", "Programmed").status, ConditionStatus::False);
-    let g = c.status.gateway(&ObjectKey::new("default", "edge")).expect("status");
+    assert_eq!(
+        listener_condition(&c, "edge", "https", "Programmed").status,
+        ConditionStatus::False
+    );
+    let g = c
+        .status
+        .gateway(&ObjectKey::new("default", "edge"))
+        .expect("status");
     assert_eq!(g.listeners[0].attached_routes, 1);
 }
 
 // TCPRoute: several routes may attach to one listener; the oldest takes the traffic.
 #[test]
 fn l4_routes_oldest_first() {
-    let c = run(
-        "
+    let c = run("
 apiVersion: gateway.networking.k8s.io/v1
 kind: Gateway
 metadata: {name: edge, namespace: default}
@@ -482,12 +614,13 @@ metadata: {name: older, namespace: default, creationTimestamp: '2024-01-01T00:00
 spec:
   parentRefs: [{name: edge}]
   rules: [{backendRefs: [{name: b, port: 1}]}]
-",
-    );
+");
     let l4 = &c.table.gateways[0].listeners[0].l4;
     let names: Vec<_> = l4.iter().map(|e| e.route.key.name.as_str()).collect();
     assert_eq!(names, ["older", "newer"]);
-    assert!(route_condition(&c, Kind::TcpRoute, "default", "newer", "Accepted").is_true("Accepted"));
+    assert!(
+        route_condition(&c, Kind::TcpRoute, "default", "newer", "Accepted").is_true("Accepted")
+    );
     assert_eq!(
         route_condition(&c, Kind::TcpRoute, "default", "older", "ResolvedRefs").reason,
         "BackendNotFound"
