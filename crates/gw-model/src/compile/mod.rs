@@ -209,7 +209,7 @@ pub fn compile(res: &Resources, options: &CompileOptions) -> Compiled {
     let mut gateways: Vec<GatewayState<'_>> = res
         .gateways
         .iter()
-        .filter(|(_, g)| accepted_classes.contains_key(&g.spec.gateway_class_name))
+        .filter(|(_, g)| accepted_classes.get(&g.spec.gateway_class_name) == Some(&true))
         .map(|(key, g)| gateway_state(res, key, g))
         .collect();
 

@@ -626,3 +626,67 @@ spec:
         "BackendNotFound"
     );
 }
+
+// GRPCRoute precedence: "Characters in a matching service. Characters in a matching method.
+// Header matches." then the route tie-breakers and rule order.
+#[test]
+fn grpc_match_precedence() {
+    use crate::resources::GrpcMethodMatch;
+    use crate::table::{GrpcMatch, GrpcMatchKey};
+    let o = order(Some(1), "a", "r");
+    let gm = |service: Option<&str>, method: Option<&str>, headers: usize| GrpcMatch {
+        method: (service.is_some() || method.is_some()).then(|| GrpcMethodMatch {
+            type_: crate::resources::StringMatchType::Exact,
+            service: service.map(Into::into),
+            method: method.map(Into::into),
+        }),
+        headers: (0..headers)
+            .map(|i| ValueMatch {
+                name: format!("h{i}"),
+                kind: crate::resources::StringMatchType::Exact,
+                value: "v".into(),
+            })
+            .collect(),
+    };
+    let key = |m: &GrpcMatch| GrpcMatchKey::new(m, &o, 0, 0);
+    assert!(
+        key(&gm(Some("pkg.LongService"), None, 0)) < key(&gm(Some("pkg.S"), Some("LongMethod"), 0)),
+        "service length first"
+    );
+    assert!(
+        key(&gm(Some("pkg.S"), Some("Method"), 0)) < key(&gm(Some("pkg.S"), None, 0)),
+        "then method"
+    );
+    assert!(
+        key(&gm(Some("pkg.S"), None, 2)) < key(&gm(Some("pkg.S"), None, 1)),
+        "then headers"
+    );
+    assert!(
+        key(&gm(None, None, 0)) > key(&gm(Some("a.B"), None, 0)),
+        "a match-all rule is last"
+    );
+}
+
+// GatewayClass: an unresolvable parametersRef is Accepted=False/InvalidParameters, and its
+// Gateways are not served.
+#[test]
+fn gateway_class_with_invalid_parameters() {
+    let c = run(&format!(
+        "{}{GATEWAY}",
+        "apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: gw}
+spec:
+  controllerName: gw.dev/gateway
+  parametersRef: {group: example.com, kind: Params, name: p}
+---
+"
+    ));
+    let Some(crate::status::ObjectStatus::GatewayClass(s)) =
+        c.status.get(Kind::GatewayClass, &ObjectKey::new("", "gw"))
+    else {
+        panic!("no class status")
+    };
+    assert_eq!(s.conditions[0].reason, "InvalidParameters");
+    assert!(c.table.gateways.is_empty());
+}
