@@ -1,8 +1,97 @@
 //! Gateway API routing as a tower `Service`.
 //!
-//! This crate will turn a compiled [`gw_model`] routing table into a tower `Service` that routes
-//! `http::Request`s by listener, hostname, path, method, headers and query parameters, applies the
-//! route filters and forwards to backends. It currently re-exports the model it is built on; the
-//! routing service lands with the HTTP data path.
+//! # From resources to responses
+//!
+//! ```text
+//! gw_model::Resources --compile()--> RouteTable --Routes::build--> Routes --Router::swap--> Router
+//!                                    (validated,    (indexes, regexes,  (tower Service:
+//!                                     pure data)     compiled filters)   filters, backends)
+//! ```
+//!
+//! - [`gw_model`] validates resources and compiles a [`RouteTable`](gw_model::table::RouteTable):
+//!   every listener with its attached rules in spec precedence order.
+//! - [`Routes::build`] indexes the table once: by Gateway, port, listener hostname, route
+//!   hostname, then path (see [`index`] for the exact matching rules). Building never fails.
+//! - [`Routes::resolve`] is the pure, synchronous matching function: which listener, route and
+//!   rule a request goes to, or why none ([`NotFound`]).
+//! - [`Router`] is the `tower::Service`: it resolves each request against the current `Routes`
+//!   (swapped atomically with [`Router::swap`]), applies filters, picks a backend and forwards
+//!   (see [`service`] for the forwarding rules).
+//!
+//! ```
+//! use gw_router::gw_model::{self, CompileOptions, resources::{ObjectKey, Resources}};
+//! use gw_router::{Resolution, Routes};
+//!
+//! let yaml = r#"
+//! apiVersion: gateway.networking.k8s.io/v1
+//! kind: GatewayClass
+//! metadata: {name: gw}
+//! spec: {controllerName: gw.dev/gateway}
+//! ---
+//! apiVersion: gateway.networking.k8s.io/v1
+//! kind: Gateway
+//! metadata: {name: edge, namespace: default}
+//! spec:
+//!   gatewayClassName: gw
+//!   listeners: [{name: http, port: 8080, protocol: HTTP}]
+//! ---
+//! apiVersion: gateway.networking.k8s.io/v1
+//! kind: HTTPRoute
+//! metadata: {name: web, namespace: default}
+//! spec:
+//!   parentRefs: [{name: edge}]
+//!   hostnames: [shop.example.com]
+//!   rules:
+//!   - matches: [{path: {type: PathPrefix, value: /cart}}]
+//!     backendRefs: [{name: cart, port: 80}]
+//! "#;
+//! let mut resources = Resources::new();
+//! resources.extend(gw_model::load::parse("demo.yaml", yaml).objects);
+//! let compiled = gw_model::compile(&resources, &CompileOptions::new("gw.dev/gateway"));
+//! let routes = Routes::build(&compiled.table);
+//!
+//! let gateway = ObjectKey::new("default", "edge");
+//! let req = http::Request::get("/cart/items")
+//!     .header("host", "Shop.Example.com:8080")
+//!     .body(())
+//!     .unwrap();
+//! let Resolution::Matched(m) = routes.resolve(&gateway, 8080, &req) else {
+//!     panic!("expected a match");
+//! };
+//! assert_eq!(m.listener().name(), "http");
+//! assert_eq!(m.rule().route().key, ObjectKey::new("default", "web"));
+//! assert_eq!(m.rule().rule_index(), 0);
+//!
+//! let other = http::Request::get("/cart").header("host", "other.example.com").body(()).unwrap();
+//! assert!(matches!(routes.resolve(&gateway, 8080, &other), Resolution::NotFound(_)));
+//! ```
+//!
+//! To serve, insert an [`Incoming`] extension into each request and call the [`Router`]
+//! (`Router::new(RouterConfig::default())`, then `router.swap(routes)`), for example from a
+//! hyper server or as an axum fallback service.
+//!
+//! # Not supported yet
+//!
+//! - `ExternalAuth` filters answer 500 (gw-policy will implement them).
+//! - TLS towards backends (BackendTLSPolicy, `appProtocol: https`) answers 502.
+//! - Session persistence is ignored.
+
+#![forbid(unsafe_code)]
+
+mod backend;
+mod body;
+pub mod filters;
+mod incoming;
+pub mod index;
+pub mod service;
 
 pub use gw_model;
+
+pub use crate::body::{Body, BoxError};
+pub use crate::filters::{DirectResponse, RequestEffects};
+pub use crate::incoming::{Incoming, Scheme};
+pub use crate::index::{
+    Listener, Matched, NotFound, RequestView, Resolution, RouteKind, RouteMatch, Routes, Rule,
+    is_grpc,
+};
+pub use crate::service::{ForwardError, ResponseFuture, Router, RouterConfig};

@@ -93,7 +93,6 @@ pub struct HttpRouteMatch {
     pub method: Option<String>,
 }
 
-
 /// A path match.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -1,0 +1,219 @@
+//! `Routes::resolve` + request filters at 10, 1,000 and 10,000 HTTPRoutes (no network).
+//!
+//! Routes come from realistic templates: one exact hostname per route (some with a second,
+//! wildcard hostname, some wildcard-only), ~20 routes per team domain, shared path prefixes,
+//! header/query/method matches, one regex rule in four routes, header modifiers and URL
+//! rewrites, plus a few catch-all routes. Requests hit exact hosts, wildcard hosts and the
+//! catch-all, with Exact, PathPrefix, regex and header/query-conditioned paths.
+//!
+//! Run: `cargo bench -p gw-router --bench routing`.
+
+#![allow(missing_docs, clippy::unwrap_used, clippy::panic)]
+
+use std::fmt::Write;
+use std::hint::black_box;
+
+use criterion::{BatchSize, BenchmarkId, Criterion, criterion_group, criterion_main};
+use gw_router::gw_model::{self, CompileOptions, resources::ObjectKey, resources::Resources};
+use gw_router::{Resolution, Routes, Scheme};
+
+const HEAD: &str = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: gw}
+spec: {controllerName: gw.dev/gateway}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: edge, namespace: default}
+spec:
+  gatewayClassName: gw
+  listeners: [{name: http, port: 80, protocol: HTTP, allowedRoutes: {namespaces: {from: All}}}]
+"#;
+
+fn manifests(n: usize) -> String {
+    let mut y = String::from(HEAD);
+    for i in 0..n {
+        let team = i / 20;
+        let ns = format!("team-{}", team % 40);
+        let hostnames = match i % 10 {
+            0 => format!("[\"*.t{team}.example.com\"]"),
+            9 => format!("[s{i}.t{team}.example.com, \"*.s{i}.example.org\"]"),
+            _ => format!("[s{i}.t{team}.example.com]"),
+        };
+        let regex = if i % 4 == 0 {
+            "  - matches: [{path: {type: RegularExpression, value: \"/users/[0-9]+/profile\"}}]\n    backendRefs: [{name: users, port: 80}]\n"
+        } else {
+            ""
+        };
+        write!(
+            y,
+            r#"---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: r{i}, namespace: {ns}}}
+spec:
+  parentRefs: [{{name: edge, namespace: default}}]
+  hostnames: {hostnames}
+  rules:
+  - matches: [{{path: {{type: Exact, value: /health}}}}]
+    backendRefs: [{{name: health, port: 80}}]
+  - matches: [{{path: {{type: PathPrefix, value: /api/v1/s{i}}}}}, {{path: {{type: PathPrefix, value: /api/v1/items}}}}]
+    filters:
+    - type: RequestHeaderModifier
+      requestHeaderModifier: {{set: [{{name: x-route, value: r{i}}}], add: [{{name: x-team, value: t{team}}}]}}
+    backendRefs: [{{name: api-v1, port: 80}}]
+  - matches:
+    - path: {{type: PathPrefix, value: /api/v2/items}}
+      headers: [{{name: x-version, value: "2"}}]
+      queryParams: [{{name: debug, value: "1"}}]
+    - path: {{type: PathPrefix, value: /api/v2/items}}
+      method: POST
+    filters:
+    - type: URLRewrite
+      urlRewrite: {{path: {{type: ReplacePrefixMatch, replacePrefixMatch: /items}}}}
+    backendRefs: [{{name: api-v2, port: 80}}]
+  - matches: [{{path: {{type: PathPrefix, value: /api/v2/items}}}}]
+    backendRefs: [{{name: api-v2-stable, port: 80}}]
+  - matches: [{{path: {{type: PathPrefix, value: /static}}, headers: [{{name: x-canary, value: "true"}}]}}]
+    backendRefs: [{{name: static-canary, port: 80}}]
+{regex}"#
+        )
+        .unwrap();
+    }
+    // A few catch-all routes, as most deployments have.
+    for (name, path) in [
+        ("default", "/"),
+        ("assets", "/static"),
+        ("favicon", "/favicon.ico"),
+    ] {
+        write!(
+            y,
+            "---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: {name}, namespace: default}}\nspec:\n  parentRefs: [{{name: edge}}]\n  rules: [{{matches: [{{path: {{type: PathPrefix, value: {path}}}}}], backendRefs: [{{name: web, port: 80}}]}}]\n"
+        )
+        .unwrap();
+    }
+    y
+}
+
+fn build(n: usize) -> Routes {
+    let loaded = gw_model::load::parse("bench.yaml", &manifests(n));
+    assert!(loaded.errors.is_empty(), "{:?}", loaded.errors.first());
+    let mut res = Resources::new();
+    res.extend(loaded.objects);
+    let compiled = gw_model::compile(&res, &CompileOptions::new("gw.dev/gateway"));
+    Routes::build(&compiled.table)
+}
+
+/// Method, URI, host, headers.
+type Req = (
+    &'static str,
+    String,
+    String,
+    Vec<(&'static str, &'static str)>,
+);
+
+/// (method, uri, host, headers) — the same mix at every size, spread over the routes.
+fn requests(n: usize) -> Vec<Req> {
+    let mut out = Vec::new();
+    for k in 0..16 {
+        let i = (k * n / 16 + 1).min(n - 1);
+        let i = if i.is_multiple_of(10) { i + 1 } else { i }.min(n - 1);
+        let team = i / 20;
+        let host = format!("s{i}.t{team}.example.com");
+        out.push(("GET", "/health".to_owned(), host.clone(), vec![]));
+        out.push((
+            "GET",
+            format!("/api/v1/s{i}/orders/7"),
+            host.clone(),
+            vec![],
+        ));
+        out.push((
+            "GET",
+            "/api/v2/items/42?debug=1".to_owned(),
+            host.clone(),
+            vec![("x-version", "2")],
+        ));
+        out.push(("GET", "/api/v2/items/42".to_owned(), host.clone(), vec![]));
+        // Only routes whose index is a multiple of 4 have the regex rule.
+        let j = i - i % 4;
+        let j = if j.is_multiple_of(10) { j + 4 } else { j };
+        out.push((
+            "GET",
+            "/users/123/profile".to_owned(),
+            format!("s{j}.t{}.example.com", j / 20),
+            vec![],
+        ));
+        out.push((
+            "GET",
+            format!("/api/v1/s{}/x", team * 20),
+            format!("web.t{team}.example.com"),
+            vec![],
+        ));
+        out.push((
+            "GET",
+            "/static/app.js".to_owned(),
+            "unknown.example.net".to_owned(),
+            vec![],
+        ));
+    }
+    out
+}
+
+fn bench(c: &mut Criterion) {
+    let gateway = ObjectKey::new("default", "edge");
+    let mut group = c.benchmark_group("resolve_and_filters");
+    for n in [10usize, 1_000, 10_000] {
+        let routes = build(n);
+        let reqs = requests(n);
+        // Every request must match, at every size.
+        for (m, uri, host, hs) in &reqs {
+            let mut b = http::Request::builder()
+                .method(*m)
+                .uri(uri)
+                .header("host", host);
+            for (k, v) in hs {
+                b = b.header(*k, *v);
+            }
+            let req = b.body(()).unwrap();
+            assert!(
+                matches!(routes.resolve(&gateway, 80, &req), Resolution::Matched(_)),
+                "{n}: {uri} {host}"
+            );
+        }
+        let mut next = 0usize;
+        group.bench_function(BenchmarkId::from_parameter(n), |b| {
+            b.iter_batched(
+                || {
+                    let (m, uri, host, hs) = &reqs[next % reqs.len()];
+                    next += 1;
+                    let mut b = http::Request::builder()
+                        .method(*m)
+                        .uri(uri)
+                        .header("host", host);
+                    for (k, v) in hs {
+                        b = b.header(*k, *v);
+                    }
+                    b.body(()).unwrap().into_parts().0
+                },
+                |mut parts| {
+                    // What the Router does before any I/O: resolve, then the rule's filters.
+                    let route = match routes.resolve(&gateway, 80, &parts) {
+                        Resolution::Matched(m) => m.to_route(),
+                        _ => unreachable!(),
+                    };
+                    black_box(
+                        route
+                            .apply_request_filters(&mut parts, Scheme::Http, 80)
+                            .is_ok(),
+                    )
+                },
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,137 @@
+//! Backends of a rule: weighted choice, endpoints, backend-level filters.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use gw_model::resources::ObjectKey;
+use gw_model::table::{AppProtocol, Backend, WeightedBackend};
+
+use crate::filters::Filter;
+
+/// A resolved backend, ready to receive requests.
+#[derive(Debug)]
+pub(crate) enum BackendTarget {
+    /// A Service port with its endpoints.
+    Service(ServiceTarget),
+    /// An unresolved reference: answered 500.
+    Invalid(Box<str>),
+}
+
+impl BackendTarget {
+    pub(crate) fn new(b: &Backend) -> Arc<BackendTarget> {
+        Arc::new(match b {
+            Backend::Service(s) => BackendTarget::Service(ServiceTarget {
+                service: s.service.clone(),
+                protocol: s.app_protocol,
+                endpoints: s.endpoints.clone(),
+                next: AtomicUsize::new(0),
+                tls: s.tls.is_some(),
+            }),
+            Backend::Invalid { reason } => BackendTarget::Invalid(reason.as_str().into()),
+            other => BackendTarget::Invalid(format!("unsupported backend {other:?}").into()),
+        })
+    }
+}
+
+/// A Service port.
+#[derive(Debug)]
+pub(crate) struct ServiceTarget {
+    pub(crate) service: ObjectKey,
+    pub(crate) protocol: AppProtocol,
+    pub(crate) endpoints: Vec<SocketAddr>,
+    next: AtomicUsize,
+    /// A BackendTLSPolicy applies (TLS towards the backend).
+    pub(crate) tls: bool,
+}
+
+impl ServiceTarget {
+    /// The next endpoint, round-robin; `None` when there is none (503).
+    pub(crate) fn endpoint(&self) -> Option<SocketAddr> {
+        if self.endpoints.is_empty() {
+            return None;
+        }
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.endpoints.len();
+        self.endpoints.get(i).copied()
+    }
+}
+
+/// One weighted backend of a rule.
+#[derive(Debug)]
+pub(crate) struct Choice {
+    /// Cumulative weight up to and including this backend.
+    cumulative: u64,
+    pub(crate) target: Arc<BackendTarget>,
+    /// Backend-level filters, applied after the rule's when this backend is chosen.
+    pub(crate) filters: Vec<Filter>,
+}
+
+/// The weighted backends of a rule.
+#[derive(Debug, Default)]
+pub(crate) struct Backends {
+    list: Vec<Choice>,
+    total: u64,
+}
+
+impl Backends {
+    pub(crate) fn new(list: &[WeightedBackend]) -> Backends {
+        let mut total = 0u64;
+        let list = list
+            .iter()
+            .map(|b| {
+                total += u64::from(b.weight);
+                Choice {
+                    cumulative: total,
+                    target: BackendTarget::new(&b.backend),
+                    filters: b.filters.iter().map(Filter::compile).collect(),
+                }
+            })
+            .collect();
+        Backends { list, total }
+    }
+
+    /// Picks a backend at random in proportion to its weight; weight 0 is never picked. `None`
+    /// when there are no backends or all weights are 0 (the rule answers 500).
+    pub(crate) fn pick(&self) -> Option<usize> {
+        self.pick_with(|total| fastrand::u64(0..total))
+    }
+
+    pub(crate) fn pick_with(&self, roll: impl FnOnce(u64) -> u64) -> Option<usize> {
+        if self.total == 0 {
+            return None;
+        }
+        let r = roll(self.total);
+        let i = self.list.partition_point(|c| c.cumulative <= r);
+        (i < self.list.len()).then_some(i)
+    }
+
+    pub(crate) fn get(&self, i: usize) -> Option<&Choice> {
+        self.list.get(i)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wb(weight: u32) -> WeightedBackend {
+        WeightedBackend {
+            weight,
+            backend: Backend::Invalid {
+                reason: String::new(),
+            },
+            filters: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn weights_partition_the_range_and_zero_is_never_picked() {
+        let b = Backends::new(&[wb(7), wb(0), wb(3)]);
+        assert_eq!(b.pick_with(|_| 0), Some(0));
+        assert_eq!(b.pick_with(|_| 6), Some(0));
+        assert_eq!(b.pick_with(|_| 7), Some(2));
+        assert_eq!(b.pick_with(|_| 9), Some(2));
+        assert_eq!(Backends::new(&[wb(0), wb(0)]).pick(), None);
+        assert_eq!(Backends::new(&[]).pick(), None);
+    }
+}

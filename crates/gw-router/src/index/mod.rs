@@ -1,0 +1,755 @@
+//! [`Routes`]: the compiled table indexed for matching, and [`Routes::resolve`], the pure
+//! matching function.
+//!
+//! # How a request is matched
+//!
+//! 1. **Gateway and port**: the [`Incoming`](crate::Incoming) extension names them.
+//! 2. **Listener** (GatewayHTTPListenerIsolation): among the HTTP/HTTPS listeners on the port,
+//!    the one whose hostname is the most specific match for the request host (exact, then
+//!    wildcards with more labels first, then listeners without a hostname). A request is routed
+//!    only through routes attached to that one listener.
+//! 3. **Route hostname group**: within the listener, rules are grouped by their effective
+//!    hostnames (the route's hostnames intersected with the listener's). The most specific group
+//!    matching the host is chosen (exact > longer wildcard > shorter wildcard > rules with no
+//!    hostname) and the request is matched **only within that group**: if no rule of the group
+//!    matches, the answer is 404 even when a less specific group has a matching rule. This is
+//!    how Envoy's virtual hosts behave. HTTPRoute `hostnames`: "In the event that multiple
+//!    HTTPRoutes specify intersecting hostnames ... precedence must be given to rules from the
+//!    HTTPRoute with the largest number of: Characters in a matching non-wildcard hostname.
+//!    Characters in a matching hostname."
+//! 4. **gRPC**: a request whose `content-type` starts with `application/grpc` is matched against
+//!    the group's GRPCRoute rules first (path `/service/method`); when none matches, against the
+//!    HTTPRoute rules.
+//! 5. **Rules**: candidates come from indexes (an exact-path map, a segment trie for
+//!    PathPrefix, the regex list; service/method maps for gRPC) and are checked in the
+//!    table's precedence order (`http_order` / `grpc_order`) for method, headers and query
+//!    parameters; the first full match wins.
+//!
+//! Match semantics: PathPrefix matches whole path elements (`/abc` matches `/abc`, `/abc/` and
+//! `/abc/def`, not `/abcd`); Exact compares the path without the query; paths are compared as
+//! sent (not percent-decoded or normalized). Header names compare case-insensitively, and a
+//! header sent several times is matched as its values joined with `,`. Query parameter names
+//! compare exactly, the first occurrence of a repeated parameter is matched, values are not
+//! percent-decoded. Regular expressions (paths, headers, query, gRPC) must match the whole
+//! value.
+
+mod cond;
+mod host;
+mod path;
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use gw_model::resources::{ObjectKey, PathMatchType, StringMatchType};
+use gw_model::table::{
+    GrpcMatch, GrpcMatchKey, GrpcRouteEntry, HttpMatch, HttpMatchKey, HttpRouteEntry,
+    ListenerOwner, ListenerTable, Protocol, RouteOrder, RouteTable,
+};
+use http::{HeaderMap, Method, Uri};
+
+use self::cond::{HeaderCond, MethodCond, QueryCond, ValueCond, full_regex};
+use self::host::HostIndex;
+pub(crate) use self::host::request_host;
+use self::path::{GrpcGroup, HttpGroup};
+use crate::backend::Backends;
+use crate::filters::Filter;
+
+/// The routing table of every Gateway, indexed for matching. Built once per configuration
+/// with [`Routes::build`], then shared read-only (the [`Router`](crate::Router) swaps whole
+/// `Routes` atomically).
+#[derive(Debug, Default)]
+pub struct Routes {
+    gateways: HashMap<ObjectKey, GatewayRoutes>,
+}
+
+#[derive(Debug, Default)]
+struct GatewayRoutes {
+    ports: HashMap<u16, PortRoutes>,
+}
+
+#[derive(Debug, Default)]
+struct PortRoutes {
+    listeners: Vec<Listener>,
+    by_host: HostIndex<usize>,
+}
+
+/// An HTTP or HTTPS listener with its rules.
+#[derive(Debug)]
+pub struct Listener {
+    name: String,
+    owner: ListenerOwner,
+    port: u16,
+    protocol: Protocol,
+    hostname: Option<String>,
+    http: HostIndex<HttpGroup>,
+    http_cands: Vec<HttpCand>,
+    grpc: HostIndex<GrpcGroup>,
+    grpc_cands: Vec<GrpcCand>,
+}
+
+impl Listener {
+    /// Listener name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// The Gateway or ListenerSet that defines it.
+    pub fn owner(&self) -> &ListenerOwner {
+        &self.owner
+    }
+    /// Port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+    /// `Http` or `Https`.
+    pub fn protocol(&self) -> Protocol {
+        self.protocol
+    }
+    /// The listener's hostname, if it has one.
+    pub fn hostname(&self) -> Option<&str> {
+        self.hostname.as_deref()
+    }
+}
+
+/// Which kind of route a rule comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RouteKind {
+    /// HTTPRoute.
+    Http,
+    /// GRPCRoute.
+    Grpc,
+}
+
+#[derive(Debug)]
+enum RuleSource {
+    Http(HttpRouteEntry),
+    Grpc(GrpcRouteEntry),
+}
+
+/// One rule of an HTTPRoute or GRPCRoute, as attached to a listener, with its compiled
+/// filters and backends.
+#[derive(Debug)]
+pub struct Rule {
+    source: RuleSource,
+    /// The single PathPrefix value of the rule, for ReplacePrefixMatch.
+    prefix: Option<Box<str>>,
+    pub(crate) filters: Vec<Filter>,
+    pub(crate) backends: Backends,
+}
+
+impl Rule {
+    fn http(e: &HttpRouteEntry) -> Rule {
+        let prefix = match e.matches.as_slice() {
+            [m] if m.path.kind == PathMatchType::PathPrefix => Some(m.path.value.as_str().into()),
+            _ => None,
+        };
+        Rule {
+            filters: e.action.filters.iter().map(Filter::compile).collect(),
+            backends: Backends::new(&e.action.backends),
+            prefix,
+            source: RuleSource::Http(e.clone()),
+        }
+    }
+
+    fn grpc(e: &GrpcRouteEntry) -> Rule {
+        Rule {
+            filters: e.action.filters.iter().map(Filter::compile).collect(),
+            backends: Backends::new(&e.action.backends),
+            prefix: None,
+            source: RuleSource::Grpc(e.clone()),
+        }
+    }
+
+    /// HTTPRoute or GRPCRoute.
+    pub fn kind(&self) -> RouteKind {
+        match self.source {
+            RuleSource::Http(_) => RouteKind::Http,
+            RuleSource::Grpc(_) => RouteKind::Grpc,
+        }
+    }
+
+    /// The route's order key (namespace/name and creation time).
+    pub fn route(&self) -> &RouteOrder {
+        match &self.source {
+            RuleSource::Http(e) => &e.route,
+            RuleSource::Grpc(e) => &e.route,
+        }
+    }
+
+    /// Index of the rule within its route.
+    pub fn rule_index(&self) -> usize {
+        match &self.source {
+            RuleSource::Http(e) => e.rule_index,
+            RuleSource::Grpc(e) => e.rule_index,
+        }
+    }
+
+    /// The rule's name, if it has one.
+    pub fn rule_name(&self) -> Option<&str> {
+        match &self.source {
+            RuleSource::Http(e) => e.rule_name.as_deref(),
+            RuleSource::Grpc(e) => e.rule_name.as_deref(),
+        }
+    }
+
+    /// The table entry of an HTTPRoute rule.
+    pub fn http_entry(&self) -> Option<&HttpRouteEntry> {
+        match &self.source {
+            RuleSource::Http(e) => Some(e),
+            RuleSource::Grpc(_) => None,
+        }
+    }
+
+    /// The table entry of a GRPCRoute rule.
+    pub fn grpc_entry(&self) -> Option<&GrpcRouteEntry> {
+        match &self.source {
+            RuleSource::Grpc(e) => Some(e),
+            RuleSource::Http(_) => None,
+        }
+    }
+
+    pub(crate) fn timeouts(&self) -> gw_model::table::Timeouts {
+        match &self.source {
+            RuleSource::Http(e) => e.action.timeouts,
+            RuleSource::Grpc(e) => e.action.timeouts,
+        }
+    }
+
+    pub(crate) fn retry(&self) -> Option<&gw_model::table::Retry> {
+        match &self.source {
+            RuleSource::Http(e) => e.action.retry.as_ref(),
+            RuleSource::Grpc(e) => e.action.retry.as_ref(),
+        }
+    }
+
+    pub(crate) fn prefix(&self) -> Option<&str> {
+        self.prefix.as_deref()
+    }
+}
+
+#[derive(Debug)]
+enum PathCond {
+    Exact(Box<str>),
+    Prefix(Box<str>),
+    Regex(Option<regex::Regex>),
+}
+
+impl PathCond {
+    fn matches(&self, path: &str) -> bool {
+        match self {
+            PathCond::Exact(v) => **v == *path,
+            PathCond::Prefix(v) => prefix_matches(v, path),
+            PathCond::Regex(r) => r.as_ref().is_some_and(|r| r.is_match(path)),
+        }
+    }
+}
+
+/// Element-wise PathPrefix match: "the paths `/abc`, `/abc/`, and `/abc/def` would all match
+/// the prefix `/abc`, but the path `/abcd` would not" (HTTPRoute PathMatch).
+pub(crate) fn prefix_matches(prefix: &str, path: &str) -> bool {
+    let prefix = prefix.trim_end_matches('/');
+    prefix.is_empty()
+        || (path.starts_with(prefix)
+            && matches!(path.as_bytes().get(prefix.len()), None | Some(b'/')))
+}
+
+#[derive(Debug)]
+struct HttpCand {
+    rule: Arc<Rule>,
+    match_index: usize,
+    path: PathCond,
+    method: Option<MethodCond>,
+    headers: Vec<HeaderCond>,
+    query: Vec<QueryCond>,
+}
+
+impl HttpCand {
+    fn new(rule: Arc<Rule>, match_index: usize, m: &HttpMatch) -> Self {
+        HttpCand {
+            rule,
+            match_index,
+            path: match m.path.kind {
+                PathMatchType::Exact => PathCond::Exact(m.path.value.as_str().into()),
+                PathMatchType::PathPrefix => PathCond::Prefix(m.path.value.as_str().into()),
+                PathMatchType::RegularExpression => {
+                    PathCond::Regex(full_regex(&m.path.value, "path match"))
+                }
+            },
+            method: m.method.as_deref().map(MethodCond::new),
+            headers: m.headers.iter().map(HeaderCond::new).collect(),
+            query: m.query.iter().map(QueryCond::new).collect(),
+        }
+    }
+
+    fn matches(&self, req: &RequestView<'_>) -> bool {
+        self.path.matches(req.uri.path())
+            && self.method.as_ref().is_none_or(|m| m.matches(req.method))
+            && self.headers.iter().all(|h| h.matches(req.headers))
+            && self.query.iter().all(|q| q.matches(req.uri.query()))
+    }
+}
+
+#[derive(Debug)]
+struct GrpcCand {
+    rule: Arc<Rule>,
+    match_index: usize,
+    service: Option<ValueCond>,
+    method: Option<ValueCond>,
+    headers: Vec<HeaderCond>,
+}
+
+impl GrpcCand {
+    fn new(rule: Arc<Rule>, match_index: usize, m: &GrpcMatch) -> Self {
+        let (service, method) = match &m.method {
+            None => (None, None),
+            Some(mm) => {
+                let cond = |v: &Option<String>, what| {
+                    v.as_deref().map(|v| match mm.type_ {
+                        StringMatchType::Exact => {
+                            ValueCond::Exact(v.strip_prefix('.').unwrap_or(v).into())
+                        }
+                        StringMatchType::RegularExpression => {
+                            ValueCond::new(StringMatchType::RegularExpression, v, what)
+                        }
+                    })
+                };
+                (
+                    cond(&mm.service, "gRPC service match"),
+                    cond(&mm.method, "gRPC method match"),
+                )
+            }
+        };
+        GrpcCand {
+            rule,
+            match_index,
+            service,
+            method,
+            headers: m.headers.iter().map(HeaderCond::new).collect(),
+        }
+    }
+
+    fn matches(&self, service: &str, method: &str, headers: &HeaderMap) -> bool {
+        self.service.as_ref().is_none_or(|c| c.matches(service))
+            && self.method.as_ref().is_none_or(|c| c.matches(method))
+            && self.headers.iter().all(|h| h.matches(headers))
+    }
+}
+
+/// The parts of a request that matching reads.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestView<'a> {
+    /// Method.
+    pub method: &'a Method,
+    /// Request target.
+    pub uri: &'a Uri,
+    /// Headers.
+    pub headers: &'a HeaderMap,
+}
+
+impl<'a> From<&'a http::request::Parts> for RequestView<'a> {
+    fn from(p: &'a http::request::Parts) -> Self {
+        RequestView {
+            method: &p.method,
+            uri: &p.uri,
+            headers: &p.headers,
+        }
+    }
+}
+
+impl<'a, B> From<&'a http::Request<B>> for RequestView<'a> {
+    fn from(r: &'a http::Request<B>) -> Self {
+        RequestView {
+            method: r.method(),
+            uri: r.uri(),
+            headers: r.headers(),
+        }
+    }
+}
+
+/// Whether a request is gRPC: its `content-type` starts with `application/grpc`.
+pub fn is_grpc(headers: &HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+}
+
+/// The outcome of [`Routes::resolve`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Resolution<'a> {
+    /// A rule matched.
+    Matched(Matched<'a>),
+    /// Nothing matched: 404 (gRPC: `UNIMPLEMENTED`).
+    NotFound(NotFound),
+}
+
+impl<'a> Resolution<'a> {
+    /// The match, if any.
+    pub fn matched(self) -> Option<Matched<'a>> {
+        match self {
+            Resolution::Matched(m) => Some(m),
+            Resolution::NotFound(_) => None,
+        }
+    }
+}
+
+/// Why nothing matched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NotFound {
+    /// The table has no such Gateway.
+    UnknownGateway,
+    /// The Gateway has no HTTP/HTTPS listener on this port.
+    NoListenerOnPort,
+    /// No listener on the port accepts the request's host.
+    NoListenerForHost,
+    /// The listener has no rule for the host, path, method, headers and query.
+    NoMatchingRule {
+        /// The listener that was searched.
+        listener: String,
+    },
+}
+
+/// A matched rule.
+#[derive(Debug, Clone)]
+pub struct Matched<'a> {
+    listener: &'a Listener,
+    rule: &'a Arc<Rule>,
+    match_index: usize,
+    host: Cow<'a, str>,
+    route_hostname: &'a str,
+}
+
+impl<'a> Matched<'a> {
+    /// The listener the request went through.
+    pub fn listener(&self) -> &'a Listener {
+        self.listener
+    }
+    /// The rule.
+    pub fn rule(&self) -> &'a Arc<Rule> {
+        self.rule
+    }
+    /// Which of the rule's matches matched (for a GRPCRoute rule without matches, 0).
+    pub fn match_index(&self) -> usize {
+        self.match_index
+    }
+    /// The request host as matched (lowercase, without port).
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+    /// The route hostname group that was chosen (`""`: rules without hostnames).
+    pub fn route_hostname(&self) -> &'a str {
+        self.route_hostname
+    }
+
+    /// An owned copy of what the request filters and the router need, so that the request
+    /// this match borrows from can be modified.
+    pub fn to_route(&self) -> RouteMatch {
+        RouteMatch {
+            rule: self.rule.clone(),
+            host: self.host.clone().into_owned(),
+            match_index: self.match_index,
+        }
+    }
+}
+
+/// An owned match: the rule and the request host (see [`Matched::to_route`]).
+#[derive(Debug, Clone)]
+pub struct RouteMatch {
+    rule: Arc<Rule>,
+    host: String,
+    match_index: usize,
+}
+
+impl RouteMatch {
+    /// The rule.
+    pub fn rule(&self) -> &Arc<Rule> {
+        &self.rule
+    }
+    /// The request host as matched.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+    /// Which of the rule's matches matched.
+    pub fn match_index(&self) -> usize {
+        self.match_index
+    }
+
+    /// Applies the rule's request filters to `parts` (without backend-level filters, which
+    /// depend on the random backend choice): the request to forward, or the gateway's own
+    /// answer. The [`Router`](crate::Router) does exactly this; it is public for "explain"
+    /// tooling and benchmarks. Mirror fractions are drawn at random.
+    pub fn apply_request_filters(
+        &self,
+        parts: &mut http::request::Parts,
+        scheme: crate::Scheme,
+        port: u16,
+    ) -> Result<crate::RequestEffects, crate::DirectResponse> {
+        let mut effects = crate::RequestEffects::default();
+        crate::filters::apply_request(
+            &self.rule.filters,
+            parts,
+            &self.ctx(scheme, port),
+            &mut effects,
+        )?;
+        Ok(effects)
+    }
+
+    pub(crate) fn ctx(&self, scheme: crate::Scheme, port: u16) -> crate::filters::FilterCtx<'_> {
+        crate::filters::FilterCtx {
+            scheme,
+            port,
+            host: &self.host,
+            prefix: self.rule.prefix(),
+        }
+    }
+}
+
+impl Routes {
+    /// Builds the index from a compiled table. Never fails: pieces that cannot be used (which
+    /// would be gw-model bugs, such as an out-of-range index) are skipped with a warning, and
+    /// conditions that cannot be built never match.
+    pub fn build(table: &RouteTable) -> Routes {
+        let mut routes = Routes::default();
+        for g in &table.gateways {
+            let gw = routes.gateways.entry(g.key.clone()).or_default();
+            for l in &g.listeners {
+                if !matches!(l.protocol, Protocol::Http | Protocol::Https) {
+                    continue;
+                }
+                let port = gw.ports.entry(l.port).or_default();
+                let index = port.listeners.len();
+                let slot = port
+                    .by_host
+                    .entry(l.hostname.as_deref().unwrap_or(""), || index);
+                if *slot != index {
+                    tracing::warn!(gateway = %g.key, listener = %l.name, port = l.port,
+                        "two listeners with the same port and hostname; the first one is used");
+                    continue;
+                }
+                port.listeners.push(build_listener(l));
+            }
+        }
+        routes
+    }
+
+    /// Matches a request that came in on `port` of `gateway`. Pure and synchronous: this is
+    /// what the [`Router`](crate::Router) does before any I/O, and what an "explain" endpoint
+    /// can show.
+    pub fn resolve<'a>(
+        &'a self,
+        gateway: &ObjectKey,
+        port: u16,
+        req: impl Into<RequestView<'a>>,
+    ) -> Resolution<'a> {
+        let req = req.into();
+        let Some(g) = self.gateways.get(gateway) else {
+            return Resolution::NotFound(NotFound::UnknownGateway);
+        };
+        let Some(p) = g.ports.get(&port) else {
+            return Resolution::NotFound(NotFound::NoListenerOnPort);
+        };
+        let host = request_host(req.uri, req.headers);
+        let Some(listener) = p.by_host.find(&host).and_then(|(_, &i)| p.listeners.get(i)) else {
+            return Resolution::NotFound(NotFound::NoListenerForHost);
+        };
+        if is_grpc(req.headers)
+            && let Some((route_hostname, group)) = listener.grpc.find(&host)
+        {
+            let path = req.uri.path();
+            let (service, method) = path
+                .strip_prefix('/')
+                .and_then(|p| p.split_once('/'))
+                .unwrap_or(("", ""));
+            let full = path.strip_prefix('/').unwrap_or(path);
+            let found = group.find(service, method, full, |rank| {
+                listener
+                    .grpc_cands
+                    .get(rank as usize)
+                    .is_some_and(|c| c.matches(service, method, req.headers))
+            });
+            if let Some(c) = found.and_then(|r| listener.grpc_cands.get(r as usize)) {
+                return Resolution::Matched(Matched {
+                    listener,
+                    rule: &c.rule,
+                    match_index: c.match_index,
+                    host,
+                    route_hostname,
+                });
+            }
+        }
+        if let Some((route_hostname, group)) = listener.http.find(&host) {
+            let found = group.find(req.uri.path(), |rank| {
+                listener
+                    .http_cands
+                    .get(rank as usize)
+                    .is_some_and(|c| c.matches(&req))
+            });
+            if let Some(c) = found.and_then(|r| listener.http_cands.get(r as usize)) {
+                return Resolution::Matched(Matched {
+                    listener,
+                    rule: &c.rule,
+                    match_index: c.match_index,
+                    host,
+                    route_hostname,
+                });
+            }
+        }
+        Resolution::NotFound(NotFound::NoMatchingRule {
+            listener: listener.name.clone(),
+        })
+    }
+
+    /// Every rule of every listener (each rule once per listener it is attached to).
+    pub fn rules(&self) -> impl Iterator<Item = (&Listener, &Arc<Rule>)> {
+        self.gateways
+            .values()
+            .flat_map(|g| g.ports.values())
+            .flat_map(|p| p.listeners.iter())
+            .flat_map(|l| {
+                let http = l.http_cands.iter().map(move |c| (l, &c.rule));
+                let grpc = l.grpc_cands.iter().map(move |c| (l, &c.rule));
+                http.chain(grpc)
+            })
+    }
+}
+
+/// The table's precedence order when it is complete and in range, else recomputed from the
+/// explicit keys (a model bug, logged).
+fn order<M, K: Ord>(
+    declared: &[(usize, usize)],
+    entries: &[(&[M], ())],
+    key: impl Fn(usize, usize) -> K,
+    listener: &str,
+) -> Vec<(usize, usize)> {
+    let total: usize = entries.iter().map(|(m, _)| m.len()).sum();
+    let in_range = declared
+        .iter()
+        .all(|&(e, m)| entries.get(e).is_some_and(|(ms, _)| m < ms.len()));
+    if declared.len() == total && in_range {
+        return declared.to_vec();
+    }
+    tracing::warn!(
+        listener,
+        "route table precedence order is incomplete; recomputing it"
+    );
+    let mut all: Vec<(usize, usize)> = entries
+        .iter()
+        .enumerate()
+        .flat_map(|(e, (ms, _))| (0..ms.len()).map(move |m| (e, m)))
+        .collect();
+    all.sort_by_cached_key(|&(e, m)| key(e, m));
+    all
+}
+
+fn build_listener(l: &ListenerTable) -> Listener {
+    let mut listener = Listener {
+        name: l.name.clone(),
+        owner: l.owner.clone(),
+        port: l.port,
+        protocol: l.protocol,
+        hostname: l.hostname.clone(),
+        http: HostIndex::default(),
+        http_cands: Vec::new(),
+        grpc: HostIndex::default(),
+        grpc_cands: Vec::new(),
+    };
+
+    // HTTPRoute rules.
+    let http_entries: Vec<(&[HttpMatch], ())> =
+        l.http.iter().map(|e| (e.matches.as_slice(), ())).collect();
+    let http_order = order(
+        &l.http_order,
+        &http_entries,
+        |e, m| {
+            HttpMatchKey::new(
+                &l.http[e].matches[m],
+                &l.http[e].route,
+                l.http[e].rule_index,
+                m,
+            )
+        },
+        &l.name,
+    );
+    let mut rules: Vec<Option<Arc<Rule>>> = vec![None; l.http.len()];
+    for (e, m) in http_order {
+        let (Some(entry), Some(slot)) = (l.http.get(e), rules.get_mut(e)) else {
+            continue;
+        };
+        let Some(hm) = entry.matches.get(m) else {
+            continue;
+        };
+        let rule = slot
+            .get_or_insert_with(|| Arc::new(Rule::http(entry)))
+            .clone();
+        let Ok(rank) = u32::try_from(listener.http_cands.len()) else {
+            tracing::warn!(listener = %l.name, "too many matches on one listener; the rest are skipped");
+            break;
+        };
+        listener.http_cands.push(HttpCand::new(rule, m, hm));
+        for h in hostnames(&entry.hostnames) {
+            listener
+                .http
+                .entry(h, HttpGroup::default)
+                .insert(hm.path.kind, &hm.path.value, rank);
+        }
+    }
+
+    // GRPCRoute rules; a rule without matches matches every request.
+    let no_match = [GrpcMatch {
+        method: None,
+        headers: Vec::new(),
+    }];
+    let grpc_entries: Vec<(&[GrpcMatch], ())> = l
+        .grpc
+        .iter()
+        .map(|e| (grpc_matches_of(e, &no_match), ()))
+        .collect();
+    let grpc_order = order(
+        &l.grpc_order,
+        &grpc_entries,
+        |e, m| {
+            GrpcMatchKey::new(
+                &grpc_matches_of(&l.grpc[e], &no_match)[m],
+                &l.grpc[e].route,
+                l.grpc[e].rule_index,
+                m,
+            )
+        },
+        &l.name,
+    );
+    let mut rules: Vec<Option<Arc<Rule>>> = vec![None; l.grpc.len()];
+    for (e, m) in grpc_order {
+        let (Some(entry), Some(slot)) = (l.grpc.get(e), rules.get_mut(e)) else {
+            continue;
+        };
+        let Some(gm) = grpc_matches_of(entry, &no_match).get(m) else {
+            continue;
+        };
+        let rule = slot
+            .get_or_insert_with(|| Arc::new(Rule::grpc(entry)))
+            .clone();
+        let Ok(rank) = u32::try_from(listener.grpc_cands.len()) else {
+            break;
+        };
+        listener.grpc_cands.push(GrpcCand::new(rule, m, gm));
+        for h in hostnames(&entry.hostnames) {
+            listener.grpc.entry(h, GrpcGroup::default).insert(gm, rank);
+        }
+    }
+    listener
+}
+
+fn grpc_matches_of<'a>(e: &'a GrpcRouteEntry, no_match: &'a [GrpcMatch]) -> &'a [GrpcMatch] {
+    if e.matches.is_empty() {
+        no_match
+    } else {
+        e.matches.as_slice()
+    }
+}
+
+/// Route hostnames as host-index patterns (`""`: any host).
+fn hostnames(h: &[String]) -> impl Iterator<Item = &str> {
+    let any = h.is_empty().then_some("");
+    h.iter().map(String::as_str).chain(any)
+}

@@ -1,0 +1,401 @@
+//! Forwarding a request to the chosen backend: headers, body buffering, mirrors, retries,
+//! timeouts, upgrades.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{CONNECTION, HOST, UPGRADE};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Version, request};
+use http_body::Body as HttpBody;
+use http_body_util::{BodyExt, Limited};
+use hyper_util::rt::TokioIo;
+
+use super::Shared;
+use super::client::Wire;
+use super::error::{ForwardError, error_response};
+use crate::backend::{BackendTarget, ServiceTarget};
+use crate::body::{Body, BoxError, full};
+use crate::filters::{RequestEffects, apply_response};
+use crate::incoming::Incoming;
+use crate::index::{RouteKind, Rule};
+use gw_model::table::AppProtocol;
+
+/// Default minimum backoff between retries when the rule sets none.
+const DEFAULT_BACKOFF: Duration = Duration::from_millis(25);
+
+/// Everything the forwarding step needs, owned.
+pub(super) struct Forward<B> {
+    pub(super) shared: Arc<Shared>,
+    pub(super) rule: Arc<Rule>,
+    pub(super) backend: usize,
+    pub(super) parts: request::Parts,
+    pub(super) body: B,
+    pub(super) effects: RequestEffects,
+    pub(super) incoming: Incoming,
+    pub(super) grpc: bool,
+}
+
+/// Hop-by-hop headers (RFC 9110 7.6.1), never forwarded.
+const HOP_BY_HOP: [HeaderName; 7] = [
+    CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    http::header::PROXY_AUTHENTICATE,
+    http::header::PROXY_AUTHORIZATION,
+    http::header::TRAILER,
+    http::header::TRANSFER_ENCODING,
+];
+
+/// Whether the request asks for a protocol upgrade (`Connection: upgrade` + `Upgrade`).
+pub(super) fn is_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(UPGRADE)
+        && headers
+            .get_all(CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+}
+
+/// Removes hop-by-hop headers, and those named by `Connection`; keeps the upgrade pair when
+/// `upgrade`, and `te: trailers` (gRPC needs it).
+fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+    let named: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .filter(|n| !(upgrade && n == UPGRADE))
+        .collect();
+    for n in named {
+        headers.remove(n);
+    }
+    for n in &HOP_BY_HOP {
+        headers.remove(n);
+    }
+    if upgrade {
+        headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+    } else {
+        headers.remove(UPGRADE);
+    }
+    let te_trailers = headers
+        .get(http::header::TE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
+    if !te_trailers {
+        headers.remove(http::header::TE);
+    }
+}
+
+/// The upstream request head, reused by retries and mirrors.
+struct Head {
+    method: http::Method,
+    path_and_query: String,
+    /// Host (and port) as the client sent it, or as rewritten.
+    authority: Option<String>,
+    headers: HeaderMap,
+}
+
+impl Head {
+    fn new(parts: &request::Parts, incoming: &Incoming, upgrade: bool) -> Head {
+        let mut headers = parts.headers.clone();
+        strip_hop_by_hop(&mut headers, upgrade);
+        let authority = headers
+            .remove(HOST)
+            .and_then(|h| h.to_str().ok().map(str::to_owned))
+            .or_else(|| parts.uri.authority().map(|a| a.as_str().to_owned()));
+        if let Some(peer) = incoming.peer {
+            let ip = peer.ip().to_string();
+            let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+                Some(prev) => format!("{prev}, {ip}"),
+                None => ip,
+            };
+            if let Ok(v) = HeaderValue::try_from(xff) {
+                headers.insert("x-forwarded-for", v);
+            }
+        }
+        headers.insert(
+            "x-forwarded-proto",
+            HeaderValue::from_static(incoming.scheme.as_str()),
+        );
+        Head {
+            method: parts.method.clone(),
+            path_and_query: parts
+                .uri
+                .path_and_query()
+                .map_or_else(|| "/".to_owned(), |pq| pq.as_str().to_owned()),
+            authority,
+            headers,
+        }
+    }
+
+    fn request(&self, endpoint: SocketAddr, wire: Wire, body: Body) -> Request<Body> {
+        let pq = &self.path_and_query;
+        let endpoint_uri = || format!("http://{endpoint}{pq}").parse::<http::Uri>();
+        let (uri, version) = match wire {
+            Wire::Http1 => (endpoint_uri(), Version::HTTP_11),
+            Wire::H2c => (
+                self.authority
+                    .as_deref()
+                    .and_then(|a| format!("http://{a}{pq}").parse().ok())
+                    .map_or_else(endpoint_uri, Ok),
+                Version::HTTP_2,
+            ),
+        };
+        let mut req = Request::new(body);
+        *req.method_mut() = self.method.clone();
+        *req.version_mut() = version;
+        if let Ok(uri) = uri {
+            *req.uri_mut() = uri;
+        }
+        *req.headers_mut() = self.headers.clone();
+        if wire == Wire::Http1
+            && let Some(a) = self
+                .authority
+                .as_deref()
+                .and_then(|a| HeaderValue::from_str(a).ok())
+        {
+            req.headers_mut().insert(HOST, a);
+        }
+        req
+    }
+}
+
+/// A request body that is either buffered (replayable) or streamed once.
+enum ReqBody {
+    Buffered(Bytes),
+    Streaming(Option<Body>),
+}
+
+impl ReqBody {
+    fn take(&mut self) -> Option<Body> {
+        match self {
+            ReqBody::Buffered(b) => Some(full(b.clone())),
+            ReqBody::Streaming(b) => b.take(),
+        }
+    }
+
+    fn replayable(&self) -> Option<&Bytes> {
+        match self {
+            ReqBody::Buffered(b) => Some(b),
+            ReqBody::Streaming(_) => None,
+        }
+    }
+}
+
+/// Buffers the body when asked to and its length is known and within `max`; streams it
+/// otherwise (an unknown-length body may be a long-lived stream, e.g. gRPC streaming).
+async fn prepare_body<B>(body: B, want: bool, max: usize) -> Result<ReqBody, ForwardError>
+where
+    B: HttpBody<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let exact = body.size_hint().exact();
+    let fits = exact.is_some_and(|n| usize::try_from(n).is_ok_and(|n| n <= max));
+    if want && fits {
+        let collected = Limited::new(body, max)
+            .collect()
+            .await
+            .map_err(ForwardError::RequestBody)?;
+        Ok(ReqBody::Buffered(collected.to_bytes()))
+    } else {
+        Ok(ReqBody::Streaming(Some(
+            body.map_err(Into::into).boxed_unsync(),
+        )))
+    }
+}
+
+fn wire_for(svc: &ServiceTarget, grpc: bool, upgrade: bool) -> Wire {
+    if upgrade {
+        return Wire::Http1;
+    }
+    if grpc {
+        return Wire::H2c;
+    }
+    match svc.protocol {
+        AppProtocol::H2c => Wire::H2c,
+        AppProtocol::Http1 | AppProtocol::WebSocket | AppProtocol::Https | AppProtocol::Raw => {
+            Wire::Http1
+        }
+    }
+}
+
+impl<B> Forward<B>
+where
+    B: HttpBody<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    /// Forwards and always produces a response: failures are mapped here, at the edge.
+    pub(super) async fn run(mut self) -> Response<Body> {
+        let timeouts = self.rule.timeouts();
+        let upgrade = is_upgrade(&self.parts.headers)
+            .then(|| self.parts.extensions.remove::<hyper::upgrade::OnUpgrade>())
+            .flatten();
+        let grpc = self.grpc;
+        let rule = self.rule.clone();
+        let backend = self.backend;
+        let cors = std::mem::take(&mut self.effects.cors);
+        let attempt = self.attempts(upgrade);
+        let result = match timeouts.request {
+            Some(d) => tokio::time::timeout(d, attempt)
+                .await
+                .unwrap_or(Err(ForwardError::RequestTimeout(d))),
+            None => attempt.await,
+        };
+        let mut resp = match result {
+            Ok(r) => r,
+            Err(e) => error_response(&e, grpc),
+        };
+        let headers = resp.headers_mut();
+        apply_response(&rule.filters, headers);
+        if let Some(c) = rule.backends.get(backend) {
+            apply_response(&c.filters, headers);
+        }
+        for (n, v) in cors {
+            if n == http::header::VARY {
+                headers.append(n, v);
+            } else {
+                headers.insert(n, v);
+            }
+        }
+        resp
+    }
+
+    async fn attempts(
+        self,
+        upgrade: Option<hyper::upgrade::OnUpgrade>,
+    ) -> Result<Response<Body>, ForwardError> {
+        let Forward {
+            shared,
+            rule,
+            backend,
+            parts,
+            body,
+            effects,
+            incoming,
+            grpc,
+        } = self;
+        let target = rule
+            .backends
+            .get(backend)
+            .map(|c| c.target.clone())
+            .ok_or_else(|| ForwardError::Internal("backend index out of range".into()))?;
+        let BackendTarget::Service(svc) = &*target else {
+            return Err(ForwardError::Internal(
+                "invalid backend reached forwarding".into(),
+            ));
+        };
+        if svc.tls || svc.protocol == AppProtocol::Https {
+            return Err(ForwardError::TlsUnsupported {
+                service: svc.service.clone(),
+            });
+        }
+        let grpc = grpc || rule.kind() == RouteKind::Grpc;
+        let wire = wire_for(svc, grpc, upgrade.is_some());
+        let head = Head::new(&parts, &incoming, upgrade.is_some());
+        let retry = rule.retry().filter(|_| upgrade.is_none());
+        let want_buffer = retry.is_some() || !effects.mirrors.is_empty();
+        let mut body = prepare_body(body, want_buffer, shared.config.max_buffered_body).await?;
+
+        for m in &effects.mirrors {
+            spawn_mirror(&shared, m, &head, body.replayable().cloned());
+        }
+
+        let max_retries = match (retry, body.replayable()) {
+            (Some(r), Some(_)) => r.attempts,
+            (Some(_), None) => {
+                tracing::debug!(
+                    "request body not buffered (unknown length or too large); not retrying"
+                );
+                0
+            }
+            (None, _) => 0,
+        };
+        let backend_timeout = rule.timeouts().backend_request;
+        let mut attempt = 0u32;
+        loop {
+            let endpoint = svc.endpoint().ok_or_else(|| ForwardError::NoEndpoints {
+                service: svc.service.clone(),
+            })?;
+            let Some(b) = body.take() else {
+                return Err(ForwardError::Internal("request body already sent".into()));
+            };
+            let send = shared
+                .client
+                .send(endpoint, wire, head.request(endpoint, wire, b));
+            let result = match backend_timeout {
+                Some(d) => tokio::time::timeout(d, send)
+                    .await
+                    .unwrap_or(Err(ForwardError::BackendTimeout(d))),
+                None => send.await,
+            };
+            let retry_this = match (&result, retry) {
+                (_, None) => false,
+                (Ok(resp), Some(r)) => r.codes.contains(&resp.status().as_u16()),
+                (Err(e), Some(_)) => e.is_retriable(),
+            };
+            if retry_this && attempt < max_retries {
+                attempt += 1;
+                let base = retry.and_then(|r| r.backoff).unwrap_or(DEFAULT_BACKOFF);
+                let delay = base.saturating_mul(1 << (attempt - 1).min(3));
+                tracing::debug!(attempt, ?delay, "retrying backend request");
+                drop(result);
+                tokio::time::sleep(delay).await;
+                continue;
+            }
+            let mut resp = result?;
+            if let Some(client) = upgrade
+                && resp.status() == StatusCode::SWITCHING_PROTOCOLS
+            {
+                let backend_side = hyper::upgrade::on(&mut resp);
+                tokio::spawn(async move {
+                    match tokio::try_join!(client, backend_side) {
+                        Ok((c, b)) => {
+                            let (mut c, mut b) = (TokioIo::new(c), TokioIo::new(b));
+                            if let Err(e) = tokio::io::copy_bidirectional(&mut c, &mut b).await {
+                                tracing::debug!(error = %e, "upgraded connection ended");
+                            }
+                        }
+                        Err(e) => tracing::debug!(error = %e, "protocol upgrade failed"),
+                    }
+                });
+                return Ok(resp.map(|b| b.map_err(Into::into).boxed_unsync()));
+            }
+            strip_hop_by_hop(resp.headers_mut(), false);
+            return Ok(resp.map(|b| b.map_err(Into::into).boxed_unsync()));
+        }
+    }
+}
+
+/// Sends a copy to a mirror backend, fire-and-forget: it never delays or fails the request.
+fn spawn_mirror(shared: &Arc<Shared>, target: &BackendTarget, head: &Head, body: Option<Bytes>) {
+    let BackendTarget::Service(svc) = target else {
+        tracing::debug!("mirror backend is invalid; not mirroring");
+        return;
+    };
+    let Some(endpoint) = svc.endpoint() else {
+        tracing::debug!(service = %svc.service, "mirror backend has no endpoints");
+        return;
+    };
+    let Some(body) = body else {
+        tracing::debug!("request body not buffered; not mirroring");
+        return;
+    };
+    if svc.tls || svc.protocol == AppProtocol::Https {
+        tracing::debug!(service = %svc.service, "TLS mirror backends are not supported yet");
+        return;
+    }
+    let wire = wire_for(svc, false, false);
+    let req = head.request(endpoint, wire, full(body));
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        match shared.client.send(endpoint, wire, req).await {
+            Ok(resp) => {
+                let _ = resp.into_body().collect().await;
+            }
+            Err(e) => tracing::debug!(error = %e, "mirror request failed"),
+        }
+    });
+}
