@@ -1,1 +1,210 @@
-fn main() {}
+//! `gw-gateway`: the gw reference gateway.
+//!
+//! Reads Gateway API manifests from `--config PATH` (every `*.yaml`, `*.yml` and `*.json` under
+//! it, recursively), watches them and reloads on change; without `--config` it serves a built-in
+//! demo. See the README for the full contract.
+
+mod admin;
+mod check;
+mod controller;
+mod demo;
+mod files;
+mod serve;
+mod tls;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use clap::Parser;
+use ipnet::IpNet;
+use tokio::sync::{mpsc, watch};
+
+use crate::admin::{AdminState, Metrics};
+use crate::controller::Controller;
+
+/// Files must read the same twice this far apart (with no event in between) before a reload:
+/// an in-place write (truncate, then write) is never loaded half-written.
+const SETTLE: Duration = Duration::from_millis(10);
+/// Give up waiting for files to settle after this many reads (a file rewritten continuously).
+const MAX_SETTLE_READS: usize = 100;
+/// How often the files are re-read even without events (missed events, network filesystems).
+const POLL: Duration = Duration::from_secs(2);
+
+/// The gw reference gateway: serves Gateway API YAML on one machine.
+#[derive(Debug, Parser)]
+#[command(name = "gw-gateway", version)]
+struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// File or directory of manifests; watched and reloaded on change. Without it, a built-in
+    /// demo is served (a Gateway on 127.0.0.1:8080 in front of two echo backends).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// GatewayClasses whose spec.controllerName equals this are served.
+    #[arg(long, default_value = gw_model::DEFAULT_CONTROLLER_NAME)]
+    controller_name: String,
+    /// Give every Gateway without spec.addresses its own address from this pool (e.g.
+    /// 127.0.10.0/24) and bind its listeners there. Without it, listeners bind 0.0.0.0.
+    #[arg(long)]
+    gateway_address_pool: Option<IpNet>,
+    /// Address of the admin server (/healthz, /readyz, /status, /config_dump, /metrics).
+    #[arg(long, default_value = "127.0.0.1:15000")]
+    admin: SocketAddr,
+    /// Log as JSON lines.
+    #[arg(long)]
+    log_json: bool,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Validate manifests offline: print every object with the status gw would give it (YAML,
+    /// as `kubectl get -o yaml` shows it). Exit code 0: all valid; 1: a file or document does not
+    /// load; 2: some object is not accepted or has unresolved references.
+    Check {
+        /// File or directory of manifests.
+        path: PathBuf,
+    },
+}
+
+fn init_logs(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    if let Some(Command::Check { path }) = &args.command {
+        let code = check::run(
+            path,
+            &args.controller_name,
+            &mut std::io::stdout(),
+            &mut std::io::stderr(),
+        );
+        return std::process::ExitCode::from(code);
+    }
+    init_logs(args.log_json);
+    match run(args).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("gw-gateway: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    let demo = match &args.config {
+        Some(_) => None,
+        None => {
+            tracing::info!("no --config: serving the built-in demo on 127.0.0.1:8080");
+            Some(demo::start(&args.controller_name).await?)
+        }
+    };
+    let extra = demo.as_ref().map(|d| d.objects.clone()).unwrap_or_default();
+    let mut controller = Controller::new(args.controller_name.clone(), args.gateway_address_pool);
+    let metrics = Arc::new(Metrics::default());
+    let (snapshot_tx, snapshot_rx) = watch::channel(None);
+    let admin_addr = admin::serve(
+        args.admin,
+        AdminState {
+            snapshot: snapshot_rx,
+            metrics: metrics.clone(),
+        },
+    )
+    .await
+    .map_err(|e| format!("admin server on {}: {e}", args.admin))?;
+    tracing::info!(%admin_addr, "admin server listening");
+
+    let mut servers =
+        serve::Servers::new(gw_router::Router::new(gw_router::RouterConfig::default()));
+    let read = |path: &Option<PathBuf>| match path {
+        Some(p) => files::read(p),
+        None => files::ConfigFiles {
+            files: Vec::new(),
+            errors: Vec::new(),
+        },
+    };
+
+    let (events_tx, mut events) = mpsc::channel::<()>(1);
+    let _watcher = match &args.config {
+        Some(path) => Some(watch_path(path, events_tx)?),
+        None => None,
+    };
+
+    let mut current = read(&args.config);
+    let mut apply = async |files: &files::ConfigFiles, servers: &mut serve::Servers| {
+        let mut snapshot = controller.reload(files, &extra);
+        if snapshot.errors.is_empty() {
+            metrics.reloads.fetch_add(1, Ordering::Relaxed);
+        } else {
+            metrics.reload_errors.fetch_add(1, Ordering::Relaxed);
+        }
+        let bind_errors = servers.apply(&snapshot.compiled.table).await;
+        snapshot.errors.extend(bind_errors);
+        let _ = snapshot_tx.send(Some(Arc::new(snapshot)));
+    };
+    apply(&current, &mut servers).await;
+
+    let mut poll = tokio::time::interval(POLL);
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {
+                tracing::info!("shutting down");
+                return Ok(());
+            }
+            Some(()) = events.recv() => {}
+            _ = poll.tick() => {}
+        }
+        let mut next = read(&args.config);
+        if next == current {
+            continue;
+        }
+        for _ in 0..MAX_SETTLE_READS {
+            tokio::time::sleep(SETTLE).await;
+            let mut nudged = false;
+            while events.try_recv().is_ok() {
+                nudged = true;
+            }
+            let again = read(&args.config);
+            if again == next && !nudged {
+                break;
+            }
+            next = again;
+        }
+        if next != current {
+            tracing::info!(files = next.files.len(), "configuration changed; reloading");
+            current = next;
+            apply(&current, &mut servers).await;
+        }
+    }
+}
+
+/// Watches `path` recursively; every event nudges the reload loop (which re-reads and compares
+/// everything, so renames, symlink swaps and in-place writes are all noticed).
+fn watch_path(
+    path: &std::path::Path,
+    events: mpsc::Sender<()>,
+) -> Result<notify::RecommendedWatcher, String> {
+    use notify::Watcher as _;
+    let mut watcher = notify::recommended_watcher(move |_event: notify::Result<notify::Event>| {
+        let _ = events.try_send(());
+    })
+    .map_err(|e| format!("cannot watch {}: {e}", path.display()))?;
+    watcher
+        .watch(path, notify::RecursiveMode::Recursive)
+        .map_err(|e| format!("cannot watch {}: {e}", path.display()))?;
+    Ok(watcher)
+}

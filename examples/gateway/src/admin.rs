@@ -1,0 +1,135 @@
+//! The admin server: `/healthz`, `/readyz`, `/status`, `/config_dump`, `/metrics`.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::controller::Snapshot;
+
+/// Counters the admin server exposes on `/metrics`.
+#[derive(Debug, Default)]
+pub(crate) struct Metrics {
+    pub reloads: AtomicU64,
+    pub reload_errors: AtomicU64,
+}
+
+/// What the admin server reads.
+#[derive(Clone)]
+pub(crate) struct AdminState {
+    pub snapshot: watch::Receiver<Option<Arc<Snapshot>>>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Binds the admin address and serves until the process ends.
+pub(crate) async fn serve(addr: SocketAddr, state: AdminState) -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = match listener.accept().await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "admin accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let state = state.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req| {
+                    let state = state.clone();
+                    async move { Ok::<_, Infallible>(handle(&state, &req)) }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    Ok(local)
+}
+
+fn respond(
+    status: StatusCode,
+    content_type: &str,
+    body: impl Into<Bytes>,
+) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(body.into()));
+    *resp.status_mut() = status;
+    if let Ok(v) = header::HeaderValue::from_str(content_type) {
+        resp.headers_mut().insert(header::CONTENT_TYPE, v);
+    }
+    resp
+}
+
+fn json(value: &serde_json::Value) -> Response<Full<Bytes>> {
+    match serde_json::to_vec_pretty(value) {
+        Ok(body) => respond(StatusCode::OK, "application/json", body),
+        Err(e) => respond(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "text/plain",
+            e.to_string(),
+        ),
+    }
+}
+
+fn handle(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let snapshot = state.snapshot.borrow().clone();
+    match req.uri().path() {
+        "/healthz" => respond(StatusCode::OK, "text/plain", "ok\n"),
+        "/readyz" => match snapshot {
+            Some(_) => respond(StatusCode::OK, "text/plain", "ready\n"),
+            None => respond(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "not ready\n"),
+        },
+        "/status" => {
+            let Some(s) = snapshot else {
+                return respond(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "not ready\n");
+            };
+            let mut list = s.compiled.status.to_list();
+            list["metadata"] = serde_json::json!({"resourceVersion": s.version.to_string()});
+            list["errors"] = serde_json::json!(s.errors);
+            list["warnings"] = serde_json::json!(s.warnings);
+            json(&list)
+        }
+        "/config_dump" => {
+            let Some(s) = snapshot else {
+                return respond(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "not ready\n");
+            };
+            match serde_json::to_value(&s.compiled.table) {
+                Ok(v) => json(&v),
+                Err(e) => respond(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "text/plain",
+                    e.to_string(),
+                ),
+            }
+        }
+        "/metrics" => {
+            let version = snapshot.as_ref().map_or(0, |s| s.version);
+            let body = format!(
+                "# HELP gw_config_reloads_total Configuration reloads that were applied.\n\
+                 # TYPE gw_config_reloads_total counter\n\
+                 gw_config_reloads_total {}\n\
+                 # HELP gw_config_reload_errors_total Reloads rejected because of errors.\n\
+                 # TYPE gw_config_reload_errors_total counter\n\
+                 gw_config_reload_errors_total {}\n\
+                 # HELP gw_config_version Version of the configuration being served.\n\
+                 # TYPE gw_config_version gauge\n\
+                 gw_config_version {version}\n",
+                state.metrics.reloads.load(Ordering::Relaxed),
+                state.metrics.reload_errors.load(Ordering::Relaxed),
+            );
+            respond(StatusCode::OK, "text/plain; version=0.0.4", body)
+        }
+        _ => respond(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
+    }
+}

@@ -1,0 +1,365 @@
+//! End-to-end tests of the `gw-gateway` binary: configuration directory, hot reload (in-place
+//! writes, new and deleted files, renames, symlink swaps), last good configuration, the admin
+//! endpoints, and traffic through a reload.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// A running `gw-gateway`, killed on drop.
+struct Gateway {
+    child: Child,
+    admin: SocketAddr,
+    dir: PathBuf,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("gw-gateway-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+impl Gateway {
+    fn start(name: &str, pool: &str) -> Gateway {
+        let dir = temp_dir(name);
+        let config = dir.join("config");
+        std::fs::create_dir_all(&config).expect("config dir");
+        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        let child = Command::new(env!("CARGO_BIN_EXE_gw-gateway"))
+            .arg("--config")
+            .arg(&config)
+            .arg("--admin")
+            .arg(admin.to_string())
+            .arg("--gateway-address-pool")
+            .arg(pool)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(
+                std::fs::File::create(dir.join("gw.log"))
+                    .map(Stdio::from)
+                    .unwrap_or(Stdio::null()),
+            )
+            .spawn()
+            .expect("spawn gw-gateway");
+        let gw = Gateway { child, admin, dir };
+        gw.wait_until("ready", |_| true);
+        gw
+    }
+
+    /// The gateway's log so far (for failure messages).
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("gw.log")).unwrap_or_default()
+    }
+
+    fn config(&self) -> PathBuf {
+        self.dir.join("config")
+    }
+
+    fn get(&self, path: &str) -> Option<(u16, String)> {
+        http_get(self.admin, "127.0.0.1", path)
+    }
+
+    fn status(&self) -> Option<Value> {
+        let (code, body) = self.get("/status")?;
+        (code == 200)
+            .then(|| serde_json::from_str(&body).ok())
+            .flatten()
+    }
+
+    /// Polls `/status` until `f` holds (10 s at most).
+    fn wait_until(&self, what: &str, f: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(s) = self.status()
+                && f(&s)
+            {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}: {:?}",
+                self.status()
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+}
+
+/// A minimal HTTP/1.1 GET (Connection: close) over a fresh TCP connection.
+fn http_get(addr: SocketAddr, host: &str, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).ok()?;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let code = text.split(' ').nth(1)?.parse().ok()?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Some((code, body))
+}
+
+fn has(status: &Value, kind: &str, name: &str) -> bool {
+    items(status)
+        .iter()
+        .any(|i| i["kind"] == kind && i["metadata"]["name"] == name)
+}
+
+fn items(status: &Value) -> Vec<Value> {
+    status["items"].as_array().cloned().unwrap_or_default()
+}
+
+fn class() -> &'static str {
+    "apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: gw}
+spec: {controllerName: gw.dev/gateway}
+"
+}
+
+fn gateway(name: &str, port: u16) -> String {
+    format!(
+        "apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: {name}, namespace: default}}
+spec:
+  gatewayClassName: gw
+  listeners: [{{name: http, port: {port}, protocol: HTTP}}]
+"
+    )
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::write(path, text).expect("write");
+}
+
+#[test]
+fn reload_sees_writes_new_files_deletes_renames_and_symlink_swaps() {
+    let gw = Gateway::start("reload", "127.0.41.0/24");
+    let dir = gw.config();
+    write(&dir.join("class.yaml"), class());
+    gw.wait_until("the class", |s| has(s, "GatewayClass", "gw"));
+
+    // A new file.
+    write(&dir.join("a.yaml"), &gateway("a", free_port()));
+    gw.wait_until("gateway a", |s| has(s, "Gateway", "a"));
+
+    // An in-place write.
+    write(&dir.join("a.yaml"), &gateway("a2", free_port()));
+    gw.wait_until("a replaced by a2", |s| {
+        has(s, "Gateway", "a2") && !has(s, "Gateway", "a")
+    });
+
+    // A rename into place (how editors save).
+    let tmp = dir.join(".b.yaml.tmp");
+    write(&tmp, &gateway("b", free_port()));
+    std::fs::rename(&tmp, dir.join("b.yaml")).expect("rename");
+    gw.wait_until("gateway b", |s| has(s, "Gateway", "b"));
+
+    // A Kubernetes ConfigMap volume: files are symlinks into `..data`, itself a symlink that is
+    // swapped atomically to a new timestamped directory.
+    let v1 = dir.join("..2026_01_01_v1");
+    std::fs::create_dir_all(&v1).expect("v1");
+    write(&v1.join("c.yaml"), &gateway("c1", free_port()));
+    std::os::unix::fs::symlink("..2026_01_01_v1", dir.join("..data")).expect("..data");
+    std::os::unix::fs::symlink("..data/c.yaml", dir.join("c.yaml")).expect("c.yaml");
+    gw.wait_until("gateway c1", |s| has(s, "Gateway", "c1"));
+    let v2 = dir.join("..2026_01_01_v2");
+    std::fs::create_dir_all(&v2).expect("v2");
+    write(&v2.join("c.yaml"), &gateway("c2", free_port()));
+    std::os::unix::fs::symlink("..2026_01_01_v2", dir.join("..data_tmp")).expect("..data_tmp");
+    std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).expect("swap");
+    gw.wait_until("gateway c2 after the symlink swap", |s| {
+        has(s, "Gateway", "c2") && !has(s, "Gateway", "c1")
+    });
+
+    // A deleted file.
+    std::fs::remove_file(dir.join("b.yaml")).expect("remove");
+    gw.wait_until("b removed", |s| !has(s, "Gateway", "b"));
+}
+
+#[test]
+fn an_invalid_change_keeps_the_last_good_configuration() {
+    let gw = Gateway::start("invalid", "127.0.42.0/24");
+    let dir = gw.config();
+    write(&dir.join("class.yaml"), class());
+    write(&dir.join("gw.yaml"), &gateway("good", free_port()));
+    gw.wait_until("gateway good", |s| has(s, "Gateway", "good"));
+
+    write(
+        &dir.join("gw.yaml"),
+        &format!(
+            "{}---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: r}}\nspec:\n  rules: [{{matches: [{{path: {{type: Prefix}}}}]}}]\n",
+            gateway("bad", free_port())
+        ),
+    );
+    let s = gw.wait_until("the error to be reported", |s| {
+        s["errors"].as_array().is_some_and(|e| !e.is_empty())
+    });
+    let error = s["errors"][0].as_str().unwrap_or_default().to_owned();
+    assert!(error.contains("gw.yaml (document 1)"), "{error}");
+    assert!(
+        error.contains("spec.rules[0].matches[0].path.type"),
+        "{error}"
+    );
+    assert!(
+        has(&s, "Gateway", "good") && !has(&s, "Gateway", "bad"),
+        "last good config serves"
+    );
+
+    write(&dir.join("gw.yaml"), &gateway("fixed", free_port()));
+    gw.wait_until("the fix", |s| {
+        has(s, "Gateway", "fixed") && s["errors"].as_array().is_some_and(Vec::is_empty)
+    });
+}
+
+#[test]
+fn admin_endpoints() {
+    let gw = Gateway::start("admin", "127.0.43.0/24");
+    write(
+        &gw.config().join("all.yaml"),
+        &format!("{}---\n{}", class(), gateway("edge", free_port())),
+    );
+    let s = gw.wait_until("the gateway to get a pool address", |s| {
+        items(s)
+            .iter()
+            .any(|i| i["kind"] == "Gateway" && i["status"]["addresses"][0]["value"] == "127.0.43.1")
+    });
+    let gateway = items(&s)
+        .into_iter()
+        .find(|i| i["kind"] == "Gateway")
+        .expect("gateway");
+    assert_eq!(gateway["status"]["conditions"][0]["observedGeneration"], 1);
+    assert!(gateway["metadata"]["generation"] == 1);
+    assert_eq!(gw.get("/healthz").map(|r| r.0), Some(200));
+    assert_eq!(gw.get("/readyz").map(|r| r.0), Some(200));
+    let (code, dump) = gw.get("/config_dump").expect("config dump");
+    assert_eq!(code, 200);
+    assert!(dump.contains("\"gateways\""), "{dump}");
+    let (code, metrics) = gw.get("/metrics").expect("metrics");
+    assert_eq!(code, 200);
+    assert!(metrics.contains("gw_config_reloads_total"), "{metrics}");
+    assert_eq!(gw.get("/nope").map(|r| r.0), Some(404));
+}
+
+/// Routes traffic to an echo backend, then changes the route while requests run: none fails.
+#[test]
+fn traffic_flows_and_survives_reloads() {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let echo = rt
+        .block_on(gw_echo::EchoServer::start(
+            gw_echo::EchoConfig::loopback_http("web-abc-def", "default"),
+        ))
+        .expect("echo");
+    let echo_port = echo.http_addr().expect("echo addr").port();
+    let gw = Gateway::start("traffic", "127.0.44.0/24");
+    let port = free_port();
+    let route = |prefix: &str| {
+        format!(
+            "{}---\n{}---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: web, namespace: default}}
+spec:
+  parentRefs: [{{name: edge}}]
+  rules:
+  - matches: [{{path: {{type: PathPrefix, value: {prefix}}}}}]
+    backendRefs: [{{name: web, port: 80}}]
+  - matches: [{{path: {{type: PathPrefix, value: /}}}}]
+    backendRefs: [{{name: web, port: 80}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: web, namespace: default}}
+spec: {{ports: [{{name: http, port: 80}}]}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: web-1, namespace: default, labels: {{kubernetes.io/service-name: web}}}}
+addressType: IPv4
+ports: [{{name: http, port: {echo_port}}}]
+endpoints: [{{addresses: [127.0.0.1]}}]
+",
+            class(),
+            gateway("edge", port)
+        )
+    };
+    write(&gw.config().join("all.yaml"), &route("/a"));
+    let addr: SocketAddr = format!("127.0.44.1:{port}").parse().expect("addr");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some((200, body)) = http_get(addr, "example.com", "/a/x") {
+            assert!(body.contains("\"pod\": \"web-abc-def\""), "{body}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the route never served");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let failures = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let workers: Vec<_> = (0..4)
+        .map(|_| {
+            let (stop, failures, sent) = (stop.clone(), failures.clone(), sent.clone());
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let got = http_get(addr, "example.com", "/a/x");
+                    if got.as_ref().map(|r| r.0) != Some(200)
+                        && failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed) == 0
+                    {
+                        let n = sent.load(std::sync::atomic::Ordering::Relaxed);
+                        eprintln!("first failure after {n} requests: {got:?}");
+                    }
+                }
+            })
+        })
+        .collect();
+    for i in 0..20 {
+        write(
+            &gw.config().join("all.yaml"),
+            &route(&format!("/a{}", i % 2)),
+        );
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for w in workers {
+        w.join().expect("worker");
+    }
+    assert!(sent.load(std::sync::atomic::Ordering::Relaxed) > 20);
+    assert_eq!(
+        failures.load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "requests failed during reloads; gateway log:\n{}",
+        gw.log()
+    );
+    rt.block_on(echo.shutdown());
+}
