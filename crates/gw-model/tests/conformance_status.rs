@@ -14,8 +14,8 @@
 
 mod conformance;
 
-use conformance::corpus::Corpus;
 use conformance::runner;
+use gw_conformance::corpus::Corpus;
 
 const BASELINE_FILE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),

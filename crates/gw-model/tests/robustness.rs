@@ -141,9 +141,13 @@ fn edit_strategy() -> impl Strategy<Value = Edit> {
         any::<usize>().prop_map(Edit::DeleteLine),
         any::<usize>().prop_map(Edit::DuplicateLine),
         (any::<usize>(), "[ -~]{0,40}").prop_map(|(i, s)| Edit::ReplaceLine(i, s)),
-        (any::<usize>(), prop::sample::select(vec![
-            ':', '-', '{', '}', '[', ']', '"', '\'', ' ', '\n', '0', '*', '/', '&', '!', '#', '|', '>'
-        ]))
+        (
+            any::<usize>(),
+            prop::sample::select(vec![
+                ':', '-', '{', '}', '[', ']', '"', '\'', ' ', '\n', '0', '*', '/', '&', '!', '#',
+                '|', '>'
+            ])
+        )
             .prop_map(|(i, c)| Edit::ReplaceChar(i, c)),
         any::<usize>().prop_map(Edit::Truncate),
     ]

@@ -11,12 +11,12 @@ use std::path::Path;
 
 use gw_model::load;
 
-use super::certs::programmatic_objects;
-use super::checks::{self, Ctx};
-use super::cluster::{self, Cluster, Compiled, TEST_CREATED};
-use super::corpus::{Corpus, StatusCheck, TestSpec};
-use super::features::Features;
-use super::mutations::{self, MutationError};
+use gw_conformance::certs::programmatic_objects;
+use gw_conformance::checks::{self, Ctx};
+use gw_conformance::cluster::{self, Cluster, Compiled, TEST_CREATED};
+use gw_conformance::corpus::{Corpus, StatusCheck, TestSpec};
+use gw_conformance::features::Features;
+use gw_conformance::mutations::{self, MutationError};
 
 /// The outcome of one status check.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,12 +144,19 @@ pub(crate) fn run(corpus: &Corpus) -> Report {
             return report;
         }
     };
+    let programmatic = match programmatic_objects() {
+        Ok(objects) => objects,
+        Err(e) => {
+            report.harness_errors.push(e);
+            return report;
+        }
+    };
     let base_docs = report.load_file(&corpus.base_manifests(), "base/manifests.yaml");
     let base = Cluster::base(
         features.supported(),
         "base/manifests.yaml",
         base_docs,
-        programmatic_objects(),
+        programmatic,
     );
     let dirs = match corpus.test_dirs() {
         Ok(dirs) => dirs,

@@ -11,13 +11,13 @@ use serde_json::{Value, json};
 
 use gw_model::resources::Kind;
 
-use super::cluster::{Cluster, MUTATION_CREATED, ObjectId, UNUSABLE_ADDRESS, generation_of};
+use crate::cluster::{Cluster, MUTATION_CREATED, ObjectId, UNUSABLE_ADDRESS, generation_of};
 
 const INFRA: &str = "gateway-conformance-infra";
 
 /// Why a mutation was not replayed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum MutationError {
+pub enum MutationError {
     /// The corpus does not say exactly what the Go test changes.
     NotReproducible(String),
     /// The harness or the corpus is inconsistent (unparsable text, missing object, ...).
@@ -26,16 +26,16 @@ pub(crate) enum MutationError {
 
 /// A parsed mutation text.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Mutation {
+pub struct Mutation {
     /// `Create`, `Delete` or `Patch`.
-    pub(crate) verb: String,
+    pub verb: String,
     /// The object.
-    pub(crate) id: ObjectId,
+    pub id: ObjectId,
 }
 
 impl Mutation {
     /// Parses `Verb Kind namespace/name` (or `Verb Kind name` for cluster-scoped kinds).
-    pub(crate) fn parse(text: &str) -> Result<Mutation, MutationError> {
+    pub fn parse(text: &str) -> Result<Mutation, MutationError> {
         let parts: Vec<&str> = text.split_whitespace().collect();
         let [verb, kind, target] = parts.as_slice() else {
             return Err(MutationError::Harness(format!(
@@ -51,11 +51,7 @@ impl Mutation {
 }
 
 /// Replays the `occurrence`-th (0-based) mutation with this text.
-pub(crate) fn apply(
-    cluster: &mut Cluster,
-    text: &str,
-    occurrence: usize,
-) -> Result<(), MutationError> {
+pub fn apply(cluster: &mut Cluster, text: &str, occurrence: usize) -> Result<(), MutationError> {
     let mutation = Mutation::parse(text)?;
     match mutation.verb.as_str() {
         "Delete" => {

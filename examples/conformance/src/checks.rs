@@ -10,12 +10,12 @@
 //!   require that gw reported it with at least one condition, so that an empty report cannot pass
 //!   vacuously (the Go helpers would be waiting for the controller's first write there).
 
-use super::cluster::{CONTROLLER_NAME, Cluster, ObjectId};
-use super::corpus::{
+use crate::cluster::{CONTROLLER_NAME, Cluster, ObjectId};
+use crate::corpus::{
     ANY, Check, ExpectedCondition, ExpectedGroupKind, ExpectedListener, ExpectedParent, ObjectRef,
     StatusCheck,
 };
-use super::status::{Condition, GroupKind, ListenerStatus, ObjectStatus, ParentRef, StatusView};
+use crate::status::{Condition, GroupKind, ListenerStatus, ObjectStatus, ParentRef, StatusView};
 
 /// The Gateway API group, the default of group fields.
 const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
@@ -28,15 +28,15 @@ const READY_LISTENER: [(&str, &str); 3] = [
 
 /// What a check looks at: the compiled status and the objects it was compiled from.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Ctx<'a> {
+pub struct Ctx<'a> {
     /// gw-model's status.
-    pub(crate) status: &'a StatusView,
+    pub status: &'a StatusView,
     /// The cluster the status was compiled from (generations, spec listener names).
-    pub(crate) cluster: &'a Cluster,
+    pub cluster: &'a Cluster,
 }
 
 /// Evaluates one check: `Err` carries the diff (expected vs actual).
-pub(crate) fn evaluate(check: &StatusCheck, ctx: Ctx<'_>) -> Result<(), String> {
+pub fn evaluate(check: &StatusCheck, ctx: Ctx<'_>) -> Result<(), String> {
     if !ctx.status.errors.is_empty() {
         return Err(format!(
             "malformed status list: {}",
@@ -126,7 +126,7 @@ pub(crate) fn evaluate(check: &StatusCheck, ctx: Ctx<'_>) -> Result<(), String> 
 }
 
 /// Every condition of the object carries the object's generation.
-pub(crate) fn fresh(status: &ObjectStatus, generation: i64) -> Result<(), String> {
+pub fn fresh(status: &ObjectStatus, generation: i64) -> Result<(), String> {
     let stale: Vec<String> = status
         .all_conditions()
         .filter(|c| c.observed_generation != Some(generation))
@@ -151,17 +151,14 @@ fn reported(status: Option<&ObjectStatus>) -> Result<(), String> {
 }
 
 /// Go `findConditionInList`: type equal, status and reason equal unless `any`.
-pub(crate) fn condition_matches(expected: &ExpectedCondition, actual: &Condition) -> bool {
+pub fn condition_matches(expected: &ExpectedCondition, actual: &Condition) -> bool {
     actual.type_ == expected.type_
         && (expected.status == ANY || actual.status == expected.status)
         && (expected.reason == ANY || actual.reason == expected.reason)
 }
 
 /// One expected condition is among `actual`.
-pub(crate) fn has_condition(
-    actual: &[Condition],
-    expected: &ExpectedCondition,
-) -> Result<(), String> {
+pub fn has_condition(actual: &[Condition], expected: &ExpectedCondition) -> Result<(), String> {
     if actual.iter().any(|c| condition_matches(expected, c)) {
         Ok(())
     } else {
@@ -173,7 +170,7 @@ pub(crate) fn has_condition(
 }
 
 /// Go `conditionsMatch`: every expected condition is among `actual` (extras allowed).
-pub(crate) fn conditions_match(
+pub fn conditions_match(
     expected: &[ExpectedCondition],
     actual: &[Condition],
 ) -> Result<(), String> {
@@ -202,7 +199,7 @@ fn list<T: ToString>(items: &[T]) -> String {
 }
 
 /// Go `parentsForRouteMatch`: for each expected parent some actual entry matches.
-pub(crate) fn route_must_have_parents(
+pub fn route_must_have_parents(
     actual: &ObjectStatus,
     expected: &[ExpectedParent],
     namespace_required: bool,
@@ -266,7 +263,7 @@ fn controller(expected: &str) -> String {
 }
 
 /// Identity part of Go `parentsForRouteMatch` (group and kind compared as optional values).
-pub(crate) fn parent_matches(
+pub fn parent_matches(
     expected: &ExpectedParent,
     actual_controller: &str,
     actual: &ParentRef,
@@ -423,7 +420,7 @@ fn no_accepted_parents(actual: &ObjectStatus) -> Result<(), String> {
 
 /// Go `gatewayListenersMatch`: same count, each expected listener present by name with the
 /// supported kinds, exact attachedRoutes and conditions.
-pub(crate) fn listeners_match(
+pub fn listeners_match(
     expected: &[ExpectedListener],
     actual: &[ListenerStatus],
 ) -> Result<(), String> {
@@ -492,7 +489,7 @@ fn kinds(kinds: &[GroupKind]) -> String {
 }
 
 /// Every named listener is in status with all the conditions.
-pub(crate) fn listeners_have_conditions(
+pub fn listeners_have_conditions(
     actual: &[ListenerStatus],
     names: &[String],
     conditions: &[ExpectedCondition],
@@ -658,7 +655,7 @@ mod tests {
 
     fn gateway_parent(namespace: Option<&str>) -> ExpectedParent {
         ExpectedParent {
-            parent_ref: super::super::corpus::ExpectedParentRef {
+            parent_ref: crate::corpus::ExpectedParentRef {
                 group: Some(GATEWAY_GROUP.to_owned()),
                 kind: Some("Gateway".to_owned()),
                 name: "gw".to_owned(),

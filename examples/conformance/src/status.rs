@@ -9,19 +9,19 @@ use std::fmt;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::cluster::ObjectId;
+use crate::cluster::ObjectId;
 
 /// Status of every object in the `List`, by id.
 #[derive(Debug, Default)]
-pub(crate) struct StatusView {
+pub struct StatusView {
     items: HashMap<ObjectId, Result<ObjectStatus, String>>,
     /// Problems with the list itself (not a list, items without kind/name).
-    pub(crate) errors: Vec<String>,
+    pub errors: Vec<String>,
 }
 
 impl StatusView {
     /// Reads `{"kind":"List","items":[{kind, metadata:{name, namespace?}, status}]}`.
-    pub(crate) fn from_list(list: &Value) -> StatusView {
+    pub fn from_list(list: &Value) -> StatusView {
         let mut view = StatusView::default();
         let Some(items) = list.get("items").and_then(Value::as_array) else {
             view.errors
@@ -53,7 +53,7 @@ impl StatusView {
     }
 
     /// The status of an object: `Ok(None)` when gw reported nothing for it.
-    pub(crate) fn get(&self, id: &ObjectId) -> Result<Option<&ObjectStatus>, String> {
+    pub fn get(&self, id: &ObjectId) -> Result<Option<&ObjectStatus>, String> {
         match self.items.get(id) {
             None => Ok(None),
             Some(Ok(status)) => Ok(Some(status)),
@@ -65,24 +65,24 @@ impl StatusView {
 /// The union of the status shapes of every kind gw reports (fields absent in a kind stay empty).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
-pub(crate) struct ObjectStatus {
+pub struct ObjectStatus {
     /// Top-level conditions (GatewayClass, Gateway, ListenerSet).
-    pub(crate) conditions: Vec<Condition>,
+    pub conditions: Vec<Condition>,
     /// Gateway `status.addresses`.
-    pub(crate) addresses: Vec<Address>,
+    pub addresses: Vec<Address>,
     /// Gateway / ListenerSet `status.listeners`.
-    pub(crate) listeners: Vec<ListenerStatus>,
+    pub listeners: Vec<ListenerStatus>,
     /// Gateway `status.attachedListenerSets`.
-    pub(crate) attached_listener_sets: Option<i64>,
+    pub attached_listener_sets: Option<i64>,
     /// Route `status.parents`.
-    pub(crate) parents: Vec<RouteParentStatus>,
+    pub parents: Vec<RouteParentStatus>,
     /// Policy `status.ancestors`.
-    pub(crate) ancestors: Vec<PolicyAncestorStatus>,
+    pub ancestors: Vec<PolicyAncestorStatus>,
 }
 
 impl ObjectStatus {
     /// Every condition, wherever it sits.
-    pub(crate) fn all_conditions(&self) -> impl Iterator<Item = &Condition> {
+    pub fn all_conditions(&self) -> impl Iterator<Item = &Condition> {
         self.conditions
             .iter()
             .chain(self.listeners.iter().flat_map(|l| &l.conditions))
@@ -94,16 +94,16 @@ impl ObjectStatus {
 /// A `metav1.Condition`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
-pub(crate) struct Condition {
+pub struct Condition {
     /// Type.
     #[serde(rename = "type")]
-    pub(crate) type_: String,
+    pub type_: String,
     /// `True` / `False` / `Unknown`.
-    pub(crate) status: String,
+    pub status: String,
     /// Reason.
-    pub(crate) reason: String,
+    pub reason: String,
     /// observedGeneration (absent reads as none, which never equals a generation).
-    pub(crate) observed_generation: Option<i64>,
+    pub observed_generation: Option<i64>,
 }
 
 impl fmt::Display for Condition {
@@ -119,52 +119,52 @@ impl fmt::Display for Condition {
 /// A Gateway `status.addresses` entry.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
-pub(crate) struct Address {
+pub struct Address {
     /// Type (the Go helper only takes addresses that have one).
     #[serde(rename = "type")]
-    pub(crate) type_: Option<String>,
+    pub type_: Option<String>,
     /// Value.
-    pub(crate) value: String,
+    pub value: String,
 }
 
 /// A listener status (Gateway or ListenerSet).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
-pub(crate) struct ListenerStatus {
+pub struct ListenerStatus {
     /// Listener name.
-    pub(crate) name: String,
+    pub name: String,
     /// Supported route kinds.
-    pub(crate) supported_kinds: Vec<GroupKind>,
+    pub supported_kinds: Vec<GroupKind>,
     /// Attached routes.
-    pub(crate) attached_routes: i64,
+    pub attached_routes: i64,
     /// Conditions.
-    pub(crate) conditions: Vec<Condition>,
+    pub conditions: Vec<Condition>,
 }
 
 /// `{group, kind}`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
-pub(crate) struct GroupKind {
+pub struct GroupKind {
     /// Group (absent means the Gateway API group).
-    pub(crate) group: Option<String>,
+    pub group: Option<String>,
     /// Kind.
-    pub(crate) kind: String,
+    pub kind: String,
 }
 
 /// A parentRef / ancestorRef as written in status.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
-pub(crate) struct ParentRef {
+pub struct ParentRef {
     /// Group.
-    pub(crate) group: Option<String>,
+    pub group: Option<String>,
     /// Kind.
-    pub(crate) kind: Option<String>,
+    pub kind: Option<String>,
     /// Name.
-    pub(crate) name: String,
+    pub name: String,
     /// Namespace.
-    pub(crate) namespace: Option<String>,
+    pub namespace: Option<String>,
     /// Section name.
-    pub(crate) section_name: Option<String>,
+    pub section_name: Option<String>,
 }
 
 impl fmt::Display for ParentRef {
@@ -185,21 +185,21 @@ impl fmt::Display for ParentRef {
 /// A route `status.parents` entry.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
-pub(crate) struct RouteParentStatus {
+pub struct RouteParentStatus {
     /// The parent.
-    pub(crate) parent_ref: ParentRef,
+    pub parent_ref: ParentRef,
     /// The controller that wrote the entry.
-    pub(crate) controller_name: String,
+    pub controller_name: String,
     /// Conditions.
-    pub(crate) conditions: Vec<Condition>,
+    pub conditions: Vec<Condition>,
 }
 
 /// A policy `status.ancestors` entry.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
-pub(crate) struct PolicyAncestorStatus {
+pub struct PolicyAncestorStatus {
     /// The ancestor (Go compares neither controllerName nor group/kind here).
-    pub(crate) ancestor_ref: ParentRef,
+    pub ancestor_ref: ParentRef,
     /// Conditions.
-    pub(crate) conditions: Vec<Condition>,
+    pub conditions: Vec<Condition>,
 }

@@ -13,41 +13,41 @@ use gw_model::status::GatewayStatusAddress;
 use gw_model::{CompileOptions, compile};
 use serde_json::{Value, json};
 
-use super::status::StatusView;
+use crate::status::StatusView;
 
 /// The controller name the harness runs gw-model as (Go `suite.ControllerName`).
-pub(crate) const CONTROLLER_NAME: &str = "gw.dev/gateway";
+pub const CONTROLLER_NAME: &str = "gw.dev/gateway";
 /// The GatewayClass under test (Go `--gateway-class`); the harness creates it.
-pub(crate) const GATEWAY_CLASS: &str = "gateway-conformance";
+pub const GATEWAY_CLASS: &str = "gateway-conformance";
 /// The network the harness "can bind" (`CompileOptions::usable_networks`); dynamic addresses
 /// are `127.0.10.N` from it.
-pub(crate) const POOL: &str = "127.0.10.0/24";
+pub const POOL: &str = "127.0.10.0/24";
 /// `--usable-network-addresses`: inside [`POOL`], never handed out dynamically.
-pub(crate) const USABLE_ADDRESS: &str = "127.0.10.250";
+pub const USABLE_ADDRESS: &str = "127.0.10.250";
 /// `--unusable-network-addresses`: a documentation-range address outside [`POOL`].
-pub(crate) const UNUSABLE_ADDRESS: &str = "192.0.2.1";
+pub const UNUSABLE_ADDRESS: &str = "192.0.2.1";
 
 /// `creationTimestamp` of base and programmatic objects.
-pub(crate) const BASE_CREATED: &str = "2025-01-01T00:00:00Z";
+pub const BASE_CREATED: &str = "2025-01-01T00:00:00Z";
 /// `creationTimestamp` of a test's manifests (applied after base).
-pub(crate) const TEST_CREATED: &str = "2025-01-01T00:01:00Z";
+pub const TEST_CREATED: &str = "2025-01-01T00:01:00Z";
 /// `creationTimestamp` of objects created by mid-test mutations.
-pub(crate) const MUTATION_CREATED: &str = "2025-01-01T00:02:00Z";
+pub const MUTATION_CREATED: &str = "2025-01-01T00:02:00Z";
 
 /// Kind, namespace (`""` when cluster scoped) and name of an object.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(crate) struct ObjectId {
+pub struct ObjectId {
     /// Kind, e.g. `HTTPRoute`.
-    pub(crate) kind: String,
+    pub kind: String,
     /// Namespace, or `""`.
-    pub(crate) namespace: String,
+    pub namespace: String,
     /// Name.
-    pub(crate) name: String,
+    pub name: String,
 }
 
 impl ObjectId {
     /// An id.
-    pub(crate) fn new(kind: &str, namespace: &str, name: &str) -> ObjectId {
+    pub fn new(kind: &str, namespace: &str, name: &str) -> ObjectId {
         ObjectId {
             kind: kind.to_owned(),
             namespace: namespace.to_owned(),
@@ -57,7 +57,7 @@ impl ObjectId {
 
     /// The id of a manifest; namespaced gw kinds without a namespace land in `default`, as the
     /// API server (and gw's loader) would put them.
-    pub(crate) fn of(manifest: &Value) -> Option<ObjectId> {
+    pub fn of(manifest: &Value) -> Option<ObjectId> {
         let kind = manifest.get("kind")?.as_str()?;
         let meta = manifest.get("metadata")?;
         let name = meta.get("name")?.as_str()?;
@@ -88,7 +88,7 @@ struct Stored {
 
 /// The objects of the emulated cluster.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Cluster {
+pub struct Cluster {
     objects: BTreeMap<ObjectId, Stored>,
     /// Passed to gw-model as `CompileOptions::supported_features`.
     supported_features: Vec<String>,
@@ -96,17 +96,17 @@ pub(crate) struct Cluster {
 
 /// The result of compiling a cluster.
 #[derive(Debug)]
-pub(crate) struct Compiled {
+pub struct Compiled {
     /// Status of every object gw reported.
-    pub(crate) status: StatusView,
+    pub status: StatusView,
     /// Errors of `gw_model::load` on the stored manifests (harness-built objects included).
-    pub(crate) load_errors: Vec<String>,
+    pub load_errors: Vec<String>,
 }
 
 impl Cluster {
     /// The cluster every test starts from: the conformance GatewayClass, `base/manifests.yaml` and
     /// the programmatic objects, compiled with the claimed features.
-    pub(crate) fn base(
+    pub fn base(
         supported_features: Vec<String>,
         base_source: &str,
         base_manifests: Vec<Value>,
@@ -140,7 +140,7 @@ impl Cluster {
     /// Creates or replaces an object after preparing it as the Go Applier does (GatewayClass
     /// controllerName, Gateway class name and static-address placeholders) and stamping a
     /// creationTimestamp if it has none.
-    pub(crate) fn apply(&mut self, source: &str, index: usize, mut manifest: Value, created: &str) {
+    pub fn apply(&mut self, source: &str, index: usize, mut manifest: Value, created: &str) {
         prepare(&mut manifest);
         if let Some(meta) = manifest.get_mut("metadata").and_then(Value::as_object_mut) {
             meta.entry("creationTimestamp")
@@ -162,27 +162,32 @@ impl Cluster {
     }
 
     /// The manifest of an object.
-    pub(crate) fn get(&self, id: &ObjectId) -> Option<&Value> {
+    pub fn get(&self, id: &ObjectId) -> Option<&Value> {
         self.objects.get(id).map(|s| &s.manifest)
     }
 
     /// The manifest of an object, for in-place patches.
-    pub(crate) fn get_mut(&mut self, id: &ObjectId) -> Option<&mut Value> {
+    pub fn get_mut(&mut self, id: &ObjectId) -> Option<&mut Value> {
         self.objects.get_mut(id).map(|s| &mut s.manifest)
     }
 
+    /// Every object with its (prepared) manifest, in id order.
+    pub fn objects(&self) -> impl Iterator<Item = (&ObjectId, &Value)> {
+        self.objects.iter().map(|(id, s)| (id, &s.manifest))
+    }
+
     /// Deletes an object; whether it existed.
-    pub(crate) fn remove(&mut self, id: &ObjectId) -> bool {
+    pub fn remove(&mut self, id: &ObjectId) -> bool {
         self.objects.remove(id).is_some()
     }
 
     /// `metadata.generation` of an object (1 when absent or unknown, as in gw-model).
-    pub(crate) fn generation(&self, id: &ObjectId) -> i64 {
+    pub fn generation(&self, id: &ObjectId) -> i64 {
         self.get(id).map_or(1, generation_of)
     }
 
     /// Names of `spec.listeners` of a Gateway or ListenerSet (empty if unknown).
-    pub(crate) fn listener_names(&self, id: &ObjectId) -> Vec<String> {
+    pub fn listener_names(&self, id: &ObjectId) -> Vec<String> {
         self.get(id)
             .and_then(|m| m.pointer("/spec/listeners"))
             .and_then(Value::as_array)
@@ -196,7 +201,7 @@ impl Cluster {
     }
 
     /// Loads every manifest with `gw_model::load` and compiles.
-    pub(crate) fn compile(&self) -> Compiled {
+    pub fn compile(&self) -> Compiled {
         let mut resources = Resources::new();
         let mut load_errors = Vec::new();
         for stored in self.objects.values() {
@@ -206,7 +211,7 @@ impl Cluster {
         }
         let mut options = CompileOptions::new(CONTROLLER_NAME);
         options.assigned_addresses = self.assigned_addresses();
-        options.usable_networks = vec![POOL.parse().expect("pool is a CIDR")];
+        options.usable_networks = POOL.parse().into_iter().collect();
         options.supported_features = self.supported_features.clone();
         let compiled = compile(&resources, &options);
         Compiled {
@@ -235,7 +240,7 @@ impl Cluster {
 }
 
 /// `metadata.generation` of a manifest (1 when absent).
-pub(crate) fn generation_of(manifest: &Value) -> i64 {
+pub fn generation_of(manifest: &Value) -> i64 {
     manifest
         .pointer("/metadata/generation")
         .and_then(Value::as_i64)
@@ -291,7 +296,7 @@ fn replace_address_placeholder(address: &mut Value) {
 }
 
 /// Splits a YAML manifest file into documents (empty documents dropped).
-pub(crate) fn parse_manifests(text: &str) -> Result<Vec<Value>, String> {
+pub fn parse_manifests(text: &str) -> Result<Vec<Value>, String> {
     // Same YAML options as gw_model::load (YAML 1.2 core booleans).
     let options = serde_saphyr::options! { strict_booleans: true };
     serde_saphyr::from_multiple_with_options::<Value>(text, options)

@@ -9,19 +9,19 @@ use serde::Deserialize;
 use serde_json::Value;
 
 /// The wildcard the corpus uses for "any status" / "any reason" (Go passes an empty string).
-pub(crate) const ANY: &str = "any";
+pub const ANY: &str = "any";
 
 /// The corpus root, as found on disk.
 #[derive(Debug, Clone)]
-pub(crate) struct Corpus {
+pub struct Corpus {
     /// The corpus root (holds `README.md`, `base/` and `tests/`).
-    pub(crate) root: PathBuf,
+    pub root: PathBuf,
 }
 
 impl Corpus {
     /// The corpus named by `GW_CONFORMANCE_DIR`, or the shared checkout next to the workspace.
     /// `Err` explains why there is none (the caller skips).
-    pub(crate) fn locate() -> Result<Corpus, String> {
+    pub fn locate() -> Result<Corpus, String> {
         let root = match std::env::var_os("GW_CONFORMANCE_DIR") {
             Some(dir) => PathBuf::from(dir),
             None => PathBuf::from(concat!(
@@ -41,12 +41,12 @@ impl Corpus {
     }
 
     /// `base/manifests.yaml`.
-    pub(crate) fn base_manifests(&self) -> PathBuf {
+    pub fn base_manifests(&self) -> PathBuf {
         self.root.join("base/manifests.yaml")
     }
 
     /// Every test folder, sorted by name.
-    pub(crate) fn test_dirs(&self) -> std::io::Result<Vec<PathBuf>> {
+    pub fn test_dirs(&self) -> std::io::Result<Vec<PathBuf>> {
         let mut dirs: Vec<PathBuf> = std::fs::read_dir(self.root.join("tests"))?
             .filter_map(Result::ok)
             .map(|e| e.path())
@@ -59,28 +59,35 @@ impl Corpus {
 
 /// One `tests/<Name>/test.yaml`.
 #[derive(Debug, Clone, Deserialize)]
-pub(crate) struct TestSpec {
+pub struct TestSpec {
     /// Go ShortName (= folder name).
-    pub(crate) name: String,
+    pub name: String,
     /// Features the test needs (the suite skips it unless all are supported).
     #[serde(default)]
-    pub(crate) features: Vec<String>,
+    pub features: Vec<String>,
     /// Go early returns, as prose naming a `SupportedFeatures.Has(...)` condition.
     #[serde(default)]
-    pub(crate) preconditions: Vec<String>,
+    pub preconditions: Vec<String>,
     /// Manifest files, relative to the test folder, applied in order after base.
-    pub(crate) manifests: Vec<String>,
+    pub manifests: Vec<String>,
+    /// Gateways (or ListenerSets) whose address the Go code waits for, kept raw.
+    #[serde(default)]
+    pub gateways: Vec<Value>,
+    /// Requests and expectations (`cases:`), kept raw so that one malformed entry is reported
+    /// on its own (the live replay parses them, see `live::cases`).
+    #[serde(default)]
+    pub cases: Vec<Value>,
     /// Status checks, kept raw so that one malformed entry is reported on its own.
     #[serde(default)]
-    pub(crate) status_checks: Vec<Value>,
+    pub status_checks: Vec<Value>,
     /// Prose checks; the `mutation` ones define the mutation sequence.
     #[serde(default)]
-    pub(crate) other_checks: Vec<OtherCheck>,
+    pub other_checks: Vec<OtherCheck>,
 }
 
 impl TestSpec {
     /// Reads and parses `dir/test.yaml`.
-    pub(crate) fn read(dir: &Path) -> Result<TestSpec, String> {
+    pub fn read(dir: &Path) -> Result<TestSpec, String> {
         let path = dir.join("test.yaml");
         let text = std::fs::read_to_string(&path)
             .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
@@ -91,7 +98,7 @@ impl TestSpec {
     }
 
     /// The texts of the `mutation` other_checks, in the order the Go test performs them.
-    pub(crate) fn mutation_sequence(&self) -> Vec<&str> {
+    pub fn mutation_sequence(&self) -> Vec<&str> {
         self.other_checks
             .iter()
             .filter(|c| c.check == "mutation")
@@ -102,34 +109,34 @@ impl TestSpec {
 
 /// An `other_checks` entry (prose).
 #[derive(Debug, Clone, Deserialize)]
-pub(crate) struct OtherCheck {
+pub struct OtherCheck {
     /// Category (`mutation`, `observed_generation`, ...).
-    pub(crate) check: String,
+    pub check: String,
     /// The prose.
-    pub(crate) text: String,
+    pub text: String,
 }
 
 /// One `status_checks` entry.
 #[derive(Debug, Clone, Deserialize)]
-pub(crate) struct StatusCheck {
+pub struct StatusCheck {
     /// Kind of the object checked.
-    pub(crate) kind: String,
+    pub kind: String,
     /// Name of the object checked.
-    pub(crate) name: String,
+    pub name: String,
     /// Namespace (null for the cluster-scoped GatewayClass).
     #[serde(default)]
-    pub(crate) namespace: Option<String>,
+    pub namespace: Option<String>,
     /// Mutations (texts of `other_checks`) performed before this check, in order.
     #[serde(default)]
-    pub(crate) after_mutations: Vec<String>,
+    pub after_mutations: Vec<String>,
     /// What is checked.
     #[serde(flatten)]
-    pub(crate) check: Check,
+    pub check: Check,
 }
 
 impl StatusCheck {
     /// `Kind ns/name` (or `Kind name`).
-    pub(crate) fn target(&self) -> String {
+    pub fn target(&self) -> String {
         match &self.namespace {
             Some(ns) => format!("{} {ns}/{}", self.kind, self.name),
             None => format!("{} {}", self.kind, self.name),
@@ -140,7 +147,7 @@ impl StatusCheck {
 /// The check kinds of the README, with their keys.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "check")]
-pub(crate) enum Check {
+pub enum Check {
     /// `status.parents` holds a matching entry for each listed parent.
     RouteMustHaveParents {
         /// Go's namespaceRequired argument.
@@ -206,7 +213,7 @@ pub(crate) enum Check {
 
 impl Check {
     /// The check kind as the corpus spells it.
-    pub(crate) fn name(&self) -> &'static str {
+    pub fn name(&self) -> &'static str {
         match self {
             Check::RouteMustHaveParents { .. } => "RouteMustHaveParents",
             Check::RouteMustHaveCondition { .. } => "RouteMustHaveCondition",
@@ -225,24 +232,24 @@ impl Check {
 
 /// `{name, namespace}`.
 #[derive(Debug, Clone, Deserialize)]
-pub(crate) struct ObjectRef {
+pub struct ObjectRef {
     /// Name.
-    pub(crate) name: String,
+    pub name: String,
     /// Namespace.
     #[serde(default)]
-    pub(crate) namespace: Option<String>,
+    pub namespace: Option<String>,
 }
 
 /// `{type, status, reason}`; status and reason may be [`ANY`].
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub(crate) struct ExpectedCondition {
+pub struct ExpectedCondition {
     /// Condition type.
     #[serde(rename = "type")]
-    pub(crate) type_: String,
+    pub type_: String,
     /// `True`, `False` or [`ANY`].
-    pub(crate) status: String,
+    pub status: String,
     /// Reason or [`ANY`].
-    pub(crate) reason: String,
+    pub reason: String,
 }
 
 impl std::fmt::Display for ExpectedCondition {
@@ -254,53 +261,53 @@ impl std::fmt::Display for ExpectedCondition {
 /// An expected `status.parents` entry.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub(crate) struct ExpectedParent {
+pub struct ExpectedParent {
     /// The parentRef (sectionName and port are not compared, so not modelled).
-    pub(crate) parent_ref: ExpectedParentRef,
+    pub parent_ref: ExpectedParentRef,
     /// `${CONTROLLER_NAME}` or a literal controller name.
-    pub(crate) controller_name: String,
+    pub controller_name: String,
     /// Conditions that must be present.
-    pub(crate) conditions: Vec<ExpectedCondition>,
+    pub conditions: Vec<ExpectedCondition>,
 }
 
 /// An expected parentRef.
 #[derive(Debug, Clone, Deserialize)]
-pub(crate) struct ExpectedParentRef {
+pub struct ExpectedParentRef {
     /// Group.
     #[serde(default)]
-    pub(crate) group: Option<String>,
+    pub group: Option<String>,
     /// Kind.
     #[serde(default)]
-    pub(crate) kind: Option<String>,
+    pub kind: Option<String>,
     /// Name.
-    pub(crate) name: String,
+    pub name: String,
     /// Namespace.
     #[serde(default)]
-    pub(crate) namespace: Option<String>,
+    pub namespace: Option<String>,
 }
 
 /// An expected `status.listeners` entry.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub(crate) struct ExpectedListener {
+pub struct ExpectedListener {
     /// Listener name.
-    pub(crate) name: String,
+    pub name: String,
     /// Kinds that must be present (empty: actual must be empty).
     #[serde(default)]
-    pub(crate) supported_kinds: Vec<ExpectedGroupKind>,
+    pub supported_kinds: Vec<ExpectedGroupKind>,
     /// Exact attachedRoutes.
-    pub(crate) attached_routes: i64,
+    pub attached_routes: i64,
     /// Conditions that must be present.
     #[serde(default)]
-    pub(crate) conditions: Vec<ExpectedCondition>,
+    pub conditions: Vec<ExpectedCondition>,
 }
 
 /// `{group, kind}`; a missing group is the Gateway API group.
 #[derive(Debug, Clone, Deserialize)]
-pub(crate) struct ExpectedGroupKind {
+pub struct ExpectedGroupKind {
     /// Group.
     #[serde(default)]
-    pub(crate) group: Option<String>,
+    pub group: Option<String>,
     /// Kind.
-    pub(crate) kind: String,
+    pub kind: String,
 }

@@ -1,0 +1,427 @@
+//! The "pods": every echo-basic Deployment of the manifests becomes `replicas` in-process
+//! [`gw_echo::EchoServer`]s, each on its own loopback IP, and every Service gets an
+//! EndpointSlice listing the IPs of the pods its selector matches (what the EndpointSlice
+//! controller would write).
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use gw_echo::{EchoConfig, EchoLog, EchoMode, EchoServer};
+use serde_json::{Value, json};
+
+use crate::cluster::{Cluster, ObjectId};
+
+/// echo-basic's default ports.
+const HTTP_PORT: u16 = 3000;
+const H2C_PORT: u16 = 3001;
+const TCP_PORT: u16 = 3000;
+const UDP_PORT: u16 = 8080;
+
+/// What a pod's echo server speaks (from the Deployment's environment).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EchoKind {
+    /// echo-basic's HTTP echo on `HTTP_PORT` (HTTP/1.1 + h2c) and `H2C_PORT`.
+    Http {
+        /// `HTTP_PORT`.
+        http: u16,
+        /// `H2C_PORT`.
+        h2c: u16,
+    },
+    /// `GRPC_ECHO_SERVER`: the gRPC echo on `HTTP_PORT`.
+    Grpc {
+        /// `HTTP_PORT`.
+        port: u16,
+    },
+    /// `TCP_ECHO_SERVER` / `UDP_ECHO_SERVER`.
+    L4 {
+        /// `TCP_PORT`, when TCP mode is on.
+        tcp: Option<u16>,
+        /// `UDP_PORT`, when UDP mode is on.
+        udp: Option<u16>,
+    },
+}
+
+/// One planned pod.
+#[derive(Debug, Clone)]
+pub struct Pod {
+    /// `<deployment>-<replicaset hash>-<pod hash>`.
+    pub name: String,
+    /// Namespace.
+    pub namespace: String,
+    /// The Deployment.
+    pub deployment: String,
+    /// Labels of the pod template.
+    pub labels: BTreeMap<String, String>,
+    /// Its loopback IP.
+    pub ip: Ipv4Addr,
+    /// What it serves.
+    pub kind: EchoKind,
+    /// Named container ports (`targetPort` by name).
+    pub named_ports: BTreeMap<String, u16>,
+}
+
+/// Plans the pods of every echo-basic Deployment (other images, e.g. coredns, are not run);
+/// `ip_of(n)` gives the n-th pod its address.
+pub fn plan(
+    cluster: &Cluster,
+    ip_of: impl Fn(usize) -> Option<Ipv4Addr>,
+) -> Result<Vec<Pod>, String> {
+    let mut pods = Vec::new();
+    for (id, manifest) in cluster.objects() {
+        if id.kind != "Deployment" {
+            continue;
+        }
+        let Some(container) = manifest
+            .pointer("/spec/template/spec/containers/0")
+            .filter(|c| {
+                c.get("image")
+                    .and_then(Value::as_str)
+                    .is_some_and(|i| i.contains("echo-basic"))
+            })
+        else {
+            continue;
+        };
+        let env: BTreeMap<String, String> = container
+            .get("env")
+            .and_then(Value::as_array)
+            .map(|env| {
+                env.iter()
+                    .filter_map(|e| {
+                        let name = e.get("name")?.as_str()?;
+                        let value = e.get("value").and_then(Value::as_str).unwrap_or("(ref)");
+                        Some((name.to_owned(), value.to_owned()))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let port = |var: &str, default: u16| -> Result<u16, String> {
+            match env.get(var) {
+                None => Ok(default),
+                Some(v) => v
+                    .parse()
+                    .map_err(|_| format!("{id}: {var}={v:?} is not a port")),
+            }
+        };
+        let on = |var: &str| env.get(var).is_some_and(|v| !v.is_empty());
+        let kind = if on("GRPC_ECHO_SERVER") {
+            EchoKind::Grpc {
+                port: port("HTTP_PORT", HTTP_PORT)?,
+            }
+        } else if on("TCP_ECHO_SERVER") || on("UDP_ECHO_SERVER") {
+            EchoKind::L4 {
+                tcp: on("TCP_ECHO_SERVER")
+                    .then(|| port("TCP_PORT", TCP_PORT))
+                    .transpose()?,
+                udp: on("UDP_ECHO_SERVER")
+                    .then(|| port("UDP_PORT", UDP_PORT))
+                    .transpose()?,
+            }
+        } else {
+            EchoKind::Http {
+                http: port("HTTP_PORT", HTTP_PORT)?,
+                h2c: port("H2C_PORT", H2C_PORT)?,
+            }
+        };
+        let labels: BTreeMap<String, String> = manifest
+            .pointer("/spec/template/metadata/labels")
+            .and_then(Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let named_ports: BTreeMap<String, u16> = container
+            .get("ports")
+            .and_then(Value::as_array)
+            .map(|ports| {
+                ports
+                    .iter()
+                    .filter_map(|p| {
+                        let name = p.get("name")?.as_str()?;
+                        let port = u16::try_from(p.get("containerPort")?.as_u64()?).ok()?;
+                        Some((name.to_owned(), port))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let replicas = manifest
+            .pointer("/spec/replicas")
+            .and_then(Value::as_u64)
+            .unwrap_or(1);
+        let rs_hash = format!("{:08x}", fnv1a(&format!("{}/{}", id.namespace, id.name)));
+        for replica in 0..replicas {
+            let ip = ip_of(pods.len())
+                .ok_or_else(|| format!("no loopback address left for pod {} of {id}", replica))?;
+            pods.push(Pod {
+                name: format!("{}-{rs_hash}-p{replica:04x}", id.name),
+                namespace: id.namespace.clone(),
+                deployment: id.name.clone(),
+                labels: labels.clone(),
+                ip,
+                kind: kind.clone(),
+                named_ports: named_ports.clone(),
+            });
+        }
+    }
+    Ok(pods)
+}
+
+fn fnv1a(text: &str) -> u32 {
+    text.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
+}
+
+/// The running echo servers of a test.
+#[derive(Debug)]
+pub struct Backends {
+    /// The pods, in plan order.
+    pub pods: Vec<Pod>,
+    servers: Vec<EchoServer>,
+    logs: Vec<EchoLog>,
+}
+
+impl Backends {
+    /// Starts one echo server per pod (all listeners bound when this returns).
+    pub async fn start(pods: Vec<Pod>) -> Result<Backends, String> {
+        let mut servers = Vec::with_capacity(pods.len());
+        let mut logs = Vec::with_capacity(pods.len());
+        for pod in &pods {
+            let at = |port: u16| Some(SocketAddr::new(IpAddr::V4(pod.ip), port));
+            let mut config = EchoConfig {
+                pod: pod.name.clone(),
+                namespace: pod.namespace.clone(),
+                ..EchoConfig::default()
+            };
+            match pod.kind {
+                EchoKind::Http { http, h2c } => {
+                    config.http = at(http);
+                    config.h2c = at(h2c);
+                }
+                EchoKind::Grpc { port } => {
+                    config.mode = EchoMode::Grpc;
+                    config.http = at(port);
+                }
+                EchoKind::L4 { tcp, udp } => {
+                    config.tcp = tcp.and_then(at);
+                    config.udp = udp.and_then(at);
+                }
+            }
+            let server = EchoServer::start(config)
+                .await
+                .map_err(|e| format!("echo server for pod {} on {}: {e}", pod.name, pod.ip))?;
+            logs.push(server.log());
+            servers.push(server);
+        }
+        Ok(Backends {
+            pods,
+            servers,
+            logs,
+        })
+    }
+
+    /// The logs of every pod of a Deployment.
+    pub fn logs_of(&self, deployment: &str, namespace: Option<&str>) -> Vec<EchoLog> {
+        self.pods
+            .iter()
+            .zip(&self.logs)
+            .filter(|(p, _)| {
+                p.deployment == deployment && namespace.is_none_or(|ns| ns == p.namespace)
+            })
+            .map(|(_, log)| log.clone())
+            .collect()
+    }
+
+    /// Stops every server and waits for them.
+    pub async fn shutdown(self) {
+        for server in self.servers {
+            server.shutdown().await;
+        }
+    }
+}
+
+fn selector_of(service: &Value) -> BTreeMap<String, String> {
+    service
+        .pointer("/spec/selector")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// An EndpointSlice for every Service with a selector: the Service's ports by name with their
+/// target ports, and the IPs of the matching pods. Services without a selector get none (their
+/// slices are the manifests' own, see [`fill_manual_slices`]).
+pub fn endpoint_slices(cluster: &Cluster, pods: &[Pod]) -> Vec<Value> {
+    let mut slices = Vec::new();
+    for (id, service) in cluster.objects() {
+        if id.kind != "Service" {
+            continue;
+        }
+        let selector = selector_of(service);
+        if selector.is_empty() {
+            continue;
+        }
+        let members: Vec<&Pod> = pods
+            .iter()
+            .filter(|p| {
+                p.namespace == id.namespace
+                    && selector.iter().all(|(k, v)| p.labels.get(k) == Some(v))
+            })
+            .collect();
+        let ports: Vec<Value> = service
+            .pointer("/spec/ports")
+            .and_then(Value::as_array)
+            .map(|ports| {
+                ports
+                    .iter()
+                    .filter_map(|p| slice_port(p, members.first().copied()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let endpoints: Vec<Value> = members
+            .iter()
+            .map(|p| {
+                json!({
+                    "addresses": [p.ip.to_string()],
+                    "conditions": {"ready": true, "serving": true, "terminating": false},
+                    "targetRef": {"kind": "Pod", "name": p.name, "namespace": p.namespace},
+                })
+            })
+            .collect();
+        slices.push(json!({
+            "apiVersion": "discovery.k8s.io/v1",
+            "kind": "EndpointSlice",
+            "metadata": {
+                "name": format!("{}-harness", id.name),
+                "namespace": id.namespace,
+                "labels": {"kubernetes.io/service-name": id.name},
+            },
+            "addressType": "IPv4",
+            "ports": ports,
+            "endpoints": endpoints,
+        }));
+    }
+    slices
+}
+
+/// An EndpointSlice port for a Service port: same name, the target port (a named target port
+/// is looked up in the pods' container ports).
+fn slice_port(port: &Value, pod: Option<&Pod>) -> Option<Value> {
+    let name = port.get("name").and_then(Value::as_str).unwrap_or_default();
+    let service_port = port.get("port").and_then(Value::as_u64)?;
+    let target = match port.get("targetPort") {
+        Some(Value::Number(n)) => n.as_u64()?,
+        Some(Value::String(named)) => u64::from(*pod?.named_ports.get(named)?),
+        _ => service_port,
+    };
+    let mut slice_port = json!({
+        "name": name,
+        "port": target,
+        "protocol": port.get("protocol").and_then(Value::as_str).unwrap_or("TCP"),
+    });
+    if let Some(app) = port.get("appProtocol") {
+        slice_port["appProtocol"] = app.clone();
+    }
+    Some(slice_port)
+}
+
+/// The manifests' own IPv4 EndpointSlices without endpoints get the IPs of the infra-backend-v1
+/// pods of their namespace, as conformance/tests/httproute-service-types.go does for its
+/// selector-less Services (the only test with hand-written slices). IPv6 slices stay empty (the
+/// pods have IPv4 loopback addresses only). Returns the ids filled.
+pub fn fill_manual_slices(cluster: &mut Cluster, pods: &[Pod]) -> Vec<ObjectId> {
+    let ids: Vec<ObjectId> = cluster
+        .objects()
+        .filter(|(id, m)| {
+            id.kind == "EndpointSlice"
+                && m.get("addressType").and_then(Value::as_str) == Some("IPv4")
+                && m.get("endpoints")
+                    .and_then(Value::as_array)
+                    .is_none_or(Vec::is_empty)
+        })
+        .map(|(id, _)| id.clone())
+        .collect();
+    for id in &ids {
+        let endpoints: Vec<Value> = pods
+            .iter()
+            .filter(|p| p.deployment == "infra-backend-v1" && p.namespace == id.namespace)
+            .map(|p| {
+                json!({
+                    "addresses": [p.ip.to_string()],
+                    "conditions": {"ready": true},
+                    "targetRef": {"kind": "Pod", "name": p.name, "namespace": p.namespace},
+                })
+            })
+            .collect();
+        if let Some(slice) = cluster.get_mut(id) {
+            slice["endpoints"] = Value::Array(endpoints);
+        }
+    }
+    ids
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::BASE_CREATED;
+
+    fn cluster() -> Cluster {
+        let mut c = Cluster::default();
+        let docs = [
+            json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                   "metadata": {"name": "web", "namespace": "ns"},
+                   "spec": {"replicas": 2, "template": {"metadata": {"labels": {"app": "web"}},
+                     "spec": {"containers": [{"image": "registry.k8s.io/gateway-api/echo-basic:v1"}]}}}}),
+            json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                   "metadata": {"name": "grpc", "namespace": "ns"},
+                   "spec": {"template": {"metadata": {"labels": {"app": "grpc"}},
+                     "spec": {"containers": [{"image": "echo-basic", "env": [{"name": "GRPC_ECHO_SERVER", "value": "1"}]}]}}}}),
+            json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                   "metadata": {"name": "dns", "namespace": "ns"},
+                   "spec": {"template": {"spec": {"containers": [{"image": "coredns"}]}}}}),
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "ns"},
+                   "spec": {"selector": {"app": "web"}, "ports": [
+                       {"name": "first", "port": 8080, "targetPort": 3000},
+                       {"port": 8081, "targetPort": 3001, "appProtocol": "kubernetes.io/h2c"}]}}),
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "manual", "namespace": "ns"},
+                   "spec": {"ports": [{"name": "p", "port": 8080, "targetPort": 3000}]}}),
+        ];
+        for (i, d) in docs.into_iter().enumerate() {
+            c.apply("t", i, d, BASE_CREATED);
+        }
+        c
+    }
+
+    #[test]
+    fn echo_deployments_become_pods_with_their_own_ips() {
+        let pods = plan(&cluster(), |n| Some(Ipv4Addr::new(127, 20, 0, n as u8 + 1))).unwrap();
+        let names: Vec<&str> = pods.iter().map(|p| p.deployment.as_str()).collect();
+        assert_eq!(names, ["grpc", "web", "web"]);
+        assert_eq!(pods[0].kind, EchoKind::Grpc { port: 3000 });
+        assert_eq!(crate::live::expect::backend_of_pod(&pods[1].name), "web");
+        assert_ne!(pods[1].ip, pods[2].ip);
+        assert_ne!(pods[1].name, pods[2].name);
+    }
+
+    #[test]
+    fn slices_mirror_service_ports_and_select_pods() {
+        let c = cluster();
+        let pods = plan(&c, |n| Some(Ipv4Addr::new(127, 20, 0, n as u8 + 1))).unwrap();
+        let slices = endpoint_slices(&c, &pods);
+        assert_eq!(slices.len(), 1);
+        let s = &slices[0];
+        assert_eq!(s["metadata"]["labels"]["kubernetes.io/service-name"], "web");
+        assert_eq!(
+            s["ports"][0],
+            json!({"name": "first", "port": 3000, "protocol": "TCP"})
+        );
+        assert_eq!(s["ports"][1]["name"], "");
+        assert_eq!(s["ports"][1]["appProtocol"], "kubernetes.io/h2c");
+        assert_eq!(s["endpoints"].as_array().unwrap().len(), 2);
+    }
+}

@@ -1,0 +1,434 @@
+//! The clients of the live replay: HTTP/1.1 with one connection per request (the suite turns
+//! keep-alives off), cleartext HTTP/2 with prior knowledge, gRPC over h2c (tonic on a hyper
+//! HTTP/2 connection, so that the dial address and `:authority` are independent), and a
+//! WebSocket exchange. Every exchange has a deadline; nothing here panics on what the peer sends.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use http::{HeaderName, HeaderValue, Method, Request as HttpRequest, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+use gw_echo::proto::{EchoRequest, EchoResponse};
+
+use super::expect::{Response, SentRequest, is_redirect, parse_url};
+
+/// Go's `http.Client` follows at most 10 redirects.
+const MAX_REDIRECTS: usize = 10;
+
+/// Which HTTP client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpVersion {
+    /// HTTP/1.1, `Connection: close`.
+    Http1,
+    /// HTTP/2 with prior knowledge over cleartext.
+    H2cPriorKnowledge,
+}
+
+async fn connect(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, String> {
+    match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+        Ok(Ok(stream)) => {
+            let _ = stream.set_nodelay(true);
+            Ok(stream)
+        }
+        Ok(Err(e)) => Err(format!("connect {addr}: {e}")),
+        Err(_) => Err(format!("connect {addr}: timed out after {timeout:?}")),
+    }
+}
+
+/// Sends `sent` to `addr` (following redirects unless `unfollow_redirect`; a redirect is
+/// followed on the same gateway address, at the Location's port, with the Location's host as
+/// Host header, since the suite's hosts do not resolve here).
+pub async fn http_exchange(
+    addr: SocketAddr,
+    sent: &SentRequest,
+    version: HttpVersion,
+    follow_redirects: bool,
+    timeout: Duration,
+) -> Result<Response, String> {
+    let mut current = sent.clone();
+    let mut target = addr;
+    for _ in 0..=MAX_REDIRECTS {
+        let resp = match tokio::time::timeout(timeout, once(target, &current, version)).await {
+            Ok(r) => r?,
+            Err(_) => return Err(format!("no response within {timeout:?}")),
+        };
+        if !follow_redirects || !is_redirect(resp.status) {
+            return Ok(resp);
+        }
+        let Some(location) = resp.values("location").first().map(|l| (*l).to_owned()) else {
+            return Ok(resp);
+        };
+        let url = parse_url(&location);
+        match url.scheme.as_str() {
+            "" => {}
+            "http" => {
+                let port = url.port.parse().unwrap_or(80);
+                target = SocketAddr::new(addr.ip(), port);
+                current.host = if url.port.is_empty() {
+                    url.host.clone()
+                } else {
+                    format!("{}:{}", url.host, url.port)
+                };
+            }
+            other => {
+                return Err(format!(
+                    "redirect to {location}: following a {other} redirect is not supported by \
+                     the harness"
+                ));
+            }
+        }
+        current.path = if url.query.is_empty() {
+            location_path(&location)
+        } else {
+            format!("{}?{}", location_path(&location), url.query)
+        };
+        if matches!(resp.status, 301..=303) && current.method != "HEAD" {
+            current.method = "GET".to_owned();
+            current.body = None;
+        }
+    }
+    Err(format!("stopped after {MAX_REDIRECTS} redirects"))
+}
+
+/// The raw (still escaped) path of a Location.
+fn location_path(location: &str) -> String {
+    let without_fragment = location.split('#').next().unwrap_or_default();
+    let after_authority = match without_fragment.split_once("://") {
+        Some((_, rest)) => rest.find('/').map_or("", |i| &rest[i..]),
+        None => without_fragment,
+    };
+    let path = after_authority.split('?').next().unwrap_or_default();
+    if path.is_empty() {
+        "/".to_owned()
+    } else {
+        path.to_owned()
+    }
+}
+
+fn build_request(
+    sent: &SentRequest,
+    version: HttpVersion,
+) -> Result<HttpRequest<Full<Bytes>>, String> {
+    let method = Method::from_bytes(sent.method.as_bytes())
+        .map_err(|e| format!("method {:?}: {e}", sent.method))?;
+    let uri: Uri = match version {
+        HttpVersion::Http1 => sent.path.parse(),
+        HttpVersion::H2cPriorKnowledge => format!("http://{}{}", sent.host, sent.path).parse(),
+    }
+    .map_err(|e| format!("request target {:?}: {e}", sent.path))?;
+    let body = sent.body.clone().unwrap_or_default();
+    let mut req = HttpRequest::builder()
+        .method(method)
+        .uri(uri)
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| format!("building the request: {e}"))?;
+    let headers = req.headers_mut();
+    let mut set = |name: &str, value: &str| -> Result<(), String> {
+        let n = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|e| format!("header name {name:?}: {e}"))?;
+        let v = HeaderValue::from_str(value).map_err(|e| format!("header {name}: {e}"))?;
+        headers.insert(n, v);
+        Ok(())
+    };
+    if version == HttpVersion::Http1 {
+        set("host", &sent.host)?;
+        set("connection", "close")?;
+        set("user-agent", "Go-http-client/1.1")?;
+    } else {
+        set("user-agent", "Go-http-client/2.0")?;
+    }
+    set("accept-encoding", "gzip")?;
+    for (name, value) in &sent.headers {
+        if name.eq_ignore_ascii_case("host") {
+            continue;
+        }
+        set(name, value)?;
+    }
+    set("x-echo-set-header", &sent.echo_set_header)?;
+    Ok(req)
+}
+
+async fn once(
+    addr: SocketAddr,
+    sent: &SentRequest,
+    version: HttpVersion,
+) -> Result<Response, String> {
+    let req = build_request(sent, version)?;
+    let stream = connect(addr, Duration::from_secs(5)).await?;
+    let io = TokioIo::new(stream);
+    match version {
+        HttpVersion::Http1 => {
+            let (mut send, conn) = hyper::client::conn::http1::Builder::new()
+                .title_case_headers(true)
+                .handshake(io)
+                .await
+                .map_err(|e| format!("HTTP/1.1 handshake with {addr}: {e}"))?;
+            let conn = tokio::spawn(conn);
+            let resp = send.send_request(req).await;
+            let out = read_response(addr, resp).await;
+            conn.abort();
+            out
+        }
+        HttpVersion::H2cPriorKnowledge => {
+            let (mut send, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+                .handshake(io)
+                .await
+                .map_err(|e| format!("HTTP/2 handshake with {addr}: {e}"))?;
+            let conn = tokio::spawn(conn);
+            let resp = send.send_request(req).await;
+            let out = read_response(addr, resp).await;
+            conn.abort();
+            out
+        }
+    }
+}
+
+async fn read_response(
+    addr: SocketAddr,
+    resp: Result<http::Response<Incoming>, hyper::Error>,
+) -> Result<Response, String> {
+    let resp = resp.map_err(|e| format!("request to {addr} failed: {e}"))?;
+    let (parts, body) = resp.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map_err(|e| format!("reading the body from {addr}: {e}"))?
+        .to_bytes();
+    let protocol = match parts.version {
+        http::Version::HTTP_2 => "HTTP/2.0",
+        http::Version::HTTP_10 => "HTTP/1.0",
+        _ => "HTTP/1.1",
+    };
+    Ok(Response {
+        status: parts.status.as_u16(),
+        protocol: protocol.to_owned(),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        body: body.to_vec(),
+    })
+}
+
+/// The outcome of a gRPC call.
+#[derive(Debug, Clone)]
+pub struct GrpcReply {
+    /// Status code.
+    pub code: tonic::Code,
+    /// Status message.
+    pub message: String,
+    /// The echo reply (on OK).
+    pub response: Option<EchoResponse>,
+}
+
+/// A hyper HTTP/2 connection as a tower `Service` for tonic.
+#[derive(Clone)]
+struct H2Channel(hyper::client::conn::http2::SendRequest<tonic::body::Body>);
+
+impl tower::Service<HttpRequest<tonic::body::Body>> for H2Channel {
+    type Response = http::Response<Incoming>;
+    type Error = hyper::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: HttpRequest<tonic::body::Body>) -> Self::Future {
+        let fut = self.0.send_request(req);
+        Box::pin(fut)
+    }
+}
+
+/// gRPC code names as Go prints them (`codes.Code.String()`).
+pub fn grpc_code_name(code: tonic::Code) -> &'static str {
+    match code {
+        tonic::Code::Ok => "OK",
+        tonic::Code::Cancelled => "Canceled",
+        tonic::Code::Unknown => "Unknown",
+        tonic::Code::InvalidArgument => "InvalidArgument",
+        tonic::Code::DeadlineExceeded => "DeadlineExceeded",
+        tonic::Code::NotFound => "NotFound",
+        tonic::Code::AlreadyExists => "AlreadyExists",
+        tonic::Code::PermissionDenied => "PermissionDenied",
+        tonic::Code::ResourceExhausted => "ResourceExhausted",
+        tonic::Code::FailedPrecondition => "FailedPrecondition",
+        tonic::Code::Aborted => "Aborted",
+        tonic::Code::OutOfRange => "OutOfRange",
+        tonic::Code::Unimplemented => "Unimplemented",
+        tonic::Code::Internal => "Internal",
+        tonic::Code::Unavailable => "Unavailable",
+        tonic::Code::DataLoss => "DataLoss",
+        tonic::Code::Unauthenticated => "Unauthenticated",
+    }
+}
+
+/// One unary call on a new h2c connection to `addr`, with `:authority` = `authority`.
+/// `Err` is a transport failure (no gRPC status at all).
+pub async fn grpc_exchange(
+    addr: SocketAddr,
+    authority: &str,
+    method: &str,
+    metadata: &[(String, String)],
+    timeout: Duration,
+) -> Result<GrpcReply, String> {
+    match tokio::time::timeout(timeout, grpc_once(addr, authority, method, metadata)).await {
+        Ok(r) => r,
+        Err(_) => Err(format!("no gRPC reply within {timeout:?}")),
+    }
+}
+
+async fn grpc_once(
+    addr: SocketAddr,
+    authority: &str,
+    method: &str,
+    metadata: &[(String, String)],
+) -> Result<GrpcReply, String> {
+    let path = http::uri::PathAndQuery::try_from(method)
+        .map_err(|e| format!("gRPC method {method:?}: {e}"))?;
+    let origin: Uri = format!("http://{authority}")
+        .parse()
+        .map_err(|e| format!("gRPC authority {authority:?}: {e}"))?;
+    let stream = connect(addr, Duration::from_secs(5)).await?;
+    let (send, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| format!("HTTP/2 handshake with {addr}: {e}"))?;
+    let conn = tokio::spawn(conn);
+    let mut grpc = tonic::client::Grpc::with_origin(H2Channel(send), origin);
+    let mut request = tonic::Request::new(EchoRequest {});
+    for (key, value) in metadata {
+        let key = tonic::metadata::MetadataKey::from_bytes(key.to_ascii_lowercase().as_bytes())
+            .map_err(|e| format!("metadata key {key:?}: {e}"))?;
+        let value = tonic::metadata::MetadataValue::try_from(value.as_str())
+            .map_err(|e| format!("metadata value {value:?}: {e}"))?;
+        request.metadata_mut().insert(key, value);
+    }
+    let result = async {
+        grpc.ready()
+            .await
+            .map_err(|e| format!("gRPC connection to {addr}: {e}"))?;
+        let codec = tonic_prost::ProstCodec::<EchoRequest, EchoResponse>::default();
+        Ok::<_, String>(grpc.unary(request, path, codec).await)
+    }
+    .await;
+    conn.abort();
+    match result? {
+        Ok(reply) => Ok(GrpcReply {
+            code: tonic::Code::Ok,
+            message: String::new(),
+            response: Some(reply.into_inner()),
+        }),
+        Err(status) => Ok(GrpcReply {
+            code: status.code(),
+            message: status.message().to_owned(),
+            response: None,
+        }),
+    }
+}
+
+/// The websocket check of HTTPRouteBackendProtocolWebSocket: dial `ws://<host>/ws` through the
+/// gateway with `Origin`, send a text and a binary frame and expect both echoed unchanged.
+pub async fn websocket_exchange(
+    addr: SocketAddr,
+    host: &str,
+    origin: &str,
+    timeout: Duration,
+) -> Result<(), String> {
+    match tokio::time::timeout(timeout, websocket_once(addr, host, origin)).await {
+        Ok(r) => r,
+        Err(_) => Err(format!(
+            "websocket exchange did not finish within {timeout:?}"
+        )),
+    }
+}
+
+async fn websocket_once(addr: SocketAddr, host: &str, origin: &str) -> Result<(), String> {
+    let mut request = format!("ws://{host}/ws")
+        .into_client_request()
+        .map_err(|e| format!("websocket request: {e}"))?;
+    let origin = HeaderValue::from_str(origin).map_err(|e| format!("origin: {e}"))?;
+    request.headers_mut().insert(http::header::ORIGIN, origin);
+    let stream = connect(addr, Duration::from_secs(5)).await?;
+    let (mut ws, _) = tokio_tungstenite::client_async(request, stream)
+        .await
+        .map_err(|e| format!("websocket handshake: {e}"))?;
+    let text = "Websocket Support!";
+    let binary: Vec<u8> = vec![1, 2, 3, 4, 5, 6, 7];
+    for message in [Message::text(text), Message::binary(binary)] {
+        ws.send(message.clone())
+            .await
+            .map_err(|e| format!("websocket send: {e}"))?;
+        let reply = loop {
+            match ws.next().await {
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                Some(Ok(m)) => break m,
+                Some(Err(e)) => return Err(format!("websocket receive: {e}")),
+                None => return Err("websocket closed before the echo".to_owned()),
+            }
+        };
+        if reply != message {
+            return Err(format!("websocket sent {message:?}, got back {reply:?}"));
+        }
+    }
+    let _ = ws.close(None).await;
+    Ok(())
+}
+
+/// A plain GET (admin endpoints): status and body.
+pub async fn get(
+    addr: SocketAddr,
+    path: &str,
+    timeout: Duration,
+) -> Result<(u16, Vec<u8>), String> {
+    let sent = SentRequest {
+        scheme: "http".to_owned(),
+        method: "GET".to_owned(),
+        path: path.to_owned(),
+        host: addr.to_string(),
+        host_is_default: true,
+        headers: Vec::new(),
+        echo_set_header: String::new(),
+        body: None,
+        added_query: None,
+        uuid: String::new(),
+    };
+    let resp = http_exchange(addr, &sent, HttpVersion::Http1, false, timeout).await?;
+    Ok((resp.status, resp.body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn location_paths_keep_their_escapes() {
+        assert_eq!(location_path("http://h:8080/a%20b?x=1#f"), "/a%20b");
+        assert_eq!(location_path("http://h"), "/");
+        assert_eq!(location_path("/rel?x"), "/rel");
+    }
+
+    #[test]
+    fn grpc_codes_have_go_names() {
+        assert_eq!(grpc_code_name(tonic::Code::Ok), "OK");
+        assert_eq!(grpc_code_name(tonic::Code::Unimplemented), "Unimplemented");
+        assert_eq!(grpc_code_name(tonic::Code::Cancelled), "Canceled");
+    }
+}

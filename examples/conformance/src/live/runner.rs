@@ -1,0 +1,1303 @@
+//! One test of the live replay: set-up, phases (initial state, then each `after_mutations`
+//! state), status checks, cases and the prose checks the harness can replay, tear-down.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use serde_json::Value;
+
+use super::backends::{self, Backends};
+use super::cases::{Case, Distribution, MirrorDistribution, Protocol, TargetRef};
+use super::client::{self, HttpVersion, grpc_code_name};
+use super::expect::{
+    self, Response, SentRequest, backend_of_pod, check_distribution, check_mirror_count,
+    compare_grpc, compare_http, is_timeout, new_uuid, parse_range, prepare, truncate,
+};
+use super::gateway::{self, GatewayProcess};
+use super::{Counts, Outcome, Shared, TestReport, Verdict};
+use crate::checks::{self, Ctx};
+use crate::cluster::{
+    self, BASE_CREATED, Cluster, GATEWAY_CLASS, ObjectId, TEST_CREATED, UNUSABLE_ADDRESS,
+    USABLE_ADDRESS,
+};
+use crate::corpus::{ANY, Check, ExpectedCondition, StatusCheck, TestSpec};
+use crate::mutations::{self, MutationError};
+use crate::status::StatusView;
+
+/// Go's RequiredConsecutiveSuccesses.
+const CONSECUTIVE: usize = 3;
+/// MakeRequestAndExpectFailure's consecutive non-200 replies.
+const CONSECUTIVE_FAILURES: usize = 5;
+/// Pause after a failed attempt (Go: 1 s; shortened with MaxTimeToConsistency).
+const RETRY_PAUSE: Duration = Duration::from_millis(500);
+/// Cases of one test in flight at once (Go runs subtests in parallel).
+const CASE_CONCURRENCY: usize = 8;
+/// The longest a sampler (distribution, mirror distribution) may run, all attempts together.
+const SAMPLER_BUDGET: Duration = Duration::from_secs(60);
+/// How long a detail line may be.
+const DETAIL: usize = 400;
+/// The other_checks kinds the replay covers (by status checks, manifests or its own checks).
+const COVERED_OTHER_CHECKS: &[&str] = &[
+    "mutation",
+    "observed_generation",
+    "modify_listeners",
+    "endpoint_slices",
+    "websocket",
+    "address_empty",
+    "static_addresses",
+];
+
+/// The address of the n-th pod of the test in slot `slot`.
+fn echo_ip(slot: u8, n: usize) -> Option<Ipv4Addr> {
+    let n = u8::try_from(n + 1).ok().filter(|n| *n < 255)?;
+    Some(Ipv4Addr::new(127, 20, slot, n))
+}
+
+/// The Gateway address pool of a slot.
+fn pool(slot: u8) -> String {
+    format!("127.10.{slot}.0/24")
+}
+
+/// The admin address of a slot.
+fn admin(slot: u8) -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 30, slot, 1)), 15000)
+}
+
+/// The outcomes of one test as they are collected.
+#[derive(Debug, Default)]
+struct Collected {
+    details: Vec<String>,
+    cases: Counts,
+    checks: Counts,
+    other: Counts,
+}
+
+impl Collected {
+    fn case(&mut self, label: &str, outcome: Outcome) {
+        self.cases.record(&outcome);
+        self.detail(&format!("case {label}"), &outcome);
+    }
+
+    fn check(&mut self, label: &str, outcome: Outcome) {
+        self.checks.record(&outcome);
+        self.detail(&format!("check {label}"), &outcome);
+    }
+
+    fn other(&mut self, label: &str, outcome: Outcome) {
+        self.other.record(&outcome);
+        self.detail(label, &outcome);
+    }
+
+    fn detail(&mut self, what: &str, outcome: &Outcome) {
+        let (tag, why) = match outcome {
+            Outcome::Pass => return,
+            Outcome::Fail(why) => ("FAIL", why),
+            Outcome::NotApplicable(why) => ("N/A ", why),
+        };
+        let why = truncate(&why.replace('\n', " | "), DETAIL);
+        self.details.push(format!("{tag} {what}: {why}"));
+    }
+}
+
+struct CheckItem {
+    label: String,
+    check: StatusCheck,
+}
+
+#[derive(Clone)]
+struct CaseItem {
+    label: String,
+    case: Case,
+}
+
+/// Runs one test.
+pub async fn run_test(spec: &TestSpec, dir: &Path, slot: u8, shared: &Shared) -> TestReport {
+    let start = Instant::now();
+    let mut out = Collected::default();
+    let (checks, cases) = parse_items(spec, &mut out);
+    let work = std::env::temp_dir().join(format!(
+        "gw-conformance-{}-{}",
+        std::process::id(),
+        spec.name
+    ));
+    let result = run_prepared(spec, dir, slot, shared, &checks, &cases, &work, &mut out).await;
+    let _ = std::fs::remove_dir_all(&work);
+    if let Err(setup) = result {
+        // Nothing could be replayed: every case and check fails, with one line saying why.
+        for _ in &cases {
+            out.cases.record(&Outcome::Fail(String::new()));
+        }
+        for _ in &checks {
+            out.checks.record(&Outcome::Fail(String::new()));
+        }
+        out.details.insert(0, format!("FAIL setup: {setup}"));
+    }
+    let failed = out.cases.failed + out.checks.failed + out.other.failed > 0
+        || out.details.iter().any(|d| d.starts_with("FAIL"));
+    TestReport {
+        name: spec.name.clone(),
+        verdict: if failed { Verdict::Fail } else { Verdict::Pass },
+        details: out.details,
+        cases: out.cases,
+        checks: out.checks,
+        other: out.other,
+        elapsed: start.elapsed(),
+    }
+}
+
+fn parse_items(spec: &TestSpec, out: &mut Collected) -> (Vec<CheckItem>, Vec<CaseItem>) {
+    let total = spec.status_checks.len();
+    let mut checks = Vec::new();
+    for (i, raw) in spec.status_checks.iter().enumerate() {
+        let label = format!("[{}/{total}]", i + 1);
+        match serde_json::from_value::<StatusCheck>(raw.clone()) {
+            Ok(check) => {
+                let mut label = format!("{label} {} {}", check.check.name(), check.target());
+                if !check.after_mutations.is_empty() {
+                    label.push_str(&format!(" (after: {})", check.after_mutations.join(", ")));
+                }
+                checks.push(CheckItem { label, check });
+            }
+            Err(e) => out.check(
+                &label,
+                Outcome::Fail(format!("does not match the schema: {e}")),
+            ),
+        }
+    }
+    let mut cases = Vec::new();
+    for (i, raw) in spec.cases.iter().enumerate() {
+        match serde_json::from_value::<Case>(raw.clone()) {
+            Ok(case) => cases.push(CaseItem {
+                label: case.label(i),
+                case,
+            }),
+            Err(e) => out.case(
+                &format!("#{i}"),
+                Outcome::Fail(format!("does not match the schema: {e}")),
+            ),
+        }
+    }
+    (checks, cases)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_prepared(
+    spec: &TestSpec,
+    dir: &Path,
+    slot: u8,
+    shared: &Shared,
+    checks: &[CheckItem],
+    cases: &[CaseItem],
+    work: &Path,
+    out: &mut Collected,
+) -> Result<(), String> {
+    let binary = shared
+        .binary
+        .as_ref()
+        .map_err(|e| format!("gw-gateway is not available: {e}"))?;
+    let mut cluster = shared.base.clone();
+    for file in &spec.manifests {
+        let path = dir.join(file);
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+        let source = format!("tests/{}/{file}", spec.name);
+        let docs = cluster::parse_manifests(&text).map_err(|e| format!("{source}: {e}"))?;
+        for (index, doc) in docs.into_iter().enumerate() {
+            cluster.apply(&source, index, doc, TEST_CREATED);
+        }
+    }
+    let pods = backends::plan(&cluster, |n| echo_ip(slot, n))?;
+    let backends = Backends::start(pods).await?;
+    let result = run_with_backends(
+        spec, slot, shared, binary, cluster, &backends, checks, cases, work, out,
+    )
+    .await;
+    backends.shutdown().await;
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_with_backends(
+    spec: &TestSpec,
+    slot: u8,
+    shared: &Shared,
+    binary: &Path,
+    mut cluster: Cluster,
+    backends: &Backends,
+    checks: &[CheckItem],
+    cases: &[CaseItem],
+    work: &Path,
+    out: &mut Collected,
+) -> Result<(), String> {
+    backends::fill_manual_slices(&mut cluster, &backends.pods);
+    for (i, slice) in backends::endpoint_slices(&cluster, &backends.pods)
+        .into_iter()
+        .enumerate()
+    {
+        cluster.apply("harness:endpointslices", i, slice, BASE_CREATED);
+    }
+    let config = work.join("config");
+    std::fs::create_dir_all(&config).map_err(|e| format!("creating {}: {e}", config.display()))?;
+    gateway::write_config(&config, &cluster)?;
+    let mut gw = GatewayProcess::spawn(
+        binary,
+        &config,
+        &pool(slot),
+        admin(slot),
+        &work.join("gateway.log"),
+    )?;
+    gw.wait_ready(shared.options.ready_timeout).await?;
+    let status = gw.status().await?;
+    let errors = gateway::status_errors(&status);
+    if !errors.is_empty() {
+        out.other(
+            "gateway configuration",
+            Outcome::Fail(format!("/status reports errors: {}", errors.join("; "))),
+        );
+    }
+
+    let ctx = TestCtx {
+        shared,
+        backends,
+        gw: &gw,
+    };
+    for (label, outcome) in run_checks(
+        &ctx,
+        &cluster,
+        &setup_checks(&shared.base).iter().collect::<Vec<_>>(),
+    )
+    .await
+    {
+        // Not counted: a failure fails the test (as it fails the Go suite's set-up).
+        out.detail(&format!("suite setup: {label}"), &outcome);
+    }
+
+    let mut phases: Vec<Vec<String>> = vec![Vec::new()];
+    for after in checks
+        .iter()
+        .map(|c| &c.check.after_mutations)
+        .chain(cases.iter().map(|c| &c.case.after_mutations))
+    {
+        if !phases.contains(after) {
+            phases.push(after.clone());
+        }
+    }
+    phases.sort_by_key(Vec::len);
+
+    let mut applied: Vec<String> = Vec::new();
+    let mut broken: Option<Outcome> = None;
+    for phase in &phases {
+        let phase_checks: Vec<&CheckItem> = checks
+            .iter()
+            .filter(|c| c.check.after_mutations == *phase)
+            .collect();
+        let phase_cases: Vec<&CaseItem> = cases
+            .iter()
+            .filter(|c| c.case.after_mutations == *phase)
+            .collect();
+        if *phase != applied {
+            if broken.is_none() {
+                broken = mutate(&ctx, &mut cluster, &config, &applied, phase, out)
+                    .await
+                    .err();
+            }
+            if let Some(outcome) = &broken {
+                for c in &phase_checks {
+                    out.check(&c.label, outcome.clone());
+                }
+                for c in &phase_cases {
+                    out.case(&c.label, outcome.clone());
+                }
+                continue;
+            }
+            applied = phase.clone();
+        }
+        let (check_outcomes, case_outcomes) = tokio::join!(
+            run_checks(&ctx, &cluster, &phase_checks),
+            run_cases(&ctx, &cluster, &phase_cases)
+        );
+        for (label, outcome) in check_outcomes {
+            out.check(&label, outcome);
+        }
+        for (label, outcome) in case_outcomes {
+            out.case(&label, outcome);
+        }
+        if phase.is_empty() {
+            other_checks_initial(&ctx, spec, out).await;
+        }
+    }
+    if broken.is_none() {
+        other_checks_final(&ctx, spec, &cluster, out).await;
+    }
+    if gw.exited() {
+        out.other(
+            "gateway process",
+            Outcome::Fail(format!(
+                "gw-gateway exited during the test; log:\n{}",
+                gw.log_tail(15)
+            )),
+        );
+    }
+    Ok(())
+}
+
+/// What the Go suite requires before any test (README "What the real suite does before each
+/// test", steps 1 and 4): the GatewayClass is Accepted, and every base Gateway not annotated
+/// `gateway-api/skip-this-for-readiness` is Programmed.
+fn setup_checks(base: &Cluster) -> Vec<CheckItem> {
+    let condition = |type_: &str| ExpectedCondition {
+        type_: type_.to_owned(),
+        status: "True".to_owned(),
+        reason: ANY.to_owned(),
+    };
+    let mut items = vec![CheckItem {
+        label: format!("GatewayClass {GATEWAY_CLASS} Accepted=True"),
+        check: StatusCheck {
+            kind: "GatewayClass".to_owned(),
+            name: GATEWAY_CLASS.to_owned(),
+            namespace: None,
+            after_mutations: Vec::new(),
+            check: Check::MustHaveCondition {
+                condition: condition("Accepted"),
+            },
+        },
+    }];
+    for (id, manifest) in base.objects() {
+        let skip = manifest
+            .pointer("/metadata/annotations/gateway-api~1skip-this-for-readiness")
+            .is_some();
+        if id.kind == "Gateway" && !skip {
+            items.push(CheckItem {
+                label: format!("base {id} Programmed=True"),
+                check: StatusCheck {
+                    kind: id.kind.clone(),
+                    name: id.name.clone(),
+                    namespace: Some(id.namespace.clone()),
+                    after_mutations: Vec::new(),
+                    check: Check::MustHaveCondition {
+                        condition: condition("Programmed"),
+                    },
+                },
+            });
+        }
+    }
+    items
+}
+
+struct TestCtx<'a> {
+    shared: &'a Shared,
+    backends: &'a Backends,
+    gw: &'a GatewayProcess,
+}
+
+impl TestCtx<'_> {
+    fn consistency(&self) -> Duration {
+        self.shared.options.consistency
+    }
+
+    fn request_timeout(&self) -> Duration {
+        self.shared.options.request_timeout
+    }
+}
+
+/// Replays the mutations that lead from `applied` to `phase`, rewrites the config and waits for
+/// the reload. `Err` is the outcome of everything that depends on it.
+async fn mutate(
+    ctx: &TestCtx<'_>,
+    cluster: &mut Cluster,
+    config: &Path,
+    applied: &[String],
+    phase: &[String],
+    out: &mut Collected,
+) -> Result<(), Outcome> {
+    if !phase.starts_with(applied) {
+        return Err(Outcome::NotApplicable(format!(
+            "after_mutations [{}] does not extend the mutations done so far [{}]",
+            phase.join(", "),
+            applied.join(", ")
+        )));
+    }
+    for i in applied.len()..phase.len() {
+        let text = &phase[i];
+        let occurrence = phase[..i].iter().filter(|t| *t == text).count();
+        mutations::apply(cluster, text, occurrence).map_err(|e| match e {
+            MutationError::NotReproducible(why) => {
+                Outcome::NotApplicable(format!("after `{text}`: {why}"))
+            }
+            MutationError::Harness(why) => Outcome::Fail(format!("harness: {why}")),
+        })?;
+    }
+    let before = ctx
+        .gw
+        .status()
+        .await
+        .ok()
+        .and_then(|s| gateway::resource_version(&s));
+    gateway::write_config(config, cluster).map_err(Outcome::Fail)?;
+    let deadline = Instant::now() + ctx.consistency();
+    loop {
+        if let Ok(status) = ctx.gw.status().await
+            && gateway::resource_version(&status) != before
+        {
+            let errors = gateway::status_errors(&status);
+            if !errors.is_empty() {
+                out.other(
+                    &format!("gateway configuration after {}", phase.join(", ")),
+                    Outcome::Fail(format!("/status reports errors: {}", errors.join("; "))),
+                );
+            }
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            out.other(
+                &format!("reload after {}", phase.join(", ")),
+                Outcome::Fail(format!(
+                    "gw-gateway did not reload within {:?} (metadata.resourceVersion stayed {before:?})",
+                    ctx.consistency()
+                )),
+            );
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Polls `/status` until every check passes or MaxTimeToConsistency passes.
+async fn run_checks(
+    ctx: &TestCtx<'_>,
+    cluster: &Cluster,
+    items: &[&CheckItem],
+) -> Vec<(String, Outcome)> {
+    let deadline = Instant::now() + ctx.consistency();
+    let mut last: Vec<Option<String>> = items.iter().map(|_| Some(String::new())).collect();
+    loop {
+        match ctx.gw.status().await {
+            Ok(json) => {
+                let view = StatusView::from_list(&json);
+                let c = Ctx {
+                    status: &view,
+                    cluster,
+                };
+                for (item, last) in items.iter().zip(last.iter_mut()) {
+                    if last.is_some() {
+                        *last = checks::evaluate(&item.check, c).err();
+                    }
+                }
+            }
+            Err(e) => {
+                for l in last.iter_mut().flatten() {
+                    *l = e.clone();
+                }
+            }
+        }
+        if last.iter().all(Option::is_none) || Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    items
+        .iter()
+        .zip(last)
+        .map(|(item, last)| {
+            let outcome = match last {
+                None => Outcome::Pass,
+                Some(diff) => Outcome::Fail(diff),
+            };
+            (item.label.clone(), outcome)
+        })
+        .collect()
+}
+
+/// Runs the cases of a phase: a case with `repeat` or `distribution` continues the case before
+/// it (the request the Go test makes converge first); the resulting chains run concurrently.
+async fn run_cases(
+    ctx: &TestCtx<'_>,
+    cluster: &Cluster,
+    items: &[&CaseItem],
+) -> Vec<(String, Outcome)> {
+    if items.is_empty() {
+        return Vec::new();
+    }
+    let status = match ctx.gw.status().await {
+        Ok(s) => s,
+        Err(e) => {
+            return items
+                .iter()
+                .map(|c| {
+                    (
+                        c.label.clone(),
+                        Outcome::Fail(format!("reading /status: {e}")),
+                    )
+                })
+                .collect();
+        }
+    };
+    let mut chains: Vec<Vec<&CaseItem>> = Vec::new();
+    for item in items {
+        let continues = item.case.repeat.is_some() || item.case.distribution.is_some();
+        match chains.last_mut() {
+            Some(chain) if continues => chain.push(item),
+            _ => chains.push(vec![item]),
+        }
+    }
+    let status = &status;
+    let results: Vec<Vec<(String, Outcome)>> = futures_util::stream::iter(chains)
+        .map(|chain| async move {
+            let mut outcomes = Vec::new();
+            let mut previous_ok = true;
+            for item in chain {
+                let outcome = if previous_ok {
+                    run_case(ctx, cluster, status, &item.case).await
+                } else {
+                    Outcome::Fail("the preceding request of this subtest did not converge".into())
+                };
+                previous_ok = outcome == Outcome::Pass;
+                outcomes.push((item.label.clone(), outcome));
+            }
+            outcomes
+        })
+        .buffered(CASE_CONCURRENCY)
+        .collect()
+        .await;
+    results.into_iter().flatten().collect()
+}
+
+/// The address of a Gateway (or of a ListenerSet's parent Gateway): the first
+/// `status.addresses` entry with a type (Go `WaitForGatewayAddress`).
+fn gateway_ip(status: &Value, cluster: &Cluster, target: &TargetRef) -> Result<IpAddr, String> {
+    let mut namespace = target.namespace.clone().unwrap_or_else(|| "default".into());
+    let mut name = target.name.clone();
+    if target.kind.as_deref() == Some("ListenerSet") {
+        let id = ObjectId::new("ListenerSet", &namespace, &name);
+        let parent = cluster
+            .get(&id)
+            .and_then(|m| m.pointer("/spec/parentRef"))
+            .ok_or_else(|| format!("{id} has no spec.parentRef"))?;
+        name = parent
+            .get("name")
+            .and_then(Value::as_str)
+            .ok_or_else(|| format!("{id}: spec.parentRef has no name"))?
+            .to_owned();
+        if let Some(ns) = parent.get("namespace").and_then(Value::as_str) {
+            namespace = ns.to_owned();
+        }
+    }
+    let item = status
+        .get("items")
+        .and_then(Value::as_array)
+        .and_then(|items| {
+            items.iter().find(|i| {
+                i.get("kind").and_then(Value::as_str) == Some("Gateway")
+                    && i.pointer("/metadata/name").and_then(Value::as_str) == Some(&name)
+                    && i.pointer("/metadata/namespace").and_then(Value::as_str) == Some(&namespace)
+            })
+        })
+        .ok_or_else(|| format!("Gateway {namespace}/{name} is not in /status"))?;
+    let address = item
+        .pointer("/status/addresses")
+        .and_then(Value::as_array)
+        .and_then(|a| a.iter().find(|a| a.get("type").is_some()))
+        .and_then(|a| a.get("value"))
+        .and_then(Value::as_str)
+        .ok_or_else(|| format!("Gateway {namespace}/{name} has no status address with a type"))?;
+    address
+        .parse()
+        .map_err(|_| format!("Gateway {namespace}/{name} address {address:?} is not an IP"))
+}
+
+async fn run_case(ctx: &TestCtx<'_>, cluster: &Cluster, status: &Value, case: &Case) -> Outcome {
+    if let Some(condition) = &case.only_if {
+        return Outcome::Fail(format!(
+            "only_if {condition:?} is not supported by the harness"
+        ));
+    }
+    let protocol = case.request.protocol;
+    if !protocol.supported() {
+        return Outcome::Fail(format!(
+            "protocol {} not supported by the harness yet",
+            protocol.name()
+        ));
+    }
+    let ip = match gateway_ip(status, cluster, &case.gateway) {
+        Ok(ip) => ip,
+        Err(e) => return Outcome::Fail(e),
+    };
+    let port = case.request.port.unwrap_or(80);
+    let target = Target {
+        addr: SocketAddr::new(ip, port),
+        ip: ip.to_string(),
+    };
+    let result = match protocol {
+        Protocol::Grpc => match &case.distribution {
+            Some(d) => grpc_distribution(ctx, case, &target, d).await,
+            None => grpc_eventually(ctx, case, &target).await.map(|_| ()),
+        },
+        _ => {
+            let version = if protocol == Protocol::H2cPriorKnowledge {
+                HttpVersion::H2cPriorKnowledge
+            } else {
+                HttpVersion::Http1
+            };
+            let http = Http {
+                ctx,
+                case,
+                target: &target,
+                version,
+            };
+            if let Some(d) = &case.distribution {
+                http.distribution(d).await
+            } else if let Some(m) = &case.mirror_distribution {
+                http.mirror_distribution(m).await
+            } else if let Some(n) = case.repeat {
+                http.repeat(n).await
+            } else if case.expect.failure.is_some() {
+                http.expect_failure().await
+            } else {
+                http.converge().await
+            }
+        }
+    };
+    match result {
+        Ok(()) => Outcome::Pass,
+        Err(e) => Outcome::Fail(e),
+    }
+}
+
+/// Where a case's requests go.
+struct Target {
+    addr: SocketAddr,
+    ip: String,
+}
+
+/// Go `AwaitConvergence`: `attempt` must succeed `threshold` times in a row; a failed attempt
+/// waits [`RETRY_PAUSE`]; gives up after `timeout` (checked after failures, so a streak of
+/// slow successes may finish).
+async fn eventually<T, F, Fut>(
+    timeout: Duration,
+    threshold: usize,
+    mut attempt: F,
+) -> Result<T, String>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    let deadline = Instant::now() + timeout;
+    let mut successes = 0;
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        match attempt().await {
+            Ok(value) => {
+                successes += 1;
+                if successes >= threshold {
+                    return Ok(value);
+                }
+            }
+            Err(e) => {
+                successes = 0;
+                let now = Instant::now();
+                if now >= deadline {
+                    return Err(format!(
+                        "not satisfied after {attempts} attempts in {timeout:?}: {e}"
+                    ));
+                }
+                tokio::time::sleep(RETRY_PAUSE.min(deadline - now)).await;
+            }
+        }
+    }
+}
+
+/// The HTTP / h2c flavours of a case.
+struct Http<'a> {
+    ctx: &'a TestCtx<'a>,
+    case: &'a Case,
+    target: &'a Target,
+    version: HttpVersion,
+}
+
+impl Http<'_> {
+    fn sent(&self, extra_header: Option<(String, String)>) -> SentRequest {
+        let mut sent = prepare(
+            &self.case.request,
+            &self.target.ip,
+            self.target.addr.port(),
+            &new_uuid(),
+        );
+        sent.headers.extend(extra_header);
+        sent
+    }
+
+    async fn exchange(&self, sent: &SentRequest) -> Result<Response, String> {
+        client::http_exchange(
+            self.target.addr,
+            sent,
+            self.version,
+            !self.case.request.unfollow_redirect,
+            self.ctx.request_timeout(),
+        )
+        .await
+    }
+
+    /// One request compared with `expect`; the path sent.
+    async fn once(&self, sent: SentRequest) -> Result<String, String> {
+        let resp = self.exchange(&sent).await?;
+        compare_http(&sent, &self.case.expect, &resp)?;
+        Ok(sent.path)
+    }
+
+    /// MakeRequestAndExpectEventuallyConsistentResponse, then the unsampled `mirrored_to`.
+    async fn converge(&self) -> Result<(), String> {
+        let path = eventually(self.ctx.consistency(), CONSECUTIVE, || {
+            self.once(self.sent(None))
+        })
+        .await?;
+        self.mirrored(&path).await
+    }
+
+    /// The mirror backends of `mirrored_to` (without `percent`) logged the request.
+    async fn mirrored(&self, path: &str) -> Result<(), String> {
+        for mirror in &self.case.expect.mirrored_to {
+            if mirror.percent.is_some() {
+                if self.case.mirror_distribution.is_none() {
+                    return Err("mirrored_to with percent needs mirror_distribution".into());
+                }
+                continue;
+            }
+            let logs = self
+                .ctx
+                .backends
+                .logs_of(&mirror.name, mirror.namespace.as_deref());
+            if logs.is_empty() {
+                return Err(format!("no pods for mirror backend {}", mirror.name));
+            }
+            let line = format!("Echoing back request made to {path} to client");
+            let deadline = Instant::now() + self.ctx.consistency();
+            loop {
+                if logs.iter().any(|l| l.count_starting_with(&line) > 0) {
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    return Err(format!(
+                        "{} did not log `{line}` within {:?}",
+                        mirror.name,
+                        self.ctx.consistency()
+                    ));
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// MakeRequestAndExpectFailure: consecutive non-200 replies (408/504 and transport errors
+    /// do not count).
+    async fn expect_failure(&self) -> Result<(), String> {
+        eventually(self.ctx.consistency(), CONSECUTIVE_FAILURES, || async {
+            let resp = self.exchange(&self.sent(None)).await?;
+            if resp.status == 200 || is_timeout(resp.status) {
+                Err(format!(
+                    "expected a reply other than 200, got {}",
+                    resp.describe()
+                ))
+            } else {
+                Ok(())
+            }
+        })
+        .await
+    }
+
+    /// A Go loop of single requests; every one must satisfy `expect`.
+    async fn repeat(&self, n: u32) -> Result<(), String> {
+        for i in 0..n {
+            self.once(self.sent(None))
+                .await
+                .map_err(|e| format!("request {}/{n}: {e}", i + 1))?;
+        }
+        Ok(())
+    }
+
+    /// A weighted-distribution sample: the pod that answered.
+    async fn sample(&self, entropy: Option<(String, String)>) -> Result<String, String> {
+        let sent = self.sent(entropy);
+        let resp = self.exchange(&sent).await?;
+        compare_http(&sent, &self.case.expect, &resp)?;
+        Ok(resp.echoed(&sent.method)?.pod)
+    }
+
+    async fn distribution(&self, d: &Distribution) -> Result<(), String> {
+        let entropy = Entropy::new(d)?;
+        sample_attempts(d, |_| self.sample(entropy.draw(false))).await
+    }
+
+    async fn mirror_distribution(&self, m: &MirrorDistribution) -> Result<(), String> {
+        // The request is first sent once, eventually consistent (with its own request id).
+        let with_id = |id: &str| {
+            let mut case = self.case.clone();
+            case.request.path_query_added =
+                Some(format!("gateway-api-conformance-request-id={id}"));
+            case
+        };
+        let first = with_id(&new_uuid());
+        let first = Http {
+            case: &first,
+            ..*self
+        };
+        eventually(self.ctx.consistency(), CONSECUTIVE, || {
+            first.once(first.sent(None))
+        })
+        .await?;
+        let logs = self
+            .ctx
+            .backends
+            .logs_of(&m.backend.name, m.backend.namespace.as_deref());
+        if logs.is_empty() {
+            return Err(format!("no pods for mirror backend {}", m.backend.name));
+        }
+        let deadline = Instant::now() + SAMPLER_BUDGET;
+        let mut last = String::new();
+        for attempt in 1..=m.attempts.max(1) {
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "ran out of the sampler's {SAMPLER_BUDGET:?} after {} attempts; last: {last}",
+                    attempt - 1
+                ));
+            }
+            let case = with_id(&new_uuid());
+            let http = Http {
+                case: &case,
+                ..*self
+            };
+            let path = http.sent(None).path;
+            let mut requests = futures_util::stream::iter(0..m.requests)
+                .map(|_| eventually(http.ctx.consistency(), 1, || http.once(http.sent(None))))
+                .buffer_unordered(m.concurrency.max(1));
+            let mut error = None;
+            while let Some(result) = requests.next().await {
+                if let Err(e) = result {
+                    error = Some(e);
+                    break;
+                }
+            }
+            drop(requests);
+            if let Some(e) = error {
+                last = format!("attempt {attempt}: a primary request failed: {e}");
+            } else {
+                let line = format!("Echoing back request made to {path} to client");
+                let count = settled_count(&logs, &line, m.log_wait_s).await;
+                match check_mirror_count(count, &m.tolerance) {
+                    Ok(()) => return Ok(()),
+                    Err(e) => last = format!("attempt {attempt}: {e}"),
+                }
+            }
+            tokio::time::sleep(Duration::from_secs_f64(m.attempt_pause_s.clamp(0.0, 2.0))).await;
+        }
+        Err(format!("no attempt of {} passed; last: {last}", m.attempts))
+    }
+}
+
+/// The number of log lines starting with `line`, once it stopped growing (mirrors are sent
+/// asynchronously) or after `wait_s` (at most 5 s).
+async fn settled_count(logs: &[gw_echo::EchoLog], line: &str, wait_s: f64) -> usize {
+    let count = || {
+        logs.iter()
+            .map(|l| l.count_starting_with(line))
+            .sum::<usize>()
+    };
+    let deadline = Instant::now() + Duration::from_secs_f64(wait_s.clamp(0.5, 5.0));
+    let mut last = count();
+    loop {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let now = count();
+        if now == last || Instant::now() >= deadline {
+            return now;
+        }
+        last = now;
+    }
+}
+
+/// The cache-defeating header of a distribution.
+struct Entropy {
+    header: Option<(String, f64, u64, u64)>,
+}
+
+impl Entropy {
+    fn new(d: &Distribution) -> Result<Entropy, String> {
+        let header = match &d.entropy {
+            None => None,
+            Some(e) => {
+                let (lo, hi) = parse_range(&e.values)
+                    .ok_or_else(|| format!("entropy values {:?} is not `lo-hi`", e.values))?;
+                Some((e.header.clone(), e.probability, lo, hi))
+            }
+        };
+        Ok(Entropy { header })
+    }
+
+    /// The header (lower-cased for gRPC metadata) for one sample, with its probability.
+    fn draw(&self, lower: bool) -> Option<(String, String)> {
+        let (name, p, lo, hi) = self.header.as_ref()?;
+        if fastrand::f64() >= *p {
+            return None;
+        }
+        let name = if lower {
+            name.to_ascii_lowercase()
+        } else {
+            name.clone()
+        };
+        Some((name, fastrand::u64(*lo..=*hi).to_string()))
+    }
+}
+
+/// Runs the attempts of a weighted distribution: `requests` samples, `concurrency` at a time;
+/// passes when any attempt passes.
+async fn sample_attempts<F, Fut>(d: &Distribution, sample: F) -> Result<(), String>
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = Result<String, String>>,
+{
+    let deadline = Instant::now() + SAMPLER_BUDGET;
+    let mut last = String::new();
+    for attempt in 1..=d.attempts.max(1) {
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "ran out of the sampler's {SAMPLER_BUDGET:?} after {} attempts; last: {last}",
+                attempt - 1
+            ));
+        }
+        let mut samples = futures_util::stream::iter(0..d.requests)
+            .map(&sample)
+            .buffer_unordered(d.concurrency.max(1));
+        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+        let mut error = None;
+        // The first failed sample fails the attempt; the samples in flight are dropped.
+        while let Some(result) = samples.next().await {
+            match result {
+                Ok(pod) => *counts.entry(backend_of_pod(&pod).to_owned()).or_default() += 1,
+                Err(e) => {
+                    error = Some(e);
+                    break;
+                }
+            }
+        }
+        drop(samples);
+        let verdict = match error {
+            Some(e) => Err(format!("a sample failed: {e}")),
+            None => check_distribution(&counts, d.requests, &d.weights, d.tolerance),
+        };
+        match verdict {
+            Ok(()) => return Ok(()),
+            Err(e) => last = format!("attempt {attempt}: {e}"),
+        }
+    }
+    Err(format!("no attempt of {} passed; last: {last}", d.attempts))
+}
+
+fn grpc_authority(case: &Case, target: &Target) -> String {
+    match &case.request.authority {
+        Some(a) => expect::substitute(a, &target.ip, ""),
+        None => target.addr.to_string(),
+    }
+}
+
+async fn grpc_once(
+    ctx: &TestCtx<'_>,
+    case: &Case,
+    target: &Target,
+    extra: Option<(String, String)>,
+) -> Result<String, String> {
+    let method = case
+        .request
+        .grpc_method
+        .as_deref()
+        .ok_or("GRPC case without grpc_method")?;
+    let mut metadata: Vec<(String, String)> = case
+        .request
+        .metadata
+        .iter()
+        .map(|(k, v)| (k.clone(), expect::substitute(v, &target.ip, "")))
+        .collect();
+    metadata.extend(extra);
+    let reply = client::grpc_exchange(
+        target.addr,
+        &grpc_authority(case, target),
+        method,
+        &metadata,
+        ctx.request_timeout(),
+    )
+    .await?;
+    compare_grpc(
+        &case.expect,
+        method,
+        grpc_code_name(reply.code),
+        &reply.message,
+        reply.response.as_ref(),
+    )?;
+    Ok(reply
+        .response
+        .and_then(|r| r.assertions)
+        .and_then(|a| a.context)
+        .map(|c| c.pod)
+        .unwrap_or_default())
+}
+
+async fn grpc_eventually(
+    ctx: &TestCtx<'_>,
+    case: &Case,
+    target: &Target,
+) -> Result<String, String> {
+    eventually(ctx.consistency(), CONSECUTIVE, || {
+        grpc_once(ctx, case, target, None)
+    })
+    .await
+}
+
+async fn grpc_distribution(
+    ctx: &TestCtx<'_>,
+    case: &Case,
+    target: &Target,
+    d: &Distribution,
+) -> Result<(), String> {
+    let entropy = Entropy::new(d)?;
+    sample_attempts(d, |_| grpc_once(ctx, case, target, entropy.draw(true))).await
+}
+
+/// Prose checks replayed on the initial state: `websocket`, `address_empty`; and a failure
+/// for any other_checks kind the harness does not cover.
+async fn other_checks_initial(ctx: &TestCtx<'_>, spec: &TestSpec, out: &mut Collected) {
+    for other in &spec.other_checks {
+        let outcome = match other.check.as_str() {
+            "websocket" => websocket(ctx, spec).await,
+            "address_empty" => address_empty(ctx, spec).await,
+            kind if COVERED_OTHER_CHECKS.contains(&kind) => continue,
+            kind => Outcome::Fail(format!(
+                "other check `{kind}` is not replayed by the harness: {}",
+                other.text
+            )),
+        };
+        out.other(&format!("other check {}", other.check), outcome);
+    }
+}
+
+/// Prose checks replayed after the last mutation: `static_addresses`.
+async fn other_checks_final(
+    ctx: &TestCtx<'_>,
+    spec: &TestSpec,
+    cluster: &Cluster,
+    out: &mut Collected,
+) {
+    for other in &spec.other_checks {
+        if other.check == "static_addresses" {
+            let outcome = static_addresses(ctx, spec, cluster).await;
+            out.other("other check static_addresses", outcome);
+        }
+    }
+}
+
+fn first_gateway(spec: &TestSpec) -> Result<TargetRef, String> {
+    let raw = spec.gateways.first().ok_or("the test lists no gateway")?;
+    serde_json::from_value(raw.clone()).map_err(|e| format!("gateways[0]: {e}"))
+}
+
+/// HTTPRouteBackendProtocolWebSocket: a text and a binary frame echoed through the route,
+/// three times in a row.
+async fn websocket(ctx: &TestCtx<'_>, spec: &TestSpec) -> Outcome {
+    let result = async {
+        let gw = first_gateway(spec)?;
+        let status = ctx.gw.status().await?;
+        let cluster = &ctx.shared.base;
+        let ip = gateway_ip(&status, cluster, &gw)?;
+        let addr = SocketAddr::new(ip, 80);
+        let origin = format!("ws://gateway/{}", spec.name);
+        let host = ip.to_string();
+        eventually(ctx.consistency(), CONSECUTIVE, || {
+            client::websocket_exchange(addr, &host, &origin, ctx.request_timeout())
+        })
+        .await
+    }
+    .await;
+    match result {
+        Ok(()) => Outcome::Pass,
+        Err(e) => Outcome::Fail(e),
+    }
+}
+
+fn gateway_addresses(status: &Value, namespace: &str, name: &str) -> Option<Vec<String>> {
+    let item = status.get("items")?.as_array()?.iter().find(|i| {
+        i.get("kind").and_then(Value::as_str) == Some("Gateway")
+            && i.pointer("/metadata/name").and_then(Value::as_str) == Some(name)
+            && i.pointer("/metadata/namespace").and_then(Value::as_str) == Some(namespace)
+    })?;
+    Some(
+        item.pointer("/status/addresses")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|a| a.get("value").and_then(Value::as_str))
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default(),
+    )
+}
+
+/// GatewayOptionalAddressValue: an address entry with a type and no value still gets an
+/// address in status.
+async fn address_empty(ctx: &TestCtx<'_>, spec: &TestSpec) -> Outcome {
+    let gw = match first_gateway(spec) {
+        Ok(gw) => gw,
+        Err(e) => return Outcome::Fail(e),
+    };
+    let namespace = gw.namespace.clone().unwrap_or_else(|| "default".into());
+    match ctx.gw.status().await {
+        Ok(status) => match gateway_addresses(&status, &namespace, &gw.name) {
+            Some(a) if !a.is_empty() => Outcome::Pass,
+            Some(_) => Outcome::Fail(format!(
+                "Gateway {namespace}/{} has no status.addresses",
+                gw.name
+            )),
+            None => Outcome::Fail(format!("Gateway {namespace}/{} is not in /status", gw.name)),
+        },
+        Err(e) => Outcome::Fail(e),
+    }
+}
+
+/// GatewayStaticAddresses, after both patches: status.addresses holds the usable address and
+/// neither the unusable nor the invalid one.
+async fn static_addresses(ctx: &TestCtx<'_>, spec: &TestSpec, cluster: &Cluster) -> Outcome {
+    let Some(id) = spec
+        .mutation_sequence()
+        .iter()
+        .filter_map(|t| mutations::Mutation::parse(t).ok())
+        .find(|m| m.verb == "Patch" && m.id.kind == "Gateway")
+        .map(|m| m.id)
+    else {
+        return Outcome::Fail("no `Patch Gateway` mutation names the Gateway".into());
+    };
+    let deadline = Instant::now() + ctx.consistency();
+    loop {
+        let verdict = match ctx.gw.status().await {
+            Ok(status) => match gateway_addresses(&status, &id.namespace, &id.name) {
+                Some(a)
+                    if a.iter().any(|v| v == USABLE_ADDRESS)
+                        && !a
+                            .iter()
+                            .any(|v| v == UNUSABLE_ADDRESS || v.contains("fake")) =>
+                {
+                    Outcome::Pass
+                }
+                Some(a) => Outcome::Fail(format!(
+                    "{id}: status.addresses {a:?} must hold {USABLE_ADDRESS} and not {UNUSABLE_ADDRESS} or the invalid address (spec.addresses now {})",
+                    cluster
+                        .get(&id)
+                        .and_then(|m| m.pointer("/spec/addresses"))
+                        .map(ToString::to_string)
+                        .unwrap_or_default()
+                )),
+                None => Outcome::Fail(format!("{id} is not in /status")),
+            },
+            Err(e) => Outcome::Fail(e),
+        };
+        if verdict == Outcome::Pass || Instant::now() >= deadline {
+            return verdict;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_give_disjoint_addresses() {
+        assert_eq!(echo_ip(3, 0), Some(Ipv4Addr::new(127, 20, 3, 1)));
+        assert_eq!(echo_ip(3, 253), Some(Ipv4Addr::new(127, 20, 3, 254)));
+        assert_eq!(echo_ip(3, 254), None);
+        assert_eq!(pool(7), "127.10.7.0/24");
+        assert_eq!(admin(7).to_string(), "127.30.7.1:15000");
+    }
+
+    #[tokio::test]
+    async fn eventually_needs_consecutive_successes() {
+        let calls = std::sync::atomic::AtomicUsize::new(0);
+        // fail, ok, fail, ok, ok, ok
+        let script = [false, true, false, true, true, true];
+        let r = eventually(Duration::from_secs(30), 3, || {
+            let i = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let ok = script.get(i).copied().unwrap_or(false);
+            async move {
+                if ok {
+                    Ok(i)
+                } else {
+                    Err(format!("attempt {i}"))
+                }
+            }
+        })
+        .await;
+        assert_eq!(r, Ok(5));
+        let r: Result<(), String> = eventually(Duration::from_millis(600), 3, || async {
+            Err("never".to_owned())
+        })
+        .await;
+        assert!(r.unwrap_err().contains("never"));
+    }
+
+    #[test]
+    fn listener_set_addresses_come_from_the_parent_gateway() {
+        let mut cluster = Cluster::default();
+        cluster.apply(
+            "t",
+            0,
+            serde_json::json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "ListenerSet",
+                "metadata": {"name": "ls", "namespace": "ns"}, "spec": {"parentRef": {"name": "gw"}}}),
+            BASE_CREATED,
+        );
+        let status = serde_json::json!({"items": [{"kind": "Gateway",
+            "metadata": {"name": "gw", "namespace": "ns"},
+            "status": {"addresses": [{"value": "hostname"}, {"type": "IPAddress", "value": "127.10.0.1"}]}}]});
+        let target = TargetRef {
+            name: "ls".into(),
+            namespace: Some("ns".into()),
+            kind: Some("ListenerSet".into()),
+            ..TargetRef::default()
+        };
+        assert_eq!(
+            gateway_ip(&status, &cluster, &target),
+            Ok("127.10.0.1".parse().unwrap())
+        );
+        let missing = TargetRef {
+            name: "other".into(),
+            namespace: Some("ns".into()),
+            ..TargetRef::default()
+        };
+        assert!(gateway_ip(&status, &cluster, &missing).is_err());
+    }
+
+    #[tokio::test]
+    async fn sample_attempts_pass_when_any_attempt_passes() {
+        let d: Distribution = serde_json::from_value(serde_json::json!({
+            "weights": {"a": 0.5, "b": 0.5}, "requests": 100, "concurrency": 10,
+            "tolerance": 0.1, "attempts": 3,
+        }))
+        .unwrap();
+        let n = std::sync::atomic::AtomicUsize::new(0);
+        let r = sample_attempts(&d, |_| {
+            let i = n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            // First attempt: everything to a; later: alternate.
+            let pod = if i < 100 || i.is_multiple_of(2) {
+                "a-x-y"
+            } else {
+                "b-x-y"
+            };
+            async move { Ok(pod.to_owned()) }
+        })
+        .await;
+        assert_eq!(r, Ok(()));
+        let all_a = sample_attempts(&d, |_| async { Ok("a-x-y".to_owned()) }).await;
+        assert!(all_a.unwrap_err().contains("attempt 3"));
+    }
+}

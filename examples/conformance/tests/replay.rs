@@ -1,0 +1,68 @@
+//! The live conformance replay: every corpus test whose features gw claims
+//! (`gw_conformance::features::LIVE_FEATURES`) runs against the `gw-gateway` binary with
+//! in-process echo backends on loopback addresses (see `gw_conformance::live`).
+//!
+//! - The corpus folder is `GW_CONFORMANCE_DIR`, or `shared/conformance` next to the workspace;
+//!   without one the test prints why and passes.
+//! - `GW_CONFORMANCE_RUN=TestA,TestB` runs only those tests (the baseline is then not
+//!   enforced); `GW_CONFORMANCE_JOBS=N` runs N tests at a time (default 3).
+//! - `GW_GATEWAY_BIN=path` names the binary; otherwise `target/<profile>/gw-gateway` is used,
+//!   built with `cargo build -p gw-gateway` first when it is missing or older than its sources.
+//! - It fails when fewer tests pass than `replay_baseline.txt` says, or when the harness finds
+//!   the corpus (or itself) inconsistent.
+//!
+//! ```text
+//! CARGO_TARGET_DIR=/work/target-conf cargo test -p gw-conformance --test replay -- --nocapture
+//! GW_CONFORMANCE_RUN=HTTPRouteSimpleSameNamespace cargo test -p gw-conformance --test replay -- --nocapture
+//! ```
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use gw_conformance::corpus::Corpus;
+use gw_conformance::live::{self, Options};
+
+const BASELINE_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/replay_baseline.txt");
+
+#[test]
+fn conformance_replay_against_gw_gateway() {
+    let corpus = match Corpus::locate() {
+        Ok(corpus) => corpus,
+        Err(why) => {
+            println!("SKIPPED live conformance replay: {why}");
+            return;
+        }
+    };
+    let options = Options::from_env();
+    let filtered = options.filter.is_some();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let report = runtime.block_on(live::run(&corpus, options));
+    println!("{}", report.render());
+
+    assert!(
+        report.harness_errors.is_empty(),
+        "the harness found problems:\n{}",
+        report.harness_errors.join("\n")
+    );
+    if filtered {
+        println!("(filtered run: the baseline is not enforced)");
+        return;
+    }
+    let baseline = baseline();
+    println!("baseline: {baseline} passing tests ({BASELINE_FILE})");
+    assert!(
+        report.passed() >= baseline,
+        "{} conformance tests passed, fewer than the baseline {baseline} ({BASELINE_FILE})",
+        report.passed()
+    );
+}
+
+/// The minimum number of passing tests (a single integer in the baseline file).
+fn baseline() -> usize {
+    let text = std::fs::read_to_string(BASELINE_FILE)
+        .unwrap_or_else(|e| panic!("cannot read {BASELINE_FILE}: {e}"));
+    text.trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("{BASELINE_FILE} must hold one integer: {e}"))
+}
