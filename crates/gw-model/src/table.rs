@@ -363,8 +363,7 @@ pub struct Timeouts {
 pub struct Retry {
     /// Retried status codes.
     pub codes: Vec<u16>,
-    /// Maximum retries (the spec's default when unset is implementation-specific; gw uses 2
-    /// only when `codes` is set).
+    /// Maximum retries. Unset in the spec is implementation-specific; gw retries once.
     pub attempts: u32,
     /// Minimum backoff.
     pub backoff: Option<Duration>,

@@ -288,6 +288,9 @@ impl Ctx<'_> {
 
     fn header_modifier(&self, m: Option<&HeaderModifier>) -> Result<HeaderModifier, Problem> {
         let m = m.ok_or_else(|| missing_config("header modifier"))?;
+        for h in m.set.iter().chain(&m.add) {
+            check_header_value(&h.value)?;
+        }
         let mut names = HashSet::new();
         for name in m
             .set
@@ -366,6 +369,7 @@ impl Ctx<'_> {
                         ));
                     }
                     check_modifier(r.path.as_ref(), prefix_match)?;
+                    check_rewrite_host(r.hostname.as_deref())?;
                     HttpFilter::RequestRedirect(r.clone())
                 }
                 FilterType::UrlRewrite => {
@@ -374,6 +378,7 @@ impl Ctx<'_> {
                         .as_ref()
                         .ok_or_else(|| missing_config("urlRewrite"))?;
                     check_modifier(r.path.as_ref(), prefix_match)?;
+                    check_rewrite_host(r.hostname.as_deref())?;
                     HttpFilter::UrlRewrite(r.clone())
                 }
                 FilterType::RequestMirror => {
@@ -411,6 +416,7 @@ impl Ctx<'_> {
                 }
                 FilterType::Cors => {
                     let c = f.cors.as_ref().ok_or_else(|| missing_config("cors"))?;
+                    check_cors(c)?;
                     HttpFilter::Cors(c.clone())
                 }
                 FilterType::ExternalAuth => {
@@ -470,6 +476,90 @@ impl Ctx<'_> {
             })
             .collect()
     }
+}
+
+/// Header values may not contain CR, LF or NUL (RFC 9110 field-value).
+fn check_header_value(v: &str) -> Result<(), Problem> {
+    if v.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+        return Err(Problem::new(
+            "UnsupportedValue",
+            format!("header value {v:?} contains CR, LF or NUL"),
+        ));
+    }
+    Ok(())
+}
+
+/// Redirect and rewrite hostnames are `PreciseHostname`s: DNS names without wildcard.
+fn check_rewrite_host(h: Option<&str>) -> Result<(), Problem> {
+    match h {
+        Some(h) if h.starts_with('*') || !super::hostname::is_valid_hostname(h) => {
+            Err(Problem::new(
+                "UnsupportedValue",
+                format!("hostname {h:?} is not a valid DNS name"),
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// CORS filter validation, as the CRD states it: each origin matches
+/// `(^\*$)|(^(http(s)?):\/\/(((\*\.)?([a-zA-Z0-9\-]+\.)*[a-zA-Z0-9-]+|\*)(:([0-9]{1,5}))?)$)`,
+/// "AllowOrigins cannot contain '*' alongside other origins", and likewise for methods and
+/// headers; header names must be valid tokens.
+fn check_cors(c: &crate::resources::Cors) -> Result<(), Problem> {
+    let bad = |msg: String| Err(Problem::new("UnsupportedValue", msg));
+    let star_alone = |list: &[String], what: &str| {
+        if list.iter().any(|x| x == "*") && list.len() > 1 {
+            Err(Problem::new(
+                "UnsupportedValue",
+                format!("CORS {what} cannot contain '*' alongside other values"),
+            ))
+        } else {
+            Ok(())
+        }
+    };
+    star_alone(&c.allow_origins, "allowOrigins")?;
+    star_alone(&c.allow_methods, "allowMethods")?;
+    star_alone(&c.allow_headers, "allowHeaders")?;
+    star_alone(&c.expose_headers, "exposeHeaders")?;
+    for o in &c.allow_origins {
+        if o != "*" && !valid_origin(o) {
+            return bad(format!("CORS origin {o:?} is not scheme://host[:port]"));
+        }
+    }
+    for m in &c.allow_methods {
+        if m != "*" && !METHODS.contains(&m.as_str()) {
+            return bad(format!("CORS method {m:?} is not supported"));
+        }
+    }
+    for h in c.allow_headers.iter().chain(&c.expose_headers) {
+        if h != "*" {
+            check_header_name(h)?;
+        }
+    }
+    if c.max_age < 0 {
+        return bad("CORS maxAge must not be negative".into());
+    }
+    Ok(())
+}
+
+fn valid_origin(o: &str) -> bool {
+    let Some(rest) = o
+        .strip_prefix("https://")
+        .or_else(|| o.strip_prefix("http://"))
+    else {
+        return false;
+    };
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (rest, None),
+    };
+    let port_ok =
+        port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()));
+    let host = host.strip_prefix("*.").unwrap_or(host);
+    let label_ok =
+        |l: &str| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    port_ok && (host == "*" || host.split('.').all(label_ok))
 }
 
 fn missing_config(what: &str) -> Problem {
@@ -694,6 +784,25 @@ mod tests {
         for bad in ["a", "/a//b", "/a/./b", "/a/../b", "/a/..", "/a%2Fb", "/a#b"] {
             assert!(check_path(bad).is_err(), "{bad}");
         }
+    }
+
+    // CORS CRD validation: origin pattern and "AllowOrigins cannot contain '*' alongside other
+    // origins".
+    #[test]
+    fn cors_validation() {
+        let cors = |origins: &[&str]| crate::resources::Cors {
+            allow_origins: origins.iter().map(|s| (*s).to_owned()).collect(),
+            ..Default::default()
+        };
+        assert!(check_cors(&cors(&["*"])).is_ok());
+        assert!(check_cors(&cors(&["https://*.example.com", "http://a.b:8080"])).is_ok());
+        assert!(check_cors(&cors(&["*", "https://a.com"])).is_err());
+        assert!(check_cors(&cors(&["ftp://a.com"])).is_err());
+        assert!(check_cors(&cors(&["https://a.com/path"])).is_err());
+        assert!(check_header_value("ok value").is_ok());
+        assert!(check_header_value("bad\r\nInjected: 1").is_err());
+        assert!(check_rewrite_host(Some("*.example.com")).is_err());
+        assert!(check_rewrite_host(Some("example.com")).is_ok());
     }
 
     #[test]
