@@ -198,9 +198,29 @@ fn watch_path(
     path: &std::path::Path,
     events: mpsc::Sender<()>,
 ) -> Result<notify::RecommendedWatcher, String> {
+    use notify::EventKind;
     use notify::Watcher as _;
-    let mut watcher = notify::recommended_watcher(move |_event: notify::Result<notify::Event>| {
-        let _ = events.try_send(());
+    use notify::event::{AccessKind, AccessMode, MetadataKind, ModifyKind};
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        // Our own reads are events too (opens, access times): only changes count, or every
+        // reload would trigger the next one.
+        let relevant = match event {
+            Ok(e) => match e.kind {
+                EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+                EventKind::Access(_) => false,
+                EventKind::Modify(ModifyKind::Metadata(MetadataKind::AccessTime)) => false,
+                EventKind::Create(_)
+                | EventKind::Modify(_)
+                | EventKind::Remove(_)
+                | EventKind::Any
+                | EventKind::Other => true,
+            },
+            // Overflowed queues and watch errors: re-read to be safe.
+            Err(_) => true,
+        };
+        if relevant {
+            let _ = events.try_send(());
+        }
     })
     .map_err(|e| format!("cannot watch {}: {e}", path.display()))?;
     watcher

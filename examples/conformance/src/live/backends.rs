@@ -324,8 +324,8 @@ fn slice_port(port: &Value, pod: Option<&Pod>) -> Option<Value> {
         "port": target,
         "protocol": port.get("protocol").and_then(Value::as_str).unwrap_or("TCP"),
     });
-    if let Some(app) = port.get("appProtocol") {
-        slice_port["appProtocol"] = app.clone();
+    if let (Some(app), Some(obj)) = (port.get("appProtocol"), slice_port.as_object_mut()) {
+        obj.insert("appProtocol".to_owned(), app.clone());
     }
     Some(slice_port)
 }
@@ -358,8 +358,8 @@ pub fn fill_manual_slices(cluster: &mut Cluster, pods: &[Pod]) -> Vec<ObjectId> 
                 })
             })
             .collect();
-        if let Some(slice) = cluster.get_mut(id) {
-            slice["endpoints"] = Value::Array(endpoints);
+        if let Some(slice) = cluster.get_mut(id).and_then(Value::as_object_mut) {
+            slice.insert("endpoints".to_owned(), Value::Array(endpoints));
         }
     }
     ids
@@ -423,5 +423,35 @@ mod tests {
         assert_eq!(s["ports"][1]["name"], "");
         assert_eq!(s["ports"][1]["appProtocol"], "kubernetes.io/h2c");
         assert_eq!(s["endpoints"].as_array().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn empty_ipv4_manual_slices_get_the_infra_backend_v1_pods() {
+        let mut c = Cluster::default();
+        let docs = [
+            json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                   "metadata": {"name": "infra-backend-v1", "namespace": "ns"},
+                   "spec": {"replicas": 2, "template": {"metadata": {"labels": {"app": "v1"}},
+                     "spec": {"containers": [{"image": "echo-basic"}]}}}}),
+            json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                   "metadata": {"name": "m4", "namespace": "ns",
+                                "labels": {"kubernetes.io/service-name": "manual"}},
+                   "addressType": "IPv4", "ports": [{"name": "p", "port": 3000}]}),
+            json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                   "metadata": {"name": "m6", "namespace": "ns",
+                                "labels": {"kubernetes.io/service-name": "manual"}},
+                   "addressType": "IPv6", "ports": [{"name": "p", "port": 3000}]}),
+        ];
+        for (i, d) in docs.into_iter().enumerate() {
+            c.apply("t", i, d, BASE_CREATED);
+        }
+        let pods = plan(&c, |n| Some(Ipv4Addr::new(127, 20, 0, n as u8 + 1))).unwrap();
+        let filled = fill_manual_slices(&mut c, &pods);
+        assert_eq!(filled, [ObjectId::new("EndpointSlice", "ns", "m4")]);
+        let m4 = c.get(&filled[0]).unwrap();
+        assert_eq!(m4["endpoints"].as_array().unwrap().len(), 2);
+        assert_eq!(m4["endpoints"][0]["addresses"][0], "127.20.0.1");
+        let m6 = c.get(&ObjectId::new("EndpointSlice", "ns", "m6")).unwrap();
+        assert!(m6.get("endpoints").is_none());
     }
 }
