@@ -2,31 +2,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-struct Gateway {
-    child: Child,
-    dir: std::path::PathBuf,
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
+use common::{Gateway, free_port};
 
 fn cert(names: &[&str]) -> (String, String, rustls::pki_types::CertificateDer<'static>) {
     let key = rcgen::KeyPair::generate().expect("key");
@@ -99,9 +82,7 @@ fn https_listener_terminates_tls_with_the_certificate_for_the_sni() {
     let (a_pem, a_key, a_der) = cert(&["a.example.com"]);
     let (b_pem, b_key, b_der) = cert(&["*.b.example.com"]);
     let port = free_port();
-    let dir = std::env::temp_dir().join(format!("gw-https-test-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(dir.join("config")).expect("dir");
+    let gw = Gateway::start("https", "127.0.45.0/24");
     let yaml = format!(
         "apiVersion: gateway.networking.k8s.io/v1
 kind: GatewayClass
@@ -165,19 +146,7 @@ endpoints: [{{addresses: [127.0.0.1]}}]
         indent(&b_pem),
         indent(&b_key)
     );
-    std::fs::write(dir.join("config/all.yaml"), yaml).expect("write");
-    let child = Command::new(env!("CARGO_BIN_EXE_gw-gateway"))
-        .arg("--config")
-        .arg(dir.join("config"))
-        .arg("--admin")
-        .arg(format!("127.0.0.1:{}", free_port()))
-        .arg("--gateway-address-pool")
-        .arg("127.0.45.0/24")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let _gw = Gateway { child, dir };
+    std::fs::write(gw.config().join("all.yaml"), yaml).expect("write");
     let addr: SocketAddr = format!("127.0.45.1:{port}").parse().expect("addr");
     let deadline = Instant::now() + Duration::from_secs(10);
     let (code, body) = loop {

@@ -222,15 +222,14 @@ pub fn compile(res: &Resources, options: &CompileOptions) -> Compiled {
             hostnames: &r.spec.hostnames,
         };
         let compiled = http_route(res, key, r);
-        let status = attach_route(
+        entries.push(attach_route(
             res,
             &mut gateways,
             &view,
-            r.metadata.generation(),
+            &r.metadata,
             &compiled,
             options,
-        );
-        entries.push(route_entry(Kind::HttpRoute, key, &r.metadata, status));
+        ));
     }
     for (key, r) in &res.grpc_routes {
         let view = RouteView {
@@ -240,15 +239,14 @@ pub fn compile(res: &Resources, options: &CompileOptions) -> Compiled {
             hostnames: &r.spec.hostnames,
         };
         let compiled = grpc_route(res, key, r);
-        let status = attach_route(
+        entries.push(attach_route(
             res,
             &mut gateways,
             &view,
-            r.metadata.generation(),
+            &r.metadata,
             &compiled,
             options,
-        );
-        entries.push(route_entry(Kind::GrpcRoute, key, &r.metadata, status));
+        ));
     }
     for (kind, routes) in [
         (Kind::TlsRoute, &res.tls_routes),
@@ -267,15 +265,14 @@ pub fn compile(res: &Resources, options: &CompileOptions) -> Compiled {
                 },
             };
             let compiled = l4_route(res, kind, key, r);
-            let status = attach_route(
+            entries.push(attach_route(
                 res,
                 &mut gateways,
                 &view,
-                r.metadata.generation(),
+                &r.metadata,
                 &compiled,
                 options,
-            );
-            entries.push(route_entry(kind, key, &r.metadata, status));
+            ));
         }
     }
 
@@ -378,36 +375,61 @@ enum RuleEntry {
     L4(L4RouteEntry),
 }
 
+/// Compiles every rule of an HTTPRoute or GRPCRoute once: `compile_rule` validates a rule,
+/// `entry` turns a valid one into its table entry.
+fn compile_rules<R, M>(
+    res: &Resources,
+    kind: Kind,
+    key: &ObjectKey,
+    meta: &ObjectMeta,
+    rules: &[R],
+    compile_rule: impl Fn(&Resources, From<'_>, &R) -> rules::CompiledRule<M>,
+    entry: impl Fn(&R, RouteOrder, usize, Vec<M>, crate::table::RuleAction) -> RuleEntry,
+) -> RouteCompilation {
+    let from = From {
+        group: GATEWAY_GROUP,
+        kind: kind.as_str(),
+        namespace: &key.namespace,
+    };
+    let order = route_order(meta);
+    let mut out = RouteCompilation {
+        rules: Vec::new(),
+        unresolved: Vec::new(),
+    };
+    for (i, rule) in rules.iter().enumerate() {
+        let c = compile_rule(res, from, rule);
+        out.unresolved.extend(c.unresolved);
+        out.rules.push(
+            c.result
+                .map(|(matches, action)| entry(rule, order.clone(), i, matches, action)),
+        );
+    }
+    out
+}
+
 fn http_route(
     res: &Resources,
     key: &ObjectKey,
     r: &crate::resources::HttpRoute,
 ) -> RouteCompilation {
-    let from = From {
-        group: GATEWAY_GROUP,
-        kind: "HTTPRoute",
-        namespace: &key.namespace,
-    };
-    let order = route_order(&r.metadata);
-    let mut out = RouteCompilation {
-        rules: Vec::new(),
-        unresolved: Vec::new(),
-    };
-    for (i, rule) in r.spec.rules.iter().enumerate() {
-        let c = rules::http_rule(res, from, rule);
-        out.unresolved.extend(c.unresolved);
-        out.rules.push(c.result.map(|(matches, action)| {
+    compile_rules(
+        res,
+        Kind::HttpRoute,
+        key,
+        &r.metadata,
+        &r.spec.rules,
+        rules::http_rule,
+        |rule, route, rule_index, matches, action| {
             RuleEntry::Http(HttpRouteEntry {
-                route: order.clone(),
-                rule_index: i,
+                route,
+                rule_index,
                 rule_name: rule.name.clone(),
                 hostnames: Vec::new(),
                 matches,
                 action,
             })
-        }));
-    }
-    out
+        },
+    )
 }
 
 fn grpc_route(
@@ -415,39 +437,31 @@ fn grpc_route(
     key: &ObjectKey,
     r: &crate::resources::GrpcRoute,
 ) -> RouteCompilation {
-    let from = From {
-        group: GATEWAY_GROUP,
-        kind: "GRPCRoute",
-        namespace: &key.namespace,
-    };
-    let order = route_order(&r.metadata);
-    let mut out = RouteCompilation {
-        rules: Vec::new(),
-        unresolved: Vec::new(),
-    };
-    // GRPCRoute: "If no rules are specified, ... all traffic is ... [matched]"; a route without
-    // rules behaves as one rule without matches or backends.
+    // A GRPCRoute without rules behaves as one rule without matches or backends.
     let default_rule = [crate::resources::GrpcRouteRule::default()];
     let rules_list: &[crate::resources::GrpcRouteRule] = if r.spec.rules.is_empty() {
         &default_rule
     } else {
         &r.spec.rules
     };
-    for (i, rule) in rules_list.iter().enumerate() {
-        let c = rules::grpc_rule(res, from, rule);
-        out.unresolved.extend(c.unresolved);
-        out.rules.push(c.result.map(|(matches, action)| {
+    compile_rules(
+        res,
+        Kind::GrpcRoute,
+        key,
+        &r.metadata,
+        rules_list,
+        rules::grpc_rule,
+        |rule, route, rule_index, matches, action| {
             RuleEntry::Grpc(GrpcRouteEntry {
-                route: order.clone(),
-                rule_index: i,
+                route,
+                rule_index,
                 rule_name: rule.name.clone(),
                 hostnames: Vec::new(),
                 matches,
                 action,
             })
-        }));
-    }
-    out
+        },
+    )
 }
 
 fn l4_route(res: &Resources, kind: Kind, key: &ObjectKey, r: &L4Route) -> RouteCompilation {
@@ -491,10 +505,11 @@ fn attach_route(
     res: &Resources,
     gateways: &mut [GatewayState<'_>],
     view: &RouteView<'_>,
-    generation: i64,
+    meta: &ObjectMeta,
     compiled: &RouteCompilation,
     options: &CompileOptions,
-) -> RouteStatus {
+) -> StatusEntry {
+    let generation = meta.generation();
     let valid_rules = compiled.rules.iter().filter(|r| r.is_ok()).count();
     let first_invalid = compiled.rules.iter().find_map(|r| r.as_ref().err());
     let resolved = match compiled.unresolved.first() {
@@ -587,7 +602,12 @@ fn attach_route(
             conditions,
         });
     }
-    RouteStatus { parents }
+    StatusEntry {
+        kind: view.kind,
+        key: view.key.clone(),
+        generation,
+        status: ObjectStatus::Route(RouteStatus { parents }),
+    }
 }
 
 fn status_parent_ref(p: &ParentReference) -> ParentReference {
@@ -632,15 +652,6 @@ fn place_rules(table: &mut ListenerTable, compiled: &RouteCompilation, hostnames
                 table.l4.push(e);
             }
         }
-    }
-}
-
-fn route_entry(kind: Kind, key: &ObjectKey, meta: &ObjectMeta, status: RouteStatus) -> StatusEntry {
-    StatusEntry {
-        kind,
-        key: key.clone(),
-        generation: meta.generation(),
-        status: ObjectStatus::Route(status),
     }
 }
 
