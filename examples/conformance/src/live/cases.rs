@@ -105,11 +105,15 @@ pub enum Protocol {
 }
 
 impl Protocol {
-    /// Whether the live harness can send this protocol today (no TLS, TCP or UDP yet).
+    /// Whether the live harness can send this protocol today (no raw TLS, TCP or UDP yet).
     pub fn supported(self) -> bool {
         matches!(
             self,
-            Protocol::Http | Protocol::H2cPriorKnowledge | Protocol::Grpc
+            Protocol::Http
+                | Protocol::Https
+                | Protocol::H2
+                | Protocol::H2cPriorKnowledge
+                | Protocol::Grpc
         )
     }
 

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -637,10 +638,9 @@ async fn run_case(ctx: &TestCtx<'_>, cluster: &Cluster, status: &Value, case: &C
             None => grpc_eventually(ctx, case, &target).await.map(|_| ()),
         },
         _ => {
-            let version = if protocol == Protocol::H2cPriorKnowledge {
-                HttpVersion::H2cPriorKnowledge
-            } else {
-                HttpVersion::Http1
+            let version = match http_version(&case.request) {
+                Ok(v) => v,
+                Err(e) => return Outcome::Fail(e),
             };
             let http = Http {
                 ctx,
@@ -664,6 +664,43 @@ async fn run_case(ctx: &TestCtx<'_>, cluster: &Cluster, status: &Value, case: &C
     match result {
         Ok(()) => Outcome::Pass,
         Err(e) => Outcome::Fail(e),
+    }
+}
+
+/// The HTTP client a case's protocol calls for; HTTPS and H2 resolve the corpus's
+/// `<cert of Secret ns/name>` placeholders to the programmatic certificates.
+fn http_version(request: &super::cases::Request) -> Result<HttpVersion, String> {
+    let tls = |h2: bool| -> Result<HttpVersion, String> {
+        let pem = |placeholder: &str, key: &str| -> Result<String, String> {
+            let inner = placeholder
+                .strip_prefix("<cert of Secret ")
+                .and_then(|p| p.strip_suffix('>'))
+                .ok_or_else(|| format!("unknown certificate placeholder {placeholder:?}"))?;
+            let (ns, name) = inner
+                .split_once('/')
+                .ok_or_else(|| format!("placeholder {placeholder:?} names no namespace"))?;
+            crate::certs::programmatic_pem(ns, name, key)
+                .ok_or_else(|| format!("no programmatic Secret {ns}/{name} with {key}"))
+        };
+        let ca = pem(request.server_ca.as_deref().unwrap_or_default(), "tls.crt")?;
+        let sni = request.sni.as_deref().ok_or("an HTTPS case without sni")?;
+        let client = match request.client_cert.as_deref() {
+            None => None,
+            Some(c) => Some((pem(c, "tls.crt")?, pem(c, "tls.key")?)),
+        };
+        let client_ref = client.as_ref().map(|(c, k)| (c.as_str(), k.as_str()));
+        let t = Arc::new(client::TlsClient::new(&ca, sni, client_ref, h2)?);
+        Ok(if h2 {
+            HttpVersion::H2(t)
+        } else {
+            HttpVersion::Https(t)
+        })
+    };
+    match request.protocol {
+        Protocol::H2cPriorKnowledge => Ok(HttpVersion::H2cPriorKnowledge),
+        Protocol::Https => tls(false),
+        Protocol::H2 => tls(true),
+        _ => Ok(HttpVersion::Http1),
     }
 }
 
@@ -735,7 +772,7 @@ impl Http<'_> {
         client::http_exchange(
             self.target.addr,
             sent,
-            self.version,
+            &self.version,
             !self.case.request.unfollow_redirect,
             self.ctx.request_timeout(),
         )
@@ -844,6 +881,7 @@ impl Http<'_> {
         let first = with_id(&new_uuid());
         let first = Http {
             case: &first,
+            version: self.version.clone(),
             ..*self
         };
         eventually(self.ctx.consistency(), CONSECUTIVE, || {
@@ -869,6 +907,7 @@ impl Http<'_> {
             let case = with_id(&new_uuid());
             let http = Http {
                 case: &case,
+                version: self.version.clone(),
                 ..*self
             };
             let path = http.sent(None).path;
