@@ -222,7 +222,7 @@ pub async fn http_exchange(
     let mut current = sent.clone();
     let mut target = addr;
     for _ in 0..=MAX_REDIRECTS {
-        let resp = match tokio::time::timeout(timeout, once(target, &current, &version)).await {
+        let resp = match tokio::time::timeout(timeout, once(target, &current, version)).await {
             Ok(r) => r?,
             Err(_) => return Err(format!("no response within {timeout:?}")),
         };
