@@ -266,7 +266,8 @@ pub struct StatusEntry {
     pub status: ObjectStatus,
 }
 
-/// Status of every object gw manages, in a deterministic order (kind, namespace, name).
+/// Status of every object gw manages, sorted by kind, namespace and name (keep it sorted when
+/// building one by hand: lookups rely on the order).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StatusReport {
     /// The entries.
@@ -274,11 +275,12 @@ pub struct StatusReport {
 }
 
 impl StatusReport {
-    /// The status of one object.
+    /// The status of one object (binary search: entries are sorted by kind, then key).
     pub fn get(&self, kind: Kind, key: &ObjectKey) -> Option<&ObjectStatus> {
         self.entries
-            .iter()
-            .find(|e| e.kind == kind && &e.key == key)
+            .binary_search_by(|e| (e.kind, &e.key).cmp(&(kind, key)))
+            .ok()
+            .and_then(|i| self.entries.get(i))
             .map(|e| &e.status)
     }
 

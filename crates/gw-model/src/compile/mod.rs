@@ -214,6 +214,7 @@ pub fn compile(res: &Resources, options: &CompileOptions) -> Compiled {
         .collect();
 
     // Routes.
+    let lookup = refs::Lookup::new(res);
     for (key, r) in &res.http_routes {
         let view = RouteView {
             kind: Kind::HttpRoute,
@@ -221,7 +222,7 @@ pub fn compile(res: &Resources, options: &CompileOptions) -> Compiled {
             parent_refs: &r.spec.parent_refs,
             hostnames: &r.spec.hostnames,
         };
-        let compiled = http_route(res, key, r);
+        let compiled = http_route(&lookup, key, r);
         entries.push(attach_route(
             res,
             &mut gateways,
@@ -238,7 +239,7 @@ pub fn compile(res: &Resources, options: &CompileOptions) -> Compiled {
             parent_refs: &r.spec.parent_refs,
             hostnames: &r.spec.hostnames,
         };
-        let compiled = grpc_route(res, key, r);
+        let compiled = grpc_route(&lookup, key, r);
         entries.push(attach_route(
             res,
             &mut gateways,
@@ -264,7 +265,7 @@ pub fn compile(res: &Resources, options: &CompileOptions) -> Compiled {
                     &[]
                 },
             };
-            let compiled = l4_route(res, kind, key, r);
+            let compiled = l4_route(&lookup, kind, key, r);
             entries.push(attach_route(
                 res,
                 &mut gateways,
@@ -378,12 +379,12 @@ enum RuleEntry {
 /// Compiles every rule of an HTTPRoute or GRPCRoute once: `compile_rule` validates a rule,
 /// `entry` turns a valid one into its table entry.
 fn compile_rules<R, M>(
-    res: &Resources,
+    res: &refs::Lookup<'_>,
     kind: Kind,
     key: &ObjectKey,
     meta: &ObjectMeta,
     rules: &[R],
-    compile_rule: impl Fn(&Resources, From<'_>, &R) -> rules::CompiledRule<M>,
+    compile_rule: impl Fn(&refs::Lookup<'_>, From<'_>, &R) -> rules::CompiledRule<M>,
     entry: impl Fn(&R, RouteOrder, usize, Vec<M>, crate::table::RuleAction) -> RuleEntry,
 ) -> RouteCompilation {
     let from = From {
@@ -408,7 +409,7 @@ fn compile_rules<R, M>(
 }
 
 fn http_route(
-    res: &Resources,
+    res: &refs::Lookup<'_>,
     key: &ObjectKey,
     r: &crate::resources::HttpRoute,
 ) -> RouteCompilation {
@@ -433,7 +434,7 @@ fn http_route(
 }
 
 fn grpc_route(
-    res: &Resources,
+    res: &refs::Lookup<'_>,
     key: &ObjectKey,
     r: &crate::resources::GrpcRoute,
 ) -> RouteCompilation {
@@ -464,7 +465,7 @@ fn grpc_route(
     )
 }
 
-fn l4_route(res: &Resources, kind: Kind, key: &ObjectKey, r: &L4Route) -> RouteCompilation {
+fn l4_route(res: &refs::Lookup<'_>, kind: Kind, key: &ObjectKey, r: &L4Route) -> RouteCompilation {
     let from = From {
         group: GATEWAY_GROUP,
         kind: kind.as_str(),
@@ -522,6 +523,9 @@ fn attach_route(
         Some(u) => Condition::fail("ResolvedRefs", u.reason, &u.message, generation),
     };
     let mut parents = Vec::new();
+    // Listeners this route is already on: a route counts once per listener and its rules are
+    // placed once, however many of its parentRefs select the listener.
+    let mut placed: std::collections::HashSet<(usize, usize)> = std::collections::HashSet::new();
     for p in view.parent_refs {
         let Some(target) = resolve_parent(res, gateways, &view.key.namespace, p) else {
             continue;
@@ -578,8 +582,10 @@ fn attach_route(
                 }
                 let g = &mut gateways[gi];
                 for (li, hostnames) in attached {
-                    g.listeners[li].attached_routes += 1;
-                    place_rules(&mut g.tables[li], compiled, &hostnames);
+                    if placed.insert((gi, li)) {
+                        g.listeners[li].attached_routes += 1;
+                        place_rules(&mut g.tables[li], compiled, &hostnames);
+                    }
                 }
             }
         }
@@ -620,33 +626,16 @@ fn place_rules(table: &mut ListenerTable, compiled: &RouteCompilation, hostnames
     for rule in compiled.rules.iter().flatten() {
         match rule {
             RuleEntry::Http(e) => {
-                if table
-                    .http
-                    .iter()
-                    .any(|x| x.route.key == e.route.key && x.rule_index == e.rule_index)
-                {
-                    continue;
-                }
                 let mut e = e.clone();
                 e.hostnames = hostnames.to_vec();
                 table.http.push(e);
             }
             RuleEntry::Grpc(e) => {
-                if table
-                    .grpc
-                    .iter()
-                    .any(|x| x.route.key == e.route.key && x.rule_index == e.rule_index)
-                {
-                    continue;
-                }
                 let mut e = e.clone();
                 e.hostnames = hostnames.to_vec();
                 table.grpc.push(e);
             }
             RuleEntry::L4(e) => {
-                if table.l4.iter().any(|x| x.route.key == e.route.key) {
-                    continue;
-                }
                 let mut e = e.clone();
                 e.hostnames = hostnames.to_vec();
                 table.l4.push(e);

@@ -1,8 +1,9 @@
 //! References across objects: ReferenceGrant checks and backend resolution.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 
-use crate::resources::{BackendRef, CORE_GROUP, ObjectKey, Resources};
+use crate::resources::{BackendRef, CORE_GROUP, EndpointSlice, ObjectKey, Resources};
 use crate::table::{AppProtocol, ServiceBackend};
 
 /// One side of a reference: group, kind and namespace.
@@ -54,16 +55,75 @@ pub struct Unresolved {
     pub message: String,
 }
 
+/// Resources with the indexes backend resolution needs, built once per compile so that
+/// resolving a backend does not scan every EndpointSlice.
+pub struct Lookup<'a> {
+    /// The resources.
+    pub res: &'a Resources,
+    /// EndpointSlices by namespace and their `kubernetes.io/service-name` label.
+    slices: HashMap<(&'a str, &'a str), Vec<&'a EndpointSlice>>,
+}
+
+impl<'a> Lookup<'a> {
+    /// Indexes `res`.
+    pub fn new(res: &'a Resources) -> Self {
+        let mut slices: HashMap<(&str, &str), Vec<&EndpointSlice>> = HashMap::new();
+        for (key, slice) in &res.endpoint_slices {
+            if let Some(service) = slice.metadata.labels.get("kubernetes.io/service-name") {
+                slices
+                    .entry((key.namespace.as_str(), service.as_str()))
+                    .or_default()
+                    .push(slice);
+            }
+        }
+        Lookup { res, slices }
+    }
+
+    /// Ready endpoints of a Service port, from the EndpointSlices labelled
+    /// `kubernetes.io/service-name`, matching the Service port to the slice port by name as
+    /// Kubernetes does. Endpoints whose `ready` condition is false are left out ("nil should be
+    /// interpreted as ready").
+    pub fn endpoints(&self, service: &ObjectKey, port_name: &str) -> Vec<SocketAddr> {
+        let Some(slices) = self
+            .slices
+            .get(&(service.namespace.as_str(), service.name.as_str()))
+        else {
+            return Vec::new();
+        };
+        let mut out: Vec<SocketAddr> = slices
+            .iter()
+            .flat_map(|slice| {
+                let port = slice
+                    .ports
+                    .iter()
+                    .find(|p| p.name.as_deref().unwrap_or("") == port_name)
+                    .and_then(|p| p.port)
+                    .and_then(|p| u16::try_from(p).ok());
+                slice
+                    .endpoints
+                    .iter()
+                    .filter(|e| e.conditions.ready != Some(false))
+                    .flat_map(|e| e.addresses.iter())
+                    .filter_map(move |a| Some(SocketAddr::new(a.parse::<IpAddr>().ok()?, port?)))
+            })
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+}
+
 /// Resolves a backendRef of a route in `from.namespace` to a Service port and its endpoints.
 ///
 /// `l4` routes (TLS/TCP/UDP) ignore `appProtocol`; HTTP and gRPC routes reject protocols they
 /// cannot speak (route ResolvedRefs reason `UnsupportedProtocol`).
 pub fn resolve_backend(
-    res: &Resources,
+    lookup: &Lookup<'_>,
     from: From<'_>,
     backend: &BackendRef,
     l4: bool,
 ) -> Result<ServiceBackend, Unresolved> {
+    let res = lookup.res;
     let namespace = backend.namespace.as_deref().unwrap_or(from.namespace);
     if backend.group != CORE_GROUP || backend.kind != "Service" {
         return Err(Unresolved {
@@ -125,7 +185,7 @@ pub fn resolve_backend(
         service: key.clone(),
         port: port_u16,
         app_protocol,
-        endpoints: endpoints(res, &key, service_port.name.as_deref().unwrap_or("")),
+        endpoints: lookup.endpoints(&key, service_port.name.as_deref().unwrap_or("")),
         tls: None,
     })
 }
@@ -139,38 +199,6 @@ pub fn app_protocol(value: Option<&str>) -> Option<AppProtocol> {
         Some("kubernetes.io/wss" | "https" | "wss" | "tls") => AppProtocol::Https,
         Some(_) => return None,
     })
-}
-
-/// Ready endpoints of a Service port, from the EndpointSlices labelled
-/// `kubernetes.io/service-name`, matching the Service port to the slice port by name as
-/// Kubernetes does. Endpoints whose `ready` condition is false are left out ("nil should be
-/// interpreted as ready").
-pub fn endpoints(res: &Resources, service: &ObjectKey, port_name: &str) -> Vec<SocketAddr> {
-    let mut out: Vec<SocketAddr> = res
-        .endpoint_slices
-        .iter()
-        .filter(|(k, s)| {
-            k.namespace == service.namespace
-                && s.metadata.labels.get("kubernetes.io/service-name") == Some(&service.name)
-        })
-        .flat_map(|(_, slice)| {
-            let port = slice
-                .ports
-                .iter()
-                .find(|p| p.name.as_deref().unwrap_or("") == port_name)
-                .and_then(|p| p.port)
-                .and_then(|p| u16::try_from(p).ok());
-            slice
-                .endpoints
-                .iter()
-                .filter(|e| e.conditions.ready != Some(false))
-                .flat_map(|e| e.addresses.iter())
-                .filter_map(move |a| Some(SocketAddr::new(a.parse::<IpAddr>().ok()?, port?)))
-        })
-        .collect();
-    out.sort();
-    out.dedup();
-    out
 }
 
 #[cfg(test)]
@@ -297,7 +325,7 @@ endpoints:
             weight: 1,
         };
         let ok = resolve_backend(
-            &res,
+            &Lookup::new(&res),
             from("apps"),
             &br("Service", "web", None, Some(8080)),
             false,
@@ -306,7 +334,7 @@ endpoints:
         assert_eq!(ok.endpoints, vec!["127.0.20.1:3000".parse().unwrap()]);
         assert_eq!(ok.app_protocol, AppProtocol::Http1);
         let grpc = resolve_backend(
-            &res,
+            &Lookup::new(&res),
             from("apps"),
             &br("Service", "web", None, Some(8081)),
             false,
@@ -315,7 +343,7 @@ endpoints:
         assert_eq!(grpc.app_protocol, AppProtocol::H2c);
         assert_eq!(grpc.endpoints, vec!["127.0.20.1:3001".parse().unwrap()]);
         let reason = |b: BackendRef| {
-            resolve_backend(&res, from("other"), &b, false)
+            resolve_backend(&Lookup::new(&res), from("other"), &b, false)
                 .unwrap_err()
                 .reason
         };
@@ -332,7 +360,7 @@ endpoints:
             "BackendNotFound"
         );
         let in_apps = |b: BackendRef| {
-            resolve_backend(&res, from("apps"), &b, false)
+            resolve_backend(&Lookup::new(&res), from("apps"), &b, false)
                 .unwrap_err()
                 .reason
         };
@@ -348,7 +376,7 @@ endpoints:
         // L4 routes ignore appProtocol.
         assert!(
             resolve_backend(
-                &res,
+                &Lookup::new(&res),
                 from("apps"),
                 &br("Service", "web", None, Some(9000)),
                 true

@@ -4,11 +4,10 @@
 use std::collections::HashSet;
 
 use super::Problem;
-use super::refs::{From, Unresolved, resolve_backend};
+use super::refs::{From, Lookup, Unresolved, resolve_backend};
 use crate::resources::{
     BackendRef, FilterType, GrpcRouteRule, HeaderMatch, HeaderModifier, HttpBackendRef,
-    HttpRouteFilter, HttpRouteRule, PathMatchType, PathModifier, PathModifierType, Resources,
-    StringMatchType,
+    HttpRouteFilter, HttpRouteRule, PathMatchType, PathModifier, PathModifierType, StringMatchType,
 };
 use crate::table::{
     Backend, GrpcMatch, HttpFilter, HttpMatch, PathMatch, Retry, RuleAction, Timeouts, ValueMatch,
@@ -269,7 +268,7 @@ fn duration(field: &str, value: Option<&String>) -> Result<Option<std::time::Dur
 }
 
 struct Ctx<'a> {
-    res: &'a Resources,
+    res: &'a Lookup<'a>,
     from: From<'a>,
     unresolved: Vec<Unresolved>,
 }
@@ -627,7 +626,7 @@ const GRPC_FILTERS: [FilterType; 4] = [
 
 /// Compiles one HTTPRoute rule.
 pub(crate) fn http_rule(
-    res: &Resources,
+    res: &Lookup<'_>,
     from: From<'_>,
     rule: &HttpRouteRule,
 ) -> CompiledRule<HttpMatch> {
@@ -727,7 +726,7 @@ pub(crate) fn http_rule(
 
 /// Compiles one GRPCRoute rule.
 pub(crate) fn grpc_rule(
-    res: &Resources,
+    res: &Lookup<'_>,
     from: From<'_>,
     rule: &GrpcRouteRule,
 ) -> CompiledRule<GrpcMatch> {

@@ -690,3 +690,30 @@ spec:
     assert_eq!(s.conditions[0].reason, "InvalidParameters");
     assert!(c.table.gateways.is_empty());
 }
+
+// AttachedRoutes "represents the total number of Routes that have been successfully attached":
+// a route whose two parentRefs select the same listener counts once there.
+#[test]
+fn a_route_counts_once_per_listener() {
+    let c = run(&format!(
+        "{GATEWAY}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: twice, namespace: default}}
+spec:
+  parentRefs: [{{name: edge, sectionName: other}}, {{name: edge, port: 8080}}]
+"
+    ));
+    let g = c
+        .status
+        .gateway(&ObjectKey::new("default", "edge"))
+        .expect("status");
+    assert_eq!(g.listeners[1].attached_routes, 1);
+    assert_eq!(c.table.gateways[0].listeners[1].http.len(), 1);
+    let route = c
+        .status
+        .route(Kind::HttpRoute, &ObjectKey::new("default", "twice"))
+        .expect("route");
+    assert_eq!(route.parents.len(), 2, "one status entry per parentRef");
+}

@@ -1,0 +1,88 @@
+//! `gw_model::compile` at 500, 5,000 and 50,000 HTTPRoutes, each with its own Service and
+//! EndpointSlice (loading excluded: the resources are built once).
+//!
+//! Run: `cargo bench -p gw-model --bench compile`.
+
+#![allow(missing_docs, clippy::unwrap_used, clippy::panic)]
+
+use std::fmt::Write;
+use std::hint::black_box;
+
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use gw_model::resources::Resources;
+use gw_model::{CompileOptions, compile, load};
+
+fn manifests(n: usize) -> String {
+    let mut y = String::from(
+        "apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: gw}
+spec: {controllerName: gw.dev/gateway}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: edge, namespace: default}
+spec:
+  gatewayClassName: gw
+  listeners:
+  - {name: http, port: 80, protocol: HTTP, allowedRoutes: {namespaces: {from: All}}}
+  - {name: wild, port: 80, protocol: HTTP, hostname: '*.example.com', allowedRoutes: {namespaces: {from: All}}}
+",
+    );
+    for i in 0..n {
+        let ns = format!("team-{}", i % 50);
+        write!(
+            y,
+            "---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: r{i}, namespace: {ns}}}
+spec:
+  parentRefs: [{{name: edge, namespace: default}}]
+  hostnames: [s{i}.example.com]
+  rules:
+  - matches: [{{path: {{type: PathPrefix, value: /api/v{}}}, headers: [{{name: x-tenant, value: t{i}}}]}}]
+    filters: [{{type: RequestHeaderModifier, requestHeaderModifier: {{set: [{{name: x-route, value: r{i}}}]}}}}]
+    backendRefs: [{{name: svc{i}, port: 80}}]
+  - matches: [{{path: {{type: Exact, value: /health}}}}]
+    backendRefs: [{{name: svc{i}, port: 80}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: svc{i}, namespace: {ns}}}
+spec: {{ports: [{{name: http, port: 80}}]}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: svc{i}-1, namespace: {ns}, labels: {{kubernetes.io/service-name: svc{i}}}}}
+addressType: IPv4
+ports: [{{name: http, port: 8080}}]
+endpoints: [{{addresses: [10.0.{}.{}]}}]
+",
+            i % 3,
+            (i / 250) % 250,
+            i % 250 + 1
+        )
+        .unwrap();
+    }
+    y
+}
+
+fn bench(c: &mut Criterion) {
+    let mut group = c.benchmark_group("compile");
+    group.sample_size(10);
+    for n in [500usize, 5_000, 50_000] {
+        let loaded = load::parse("bench.yaml", &manifests(n));
+        assert!(loaded.errors.is_empty(), "{:?}", loaded.errors.first());
+        let mut res = Resources::new();
+        res.extend(loaded.objects);
+        let options = CompileOptions::new("gw.dev/gateway");
+        group.bench_with_input(BenchmarkId::from_parameter(n), &res, |b, res| {
+            b.iter(|| black_box(compile(res, &options)));
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
