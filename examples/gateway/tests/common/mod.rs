@@ -1,7 +1,13 @@
 //! Helpers shared by the gw-gateway end-to-end tests: start the binary on a temporary config
 //! directory, poll its admin endpoints, send plain HTTP/1.1 requests.
 
-#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    dead_code,
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
