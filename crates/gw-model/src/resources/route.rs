@@ -436,7 +436,7 @@ pub enum PathModifierType {
 }
 
 /// `CORS` filter (GEP-1767).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Cors {
     /// Allowed origins (`*`, exact, or with a `*.` wildcard host).
@@ -461,6 +461,20 @@ pub struct Cors {
 
 fn five() -> i32 {
     5
+}
+
+impl Default for Cors {
+    /// Nothing allowed, and the CRD's default `maxAge` of 5 seconds.
+    fn default() -> Self {
+        Cors {
+            allow_origins: Vec::new(),
+            allow_credentials: None,
+            allow_methods: Vec::new(),
+            allow_headers: Vec::new(),
+            expose_headers: Vec::new(),
+            max_age: five(),
+        }
+    }
 }
 
 /// `ExternalAuth` filter (GEP-1494).
