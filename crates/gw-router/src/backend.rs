@@ -5,9 +5,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use gw_model::resources::ObjectKey;
-use gw_model::table::{AppProtocol, Backend, WeightedBackend};
+use gw_model::table::{AppProtocol, Backend, CertificatePair, WeightedBackend};
 
+use crate::backend_tls::{self, TlsTarget};
 use crate::filters::Filter;
+
+/// What building backends needs beyond the table entry: the client certificate of the Gateway
+/// the rule belongs to (GEP-3155), presented to TLS backends.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct BuildCtx<'a> {
+    pub(crate) client_cert: Option<&'a CertificatePair>,
+}
 
 /// A resolved backend, ready to receive requests.
 #[derive(Debug)]
@@ -19,15 +27,28 @@ pub(crate) enum BackendTarget {
 }
 
 impl BackendTarget {
-    pub(crate) fn new(b: &Backend) -> Arc<BackendTarget> {
+    pub(crate) fn new(b: &Backend, ctx: BuildCtx<'_>) -> Arc<BackendTarget> {
         Arc::new(match b {
-            Backend::Service(s) => BackendTarget::Service(ServiceTarget {
-                service: s.service.clone(),
-                protocol: s.app_protocol,
-                endpoints: s.endpoints.clone(),
-                next: AtomicUsize::new(0),
-                tls: s.tls.is_some(),
-            }),
+            Backend::Service(s) => {
+                match backend_tls::target(
+                    &s.service,
+                    s.app_protocol,
+                    s.tls.as_ref(),
+                    ctx.client_cert,
+                ) {
+                    Ok(tls) => BackendTarget::Service(ServiceTarget {
+                        service: s.service.clone(),
+                        protocol: s.app_protocol,
+                        endpoints: s.endpoints.clone(),
+                        next: AtomicUsize::new(0),
+                        tls,
+                    }),
+                    Err(reason) => {
+                        tracing::warn!(service = %s.service, %reason, "backend TLS cannot be set up; requests to it get 500");
+                        BackendTarget::Invalid(format!("backend TLS: {reason}").into())
+                    }
+                }
+            }
             Backend::Invalid { reason } => BackendTarget::Invalid(reason.as_str().into()),
             other => BackendTarget::Invalid(format!("unsupported backend {other:?}").into()),
         })
@@ -41,8 +62,8 @@ pub(crate) struct ServiceTarget {
     pub(crate) protocol: AppProtocol,
     pub(crate) endpoints: Vec<SocketAddr>,
     next: AtomicUsize,
-    /// A BackendTLSPolicy applies (TLS towards the backend).
-    pub(crate) tls: bool,
+    /// TLS towards the backend (BackendTLSPolicy or `appProtocol: https`).
+    pub(crate) tls: Option<Arc<TlsTarget>>,
 }
 
 impl ServiceTarget {
@@ -74,7 +95,7 @@ pub(crate) struct Backends {
 }
 
 impl Backends {
-    pub(crate) fn new(list: &[WeightedBackend]) -> Backends {
+    pub(crate) fn new(list: &[WeightedBackend], ctx: BuildCtx<'_>) -> Backends {
         let mut total = 0u64;
         let list = list
             .iter()
@@ -82,8 +103,8 @@ impl Backends {
                 total += u64::from(b.weight);
                 Choice {
                     cumulative: total,
-                    target: BackendTarget::new(&b.backend),
-                    filters: b.filters.iter().map(Filter::compile).collect(),
+                    target: BackendTarget::new(&b.backend, ctx),
+                    filters: b.filters.iter().map(|f| Filter::compile(f, ctx)).collect(),
                 }
             })
             .collect();
@@ -108,6 +129,17 @@ impl Backends {
     pub(crate) fn get(&self, i: usize) -> Option<&Choice> {
         self.list.get(i)
     }
+
+    /// Every backend target, with its backend-level mirrors.
+    pub(crate) fn targets(&self) -> impl Iterator<Item = &Arc<BackendTarget>> {
+        self.list.iter().flat_map(|c| {
+            let mirrors = c.filters.iter().filter_map(|f| match f {
+                Filter::Mirror { backend, .. } => Some(backend),
+                _ => None,
+            });
+            std::iter::once(&c.target).chain(mirrors)
+        })
+    }
 }
 
 #[cfg(test)]
@@ -126,12 +158,15 @@ mod tests {
 
     #[test]
     fn weights_partition_the_range_and_zero_is_never_picked() {
-        let b = Backends::new(&[wb(7), wb(0), wb(3)]);
+        let b = Backends::new(&[wb(7), wb(0), wb(3)], BuildCtx::default());
         assert_eq!(b.pick_with(|_| 0), Some(0));
         assert_eq!(b.pick_with(|_| 6), Some(0));
         assert_eq!(b.pick_with(|_| 7), Some(2));
         assert_eq!(b.pick_with(|_| 9), Some(2));
-        assert_eq!(Backends::new(&[wb(0), wb(0)]).pick(), None);
-        assert_eq!(Backends::new(&[]).pick(), None);
+        assert_eq!(
+            Backends::new(&[wb(0), wb(0)], BuildCtx::default()).pick(),
+            None
+        );
+        assert_eq!(Backends::new(&[], BuildCtx::default()).pick(), None);
     }
 }

@@ -17,6 +17,7 @@ use gw_model::resources::ObjectKey;
 ///     port: 8080,
 ///     scheme: Scheme::Http,
 ///     peer: Some("192.0.2.7:50123".parse().unwrap()),
+///     sni: None,
 /// });
 /// ```
 ///
@@ -32,6 +33,10 @@ pub struct Incoming {
     pub scheme: Scheme,
     /// The client's address, for `X-Forwarded-For`.
     pub peer: Option<SocketAddr>,
+    /// The server name the client sent in its TLS ClientHello (SNI), for TLS connections.
+    /// When set, a request whose host selects another HTTPS listener than the SNI did is
+    /// answered 421 Misdirected Request (GEP-3567); `None` routes by host alone.
+    pub sni: Option<String>,
 }
 
 /// The scheme a request came in with.

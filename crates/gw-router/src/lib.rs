@@ -73,16 +73,17 @@
 //! # Not supported yet
 //!
 //! - `ExternalAuth` filters answer 500 (gw-policy will implement them).
-//! - TLS towards backends (BackendTLSPolicy, `appProtocol: https`) answers 502.
 //! - Session persistence is ignored.
 
 #![forbid(unsafe_code)]
 
 mod backend;
+mod backend_tls;
 mod body;
 pub mod filters;
 mod incoming;
 pub mod index;
+pub mod l4;
 pub mod service;
 
 pub use gw_model;
@@ -91,7 +92,7 @@ pub use crate::body::{Body, BoxError};
 pub use crate::filters::{DirectResponse, RequestEffects};
 pub use crate::incoming::{Incoming, Scheme};
 pub use crate::index::{
-    Listener, Matched, NotFound, RequestView, Resolution, RouteKind, RouteMatch, Routes, Rule,
-    is_grpc,
+    Listener, Matched, Misdirected, NotFound, RequestView, Resolution, RouteKind, RouteMatch,
+    Routes, Rule, is_grpc,
 };
 pub use crate::service::{ForwardError, ResponseFuture, Router, RouterConfig};

@@ -75,6 +75,7 @@ async fn redirect(port: u16, scheme: Scheme, path: &str) -> (StatusCode, String)
             port,
             scheme,
             peer: None,
+            sni: None,
         })
         .body(Empty::<bytes::Bytes>::new())
         .unwrap();

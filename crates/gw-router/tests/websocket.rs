@@ -37,6 +37,7 @@ async fn websocket_upgrade_passthrough() {
                     port: 80,
                     scheme: Scheme::Http,
                     peer: Some(peer),
+                    sni: None,
                 });
                 let router = router.clone();
                 async move { Ok::<_, Infallible>(router.oneshot(req).await.unwrap()) }

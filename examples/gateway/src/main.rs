@@ -9,6 +9,7 @@ mod check;
 mod controller;
 mod demo;
 mod files;
+mod l4;
 mod serve;
 mod tls;
 

@@ -1,6 +1,6 @@
 //! Data-plane listeners: binds the sockets the table asks for and serves them with gw-router.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower::ServiceExt as _;
 
-use crate::tls;
+use crate::{l4, tls};
 
 /// How long a client may take to send request headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -29,19 +29,23 @@ struct Running {
     gateway: ObjectKey,
     /// For TLS sockets: the configuration, swapped in place when certificates change.
     tls: Option<TlsConfig>,
+    /// TLS (by SNI) or TCP dispatch.
+    l4: Option<l4::Mode>,
     stop: watch::Sender<bool>,
 }
 
 struct Desired {
     gateway: ObjectKey,
     tls: Option<Arc<rustls::ServerConfig>>,
+    l4: Option<l4::Mode>,
 }
 
 /// The listeners currently bound, and the router that serves them.
 pub(crate) struct Servers {
     router: Router,
     running: HashMap<SocketAddr, Running>,
-    warned: HashSet<(ObjectKey, String)>,
+    /// TLS, TCP and UDP listeners.
+    l4: l4::L4,
 }
 
 impl Servers {
@@ -49,7 +53,7 @@ impl Servers {
         Servers {
             router,
             running: HashMap::new(),
-            warned: HashSet::new(),
+            l4: l4::L4::new(),
         }
     }
 
@@ -59,11 +63,13 @@ impl Servers {
     pub(crate) async fn apply(&mut self, table: &RouteTable) -> Vec<String> {
         self.router.swap(Routes::build(table));
         let mut errors = Vec::new();
-        let desired = self.desired(table, &mut errors);
+        self.l4.swap(table, &mut errors);
+        let mut udp = HashMap::new();
+        let desired = self.desired(table, &mut udp, &mut errors);
         self.running.retain(|addr, r| {
-            let keep = desired
-                .get(addr)
-                .is_some_and(|d| d.gateway == r.gateway && d.tls.is_some() == r.tls.is_some());
+            let keep = desired.get(addr).is_some_and(|d| {
+                d.gateway == r.gateway && d.tls.is_some() == r.tls.is_some() && d.l4 == r.l4
+            });
             if !keep {
                 tracing::info!(%addr, gateway = %r.gateway, "closing listener");
                 let _ = r.stop.send(true);
@@ -82,12 +88,15 @@ impl Servers {
                     tracing::info!(%addr, gateway = %d.gateway, tls = d.tls.is_some(), "listening");
                     let (stop, stopped) = watch::channel(false);
                     let tls = d.tls.map(|c| Arc::new(ArcSwap::new(c)));
+                    let l4 =
+                        d.l4.map(|mode| self.l4.socket(mode, d.gateway.clone(), addr.port()));
                     tokio::spawn(accept_loop(
                         listener,
                         addr,
                         d.gateway.clone(),
                         self.router.clone(),
                         tls.clone(),
+                        l4,
                         stopped,
                     ));
                     self.running.insert(
@@ -95,6 +104,7 @@ impl Servers {
                         Running {
                             gateway: d.gateway,
                             tls,
+                            l4: d.l4,
                             stop,
                         },
                     );
@@ -105,12 +115,15 @@ impl Servers {
                 }
             }
         }
+        errors.extend(self.l4.apply_udp(udp).await);
         errors
     }
 
+    /// The TCP sockets to serve, and in `udp` the UDP ones (address -> Gateway).
     fn desired(
         &mut self,
         table: &RouteTable,
+        udp: &mut HashMap<SocketAddr, ObjectKey>,
         errors: &mut Vec<String>,
     ) -> HashMap<SocketAddr, Desired> {
         let mut desired: HashMap<SocketAddr, Desired> = HashMap::new();
@@ -122,14 +135,21 @@ impl Servers {
             };
             let mut by_port: HashMap<u16, Vec<&ListenerTable>> = HashMap::new();
             for l in &g.listeners {
-                match l.protocol {
-                    Protocol::Http | Protocol::Https => by_port.entry(l.port).or_default().push(l),
-                    Protocol::Tls | Protocol::Tcp | Protocol::Udp => {
-                        if self.warned.insert((g.key.clone(), l.name.clone())) {
-                            tracing::warn!(gateway = %g.key, listener = %l.name, protocol = ?l.protocol,
-                                "listener protocol is not served yet by gw-gateway");
+                if l.protocol == Protocol::Udp {
+                    for ip in &ips {
+                        let addr = SocketAddr::new(*ip, l.port);
+                        match udp.get(&addr) {
+                            Some(other) if *other != g.key => errors.push(format!(
+                                "{addr}/udp: Gateways {other} and {} both ask for this address",
+                                g.key
+                            )),
+                            _ => {
+                                udp.insert(addr, g.key.clone());
+                            }
                         }
                     }
+                } else {
+                    by_port.entry(l.port).or_default().push(l);
                 }
             }
             for (port, listeners) in by_port {
@@ -138,6 +158,7 @@ impl Servers {
                     .copied()
                     .filter(|l| l.protocol == Protocol::Https)
                     .collect();
+                let l4 = l4::Mode::of(listeners.iter().map(|l| l.protocol));
                 let tls = if https.is_empty() {
                     None
                 } else {
@@ -163,6 +184,7 @@ impl Servers {
                         Desired {
                             gateway: g.key.clone(),
                             tls: tls.clone(),
+                            l4,
                         },
                     );
                 }
@@ -178,6 +200,7 @@ async fn accept_loop(
     gateway: ObjectKey,
     router: Router,
     tls: Option<TlsConfig>,
+    l4: Option<l4::Socket>,
     mut stopped: watch::Receiver<bool>,
 ) {
     loop {
@@ -204,24 +227,53 @@ async fn accept_loop(
                 Scheme::Http
             },
             peer: Some(peer),
+            sni: None,
         };
         let router = router.clone();
+        if let Some(l4) = &l4 {
+            // TLS (by SNI) and TCP listeners; an HTTPS listener on the port gets the
+            // connection back, with the bytes read so far replayed.
+            let (l4, tls) = (l4.clone(), tls.clone());
+            tokio::spawn(async move {
+                if let Some(stream) = l4.serve(stream, peer).await
+                    && let Some(config) = tls
+                {
+                    serve_tls(stream, config.load_full(), router, incoming).await;
+                }
+            });
+            continue;
+        }
         match &tls {
             None => {
                 tokio::spawn(serve_connection(stream, router, incoming));
             }
             Some(config) => {
-                let acceptor = tokio_rustls::TlsAcceptor::from(config.load_full());
-                tokio::spawn(async move {
-                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
-                    {
-                        Ok(Ok(tls_stream)) => serve_connection(tls_stream, router, incoming).await,
-                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-                    }
-                });
+                tokio::spawn(serve_tls(stream, config.load_full(), router, incoming));
             }
         }
+    }
+}
+
+/// Terminates TLS, then serves HTTP.
+async fn serve_tls<S>(
+    stream: S,
+    config: Arc<rustls::ServerConfig>,
+    router: Router,
+    incoming: Incoming,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let peer = incoming.peer;
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(tls_stream)) => {
+            // GEP-3567: the router answers 421 to hosts of other listeners.
+            let sni = tls_stream.get_ref().1.server_name().map(str::to_owned);
+            let incoming = Incoming { sni, ..incoming };
+            serve_connection(tls_stream, router, incoming).await
+        }
+        Ok(Err(e)) => tracing::debug!(?peer, error = %e, "TLS handshake failed"),
+        Err(_) => tracing::debug!(?peer, "TLS handshake timed out"),
     }
 }
 

@@ -3,11 +3,13 @@
 use std::sync::Arc;
 
 use gw_model::table::{CertificateEntry, ClientValidation, ListenerTable};
-use rustls::RootCertStore;
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
+use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 
 /// One certificate with the names it is valid for.
 #[derive(Debug)]
@@ -125,16 +127,86 @@ pub(crate) fn server_config(
                         .collect();
                 roots.add_parsable_certificates(certs);
             }
-            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
-            let verifier = if v.allow_insecure_fallback {
-                verifier.allow_unauthenticated()
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .map_err(|e| format!("client certificate validation: {e}"))?;
+            let verifier: Arc<dyn ClientCertVerifier> = if v.allow_insecure_fallback {
+                Arc::new(InsecureFallback(verifier))
             } else {
                 verifier
             };
-            builder.with_client_cert_verifier(verifier.build().map_err(|e| e.to_string())?)
+            builder.with_client_cert_verifier(verifier)
         }
     };
     let mut config = builder.with_cert_resolver(Arc::new(resolver));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
+}
+
+/// GEP-91 `AllowInsecureFallback`: "Connections are allowed even if client certificate
+/// validation fails or the client does not present a certificate". The certificate is still
+/// requested (with the CA names as hints) and verified; a missing or invalid one is logged and
+/// accepted. (`AllowValidOnly` uses rustls's `WebPkiClientVerifier` as is: a valid certificate
+/// is required.)
+#[derive(Debug)]
+struct InsecureFallback(Arc<dyn ClientCertVerifier>);
+
+impl ClientCertVerifier for InsecureFallback {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.0.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        self.0
+            .verify_client_cert(end_entity, intermediates, now)
+            .or_else(|e| {
+                tracing::debug!(error = %e, "invalid client certificate accepted (AllowInsecureFallback)");
+                Ok(ClientCertVerified::assertion())
+            })
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0
+            .verify_tls12_signature(message, cert, dss)
+            .or_else(|e| {
+                tracing::debug!(error = %e, "client certificate signature not verified (AllowInsecureFallback)");
+                Ok(HandshakeSignatureValid::assertion())
+            })
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0
+            .verify_tls13_signature(message, cert, dss)
+            .or_else(|e| {
+                tracing::debug!(error = %e, "client certificate signature not verified (AllowInsecureFallback)");
+                Ok(HandshakeSignatureValid::assertion())
+            })
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
 }

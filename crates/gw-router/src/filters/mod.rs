@@ -23,7 +23,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, request};
 
 use self::cors::CorsPolicy;
 pub(crate) use self::path::{replace_prefix, with_host, with_path};
-use crate::backend::BackendTarget;
+use crate::backend::{BackendTarget, BuildCtx};
 use crate::incoming::Scheme;
 
 /// A compiled filter.
@@ -46,14 +46,14 @@ pub(crate) enum Filter {
 }
 
 impl Filter {
-    pub(crate) fn compile(f: &HttpFilter) -> Filter {
+    pub(crate) fn compile(f: &HttpFilter, ctx: BuildCtx<'_>) -> Filter {
         let compiled = match f {
             HttpFilter::RequestHeaderModifier(m) => HeaderOps::new(m).map(Filter::RequestHeaders),
             HttpFilter::ResponseHeaderModifier(m) => HeaderOps::new(m).map(Filter::ResponseHeaders),
             HttpFilter::RequestRedirect(r) => Redirect::new(r).map(Filter::Redirect),
             HttpFilter::UrlRewrite(r) => Rewrite::new(r).map(Filter::Rewrite),
             HttpFilter::RequestMirror { backend, fraction } => Ok(Filter::Mirror {
-                backend: BackendTarget::new(backend),
+                backend: BackendTarget::new(backend, ctx),
                 numerator: fraction.0,
                 denominator: fraction.1,
             }),

@@ -35,6 +35,7 @@
 
 mod cond;
 mod host;
+mod misdirected;
 mod path;
 
 use std::borrow::Cow;
@@ -51,8 +52,10 @@ use http::{HeaderMap, Method, Uri};
 use self::cond::{HeaderCond, MethodCond, QueryCond, ValueCond, full_regex};
 use self::host::HostIndex;
 pub(crate) use self::host::request_host;
+use self::misdirected::Selection;
 use self::path::{GrpcGroup, HttpGroup};
-use crate::backend::Backends;
+use crate::backend::{BackendTarget, Backends, BuildCtx};
+use crate::backend_tls::TlsKey;
 use crate::filters::Filter;
 
 /// The routing table of every Gateway, indexed for matching. Built once per configuration
@@ -138,23 +141,33 @@ pub struct Rule {
 }
 
 impl Rule {
-    fn http(e: &HttpRouteEntry) -> Rule {
+    fn http(e: &HttpRouteEntry, ctx: BuildCtx<'_>) -> Rule {
         let prefix = match e.matches.as_slice() {
             [m] if m.path.kind == PathMatchType::PathPrefix => Some(m.path.value.as_str().into()),
             _ => None,
         };
         Rule {
-            filters: e.action.filters.iter().map(Filter::compile).collect(),
-            backends: Backends::new(&e.action.backends),
+            filters: e
+                .action
+                .filters
+                .iter()
+                .map(|f| Filter::compile(f, ctx))
+                .collect(),
+            backends: Backends::new(&e.action.backends, ctx),
             prefix,
             source: RuleSource::Http(e.clone()),
         }
     }
 
-    fn grpc(e: &GrpcRouteEntry) -> Rule {
+    fn grpc(e: &GrpcRouteEntry, ctx: BuildCtx<'_>) -> Rule {
         Rule {
-            filters: e.action.filters.iter().map(Filter::compile).collect(),
-            backends: Backends::new(&e.action.backends),
+            filters: e
+                .action
+                .filters
+                .iter()
+                .map(|f| Filter::compile(f, ctx))
+                .collect(),
+            backends: Backends::new(&e.action.backends, ctx),
             prefix: None,
             source: RuleSource::Grpc(e.clone()),
         }
@@ -381,6 +394,19 @@ pub enum Resolution<'a> {
     Matched(Matched<'a>),
     /// Nothing matched: 404 (gRPC: `UNIMPLEMENTED`).
     NotFound(NotFound),
+    /// The request's host belongs to another listener than the one its TLS connection was
+    /// set up for (GEP-3567): 421 Misdirected Request.
+    Misdirected(Misdirected),
+}
+
+/// A request sent on a TLS connection set up for another listener (see [`Routes::resolve_sni`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Misdirected {
+    /// The listener the connection's SNI selects (`None`: no listener matches the SNI).
+    pub sni_listener: Option<String>,
+    /// The listener the request's host selects.
+    pub host_listener: String,
 }
 
 impl<'a> Resolution<'a> {
@@ -388,7 +414,7 @@ impl<'a> Resolution<'a> {
     pub fn matched(self) -> Option<Matched<'a>> {
         match self {
             Resolution::Matched(m) => Some(m),
-            Resolution::NotFound(_) => None,
+            Resolution::NotFound(_) | Resolution::Misdirected(_) => None,
         }
     }
 }
@@ -512,6 +538,9 @@ impl Routes {
     pub fn build(table: &RouteTable) -> Routes {
         let mut routes = Routes::default();
         for g in &table.gateways {
+            let ctx = BuildCtx {
+                client_cert: g.backend_client_certificate.as_ref(),
+            };
             let gw = routes.gateways.entry(g.key.clone()).or_default();
             for l in &g.listeners {
                 if !matches!(l.protocol, Protocol::Http | Protocol::Https) {
@@ -527,7 +556,7 @@ impl Routes {
                         "two listeners with the same port and hostname; the first one is used");
                     continue;
                 }
-                port.listeners.push(build_listener(l));
+                port.listeners.push(build_listener(l, ctx));
             }
         }
         routes
@@ -535,11 +564,25 @@ impl Routes {
 
     /// Matches a request that came in on `port` of `gateway`. Pure and synchronous: this is
     /// what the [`Router`](crate::Router) does before any I/O, and what an "explain" endpoint
-    /// can show.
+    /// can show. Same as [`resolve_sni`](Self::resolve_sni) without SNI.
     pub fn resolve<'a>(
         &'a self,
         gateway: &ObjectKey,
         port: u16,
+        req: impl Into<RequestView<'a>>,
+    ) -> Resolution<'a> {
+        self.resolve_sni(gateway, port, None, req)
+    }
+
+    /// Matches a request that came in on `port` of `gateway` over a TLS connection whose
+    /// ClientHello named `sni`: when the request's host selects another listener than the SNI
+    /// did, the answer is [`Resolution::Misdirected`] (421; GEP-3567, see the module
+    /// `misdirected` for the rule). Without SNI the host alone selects the listener.
+    pub fn resolve_sni<'a>(
+        &'a self,
+        gateway: &ObjectKey,
+        port: u16,
+        sni: Option<&str>,
         req: impl Into<RequestView<'a>>,
     ) -> Resolution<'a> {
         let req = req.into();
@@ -550,7 +593,18 @@ impl Routes {
             return Resolution::NotFound(NotFound::NoListenerOnPort);
         };
         let host = request_host(req.uri, req.headers);
-        let Some(listener) = p.by_host.find(&host).and_then(|(_, &i)| p.listeners.get(i)) else {
+        let index = match misdirected::select(&p.by_host, &host, sni) {
+            Selection::Listener(i) => i,
+            Selection::NoListener => return Resolution::NotFound(NotFound::NoListenerForHost),
+            Selection::Misdirected { sni, host } => {
+                let name = |i: usize| p.listeners.get(i).map(|l| l.name.clone());
+                return Resolution::Misdirected(Misdirected {
+                    sni_listener: sni.and_then(name),
+                    host_listener: name(host).unwrap_or_default(),
+                });
+            }
+        };
+        let Some(listener) = p.listeners.get(index) else {
             return Resolution::NotFound(NotFound::NoListenerForHost);
         };
         if is_grpc(req.headers)
@@ -600,6 +654,25 @@ impl Routes {
         })
     }
 
+    /// The TLS setups of every backend and mirror, for pruning pooled connections.
+    pub(crate) fn tls_keys(&self) -> std::collections::HashSet<TlsKey> {
+        let mut keys = std::collections::HashSet::new();
+        for (_, rule) in self.rules() {
+            let mirrors = rule.filters.iter().filter_map(|f| match f {
+                Filter::Mirror { backend, .. } => Some(backend),
+                _ => None,
+            });
+            for target in rule.backends.targets().chain(mirrors) {
+                if let BackendTarget::Service(s) = &**target
+                    && let Some(t) = &s.tls
+                {
+                    keys.insert(t.key.clone());
+                }
+            }
+        }
+        keys
+    }
+
     /// Every rule of every listener (each rule once per listener it is attached to).
     pub fn rules(&self) -> impl Iterator<Item = (&Listener, &Arc<Rule>)> {
         self.gateways
@@ -642,7 +715,7 @@ fn order<M, K: Ord>(
     all
 }
 
-fn build_listener(l: &ListenerTable) -> Listener {
+fn build_listener(l: &ListenerTable, ctx: BuildCtx<'_>) -> Listener {
     let mut listener = Listener {
         name: l.name.clone(),
         owner: l.owner.clone(),
@@ -680,7 +753,7 @@ fn build_listener(l: &ListenerTable) -> Listener {
             continue;
         };
         let rule = slot
-            .get_or_insert_with(|| Arc::new(Rule::http(entry)))
+            .get_or_insert_with(|| Arc::new(Rule::http(entry, ctx)))
             .clone();
         let Ok(rank) = u32::try_from(listener.http_cands.len()) else {
             tracing::warn!(listener = %l.name, "too many matches on one listener; the rest are skipped");
@@ -727,7 +800,7 @@ fn build_listener(l: &ListenerTable) -> Listener {
             continue;
         };
         let rule = slot
-            .get_or_insert_with(|| Arc::new(Rule::grpc(entry)))
+            .get_or_insert_with(|| Arc::new(Rule::grpc(entry, ctx)))
             .clone();
         let Ok(rank) = u32::try_from(listener.grpc_cands.len()) else {
             break;

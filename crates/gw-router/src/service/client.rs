@@ -1,33 +1,46 @@
-//! The backend client: pooled HTTP/1.1 (hyper-util's legacy client) and HTTP/2 prior knowledge
-//! (one multiplexed connection per endpoint).
+//! The backend client: pooled HTTP/1.1 (hyper-util's legacy client), cleartext or over TLS, and
+//! HTTP/2 prior knowledge (one multiplexed connection per endpoint and TLS setup).
+//!
+//! TLS connections are pooled per [`TlsKey`] (one legacy client each, whose pool is keyed by
+//! endpoint), so two backends share a connection only when their TLS setups are equal. Clients
+//! of TLS setups that are no longer in the routing table are dropped on [`Client::retain_tls`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper::body::Incoming;
 use hyper::client::conn::http2;
 use hyper_util::client::legacy::Client as LegacyClient;
-use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use rustls::pki_types::ServerName;
+use tokio::net::TcpStream;
 
 use super::error::ForwardError;
-use crate::body::Body;
+use crate::backend_tls::{TlsKey, TlsTarget};
+use crate::body::{Body, BoxError};
 
 /// How to speak to an endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Wire {
     /// HTTP/1.1 (also WebSocket and other upgrades).
     Http1,
-    /// HTTP/2 with prior knowledge (h2c, gRPC).
+    /// HTTP/2 with prior knowledge (h2c, gRPC; `h2` ALPN over TLS).
     H2c,
 }
 
+type H2Key = (SocketAddr, Option<TlsKey>);
+
 pub(crate) struct Client {
     http1: LegacyClient<HttpConnector, Body>,
-    h2: Mutex<HashMap<SocketAddr, http2::SendRequest<Body>>>,
+    tls_http1: Mutex<HashMap<TlsKey, LegacyClient<TlsConnector, Body>>>,
+    h2: Mutex<HashMap<H2Key, http2::SendRequest<Body>>>,
     connect_timeout: Duration,
+    pool_idle_timeout: Duration,
 }
 
 impl std::fmt::Debug for Client {
@@ -38,54 +51,216 @@ impl std::fmt::Debug for Client {
     }
 }
 
+fn tcp_connector(connect_timeout: Duration) -> HttpConnector {
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(connect_timeout));
+    connector.set_nodelay(true);
+    connector
+}
+
+fn legacy<C>(connector: C, pool_idle_timeout: Duration) -> LegacyClient<C, Body>
+where
+    C: hyper_util::client::legacy::connect::Connect + Clone,
+{
+    LegacyClient::builder(TokioExecutor::new())
+        .pool_idle_timeout(pool_idle_timeout)
+        .pool_timer(TokioTimer::new())
+        .timer(TokioTimer::new())
+        .build(connector)
+}
+
+/// Why connecting a TLS backend failed.
+#[derive(Debug, thiserror::Error)]
+enum TlsConnectError {
+    /// The TCP connection failed (503, like cleartext backends).
+    #[error("TCP connection failed")]
+    Tcp(#[source] BoxError),
+    /// The handshake failed: certificate, name or protocol (502).
+    #[error("TLS handshake failed")]
+    Handshake(#[source] std::io::Error),
+    /// The handshake did not complete in time (502).
+    #[error("TLS handshake timed out after {0:?}")]
+    Timeout(Duration),
+}
+
+impl TlsConnectError {
+    fn into_forward(self, endpoint: SocketAddr) -> ForwardError {
+        match self {
+            TlsConnectError::Tcp(source) => ForwardError::Connect { endpoint, source },
+            e @ (TlsConnectError::Handshake(_) | TlsConnectError::Timeout(_)) => {
+                ForwardError::Tls {
+                    endpoint,
+                    source: e.into(),
+                }
+            }
+        }
+    }
+}
+
+/// Connects over TCP, then TLS with a fixed configuration and server name (one per [`TlsKey`]).
+#[derive(Clone)]
+struct TlsConnector {
+    tcp: HttpConnector,
+    tls: tokio_rustls::TlsConnector,
+    server_name: ServerName<'static>,
+    timeout: Duration,
+}
+
+impl tower::Service<http::Uri> for TlsConnector {
+    type Response = TlsConn;
+    type Error = TlsConnectError;
+    type Future = Pin<Box<dyn Future<Output = Result<TlsConn, TlsConnectError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.tcp
+            .poll_ready(cx)
+            .map_err(|e| TlsConnectError::Tcp(e.into()))
+    }
+
+    fn call(&mut self, uri: http::Uri) -> Self::Future {
+        let tcp = self.tcp.call(uri);
+        let tls = self.tls.clone();
+        let name = self.server_name.clone();
+        let timeout = self.timeout;
+        Box::pin(async move {
+            let stream = tcp
+                .await
+                .map_err(|e| TlsConnectError::Tcp(e.into()))?
+                .into_inner();
+            let stream = handshake(&tls, name, stream, timeout).await?;
+            Ok(TlsConn(TokioIo::new(stream)))
+        })
+    }
+}
+
+async fn handshake(
+    tls: &tokio_rustls::TlsConnector,
+    name: ServerName<'static>,
+    stream: TcpStream,
+    timeout: Duration,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, TlsConnectError> {
+    tokio::time::timeout(timeout, tls.connect(name, stream))
+        .await
+        .map_err(|_| TlsConnectError::Timeout(timeout))?
+        .map_err(TlsConnectError::Handshake)
+}
+
+/// A TLS connection to a backend, as hyper-util's pool wants it.
+struct TlsConn(TokioIo<tokio_rustls::client::TlsStream<TcpStream>>);
+
+impl Connection for TlsConn {
+    fn connected(&self) -> Connected {
+        Connected::new()
+    }
+}
+
+impl hyper::rt::Read for TlsConn {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl hyper::rt::Write for TlsConn {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+    }
+}
+
+/// Maps a legacy-client error: connect failures are 503 (TCP) or 502 (TLS), the rest 502.
+fn legacy_error(endpoint: SocketAddr, e: hyper_util::client::legacy::Error) -> ForwardError {
+    if !e.is_connect() {
+        return ForwardError::Backend {
+            endpoint,
+            source: e.into(),
+        };
+    }
+    let tls = std::error::Error::source(&e)
+        .and_then(|s| s.downcast_ref::<TlsConnectError>())
+        .map(|t| match t {
+            TlsConnectError::Tcp(_) => false,
+            TlsConnectError::Handshake(_) | TlsConnectError::Timeout(_) => true,
+        });
+    match tls {
+        Some(true) => ForwardError::Tls {
+            endpoint,
+            source: e.into(),
+        },
+        Some(false) | None => ForwardError::Connect {
+            endpoint,
+            source: e.into(),
+        },
+    }
+}
+
 impl Client {
     pub(crate) fn new(connect_timeout: Duration, pool_idle_timeout: Duration) -> Client {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(connect_timeout));
-        connector.set_nodelay(true);
-        let http1 = LegacyClient::builder(TokioExecutor::new())
-            .pool_idle_timeout(pool_idle_timeout)
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .build(connector);
         Client {
-            http1,
+            http1: legacy(tcp_connector(connect_timeout), pool_idle_timeout),
+            tls_http1: Mutex::new(HashMap::new()),
             h2: Mutex::new(HashMap::new()),
             connect_timeout,
+            pool_idle_timeout,
         }
     }
 
-    /// Sends `req` to `endpoint`. For HTTP/1.1 the URI's authority must be the endpoint (the
-    /// `Host` header carries the request's host); for HTTP/2 it is the request's host
-    /// (`:authority`) and the connection goes to `endpoint`.
+    /// Sends `req` to `endpoint`, over TLS when `tls` is set. For HTTP/1.1 the URI's
+    /// authority must be the endpoint (the `Host` header carries the request's host); for
+    /// HTTP/2 it is the request's host (`:authority`) and the connection goes to `endpoint`.
     pub(crate) async fn send(
         &self,
         endpoint: SocketAddr,
         wire: Wire,
+        tls: Option<&Arc<TlsTarget>>,
         req: http::Request<Body>,
     ) -> Result<http::Response<Incoming>, ForwardError> {
-        match wire {
-            Wire::Http1 => self.http1.request(req).await.map_err(|e| {
-                if e.is_connect() {
-                    ForwardError::Connect {
-                        endpoint,
-                        source: e.into(),
-                    }
-                } else {
-                    ForwardError::Backend {
-                        endpoint,
-                        source: e.into(),
-                    }
-                }
-            }),
-            Wire::H2c => {
-                let mut sender = self.h2_sender(endpoint).await?;
+        match (wire, tls) {
+            (Wire::Http1, None) => self
+                .http1
+                .request(req)
+                .await
+                .map_err(|e| legacy_error(endpoint, e)),
+            (Wire::Http1, Some(t)) => self
+                .tls_client(t)
+                .request(req)
+                .await
+                .map_err(|e| legacy_error(endpoint, e)),
+            (Wire::H2c, tls) => {
+                let key = (endpoint, tls.map(|t| t.key.clone()));
+                let mut sender = self.h2_sender(&key, tls).await?;
                 let backend = |e: hyper::Error| ForwardError::Backend {
                     endpoint,
                     source: e.into(),
                 };
                 if let Err(e) = sender.ready().await {
-                    self.forget(endpoint);
+                    self.forget(&key);
                     return Err(backend(e));
                 }
                 sender.send_request(req).await.map_err(backend)
@@ -93,48 +268,103 @@ impl Client {
         }
     }
 
-    fn forget(&self, endpoint: SocketAddr) {
+    /// Drops pooled connections of TLS setups not in `keep` (after a routing table swap).
+    pub(crate) fn retain_tls(&self, keep: &HashSet<TlsKey>) {
+        if let Ok(mut clients) = self.tls_http1.lock() {
+            clients.retain(|k, _| keep.contains(k));
+        }
+        if let Ok(mut h2) = self.h2.lock() {
+            h2.retain(|(_, k), _| k.as_ref().is_none_or(|k| keep.contains(k)));
+        }
+    }
+
+    fn tls_client(&self, t: &TlsTarget) -> LegacyClient<TlsConnector, Body> {
+        let make = || {
+            let connector = TlsConnector {
+                tcp: {
+                    let mut c = tcp_connector(self.connect_timeout);
+                    c.enforce_http(false);
+                    c
+                },
+                tls: tokio_rustls::TlsConnector::from(t.http1.clone()),
+                server_name: t.server_name.clone(),
+                timeout: self.connect_timeout,
+            };
+            legacy(connector, self.pool_idle_timeout)
+        };
+        match self.tls_http1.lock() {
+            Ok(mut clients) => clients.entry(t.key.clone()).or_insert_with(make).clone(),
+            // A poisoned lock only loses pooling.
+            Err(_) => make(),
+        }
+    }
+
+    fn forget(&self, key: &H2Key) {
         if let Ok(mut pool) = self.h2.lock() {
-            pool.remove(&endpoint);
+            pool.remove(key);
         }
     }
 
     async fn h2_sender(
         &self,
-        endpoint: SocketAddr,
+        key: &H2Key,
+        tls: Option<&Arc<TlsTarget>>,
     ) -> Result<http2::SendRequest<Body>, ForwardError> {
         if let Ok(pool) = self.h2.lock()
-            && let Some(s) = pool.get(&endpoint)
+            && let Some(s) = pool.get(key)
             && !s.is_closed()
         {
             return Ok(s.clone());
         }
-        let connect_err =
-            |source: crate::body::BoxError| ForwardError::Connect { endpoint, source };
-        let stream = tokio::time::timeout(
-            self.connect_timeout,
-            tokio::net::TcpStream::connect(endpoint),
-        )
-        .await
-        .map_err(|_| {
-            connect_err(format!("connect timed out after {:?}", self.connect_timeout).into())
-        })?
-        .map_err(|e| connect_err(e.into()))?;
+        let endpoint = key.0;
+        let connect_err = |source: BoxError| ForwardError::Connect { endpoint, source };
+        let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(endpoint))
+            .await
+            .map_err(|_| {
+                connect_err(format!("connect timed out after {:?}", self.connect_timeout).into())
+            })?
+            .map_err(|e| connect_err(e.into()))?;
         // Nagle only delays small gRPC frames.
         let _ = stream.set_nodelay(true);
-        let (sender, conn) = http2::Builder::new(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| connect_err(e.into()))?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(%endpoint, error = %e, "h2c backend connection closed");
+        let sender = match tls {
+            None => h2_handshake(endpoint, stream).await,
+            Some(t) => {
+                let connector = tokio_rustls::TlsConnector::from(t.h2.clone());
+                let stream = handshake(
+                    &connector,
+                    t.server_name.clone(),
+                    stream,
+                    self.connect_timeout,
+                )
+                .await
+                .map_err(|e| e.into_forward(endpoint))?;
+                h2_handshake(endpoint, stream).await
             }
-        });
+        }
+        .map_err(|e| connect_err(e.into()))?;
         if let Ok(mut pool) = self.h2.lock() {
-            pool.insert(endpoint, sender.clone());
+            pool.insert(key.clone(), sender.clone());
         }
         Ok(sender)
     }
+}
+
+/// The HTTP/2 handshake on a connected stream; the connection task is spawned.
+async fn h2_handshake<S>(
+    endpoint: SocketAddr,
+    stream: S,
+) -> Result<http2::SendRequest<Body>, hyper::Error>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .handshake(TokioIo::new(stream))
+        .await?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(%endpoint, error = %e, "HTTP/2 backend connection closed");
+        }
+    });
+    Ok(sender)
 }

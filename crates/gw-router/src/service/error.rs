@@ -43,12 +43,18 @@ pub enum ForwardError {
     /// No response within `timeouts.request` (including retries).
     #[error("request did not complete within timeouts.request ({0:?})")]
     RequestTimeout(Duration),
-    /// The backend requires TLS (BackendTLSPolicy or `appProtocol: https`), which is not
-    /// implemented yet.
-    #[error("backend {service} requires TLS, which gw-router does not support yet")]
-    TlsUnsupported {
-        /// The Service.
-        service: ObjectKey,
+    /// The TLS handshake with the backend failed or timed out (BackendTLSPolicy or
+    /// `appProtocol: https`): most often its certificate does not verify against the policy's
+    /// CA certificates, or is not valid for the policy's hostname or subjectAltNames.
+    #[error(
+        "TLS handshake with backend endpoint {endpoint} failed; check its certificate against the BackendTLSPolicy"
+    )]
+    Tls {
+        /// The endpoint.
+        endpoint: SocketAddr,
+        /// The cause.
+        #[source]
+        source: BoxError,
     },
     /// Reading the request body (to buffer it for retries or mirrors) failed.
     #[error("could not read the request body")]
@@ -65,9 +71,7 @@ impl ForwardError {
             ForwardError::NoEndpoints { .. } | ForwardError::Connect { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            ForwardError::Backend { .. } | ForwardError::TlsUnsupported { .. } => {
-                StatusCode::BAD_GATEWAY
-            }
+            ForwardError::Backend { .. } | ForwardError::Tls { .. } => StatusCode::BAD_GATEWAY,
             ForwardError::BackendTimeout(_) | ForwardError::RequestTimeout(_) => {
                 StatusCode::GATEWAY_TIMEOUT
             }
@@ -85,7 +89,7 @@ impl ForwardError {
             | ForwardError::BackendTimeout(_) => true,
             ForwardError::NoEndpoints { .. }
             | ForwardError::RequestTimeout(_)
-            | ForwardError::TlsUnsupported { .. }
+            | ForwardError::Tls { .. }
             | ForwardError::RequestBody(_)
             | ForwardError::Internal(_) => false,
         }

@@ -131,15 +131,17 @@ impl Head {
         }
     }
 
-    fn request(&self, endpoint: SocketAddr, wire: Wire, body: Body) -> Request<Body> {
+    /// The request to send to `endpoint`; `tls`: the connection is TLS (scheme `https`).
+    fn request(&self, endpoint: SocketAddr, wire: Wire, tls: bool, body: Body) -> Request<Body> {
         let pq = &self.path_and_query;
-        let endpoint_uri = || format!("http://{endpoint}{pq}").parse::<http::Uri>();
+        let scheme = if tls { "https" } else { "http" };
+        let endpoint_uri = || format!("{scheme}://{endpoint}{pq}").parse::<http::Uri>();
         let (uri, version) = match wire {
             Wire::Http1 => (endpoint_uri(), Version::HTTP_11),
             Wire::H2c => (
                 self.authority
                     .as_deref()
-                    .and_then(|a| format!("http://{a}{pq}").parse().ok())
+                    .and_then(|a| format!("{scheme}://{a}{pq}").parse().ok())
                     .map_or_else(endpoint_uri, Ok),
                 Version::HTTP_2,
             ),
@@ -287,11 +289,6 @@ where
                 "invalid backend reached forwarding".into(),
             ));
         };
-        if svc.tls || svc.protocol == AppProtocol::Https {
-            return Err(ForwardError::TlsUnsupported {
-                service: svc.service.clone(),
-            });
-        }
         let grpc = grpc || rule.kind() == RouteKind::Grpc;
         let wire = wire_for(svc, grpc, upgrade.is_some());
         let head = Head::new(&parts, &incoming, upgrade.is_some());
@@ -322,9 +319,13 @@ where
             let Some(b) = body.take() else {
                 return Err(ForwardError::Internal("request body already sent".into()));
             };
-            let send = shared
-                .client
-                .send(endpoint, wire, head.request(endpoint, wire, b));
+            let tls = svc.tls.as_ref();
+            let send = shared.client.send(
+                endpoint,
+                wire,
+                tls,
+                head.request(endpoint, wire, tls.is_some(), b),
+            );
             let result = match backend_timeout {
                 Some(d) => tokio::time::timeout(d, send)
                     .await
@@ -383,15 +384,12 @@ fn spawn_mirror(shared: &Arc<Shared>, target: &BackendTarget, head: &Head, body:
         tracing::debug!("request body not buffered; not mirroring");
         return;
     };
-    if svc.tls || svc.protocol == AppProtocol::Https {
-        tracing::debug!(service = %svc.service, "TLS mirror backends are not supported yet");
-        return;
-    }
     let wire = wire_for(svc, false, false);
-    let req = head.request(endpoint, wire, full(body));
+    let tls = svc.tls.clone();
+    let req = head.request(endpoint, wire, tls.is_some(), full(body));
     let shared = shared.clone();
     tokio::spawn(async move {
-        match shared.client.send(endpoint, wire, req).await {
+        match shared.client.send(endpoint, wire, tls.as_ref(), req).await {
             Ok(resp) => {
                 let _ = resp.into_body().collect().await;
             }

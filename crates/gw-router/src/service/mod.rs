@@ -4,8 +4,9 @@
 //!
 //! 1. Read the [`Incoming`] extension (missing: 404 and a log line).
 //! 2. Load the current [`Routes`] (an `Arc`; a concurrent [`Router::swap`] does not affect
-//!    this request) and [`Routes::resolve`] the request: no match is 404 (gRPC:
-//!    `UNIMPLEMENTED`).
+//!    this request) and [`Routes::resolve_sni`] the request: no match is 404 (gRPC:
+//!    `UNIMPLEMENTED`); a host that belongs to another HTTPS listener than the connection's SNI
+//!    selected is 421 Misdirected Request (GEP-3567).
 //! 3. Apply the rule's request filters in order (header modifiers, URL rewrite, mirror, CORS,
 //!    or a redirect / CORS preflight answered directly); unresolved filters answer 500.
 //! 4. Pick a backend by weight (none, or all weights 0: 500; an invalid backend: 500); apply
@@ -18,7 +19,12 @@
 //!   otherwise the Service port's `appProtocol`: `kubernetes.io/h2c` is h2c, everything else
 //!   HTTP/1.1. Requests with `Connection: upgrade` (WebSocket) go over HTTP/1.1 and, on
 //!   `101 Switching Protocols`, both connections are joined and copied bidirectionally.
-//!   Backends that require TLS (BackendTLSPolicy, `appProtocol: https`) answer 502 for now.
+//! - TLS (BackendTLSPolicy, `appProtocol: https`/`kubernetes.io/wss`): see the rules in
+//!   `backend_tls.rs`: SNI is the policy's hostname, the certificate is verified against its CA
+//!   certificates (or the platform's) and hostname or subjectAltNames, the Gateway's backend
+//!   client certificate is presented; ALPN `http/1.1`, or `h2` for HTTP/2. A failed handshake
+//!   answers 502, a failed TCP connect 503. TLS connections are pooled per endpoint and TLS
+//!   setup.
 //! - Headers: hop-by-hop headers are removed (except `te: trailers`), `Host` is the request's
 //!   (or the URLRewrite hostname), `X-Forwarded-For` gets the peer address appended and
 //!   `X-Forwarded-Proto` is set.
@@ -131,8 +137,11 @@ impl Router {
     }
 
     /// Replaces the routes. Requests in flight finish with the routes they started with.
+    /// Pooled TLS connections of backend TLS setups the new routes no longer use are dropped.
     pub fn swap(&self, routes: Routes) {
+        let keep = routes.tls_keys();
         self.shared.routes.store(Arc::new(routes));
+        self.shared.client.retain_tls(&keep);
     }
 
     /// The current routes.
@@ -173,8 +182,26 @@ impl Router {
         };
         let routes = self.shared.routes.load_full();
         let (mut parts, body) = req.into_parts();
-        let route = match routes.resolve(&incoming.gateway, incoming.port, &parts) {
+        let resolution = routes.resolve_sni(
+            &incoming.gateway,
+            incoming.port,
+            incoming.sni.as_deref(),
+            &parts,
+        );
+        let route = match resolution {
             Resolution::Matched(m) => m.to_route(),
+            Resolution::Misdirected(why) => {
+                tracing::debug!(gateway = %incoming.gateway, port = incoming.port, sni = ?incoming.sni,
+                    uri = %parts.uri, sni_listener = ?why.sni_listener, host_listener = %why.host_listener,
+                    "misdirected request");
+                // A plain HTTP 421 even for gRPC: it tells the client's HTTP layer to retry on
+                // a new connection (RFC 9110 15.5.20), which a trailers-only answer would hide.
+                return ResponseFuture::ready(status_response(
+                    StatusCode::MISDIRECTED_REQUEST,
+                    false,
+                    "misdirected request",
+                ));
+            }
             Resolution::NotFound(why) => {
                 tracing::debug!(gateway = %incoming.gateway, port = incoming.port, uri = %parts.uri, ?why, "no route");
                 return ResponseFuture::ready(status_response(

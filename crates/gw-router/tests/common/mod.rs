@@ -85,6 +85,7 @@ pub fn req(method: &str, uri: &str, host: &str) -> http::request::Builder {
             port: 80,
             scheme: Scheme::Http,
             peer: Some("192.0.2.1:4000".parse().unwrap()),
+            sni: None,
         })
 }
 

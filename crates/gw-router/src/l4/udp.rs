@@ -1,0 +1,361 @@
+//! Proxying UDP datagrams: one session per client address, each with its own upstream socket,
+//! expired when idle.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::net::UdpSocket;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+/// Largest datagram relayed (larger ones are truncated by the socket).
+const MAX_DATAGRAM: usize = 64 * 1024;
+
+/// Limits of a [`UdpProxy`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct UdpProxyConfig {
+    /// A session without a datagram in either direction for this long is closed. Default 60 s.
+    pub idle_timeout: Duration,
+    /// Most concurrent sessions; datagrams from new clients beyond it are dropped. Default 4096.
+    pub max_sessions: usize,
+}
+
+impl Default for UdpProxyConfig {
+    fn default() -> Self {
+        UdpProxyConfig {
+            idle_timeout: Duration::from_secs(60),
+            max_sessions: 4096,
+        }
+    }
+}
+
+impl UdpProxyConfig {
+    /// Sets [`idle_timeout`](UdpProxyConfig::idle_timeout).
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// Sets [`max_sessions`](UdpProxyConfig::max_sessions).
+    pub fn max_sessions(mut self, max: usize) -> Self {
+        self.max_sessions = max;
+        self
+    }
+}
+
+/// A session: the upstream socket of one client.
+#[derive(Debug)]
+struct Session {
+    upstream: Arc<UdpSocket>,
+    /// When a datagram last went either way.
+    last: Arc<Mutex<Instant>>,
+}
+
+type Sessions = Arc<Mutex<HashMap<SocketAddr, Session>>>;
+
+/// Relays datagrams between the clients of a listening socket and their backends.
+///
+/// The first datagram of a client address opens a session: `route` chooses the backend (so
+/// new sessions follow configuration changes while existing ones keep their backend), and an
+/// upstream socket bound to an ephemeral port and connected to the backend carries the
+/// client's datagrams; what the backend sends to it is relayed back to the client from the
+/// listening socket. A session ends after [`UdpProxyConfig::idle_timeout`] without traffic.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
+/// use std::sync::Arc;
+/// use gw_router::l4::udp::{UdpProxy, UdpProxyConfig};
+/// use tokio::net::UdpSocket;
+///
+/// // A backend that answers every datagram with "pong".
+/// let backend = UdpSocket::bind("127.0.0.1:0").await?;
+/// let backend_addr = backend.local_addr()?;
+/// tokio::spawn(async move {
+///     let mut buf = [0u8; 64];
+///     while let Ok((_, from)) = backend.recv_from(&mut buf).await {
+///         let _ = backend.send_to(b"pong", from).await;
+///     }
+/// });
+/// let listen = UdpSocket::bind("127.0.0.1:0").await?;
+/// let proxy_addr = listen.local_addr()?;
+/// let proxy = UdpProxy::new(Arc::new(listen), UdpProxyConfig::default());
+/// let task = tokio::spawn(proxy.run(move |_client| Some(backend_addr)));
+///
+/// let client = UdpSocket::bind("127.0.0.1:0").await?;
+/// client.send_to(b"ping", proxy_addr).await?;
+/// let mut buf = [0u8; 64];
+/// let (n, from) = client.recv_from(&mut buf).await?;
+/// assert_eq!((&buf[..n], from), (&b"pong"[..], proxy_addr));
+/// task.abort(); // Stopping the proxy ends its sessions.
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct UdpProxy {
+    socket: Arc<UdpSocket>,
+    config: UdpProxyConfig,
+    sessions: Sessions,
+}
+
+impl UdpProxy {
+    /// A proxy for the clients of `socket`.
+    pub fn new(socket: Arc<UdpSocket>, config: UdpProxyConfig) -> UdpProxy {
+        UdpProxy {
+            socket,
+            config,
+            sessions: Arc::default(),
+        }
+    }
+
+    /// Serves until the returned future is dropped (which ends every session) or the socket
+    /// fails. `route` gives the backend of a new client, or `None` to drop its datagram.
+    pub async fn run<F>(self, route: F) -> io::Error
+    where
+        F: Fn(SocketAddr) -> Option<SocketAddr>,
+    {
+        let mut tasks = JoinSet::new();
+        let mut buf = vec![0u8; MAX_DATAGRAM];
+        loop {
+            // Reap finished session tasks so the set does not grow.
+            while tasks.try_join_next().is_some() {}
+            let (n, client) = match self.socket.recv_from(&mut buf).await {
+                Ok(r) => r,
+                // ICMP errors for earlier sends surface here on some systems: not fatal.
+                Err(e) if is_transient(&e) => continue,
+                Err(e) => return e,
+            };
+            let datagram = &buf[..n];
+            let existing = {
+                let sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+                sessions
+                    .get(&client)
+                    .map(|s| (s.upstream.clone(), s.last.clone()))
+            };
+            let (upstream, last) = match existing {
+                Some(s) => s,
+                None => match self.open(client, &route, &mut tasks).await {
+                    Some(s) => s,
+                    None => continue,
+                },
+            };
+            *last.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now();
+            if let Err(e) = upstream.send(datagram).await {
+                tracing::debug!(%client, error = %e, "udp datagram to backend failed");
+            }
+        }
+    }
+
+    /// Opens a session for `client`; `None` when it has no backend or the limit is reached.
+    async fn open<F>(
+        &self,
+        client: SocketAddr,
+        route: &F,
+        tasks: &mut JoinSet<()>,
+    ) -> Option<(Arc<UdpSocket>, Arc<Mutex<Instant>>)>
+    where
+        F: Fn(SocketAddr) -> Option<SocketAddr>,
+    {
+        let len = self
+            .sessions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len();
+        if len >= self.config.max_sessions {
+            tracing::debug!(%client, max = self.config.max_sessions, "udp session limit reached; datagram dropped");
+            return None;
+        }
+        let backend = route(client)?;
+        let upstream = match bind_connected(backend).await {
+            Ok(s) => Arc::new(s),
+            Err(e) => {
+                tracing::debug!(%client, %backend, error = %e, "cannot open udp session");
+                return None;
+            }
+        };
+        let last = Arc::new(Mutex::new(Instant::now()));
+        self.sessions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(
+                client,
+                Session {
+                    upstream: upstream.clone(),
+                    last: last.clone(),
+                },
+            );
+        tracing::debug!(%client, %backend, "udp session opened");
+        tasks.spawn(relay_back(
+            self.socket.clone(),
+            upstream.clone(),
+            client,
+            last.clone(),
+            self.config.idle_timeout,
+            self.sessions.clone(),
+        ));
+        Some((upstream, last))
+    }
+
+    /// How many sessions are open.
+    pub fn sessions(&self) -> usize {
+        self.sessions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+}
+
+/// A socket on an ephemeral port of the backend's address family, connected to it (so only
+/// the backend's datagrams are received).
+async fn bind_connected(backend: SocketAddr) -> io::Result<UdpSocket> {
+    let any = match backend.ip() {
+        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+    };
+    let socket = UdpSocket::bind(SocketAddr::new(any, 0)).await?;
+    socket.connect(backend).await?;
+    Ok(socket)
+}
+
+/// Relays the backend's datagrams to `client` until the session is idle, then removes it.
+async fn relay_back(
+    socket: Arc<UdpSocket>,
+    upstream: Arc<UdpSocket>,
+    client: SocketAddr,
+    last: Arc<Mutex<Instant>>,
+    idle: Duration,
+    sessions: Sessions,
+) {
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    loop {
+        let deadline = *last.lock().unwrap_or_else(PoisonError::into_inner) + idle;
+        match tokio::time::timeout_at(deadline, upstream.recv(&mut buf)).await {
+            Ok(Ok(n)) => {
+                *last.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now();
+                if let Err(e) = socket.send_to(&buf[..n], client).await {
+                    tracing::debug!(%client, error = %e, "udp datagram to client failed");
+                }
+            }
+            Ok(Err(e)) if is_transient(&e) => {}
+            Ok(Err(e)) => {
+                tracing::debug!(%client, error = %e, "udp session failed");
+                break;
+            }
+            Err(_) => {
+                // The client may have sent since the deadline was computed.
+                let last = *last.lock().unwrap_or_else(PoisonError::into_inner);
+                if last + idle <= Instant::now() {
+                    break;
+                }
+            }
+        }
+    }
+    tracing::debug!(%client, "udp session closed");
+    sessions
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .remove(&client);
+}
+
+/// Errors a UDP socket reports for an earlier datagram (ICMP unreachable), not for itself.
+fn is_transient(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::HostUnreachable
+            | io::ErrorKind::NetworkUnreachable
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn echo_backend() -> (SocketAddr, tokio::task::JoinHandle<()>) {
+        let backend = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = backend.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let mut buf = [0u8; 1500];
+            while let Ok((n, from)) = backend.recv_from(&mut buf).await {
+                let mut reply = b"echo:".to_vec();
+                reply.extend_from_slice(&buf[..n]);
+                let _ = backend.send_to(&reply, from).await;
+            }
+        });
+        (addr, task)
+    }
+
+    async fn roundtrip(client: &UdpSocket, to: SocketAddr, msg: &[u8]) -> Option<Vec<u8>> {
+        client.send_to(msg, to).await.ok()?;
+        let mut buf = [0u8; 1500];
+        let (n, _) = tokio::time::timeout(Duration::from_secs(2), client.recv_from(&mut buf))
+            .await
+            .ok()?
+            .ok()?;
+        Some(buf[..n].to_vec())
+    }
+
+    #[tokio::test]
+    async fn sessions_per_client_expire_when_idle_and_are_bounded() {
+        let (backend, backend_task) = echo_backend().await;
+        let listen = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        let addr = listen.local_addr().unwrap();
+        let proxy = UdpProxy::new(
+            listen,
+            UdpProxyConfig::default()
+                .idle_timeout(Duration::from_millis(300))
+                .max_sessions(2),
+        );
+        let sessions = proxy.sessions.clone();
+        let task = tokio::spawn(proxy.run(move |_| Some(backend)));
+        let a = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let b = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let c = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        assert_eq!(
+            roundtrip(&a, addr, b"1").await.as_deref(),
+            Some(&b"echo:1"[..])
+        );
+        assert_eq!(
+            roundtrip(&a, addr, b"2").await.as_deref(),
+            Some(&b"echo:2"[..])
+        );
+        assert_eq!(
+            roundtrip(&b, addr, b"3").await.as_deref(),
+            Some(&b"echo:3"[..])
+        );
+        assert_eq!(sessions.lock().unwrap().len(), 2);
+        // A third client is over the limit: dropped.
+        c.send_to(b"4", addr).await.unwrap();
+        let mut buf = [0u8; 64];
+        assert!(
+            tokio::time::timeout(Duration::from_millis(150), c.recv_from(&mut buf))
+                .await
+                .is_err()
+        );
+        // Idle sessions expire, then the third client gets one.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert_eq!(sessions.lock().unwrap().len(), 0);
+        assert_eq!(
+            roundtrip(&c, addr, b"5").await.as_deref(),
+            Some(&b"echo:5"[..])
+        );
+        task.abort();
+        backend_task.abort();
+    }
+
+    #[tokio::test]
+    async fn clients_without_a_backend_are_dropped() {
+        let listen = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        let addr = listen.local_addr().unwrap();
+        let proxy = UdpProxy::new(listen, UdpProxyConfig::default());
+        let sessions = proxy.sessions.clone();
+        let task = tokio::spawn(proxy.run(|_| None));
+        let a = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        assert_eq!(roundtrip(&a, addr, b"1").await, None);
+        assert_eq!(sessions.lock().unwrap().len(), 0);
+        task.abort();
+    }
+}

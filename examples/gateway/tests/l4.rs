@@ -1,0 +1,428 @@
+//! TLS, TCP and UDP listeners end to end: TCPRoute (oldest route wins, connections survive a
+//! reload), UDPRoute, TLSRoute Passthrough and Terminate mixed with HTTPS on one port
+//! (GEP-2643), unknown SNI refused.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{Gateway, free_port};
+use rustls::pki_types::{CertificateDer, ServerName};
+use serde_json::Value;
+
+const CLASS: &str = "apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: gw}
+spec: {controllerName: gw.dev/gateway}
+";
+
+fn cert(names: &[&str]) -> (String, String, CertificateDer<'static>) {
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert =
+        rcgen::CertificateParams::new(names.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>())
+            .expect("params")
+            .self_signed(&key)
+            .expect("cert");
+    (cert.pem(), key.serialize_pem(), cert.der().clone())
+}
+
+fn indent(pem: &str) -> String {
+    pem.lines().map(|l| format!("    {l}\n")).collect()
+}
+
+fn secret(name: &str, cert_pem: &str, key_pem: &str) -> String {
+    format!(
+        "apiVersion: v1
+kind: Secret
+metadata: {{name: {name}, namespace: default}}
+type: kubernetes.io/tls
+stringData:
+  tls.crt: |
+{}  tls.key: |
+{}",
+        indent(cert_pem),
+        indent(key_pem)
+    )
+}
+
+/// A Service `name` with port 9000 (`protocol`) backed by 127.0.0.1:`target`.
+fn service(name: &str, protocol: &str, target: u16) -> String {
+    format!(
+        "apiVersion: v1
+kind: Service
+metadata: {{name: {name}, namespace: default}}
+spec: {{ports: [{{name: p, port: 9000, protocol: {protocol}}}]}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: {name}-1, namespace: default, labels: {{kubernetes.io/service-name: {name}}}}}
+addressType: IPv4
+ports: [{{name: p, port: {target}, protocol: {protocol}}}]
+endpoints: [{{addresses: [127.0.0.1]}}]
+"
+    )
+}
+
+fn route(
+    kind: &str,
+    name: &str,
+    created: &str,
+    section: &str,
+    extra: &str,
+    backend: &str,
+) -> String {
+    let version = if kind == "TLSRoute" { "v1" } else { "v1alpha2" };
+    format!(
+        "apiVersion: gateway.networking.k8s.io/{version}
+kind: {kind}
+metadata: {{name: {name}, namespace: default, creationTimestamp: '{created}'}}
+spec:
+  parentRefs: [{{name: edge, sectionName: {section}}}]
+{extra}  rules: [{{backendRefs: [{{name: {backend}, port: 9000}}]}}]
+"
+    )
+}
+
+fn echo(pod: &str, f: impl FnOnce(&mut gw_echo::EchoConfig)) -> gw_echo::EchoConfig {
+    let mut c = gw_echo::EchoConfig {
+        pod: pod.to_owned(),
+        namespace: "default".to_owned(),
+        ..Default::default()
+    };
+    f(&mut c);
+    c
+}
+
+fn loopback() -> Option<SocketAddr> {
+    Some(SocketAddr::from(([127, 0, 0, 1], 0)))
+}
+
+/// Connects, retrying until `deadline` (listeners are bound after the configuration loads).
+fn connect(addr: SocketAddr) -> TcpStream {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
+            Ok(s) => {
+                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                return s;
+            }
+            Err(e) => {
+                assert!(Instant::now() < deadline, "{addr} never listened: {e}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+/// A line-based session with gw-echo's TCP protocol.
+struct Lines<S: Read + Write> {
+    r: BufReader<S>,
+}
+
+impl<S: Read + Write> Lines<S> {
+    /// Reads the welcome line.
+    fn open(s: S) -> std::io::Result<Self> {
+        let mut l = Lines {
+            r: BufReader::new(s),
+        };
+        let welcome = l.line()?;
+        if welcome != "Gateway API Test TCP Server" {
+            return Err(std::io::Error::other(format!("welcome: {welcome:?}")));
+        }
+        Ok(l)
+    }
+
+    fn line(&mut self) -> std::io::Result<String> {
+        let mut line = String::new();
+        if self.r.read_line(&mut line)? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        Ok(line.trim_end().to_owned())
+    }
+
+    fn ask(&mut self, what: &str) -> std::io::Result<String> {
+        writeln!(self.r.get_mut(), "{what}")?;
+        self.r.get_mut().flush()?;
+        self.line()
+    }
+
+    fn test(&mut self) -> Value {
+        serde_json::from_str(&self.ask("TEST").expect("TEST")).expect("json")
+    }
+}
+
+type Tls = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
+
+fn client(sni: &str, root: &CertificateDer<'static>, alpn: &[&[u8]]) -> rustls::ClientConnection {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(root.clone()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|a| a.to_vec()).collect();
+    rustls::ClientConnection::new(
+        Arc::new(config),
+        ServerName::try_from(sni.to_owned()).unwrap(),
+    )
+    .unwrap()
+}
+
+fn tls(addr: SocketAddr, sni: &str, root: &CertificateDer<'static>, alpn: &[&[u8]]) -> Tls {
+    rustls::StreamOwned::new(client(sni, root, alpn), connect(addr))
+}
+
+#[test]
+fn tcp_and_udp_routes_oldest_tcp_route_wins_and_connections_survive_reloads() {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let old = rt
+        .block_on(gw_echo::EchoServer::start(echo("old-backend", |c| {
+            c.tcp = loopback();
+            c.udp = loopback();
+        })))
+        .expect("echo");
+    let new = rt
+        .block_on(gw_echo::EchoServer::start(echo("new-backend", |c| {
+            c.tcp = loopback();
+        })))
+        .expect("echo");
+    let port = free_port();
+    let gw = Gateway::start("l4-tcp", "127.0.50.0/24");
+    let gateway = format!(
+        "apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: edge, namespace: default}}
+spec:
+  gatewayClassName: gw
+  listeners:
+  - {{name: tcp, port: {port}, protocol: TCP}}
+  - {{name: udp, port: {port}, protocol: UDP}}
+"
+    );
+    let services = [
+        service("old", "TCP", old.tcp_addr().unwrap().port()),
+        service("new", "TCP", new.tcp_addr().unwrap().port()),
+        service("dns", "UDP", old.udp_addr().unwrap().port()),
+    ]
+    .join("---\n");
+    let newer = route(
+        "TCPRoute",
+        "newer",
+        "2024-01-02T00:00:00Z",
+        "tcp",
+        "",
+        "new",
+    );
+    let older = route(
+        "TCPRoute",
+        "older",
+        "2024-01-01T00:00:00Z",
+        "tcp",
+        "",
+        "old",
+    );
+    let udp = route("UDPRoute", "udp", "2024-01-01T00:00:00Z", "udp", "", "dns");
+    let write = |routes: &[&str]| {
+        let yaml = [CLASS, &gateway, &services]
+            .into_iter()
+            .chain(routes.iter().copied())
+            .collect::<Vec<_>>()
+            .join("---\n");
+        std::fs::write(gw.config().join("all.yaml"), yaml).expect("write");
+    };
+    write(&[&newer, &older, &udp]);
+    let addr: SocketAddr = format!("127.0.50.1:{port}").parse().unwrap();
+
+    // TCPRoute: the oldest route takes the listener's traffic.
+    let mut kept = Lines::open(connect(addr)).unwrap_or_else(|e| panic!("{e}\n{}", gw.log()));
+    assert_eq!(kept.test()["pod"], "old-backend");
+
+    // UDPRoute: datagrams are relayed to the backend and its answers back.
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut buf = [0u8; 2048];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let reply = loop {
+        client.send_to(b"hello-udp", addr).unwrap();
+        if let Ok((n, from)) = client.recv_from(&mut buf) {
+            assert_eq!(from, addr);
+            break serde_json::from_slice::<Value>(&buf[..n]).unwrap();
+        }
+        assert!(Instant::now() < deadline, "no UDP reply\n{}", gw.log());
+    };
+    assert_eq!(reply["request"], "hello-udp");
+    assert_eq!(reply["pod"], "old-backend");
+
+    // Reload without the older route: new connections go to the newer one, the established
+    // connection keeps working.
+    write(&[&newer, &udp]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut s = Lines::open(connect(addr)).unwrap();
+        if s.test()["pod"] == "new-backend" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "reload not applied\n{}",
+            gw.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(kept.ask("PING").unwrap(), "PONG");
+    assert_eq!(kept.test()["pod"], "old-backend");
+    // The UDP session survives the reload too.
+    client.send_to(b"again", addr).unwrap();
+    let (n, _) = client.recv_from(&mut buf).unwrap();
+    assert_eq!(
+        serde_json::from_slice::<Value>(&buf[..n]).unwrap()["request"],
+        "again"
+    );
+
+    drop(gw);
+    rt.block_on(old.shutdown());
+    rt.block_on(new.shutdown());
+}
+
+#[test]
+fn tls_passthrough_terminate_and_https_share_a_port_by_sni() {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let (pass_pem, pass_key, pass_der) = cert(&["pass.example.com"]);
+    let (gw_pem, gw_key, gw_der) = cert(&["term.example.com", "www.example.com"]);
+    let tls_backend = rt
+        .block_on(gw_echo::EchoServer::start(echo("pass-backend", |c| {
+            c.tcp_tls = Some((
+                SocketAddr::from(([127, 0, 0, 1], 0)),
+                gw_echo::TlsIdentity {
+                    cert_pem: pass_pem.clone(),
+                    key_pem: pass_key.clone(),
+                },
+            ));
+        })))
+        .expect("echo");
+    let plain_backend = rt
+        .block_on(gw_echo::EchoServer::start(echo("plain-backend", |c| {
+            c.tcp = loopback();
+            c.http = loopback();
+        })))
+        .expect("echo");
+    let port = free_port();
+    let gw = Gateway::start("l4-tls", "127.0.51.0/24");
+    let yaml = [
+        CLASS.to_owned(),
+        format!(
+            "apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: edge, namespace: default}}
+spec:
+  gatewayClassName: gw
+  listeners:
+  - {{name: pass, port: {port}, protocol: TLS, hostname: pass.example.com, tls: {{mode: Passthrough}}}}
+  - {{name: term, port: {port}, protocol: TLS, hostname: term.example.com, tls: {{certificateRefs: [{{name: gw-cert}}]}}}}
+  - {{name: web, port: {port}, protocol: HTTPS, hostname: www.example.com, tls: {{certificateRefs: [{{name: gw-cert}}]}}}}
+"
+        ),
+        secret("gw-cert", &gw_pem, &gw_key),
+        service("pass", "TCP", tls_backend.tcp_tls_addr().unwrap().port()),
+        service("plain", "TCP", plain_backend.tcp_addr().unwrap().port()),
+        service("web", "TCP", plain_backend.http_addr().unwrap().port()),
+        route(
+            "TLSRoute",
+            "pass",
+            "2024-01-01T00:00:00Z",
+            "pass",
+            "  hostnames: [pass.example.com]\n",
+            "pass",
+        ),
+        route("TLSRoute", "term", "2024-01-01T00:00:00Z", "term", "", "plain"),
+        "apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: web, namespace: default}
+spec:
+  parentRefs: [{name: edge, sectionName: web}]
+  rules: [{backendRefs: [{name: web, port: 9000}]}]
+"
+        .to_owned(),
+    ]
+    .join("---\n");
+    std::fs::write(gw.config().join("all.yaml"), yaml).expect("write");
+    let addr: SocketAddr = format!("127.0.51.1:{port}").parse().unwrap();
+
+    // Passthrough: the backend terminates TLS itself and sees the client's SNI.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut pass = loop {
+        match Lines::open(tls(addr, "pass.example.com", &pass_der, &[])) {
+            Ok(l) => break l,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "{e}\n{}", gw.log());
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    };
+    let seen = pass.test();
+    assert_eq!(seen["pod"], "pass-backend");
+    assert_eq!(seen["isTLS"], true);
+    assert_eq!(seen["tls"]["serverName"], "pass.example.com");
+
+    // Terminate: the gateway's certificate, then plaintext to the backend.
+    let mut term = Lines::open(tls(addr, "term.example.com", &gw_der, &[]))
+        .unwrap_or_else(|e| panic!("{e}\n{}", gw.log()));
+    assert_eq!(term.ask("IS_TLS").unwrap(), "false");
+    assert_eq!(term.test()["pod"], "plain-backend");
+
+    // HTTPS on the same port: handed to the HTTP router after the SNI peek.
+    let mut web = tls(addr, "www.example.com", &gw_der, &[b"http/1.1"]);
+    write!(
+        web,
+        "GET /x HTTP/1.1\r\nHost: www.example.com\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut body = Vec::new();
+    let _ = web.read_to_end(&mut body);
+    let body = String::from_utf8_lossy(&body);
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}\n{}", gw.log());
+    assert!(body.contains("plain-backend"), "{body}");
+
+    // An SNI no listener accepts is closed before any backend is reached.
+    for sni in ["nope.example.com", "example.com"] {
+        let mut unknown = tls(addr, sni, &gw_der, &[]);
+        let handshake = unknown.conn.complete_io(&mut unknown.sock);
+        assert!(handshake.is_err(), "{sni}: {handshake:?}");
+    }
+
+    // A ClientHello sent one byte at a time, in separate TCP segments, routes the same.
+    let mut conn = client("pass.example.com", &pass_der, &[]);
+    let mut hello = Vec::new();
+    while conn.wants_write() {
+        conn.write_tls(&mut hello).unwrap();
+    }
+    let mut sock = connect(addr);
+    sock.set_nodelay(true).unwrap();
+    for (i, b) in hello.iter().enumerate() {
+        sock.write_all(&[*b]).unwrap();
+        if i % 64 == 0 {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    let mut trickled = Lines::open(rustls::StreamOwned::new(conn, sock))
+        .unwrap_or_else(|e| panic!("{e}\n{}", gw.log()));
+    assert_eq!(trickled.test()["tls"]["serverName"], "pass.example.com");
+    // Not TLS at all: closed.
+    let mut plain = connect(addr);
+    plain.write_all(b"TEST\n\r\n\r\n").unwrap();
+    let mut buf = [0u8; 64];
+    assert!(matches!(plain.read(&mut buf), Ok(0) | Err(_)));
+
+    drop(gw);
+    rt.block_on(tls_backend.shutdown());
+    rt.block_on(plain_backend.shutdown());
+}

@@ -1,0 +1,319 @@
+//! HTTPS listeners end to end: misdirected requests (GEP-3567) and frontend client certificate
+//! validation (GEP-91) in its two modes.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{Gateway, free_port};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+/// A CA that signs server and client certificates.
+struct Pki {
+    ca_pem: String,
+    ca_der: CertificateDer<'static>,
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+}
+
+impl Pki {
+    fn new(name: &str) -> Pki {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        let ca = params.self_signed(&key).unwrap();
+        Pki {
+            ca_pem: ca.pem(),
+            ca_der: ca.der().clone(),
+            issuer: rcgen::Issuer::new(params, key),
+        }
+    }
+
+    /// (certificate PEM, key PEM).
+    fn leaf(&self, names: &[&str], usage: rcgen::ExtendedKeyUsagePurpose) -> (String, String) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(
+            names.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>(),
+        )
+        .unwrap();
+        params.extended_key_usages = vec![usage];
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
+    fn server(&self, names: &[&str]) -> (String, String) {
+        self.leaf(names, rcgen::ExtendedKeyUsagePurpose::ServerAuth)
+    }
+
+    fn client(&self) -> (String, String) {
+        self.leaf(
+            &["client.example.com"],
+            rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+        )
+    }
+}
+
+fn indent(pem: &str) -> String {
+    pem.lines().map(|l| format!("    {l}\n")).collect()
+}
+
+/// `GET /` over TLS with `sni`, `host` and optionally a client certificate: the status, or
+/// the error (handshake refused, connection closed).
+fn get(
+    addr: SocketAddr,
+    sni: &str,
+    host: &str,
+    root: &CertificateDer<'static>,
+    client: Option<&(String, String)>,
+) -> Result<u16, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(root.clone()).map_err(|e| e.to_string())?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots);
+    let mut config = match client {
+        None => builder.with_no_client_auth(),
+        Some((cert, key)) => builder
+            .with_client_auth_cert(
+                CertificateDer::pem_slice_iter(cert.as_bytes())
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| e.to_string())?,
+                PrivateKeyDer::from_pem_slice(key.as_bytes()).map_err(|e| e.to_string())?,
+            )
+            .map_err(|e| e.to_string())?,
+    };
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let name =
+        rustls::pki_types::ServerName::try_from(sni.to_owned()).map_err(|e| e.to_string())?;
+    let conn = rustls::ClientConnection::new(Arc::new(config), name).map_err(|e| e.to_string())?;
+    let tcp =
+        TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| e.to_string())?;
+    tcp.set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(|e| e.to_string())?;
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    write!(
+        tls,
+        "GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| e.to_string())?;
+    let mut buf = Vec::new();
+    match tls.read_to_end(&mut buf) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !buf.is_empty() => {}
+        Err(e) => return Err(e.to_string()),
+    }
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    text.split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("no status line: {text:?}"))
+}
+
+/// Retries `f` until it answers (the gateway loads its configuration asynchronously).
+fn eventually(what: &str, gw: &Gateway, f: impl Fn() -> Result<u16, String>) -> u16 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match f() {
+            Ok(code) => return code,
+            Err(e) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "{what} never served: {e}\n{}",
+                    gw.log()
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+const CLASS: &str = "apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: gw}
+spec: {controllerName: gw.dev/gateway}
+";
+
+fn backend(echo_port: u16) -> String {
+    format!(
+        "---
+apiVersion: v1
+kind: Service
+metadata: {{name: web, namespace: default}}
+spec: {{ports: [{{name: http, port: 80}}]}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: web-1, namespace: default, labels: {{kubernetes.io/service-name: web}}}}
+addressType: IPv4
+ports: [{{name: http, port: {echo_port}}}]
+endpoints: [{{addresses: [127.0.0.1]}}]
+"
+    )
+}
+
+fn secret(name: &str, (cert, key): &(String, String)) -> String {
+    format!(
+        "---
+apiVersion: v1
+kind: Secret
+metadata: {{name: {name}, namespace: default}}
+type: kubernetes.io/tls
+stringData:
+  tls.crt: |
+{}  tls.key: |
+{}",
+        indent(cert),
+        indent(key)
+    )
+}
+
+#[test]
+fn requests_for_another_listeners_host_are_misdirected() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let echo = rt
+        .block_on(gw_echo::EchoServer::start(
+            gw_echo::EchoConfig::loopback_http("web-v1", "default"),
+        ))
+        .unwrap();
+    let pki = Pki::new("server CA");
+    let cert = pki.server(&["example.org", "*.example.org"]);
+    let port = free_port();
+    let gw = Gateway::start("misdirected", "127.0.60.0/24");
+    let yaml = format!(
+        "{CLASS}---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: edge, namespace: default}}
+spec:
+  gatewayClassName: gw
+  listeners:
+  - {{name: any, port: {port}, protocol: HTTPS, tls: {{certificateRefs: [{{name: cert}}]}}}}
+  - {{name: second, port: {port}, protocol: HTTPS, hostname: second.example.org, tls: {{certificateRefs: [{{name: cert}}]}}}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: web, namespace: default}}
+spec:
+  parentRefs: [{{name: edge}}]
+  rules: [{{backendRefs: [{{name: web, port: 80}}]}}]
+{}{}",
+        secret("cert", &cert),
+        backend(echo.http_addr().unwrap().port()),
+    );
+    std::fs::write(gw.config().join("all.yaml"), yaml).unwrap();
+    let addr: SocketAddr = format!("127.0.60.1:{port}").parse().unwrap();
+    let root = &pki.ca_der;
+    let first = eventually("HTTPS", &gw, || {
+        get(addr, "example.org", "example.org", root, None)
+    });
+    assert_eq!(first, 200);
+    let cases = [
+        ("second.example.org", "second.example.org", 200),
+        // The connection was set up for the catch-all listener; the host has its own.
+        ("example.org", "second.example.org", 421),
+        // The connection was set up for `second`; the host belongs to the catch-all one.
+        ("second.example.org", "example.org", 421),
+        ("second.example.org", "other.example.org", 421),
+        // Unknown SNI and host both select the catch-all listener.
+        ("other.example.org", "example.org", 200),
+    ];
+    for (sni, host, want) in cases {
+        assert_eq!(
+            get(addr, sni, host, root, None),
+            Ok(want),
+            "SNI {sni}, host {host}"
+        );
+    }
+    rt.block_on(echo.shutdown());
+}
+
+#[test]
+fn frontend_client_certificates_allow_valid_only_and_insecure_fallback() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let echo = rt
+        .block_on(gw_echo::EchoServer::start(
+            gw_echo::EchoConfig::loopback_http("web-v1", "default"),
+        ))
+        .unwrap();
+    let servers = Pki::new("server CA");
+    let clients = Pki::new("client CA");
+    let strangers = Pki::new("unknown CA");
+    let cert = servers.server(&["example.org"]);
+    let valid = clients.client();
+    let invalid = strangers.client();
+    let (strict, fallback) = (free_port(), free_port());
+    let gw = Gateway::start("client-certs", "127.0.61.0/24");
+    let yaml = format!(
+        "{CLASS}---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: edge, namespace: default}}
+spec:
+  gatewayClassName: gw
+  tls:
+    frontend:
+      default:
+        validation:
+          caCertificateRefs: [{{group: '', kind: ConfigMap, name: client-ca}}]
+      perPort:
+      - port: {fallback}
+        tls:
+          validation:
+            caCertificateRefs: [{{group: '', kind: ConfigMap, name: client-ca}}]
+            mode: AllowInsecureFallback
+  listeners:
+  - {{name: strict, port: {strict}, protocol: HTTPS, tls: {{certificateRefs: [{{name: cert}}]}}}}
+  - {{name: fallback, port: {fallback}, protocol: HTTPS, tls: {{certificateRefs: [{{name: cert}}]}}}}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: client-ca, namespace: default}}
+data:
+  ca.crt: |
+{}---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: web, namespace: default}}
+spec:
+  parentRefs: [{{name: edge}}]
+  rules: [{{backendRefs: [{{name: web, port: 80}}]}}]
+{}{}",
+        indent(&clients.ca_pem),
+        secret("cert", &cert),
+        backend(echo.http_addr().unwrap().port()),
+    );
+    std::fs::write(gw.config().join("all.yaml"), yaml).unwrap();
+    let at = |port: u16| -> SocketAddr { format!("127.0.61.1:{port}").parse().unwrap() };
+    let root = &servers.ca_der;
+    let send = |port, client| get(at(port), "example.org", "example.org", root, client);
+
+    // AllowValidOnly (the default mode): only a certificate from the CA gets through.
+    assert_eq!(
+        eventually("strict", &gw, || send(strict, Some(&valid))),
+        200
+    );
+    assert!(send(strict, None).is_err(), "no certificate was accepted");
+    assert!(
+        send(strict, Some(&invalid)).is_err(),
+        "a certificate from an unknown CA was accepted"
+    );
+
+    // AllowInsecureFallback: valid, absent and invalid certificates are all let through.
+    assert_eq!(
+        eventually("fallback", &gw, || send(fallback, Some(&valid))),
+        200
+    );
+    assert_eq!(send(fallback, None), Ok(200));
+    assert_eq!(send(fallback, Some(&invalid)), Ok(200));
+    rt.block_on(echo.shutdown());
+}
