@@ -9,7 +9,6 @@
 //! `ExternalAuth` (GEP-1494) is not supported yet: a rule using it answers 500 and logs why
 //! (gw-policy will implement it).
 
-mod cors;
 mod path;
 
 use std::sync::Arc;
@@ -21,10 +20,10 @@ use gw_model::table::HttpFilter;
 use http::header::{HOST, LOCATION};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, request};
 
-use self::cors::CorsPolicy;
 pub(crate) use self::path::{replace_prefix, with_host, with_path};
 use crate::backend::{BackendTarget, BuildCtx};
 use crate::incoming::Scheme;
+use gw_policy::cors::CompiledCors;
 
 /// A compiled filter.
 #[derive(Debug)]
@@ -38,7 +37,7 @@ pub(crate) enum Filter {
         numerator: u32,
         denominator: u32,
     },
-    Cors(Box<CorsPolicy>),
+    Cors(Box<CompiledCors>),
     ExternalAuth,
     /// Answered 500: "requests that would have been processed by that filter MUST receive a
     /// HTTP error response".
@@ -57,7 +56,9 @@ impl Filter {
                 numerator: fraction.0,
                 denominator: fraction.1,
             }),
-            HttpFilter::Cors(c) => CorsPolicy::new(c).map(|p| Filter::Cors(Box::new(p))),
+            HttpFilter::Cors(c) => CompiledCors::new(c)
+                .map(|p| Filter::Cors(Box::new(p)))
+                .map_err(|e| e.to_string()),
             HttpFilter::ExternalAuth { .. } => Ok(Filter::ExternalAuth),
             HttpFilter::Unresolved { reason } => Err(reason.clone()),
             other => Err(format!("filter {other:?} is not supported by gw-router")),
@@ -400,7 +401,7 @@ pub(crate) fn apply_request(
                 if let Some(headers) = c.preflight(&parts.method, &parts.headers) {
                     return Err(DirectResponse::CorsPreflight { headers });
                 }
-                c.actual(&parts.headers, &mut effects.cors);
+                effects.cors.extend(c.actual(&parts.headers));
             }
             Filter::ExternalAuth => {
                 tracing::error!("ExternalAuth filters are not supported yet; answering 500");
