@@ -277,6 +277,9 @@ pub fn compile(res: &Resources, options: &CompileOptions) -> Compiled {
         }
     }
 
+    // An HTTPRoute and a GRPCRoute may not share hostnames on a listener.
+    resolve_http_grpc_conflicts(res, &mut gateways, &mut entries);
+
     // BackendTLSPolicies: status, and TLS settings on the backends they target.
     policy::apply(res, &mut gateways, &mut entries, options);
 
@@ -618,6 +621,122 @@ fn attach_route(
 
 fn status_parent_ref(p: &ParentReference) -> ParentReference {
     p.clone()
+}
+
+/// GRPCRoute spec: "If a Route (A) of type HTTPRoute or GRPCRoute is attached to a Listener and
+/// that listener already has another Route (B) of the other type attached and the intersection of
+/// the hostnames of A and B is non-empty, then the implementation MUST accept exactly one of these
+/// two routes, determined by the following criteria, in order: The oldest Route based on creation
+/// timestamp. The Route appearing first in alphabetical order by {namespace}/{name}. The rejected
+/// Route MUST raise an 'Accepted' condition with a status of 'False' in the corresponding
+/// RouteParentStatus."
+///
+/// The losing route is removed from every listener of that Gateway and its parent entries for the
+/// Gateway say `Accepted=False` with reason `Conflicted` (the spec names no reason).
+fn resolve_http_grpc_conflicts(
+    res: &Resources,
+    gateways: &mut [GatewayState<'_>],
+    entries: &mut [StatusEntry],
+) {
+    use std::collections::BTreeMap as Map;
+    for g in gateways.iter_mut() {
+        let mut losers: Map<(Kind, ObjectKey), (Kind, ObjectKey)> = Map::new();
+        for t in &g.tables {
+            let mut http: Map<&ObjectKey, (&RouteOrder, &[String])> = Map::new();
+            for e in &t.http {
+                http.entry(&e.route.key).or_insert((&e.route, &e.hostnames));
+            }
+            let mut grpc: Map<&ObjectKey, (&RouteOrder, &[String])> = Map::new();
+            for e in &t.grpc {
+                grpc.entry(&e.route.key).or_insert((&e.route, &e.hostnames));
+            }
+            for (hk, (ho, hh)) in &http {
+                for (gk, (go, gh)) in &grpc {
+                    if !hostnames_intersect(hh, gh) {
+                        continue;
+                    }
+                    let (loser, winner) = if ho.spec_cmp(go).is_le() {
+                        (
+                            (Kind::GrpcRoute, (*gk).clone()),
+                            (Kind::HttpRoute, (*hk).clone()),
+                        )
+                    } else {
+                        (
+                            (Kind::HttpRoute, (*hk).clone()),
+                            (Kind::GrpcRoute, (*gk).clone()),
+                        )
+                    };
+                    losers.entry(loser).or_insert(winner);
+                }
+            }
+        }
+        if losers.is_empty() {
+            continue;
+        }
+        for t in &mut g.tables {
+            t.http
+                .retain(|e| !losers.contains_key(&(Kind::HttpRoute, e.route.key.clone())));
+            t.grpc
+                .retain(|e| !losers.contains_key(&(Kind::GrpcRoute, e.route.key.clone())));
+        }
+        for ((kind, key), (wkind, wkey)) in &losers {
+            let Some(entry) = entries
+                .iter_mut()
+                .find(|e| e.kind == *kind && &e.key == key)
+            else {
+                continue;
+            };
+            let ObjectStatus::Route(status) = &mut entry.status else {
+                continue;
+            };
+            let generation = entry.generation;
+            for parent in &mut status.parents {
+                if !parent_is_gateway(res, &parent.parent_ref, &key.namespace, &g.key) {
+                    continue;
+                }
+                if let Some(c) = parent.conditions.iter_mut().find(|c| c.type_ == "Accepted") {
+                    *c = Condition::fail(
+                        "Accepted",
+                        "Conflicted",
+                        format!(
+                            "{wkind} {wkey} is older and shares hostnames on a listener of Gateway \
+                             {}: only one of an HTTPRoute and a GRPCRoute is accepted",
+                            g.key
+                        ),
+                        generation,
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Whether two routes' effective hostnames on a listener overlap (empty means every hostname).
+fn hostnames_intersect(a: &[String], b: &[String]) -> bool {
+    a.is_empty()
+        || b.is_empty()
+        || a.iter()
+            .any(|x| b.iter().any(|y| hostname::intersect(Some(x), y).is_some()))
+}
+
+/// Whether a parentRef of a route in `route_ns` names `gateway`, directly or through one of its
+/// ListenerSets.
+fn parent_is_gateway(
+    res: &Resources,
+    p: &ParentReference,
+    route_ns: &str,
+    gateway: &ObjectKey,
+) -> bool {
+    let key = ObjectKey::new(p.namespace.as_deref().unwrap_or(route_ns), p.name.clone());
+    match p.kind.as_str() {
+        "Gateway" => &key == gateway,
+        "ListenerSet" => res.listener_sets.get(&key).is_some_and(|ls| {
+            let r = &ls.spec.parent_ref;
+            r.name == gateway.name
+                && r.namespace.as_deref().unwrap_or(&key.namespace) == gateway.namespace
+        }),
+        _ => false,
+    }
 }
 
 /// Adds a route's valid rules to a listener table (duplicates across parentRefs that select the

@@ -717,3 +717,54 @@ spec:
         .expect("route");
     assert_eq!(route.parents.len(), 2, "one status entry per parentRef");
 }
+
+// GRPCRoute: "If a Route (A) of type HTTPRoute or GRPCRoute is attached to a Listener and that
+// listener already has another Route (B) of the other type attached and the intersection of the
+// hostnames of A and B is non-empty, then the implementation MUST accept exactly one of these two
+// routes ... The oldest Route based on creation timestamp."
+#[test]
+fn http_and_grpc_routes_sharing_hostnames_keep_the_oldest() {
+    let c = run(&format!(
+        "{GATEWAY}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: web, namespace: default, creationTimestamp: '2024-01-02T00:00:00Z'}}
+spec:
+  parentRefs: [{{name: edge, sectionName: other}}]
+  hostnames: [api.example.com]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {{name: rpc, namespace: default, creationTimestamp: '2024-01-01T00:00:00Z'}}
+spec:
+  parentRefs: [{{name: edge, sectionName: other}}]
+  hostnames: ['*.example.com']
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: elsewhere, namespace: default, creationTimestamp: '2024-01-03T00:00:00Z'}}
+spec:
+  parentRefs: [{{name: edge, sectionName: other}}]
+  hostnames: [www.example.org]
+"
+    ));
+    let web = route_condition(&c, Kind::HttpRoute, "default", "web", "Accepted");
+    assert_eq!(
+        (web.status, web.reason.as_str()),
+        (ConditionStatus::False, "Conflicted")
+    );
+    assert!(route_condition(&c, Kind::GrpcRoute, "default", "rpc", "Accepted").is_true("Accepted"));
+    assert!(
+        route_condition(&c, Kind::HttpRoute, "default", "elsewhere", "Accepted")
+            .is_true("Accepted")
+    );
+    let listener = &c.table.gateways[0].listeners[1];
+    let http: Vec<_> = listener
+        .http
+        .iter()
+        .map(|e| e.route.key.name.as_str())
+        .collect();
+    assert_eq!(http, ["elsewhere"]);
+    assert_eq!(listener.grpc.len(), 1);
+}
