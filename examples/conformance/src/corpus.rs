@@ -73,6 +73,9 @@ pub struct TestSpec {
     /// Gateways (or ListenerSets) whose address the Go code waits for, kept raw.
     #[serde(default)]
     pub gateways: Vec<Value>,
+    /// Routes the Go code waits to be Accepted (`{kind, name, namespace}`), kept raw.
+    #[serde(default)]
+    pub routes: Vec<Value>,
     /// Requests and expectations (`cases:`), kept raw so that one malformed entry is reported
     /// on its own (the live replay parses them, see `live::cases`).
     #[serde(default)]

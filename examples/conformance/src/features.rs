@@ -5,7 +5,7 @@
 //! - The gw-model status harness claims every feature but [`UNSUPPORTED_FEATURES`]: status
 //!   logic covers all of them.
 //! - The live replay against `gw-gateway` claims [`LIVE_FEATURES`]: what the binary serves
-//!   today (HTTP listeners; no TLS, TCP or UDP yet).
+//!   today (HTTP, HTTPS, TLS, TCP and UDP listeners).
 
 use std::collections::BTreeSet;
 use std::sync::OnceLock;
@@ -19,15 +19,21 @@ use crate::corpus::{Corpus, TestSpec};
 /// in `GatewayClass.status.supportedFeatures` (GEP-2162) through `CompileOptions`.
 pub const UNSUPPORTED_FEATURES: &[&str] = &[];
 
-/// Features the live replay claims for `gw-gateway`: Gateway, HTTPRoute, GRPCRoute and
-/// ReferenceGrant, the Gateway extended features that need no TLS, and every HTTPRoute extended
-/// feature except those needing TLS (BackendTLSPolicy, frontend/backend client certificates,
-/// misdirected-request detection on HTTPS listeners are not claimed). Every name must be in
-/// `features.json` ([`Features::live`] checks).
+/// Features the live replay claims for `gw-gateway`: Gateway (with every extended feature but
+/// GatewayInfrastructurePropagation, which inspects generated Kubernetes resources), HTTPRoute
+/// (all extended features), GRPCRoute, ReferenceGrant, BackendTLSPolicy (with SAN
+/// validation), TLSRoute (passthrough, terminate, mixed), TCPRoute and UDPRoute; no Mesh
+/// feature. Every name must be in `features.json` ([`Features::live`] checks).
 pub const LIVE_FEATURES: &[&str] = &[
+    "BackendTLSPolicy",
+    "BackendTLSPolicySANValidation",
     "Gateway",
     "GatewayAddressEmpty",
+    "GatewayBackendClientCertificate",
+    "GatewayFrontendClientCertificateValidation",
+    "GatewayFrontendClientCertificateValidationInsecureFallback",
     "GatewayHTTPListenerIsolation",
+    "GatewayHTTPSListenerDetectMisdirectedRequests",
     "GatewayPort8080",
     "GatewayStaticAddresses",
     "ListenerSet",
@@ -61,6 +67,11 @@ pub const LIVE_FEATURES: &[&str] = &[
     "HTTPRouteRetryBackendTimeout",
     "HTTPRouteRetryConnectionError",
     "HTTPRouteSchemeRedirect",
+    "TCPRoute",
+    "TLSRoute",
+    "TLSRouteModeMixed",
+    "TLSRouteModeTerminate",
+    "UDPRoute",
 ];
 
 /// The claimed feature names.

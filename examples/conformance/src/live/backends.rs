@@ -6,7 +6,8 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use gw_echo::{EchoConfig, EchoLog, EchoMode, EchoServer};
+use base64::Engine as _;
+use gw_echo::{EchoConfig, EchoLog, EchoMode, EchoServer, HttpsConfig, TlsIdentity};
 use serde_json::{Value, json};
 
 use crate::cluster::{Cluster, ObjectId};
@@ -16,6 +17,8 @@ const HTTP_PORT: u16 = 3000;
 const H2C_PORT: u16 = 3001;
 const TCP_PORT: u16 = 3000;
 const UDP_PORT: u16 = 8080;
+/// echo-basic's `HTTPS_PORT` and the TCP echo's `TLS_PORT`.
+const TLS_PORT: u16 = 8443;
 
 /// What a pod's echo server speaks (from the Deployment's environment).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +61,109 @@ pub struct Pod {
     pub kind: EchoKind,
     /// Named container ports (`targetPort` by name).
     pub named_ports: BTreeMap<String, u16>,
+    /// `SERVICE_NAME` (reported by the TCP and UDP echoes).
+    pub service: String,
+    /// The TLS listener, when `TLS_SERVER_CERT` and the key name files of mounted volumes:
+    /// HTTPS (HTTP and gRPC modes, `HTTPS_PORT`) or TCP over TLS (TCP mode, `TLS_PORT`).
+    pub tls: Option<PodTls>,
+}
+
+/// A pod's TLS listener, with the PEMs of the Secret / ConfigMap files its env names.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PodTls {
+    /// `HTTPS_PORT` / `TLS_PORT` (default 8443).
+    pub port: u16,
+    /// `TLS_SERVER_CERT`.
+    pub cert_pem: String,
+    /// `TLS_SERVER_PRIVKEY` (or `TLS_SERVER_PRIV_KEY`).
+    pub key_pem: String,
+    /// `TLS_CLIENT_CACERTS` (HTTPS only: client certificates verified if given).
+    pub client_ca_pem: Option<String>,
+}
+
+impl std::fmt::Debug for PodTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PodTls")
+            .field("port", &self.port)
+            .field("client_ca", &self.client_ca_pem.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The content of a file a container sees at `path`: the volume mounted at a prefix of it
+/// (`volumeMounts`), then that volume's Secret or ConfigMap key (`items` map keys to paths;
+/// without items every key is a file), read from the cluster (Secret `stringData` or base64
+/// `data`, ConfigMap `data`).
+fn mounted_file(
+    cluster: &Cluster,
+    namespace: &str,
+    pod_spec: &Value,
+    container: &Value,
+    path: &str,
+) -> Result<String, String> {
+    let mounts = container
+        .get("volumeMounts")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let (volume_name, file) = mounts
+        .iter()
+        .filter_map(|m| {
+            let mount = m.get("mountPath")?.as_str()?.trim_end_matches('/');
+            let file = path.strip_prefix(mount)?.strip_prefix('/')?;
+            Some((m.get("name")?.as_str()?, file))
+        })
+        .next()
+        .ok_or_else(|| format!("no volumeMount holds {path}"))?;
+    let volume = pod_spec
+        .get("volumes")
+        .and_then(Value::as_array)
+        .and_then(|v| {
+            v.iter()
+                .find(|v| v.get("name").and_then(Value::as_str) == Some(volume_name))
+        })
+        .ok_or_else(|| format!("no volume {volume_name} (mounted for {path})"))?;
+    let (kind, source) = if let Some(s) = volume.get("secret") {
+        let name = s.get("secretName").and_then(Value::as_str);
+        ("Secret", (s, name))
+    } else if let Some(c) = volume.get("configMap") {
+        ("ConfigMap", (c, c.get("name").and_then(Value::as_str)))
+    } else {
+        return Err(format!(
+            "volume {volume_name} is neither a Secret nor a ConfigMap"
+        ));
+    };
+    let (source, name) = source;
+    let name = name.ok_or_else(|| format!("volume {volume_name} names no {kind}"))?;
+    let key = match source.get("items").and_then(Value::as_array) {
+        Some(items) => items
+            .iter()
+            .find(|i| i.get("path").and_then(Value::as_str) == Some(file))
+            .and_then(|i| i.get("key").and_then(Value::as_str))
+            .ok_or_else(|| format!("{kind} volume {volume_name} maps no key to {file}"))?,
+        None => file,
+    };
+    let id = ObjectId::new(kind, namespace, name);
+    let object = cluster
+        .get(&id)
+        .ok_or_else(|| format!("{id} (mounted at {path}) does not exist"))?;
+    if let Some(text) = object
+        .pointer(&format!("/stringData/{key}"))
+        .and_then(Value::as_str)
+    {
+        return Ok(text.to_owned());
+    }
+    let data = object
+        .pointer(&format!("/data/{key}"))
+        .and_then(Value::as_str)
+        .ok_or_else(|| format!("{id} has no key {key} (mounted at {path})"))?;
+    if kind == "ConfigMap" {
+        return Ok(data.to_owned());
+    }
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(data.trim())
+        .map_err(|e| format!("{id} data.{key} is not base64: {e}"))?;
+    String::from_utf8(bytes).map_err(|_| format!("{id} data.{key} is not UTF-8"))
 }
 
 /// Plans the pods of every echo-basic Deployment (other images, e.g. coredns, are not run);
@@ -103,6 +209,43 @@ pub fn plan(
             }
         };
         let on = |var: &str| env.get(var).is_some_and(|v| !v.is_empty());
+        let pod_spec = manifest
+            .pointer("/spec/template/spec")
+            .unwrap_or(&Value::Null);
+        let file = |var: &str| -> Result<Option<String>, String> {
+            match env.get(var).filter(|v| !v.is_empty()) {
+                None => Ok(None),
+                Some(path) => mounted_file(cluster, &id.namespace, pod_spec, container, path)
+                    .map(Some)
+                    .map_err(|e| format!("{id}: {var}: {e}")),
+            }
+        };
+        let key_var = if on("TLS_SERVER_PRIVKEY") {
+            "TLS_SERVER_PRIVKEY"
+        } else {
+            "TLS_SERVER_PRIV_KEY"
+        };
+        let tls = match (file("TLS_SERVER_CERT")?, file(key_var)?) {
+            (Some(cert_pem), Some(key_pem)) => {
+                let l4 = on("TCP_ECHO_SERVER") || on("UDP_ECHO_SERVER");
+                Some(PodTls {
+                    port: port(if l4 { "TLS_PORT" } else { "HTTPS_PORT" }, TLS_PORT)?,
+                    cert_pem,
+                    key_pem,
+                    client_ca_pem: if l4 {
+                        None
+                    } else {
+                        file("TLS_CLIENT_CACERTS")?
+                    },
+                })
+            }
+            _ => None,
+        };
+        let service = env
+            .get("SERVICE_NAME")
+            .filter(|v| v.as_str() != "(ref)")
+            .cloned()
+            .unwrap_or_default();
         let kind = if on("GRPC_ECHO_SERVER") {
             EchoKind::Grpc {
                 port: port("HTTP_PORT", HTTP_PORT)?,
@@ -161,6 +304,8 @@ pub fn plan(
                 ip,
                 kind: kind.clone(),
                 named_ports: named_ports.clone(),
+                service: service.clone(),
+                tls: tls.clone(),
             });
         }
     }
@@ -192,20 +337,41 @@ impl Backends {
             let mut config = EchoConfig {
                 pod: pod.name.clone(),
                 namespace: pod.namespace.clone(),
+                service: pod.service.clone(),
                 ..EchoConfig::default()
             };
+            let https = pod.tls.as_ref().map(|t| HttpsConfig {
+                addr: SocketAddr::new(IpAddr::V4(pod.ip), t.port),
+                cert_pem: t.cert_pem.clone(),
+                key_pem: t.key_pem.clone(),
+                client_ca_pem: t.client_ca_pem.clone(),
+            });
             match pod.kind {
                 EchoKind::Http { http, h2c } => {
                     config.http = at(http);
                     config.h2c = at(h2c);
+                    config.https = https;
                 }
                 EchoKind::Grpc { port } => {
                     config.mode = EchoMode::Grpc;
                     config.http = at(port);
+                    config.https = https;
                 }
                 EchoKind::L4 { tcp, udp } => {
                     config.tcp = tcp.and_then(at);
                     config.udp = udp.and_then(at);
+                    // echo-basic serves TCP over TLS only in TCP mode.
+                    if tcp.is_some() {
+                        config.tcp_tls = pod.tls.as_ref().map(|t| {
+                            (
+                                SocketAddr::new(IpAddr::V4(pod.ip), t.port),
+                                TlsIdentity {
+                                    cert_pem: t.cert_pem.clone(),
+                                    key_pem: t.key_pem.clone(),
+                                },
+                            )
+                        });
+                    }
                 }
             }
             let server = EchoServer::start(config)
@@ -453,5 +619,95 @@ mod tests {
         assert_eq!(m4["endpoints"][0]["addresses"][0], "127.20.0.1");
         let m6 = c.get(&ObjectId::new("EndpointSlice", "ns", "m6")).unwrap();
         assert!(m6.get("endpoints").is_none());
+    }
+    #[test]
+    fn tls_env_reads_the_mounted_secret_and_config_map() {
+        let mut c = Cluster::default();
+        let programmatic = crate::certs::programmatic_objects().unwrap();
+        for (i, o) in programmatic.iter().enumerate() {
+            c.apply("p", i, o.clone(), BASE_CREATED);
+        }
+        let deployment = |name: &str, env: Value| {
+            json!({"apiVersion": "apps/v1", "kind": "Deployment",
+               "metadata": {"name": name, "namespace": "gateway-conformance-infra"},
+               "spec": {"template": {"metadata": {"labels": {"app": name}}, "spec": {
+                 "containers": [{"image": "echo-basic", "env": env,
+                   "ports": [{"name": "tls", "containerPort": 8443}],
+                   "volumeMounts": [{"name": "s", "mountPath": "/etc/secret-volume"},
+                                    {"name": "c", "mountPath": "/etc/configmap-volume"}]}],
+                 "volumes": [
+                   {"name": "s", "secret": {"secretName": "tls-checks-certificate",
+                     "items": [{"key": "tls.crt", "path": "crt"}, {"key": "tls.key", "path": "key"}]}},
+                   {"name": "c", "configMap": {"name": "tls-checks-ca-certificate",
+                     "items": [{"key": "ca.crt", "path": "ca"}]}}]}}}})
+        };
+        c.apply(
+            "t",
+            100,
+            deployment(
+                "https",
+                json!([
+            {"name": "TLS_SERVER_CERT", "value": "/etc/secret-volume/crt"},
+            {"name": "TLS_SERVER_PRIVKEY", "value": "/etc/secret-volume/key"},
+            {"name": "TLS_CLIENT_CACERTS", "value": "/etc/configmap-volume/ca"}]),
+            ),
+            BASE_CREATED,
+        );
+        c.apply(
+            "t",
+            101,
+            deployment(
+                "tcp",
+                json!([
+            {"name": "TCP_ECHO_SERVER", "value": "1"},
+            {"name": "SERVICE_NAME", "value": "tcp-svc"},
+            {"name": "TLS_SERVER_CERT", "value": "/etc/secret-volume/crt"},
+            {"name": "TLS_SERVER_PRIV_KEY", "value": "/etc/secret-volume/key"}]),
+            ),
+            BASE_CREATED,
+        );
+        let pods = plan(&c, |n| Some(Ipv4Addr::new(127, 20, 0, n as u8 + 1))).unwrap();
+        let pem = |key: &str| {
+            crate::certs::programmatic_pem(
+                "gateway-conformance-infra",
+                "tls-checks-certificate",
+                key,
+            )
+        };
+        let https = pods.iter().find(|p| p.deployment == "https").unwrap();
+        let tls = https.tls.as_ref().unwrap();
+        assert_eq!(tls.port, 8443);
+        assert_eq!(Some(tls.cert_pem.clone()), pem("tls.crt"));
+        assert_eq!(Some(tls.key_pem.clone()), pem("tls.key"));
+        assert!(
+            tls.client_ca_pem
+                .as_deref()
+                .unwrap()
+                .contains("BEGIN CERTIFICATE")
+        );
+        let tcp = pods.iter().find(|p| p.deployment == "tcp").unwrap();
+        assert_eq!(tcp.service, "tcp-svc");
+        assert_eq!(
+            tcp.kind,
+            EchoKind::L4 {
+                tcp: Some(3000),
+                udp: None
+            }
+        );
+        assert_eq!(tcp.tls.as_ref().unwrap().client_ca_pem, None);
+
+        c.apply(
+            "t",
+            102,
+            deployment(
+                "broken",
+                json!([
+            {"name": "TLS_SERVER_CERT", "value": "/elsewhere/crt"},
+            {"name": "TLS_SERVER_PRIVKEY", "value": "/etc/secret-volume/key"}]),
+            ),
+            BASE_CREATED,
+        );
+        let err = plan(&c, |n| Some(Ipv4Addr::new(127, 20, 0, n as u8 + 1))).unwrap_err();
+        assert!(err.contains("no volumeMount holds /elsewhere/crt"), "{err}");
     }
 }

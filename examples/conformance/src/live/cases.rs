@@ -105,16 +105,17 @@ pub enum Protocol {
 }
 
 impl Protocol {
-    /// Whether the live harness can send this protocol today (no raw TLS, TCP or UDP yet).
-    pub fn supported(self) -> bool {
-        matches!(
-            self,
-            Protocol::Http
-                | Protocol::Https
-                | Protocol::H2
-                | Protocol::H2cPriorKnowledge
-                | Protocol::Grpc
-        )
+    /// The port a request without `port` goes to (the scheme's default).
+    pub fn default_port(self) -> u16 {
+        match self {
+            Protocol::Https | Protocol::H2 | Protocol::Tls => 443,
+            _ => 80,
+        }
+    }
+
+    /// Whether the client speaks TLS to the gateway.
+    pub fn is_tls(self) -> bool {
+        matches!(self, Protocol::Https | Protocol::H2 | Protocol::Tls)
     }
 
     /// The corpus spelling.

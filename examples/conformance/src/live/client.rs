@@ -1,7 +1,8 @@
 //! The clients of the live replay: HTTP/1.1 with one connection per request (the suite turns
-//! keep-alives off), cleartext HTTP/2 with prior knowledge, gRPC over h2c (tonic on a hyper
-//! HTTP/2 connection, so that the dial address and `:authority` are independent), and a
-//! WebSocket exchange. Every exchange has a deadline; nothing here panics on what the peer sends.
+//! keep-alives off), cleartext HTTP/2 with prior knowledge, HTTPS / H2 and the TLS dialer of
+//! the `TLS` protocol ([`TlsClient`]), gRPC over h2c (tonic on a hyper HTTP/2 connection, so
+//! that the dial address and `:authority` are independent), and a WebSocket exchange. Every
+//! exchange has a deadline; nothing here panics on what the peer sends.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -23,6 +24,10 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use gw_echo::proto::{EchoRequest, EchoResponse};
 
 use super::expect::{Response, SentRequest, is_redirect, parse_url};
+
+/// How the error of a TLS handshake in which the server did not ask for the offered client
+/// certificate starts (the handshake itself succeeded).
+pub const CLIENT_CERT_NOT_ASKED: &str = "the server did not ask for a client certificate";
 
 /// Go's `http.Client` follows at most 10 redirects.
 const MAX_REDIRECTS: usize = 10;
@@ -130,16 +135,108 @@ fn go_name_matches(presented: &[String], server_name: &rustls_pki_types::ServerN
         })
 }
 
-/// TLS settings of the HTTPS and H2 clients: the trusted root, the SNI and, optionally, a client
-/// certificate offered when the gateway asks for one.
+/// Accepts any server certificate (signatures still checked): the TLS client of a
+/// `connection_rejected` case without `server_ca`, where only a failure caused by the gateway
+/// may count, never one of the client's own verification.
+#[derive(Debug)]
+struct AnyServerCert(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyServerCert {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls_pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls_pki_types::CertificateDer<'_>],
+        _server_name: &rustls_pki_types::ServerName<'_>,
+        _ocsp: &[u8],
+        _now: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls_pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls_pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// Offers the case's client certificate (Go's `GetClientCertificate`) and records that the
+/// server asked for one: the suite asserts it *was* asked when a client certificate is given.
+#[derive(Debug)]
+pub struct AskedForClientCert {
+    key: Arc<rustls::sign::CertifiedKey>,
+    asked: std::sync::atomic::AtomicBool,
+}
+
+impl AskedForClientCert {
+    fn new(key: Arc<rustls::sign::CertifiedKey>) -> AskedForClientCert {
+        AskedForClientCert {
+            key,
+            asked: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Whether the server sent a CertificateRequest on this connection.
+    pub fn asked(&self) -> bool {
+        self.asked.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl rustls::client::ResolvesClientCert for AskedForClientCert {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[rustls::SignatureScheme],
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        self.asked.store(true, std::sync::atomic::Ordering::SeqCst);
+        Some(self.key.clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+/// TLS settings of the HTTPS, H2 and TLS clients: the trusted root, the SNI and, optionally, a
+/// client certificate offered when the gateway asks for one (and which it must ask for).
 pub struct TlsClient {
     config: Arc<rustls::ClientConfig>,
+    client_key: Option<Arc<rustls::sign::CertifiedKey>>,
     sni: rustls_pki_types::ServerName<'static>,
 }
 
 impl std::fmt::Debug for TlsClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TlsClient").field("sni", &self.sni).finish()
+        f.debug_struct("TlsClient")
+            .field("sni", &self.sni)
+            .field("client_cert", &self.client_key.is_some())
+            .finish()
     }
 }
 
@@ -152,53 +249,110 @@ impl TlsClient {
         client: Option<(&str, &str)>,
         h2: bool,
     ) -> Result<TlsClient, String> {
+        let alpn = if h2 {
+            b"h2".to_vec()
+        } else {
+            b"http/1.1".to_vec()
+        };
+        TlsClient::build(Some(server_ca_pem), sni, client, vec![alpn])
+    }
+
+    /// The client of the `TLS` protocol (Go's `tls.Dialer`: no ALPN, TLS 1.2 or later). Without
+    /// `server_ca_pem` any server certificate is accepted.
+    pub fn raw(server_ca_pem: Option<&str>, sni: &str) -> Result<TlsClient, String> {
+        TlsClient::build(server_ca_pem, sni, None, Vec::new())
+    }
+
+    fn build(
+        server_ca_pem: Option<&str>,
+        sni: &str,
+        client: Option<(&str, &str)>,
+        alpn: Vec<Vec<u8>>,
+    ) -> Result<TlsClient, String> {
         use rustls_pki_types::pem::PemObject;
         use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in CertificateDer::pem_slice_iter(server_ca_pem.as_bytes()) {
-            let cert = cert.map_err(|e| format!("server_ca: {e}"))?;
-            roots.add(cert).map_err(|e| format!("server_ca: {e}"))?;
-        }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(
-            Arc::new(roots),
-            provider.clone(),
-        )
-        .build()
-        .map_err(|e| format!("server_ca: {e}"))?;
-        let builder = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(GoNames(webpki)));
-        let mut config = match client {
-            None => builder.with_no_client_auth(),
+        let verifier: Arc<dyn rustls::client::danger::ServerCertVerifier> = match server_ca_pem {
+            None => Arc::new(AnyServerCert(provider.clone())),
+            Some(pem) => {
+                let mut roots = rustls::RootCertStore::empty();
+                for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+                    let cert = cert.map_err(|e| format!("server_ca: {e}"))?;
+                    roots.add(cert).map_err(|e| format!("server_ca: {e}"))?;
+                }
+                let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    provider.clone(),
+                )
+                .build()
+                .map_err(|e| format!("server_ca: {e}"))?;
+                Arc::new(GoNames(webpki))
+            }
+        };
+        let client_key = match client {
+            None => None,
             Some((cert, key)) => {
                 let chain = CertificateDer::pem_slice_iter(cert.as_bytes())
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(|e| format!("client_cert: {e}"))?;
                 let key = PrivateKeyDer::from_pem_slice(key.as_bytes())
                     .map_err(|e| format!("client key: {e}"))?;
-                builder
-                    .with_client_auth_cert(chain, key)
-                    .map_err(|e| format!("client certificate: {e}"))?
+                let certified = rustls::sign::CertifiedKey::from_der(chain, key, &provider)
+                    .map_err(|e| format!("client certificate: {e}"))?;
+                Some(Arc::new(certified))
             }
         };
-        config.alpn_protocols = vec![if h2 {
-            b"h2".to_vec()
-        } else {
-            b"http/1.1".to_vec()
-        }];
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier)
+            .with_no_client_auth();
+        config.alpn_protocols = alpn;
         let sni = rustls_pki_types::ServerName::try_from(sni.to_owned())
             .map_err(|e| format!("sni {sni:?}: {e}"))?;
         Ok(TlsClient {
             config: Arc::new(config),
+            client_key,
             sni,
         })
     }
+
+    /// The TLS handshake on `stream`. With a client certificate, a handshake in which the
+    /// server did not ask for one fails (the suite's assertion).
+    pub async fn handshake(
+        &self,
+        stream: TcpStream,
+        addr: SocketAddr,
+    ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, String> {
+        let (config, recorder) = match &self.client_key {
+            None => (self.config.clone(), None),
+            Some(key) => {
+                let recorder = Arc::new(AskedForClientCert::new(key.clone()));
+                let mut config = (*self.config).clone();
+                config.client_auth_cert_resolver = recorder.clone();
+                (Arc::new(config), Some(recorder))
+            }
+        };
+        let stream = tokio_rustls::TlsConnector::from(config)
+            .connect(self.sni.clone(), stream)
+            .await
+            .map_err(|e| format!("TLS handshake with {addr} (SNI {:?}): {e}", self.sni))?;
+        if let Some(recorder) = recorder
+            && !recorder.asked()
+        {
+            return Err(format!(
+                "{CLIENT_CERT_NOT_ASKED} at {addr} (SNI {:?}), but the case offers one (the \
+                 suite asserts it was asked)",
+                self.sni
+            ));
+        }
+        Ok(stream)
+    }
 }
 
-async fn connect(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, String> {
+/// Connects to `addr` (TCP, no delay). Errors start with `connect `.
+pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, String> {
     match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
         Ok(Ok(stream)) => {
             let _ = stream.set_nodelay(true);
@@ -333,11 +487,7 @@ async fn once(
     match version.tls() {
         None => send_over(TokioIo::new(stream), addr, req, version.is_http1()).await,
         Some(tls) => {
-            let connector = tokio_rustls::TlsConnector::from(tls.config.clone());
-            let stream = connector
-                .connect(tls.sni.clone(), stream)
-                .await
-                .map_err(|e| format!("TLS handshake with {addr}: {e}"))?;
+            let stream = tls.handshake(stream, addr).await?;
             send_over(TokioIo::new(stream), addr, req, version.is_http1()).await
         }
     }
@@ -624,5 +774,73 @@ mod tests {
         assert_eq!(grpc_code_name(tonic::Code::Ok), "OK");
         assert_eq!(grpc_code_name(tonic::Code::Unimplemented), "Unimplemented");
         assert_eq!(grpc_code_name(tonic::Code::Cancelled), "Canceled");
+    }
+    /// The HTTPS client records whether the server asked for its client certificate: a
+    /// handshake with a server that does not ask fails (the suite's assertion).
+    #[tokio::test]
+    async fn an_offered_client_certificate_must_be_asked_for() {
+        use crate::live::expect::resolve_pem;
+        let ns = "gateway-conformance-infra";
+        let cert = resolve_pem(&format!("<cert of Secret {ns}/tls-checks-certificate>")).unwrap();
+        let key = resolve_pem(&format!("<key of Secret {ns}/tls-checks-certificate>")).unwrap();
+        let ca = resolve_pem(&format!(
+            "<ca.crt of ConfigMap {ns}/tls-checks-ca-certificate>"
+        ))
+        .unwrap();
+        let client_cert = resolve_pem(&format!(
+            "<cert of Secret {ns}/tls-checks-client-certificate>"
+        ))
+        .unwrap();
+        let client_key = resolve_pem(&format!(
+            "<key of Secret {ns}/tls-checks-client-certificate>"
+        ))
+        .unwrap();
+        let start = |client_ca: Option<String>| {
+            gw_echo::EchoServer::start(gw_echo::EchoConfig {
+                pod: "tls-backend-a-b".into(),
+                https: Some(gw_echo::HttpsConfig {
+                    addr: "127.0.0.1:0".parse().unwrap(),
+                    cert_pem: cert.clone(),
+                    key_pem: key.clone(),
+                    client_ca_pem: client_ca,
+                }),
+                ..gw_echo::EchoConfig::default()
+            })
+        };
+        let client = TlsClient::new(
+            &ca,
+            "abc.example.com",
+            Some((&client_cert, &client_key)),
+            false,
+        )
+        .unwrap();
+        let asking = start(Some(ca.clone())).await.unwrap();
+        let addr = asking.https_addr().unwrap();
+        let stream = connect(addr, Duration::from_secs(2)).await.unwrap();
+        assert!(client.handshake(stream, addr).await.is_ok());
+
+        let silent = start(None).await.unwrap();
+        let addr = silent.https_addr().unwrap();
+        let stream = connect(addr, Duration::from_secs(2)).await.unwrap();
+        let err = client.handshake(stream, addr).await.unwrap_err();
+        assert!(err.starts_with(CLIENT_CERT_NOT_ASKED), "{err}");
+
+        // Without a client certificate nothing is asserted.
+        let plain = TlsClient::new(&ca, "abc.example.com", None, false).unwrap();
+        let stream = connect(addr, Duration::from_secs(2)).await.unwrap();
+        assert!(plain.handshake(stream, addr).await.is_ok());
+        // The raw client without a CA accepts any certificate; with the wrong CA it fails.
+        let any = TlsClient::raw(None, "whatever.example.com").unwrap();
+        let stream = connect(addr, Duration::from_secs(2)).await.unwrap();
+        assert!(any.handshake(stream, addr).await.is_ok());
+        let mismatch = resolve_pem(&format!(
+            "<ca.crt of ConfigMap {ns}/mismatch-ca-certificate>"
+        ))
+        .unwrap();
+        let strict = TlsClient::raw(Some(&mismatch), "abc.example.com").unwrap();
+        let stream = connect(addr, Duration::from_secs(2)).await.unwrap();
+        assert!(strict.handshake(stream, addr).await.is_err());
+        asking.shutdown().await;
+        silent.shutdown().await;
     }
 }

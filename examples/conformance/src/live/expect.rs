@@ -8,6 +8,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::cases::{BackendRequest, Expect, MirrorTolerance, Redirect, Request, StatusExpect};
+use super::l4::{TcpAssertions, TcpSession, UdpReply};
 
 /// The placeholder for the Gateway's address.
 pub const GATEWAY_IP: &str = "${GATEWAY_IP}";
@@ -17,7 +18,7 @@ pub const UUID: &str = "<uuid>";
 /// A request as put on the wire (placeholders substituted).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SentRequest {
-    /// `http` (the only scheme the live harness sends today).
+    /// `http`, or `https` for the HTTPS / H2 clients (the default scheme of redirects).
     pub scheme: String,
     /// Method.
     pub method: String,
@@ -443,7 +444,227 @@ fn compare_backend(sent: &SentRequest, expect: &Expect, resp: &Response) -> Resu
             echoed.pod
         ));
     }
+    if let Some(br) = &expect.backend_request {
+        compare_backend_tls(br, &echoed)?;
+    }
     Ok(())
+}
+
+/// `backend_request.sni` / `client_cert`: what the backend's TLS server saw (the echo's `tls`
+/// object): the SNI the gateway sent, and the gateway's client certificate among the peer
+/// certificates (PEMs compared without whitespace).
+fn compare_backend_tls(br: &BackendRequest, echoed: &Echoed) -> Result<(), String> {
+    if br.sni.is_none() && br.client_cert.is_none() {
+        return Ok(());
+    }
+    let Some(tls) = echoed.tls.as_ref().filter(|t| t.is_object()) else {
+        return Err(format!(
+            "expected the backend connection to be TLS (SNI {:?}), the echo of pod {:?} \
+             reports no tls object (the gateway spoke plain HTTP to the backend)",
+            br.sni.as_deref().unwrap_or_default(),
+            echoed.pod
+        ));
+    };
+    if let Some(sni) = &br.sni {
+        let got = tls
+            .get("serverName")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if got != sni {
+            return Err(format!(
+                "expected the backend to see SNI {sni:?}, it saw {got:?}"
+            ));
+        }
+    }
+    if let Some(placeholder) = &br.client_cert {
+        let want = resolve_pem(placeholder)?;
+        let squash = |s: &str| s.chars().filter(|c| !c.is_whitespace()).collect::<String>();
+        let peers: Vec<String> = tls
+            .get("peerCertificates")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).map(squash).collect())
+            .unwrap_or_default();
+        if !peers.contains(&squash(&want)) {
+            return Err(format!(
+                "expected the gateway to present {placeholder} to the backend, the backend saw \
+                 {} peer certificate(s){}",
+                peers.len(),
+                if peers.is_empty() {
+                    " (no client certificate)"
+                } else {
+                    ", none of them that one"
+                }
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The PEM a corpus placeholder names: `<cert of Secret ns/name>` (`tls.crt`),
+/// `<key of Secret ns/name>` (`tls.key`), `<ca.crt of ConfigMap ns/name>` (`ca.crt`), from the
+/// programmatic objects.
+pub fn resolve_pem(placeholder: &str) -> Result<String, String> {
+    let inner = placeholder
+        .strip_prefix('<')
+        .and_then(|p| p.strip_suffix('>'))
+        .ok_or_else(|| format!("{placeholder:?} is not a placeholder"))?;
+    let (key, kind, object) = if let Some(o) = inner.strip_prefix("cert of Secret ") {
+        ("tls.crt", "Secret", o)
+    } else if let Some(o) = inner.strip_prefix("key of Secret ") {
+        ("tls.key", "Secret", o)
+    } else if let Some(o) = inner.strip_prefix("ca.crt of ConfigMap ") {
+        ("ca.crt", "ConfigMap", o)
+    } else {
+        return Err(format!("unknown certificate placeholder {placeholder:?}"));
+    };
+    let (ns, name) = object
+        .split_once('/')
+        .ok_or_else(|| format!("placeholder {placeholder:?} names no namespace"))?;
+    crate::certs::programmatic_pem(ns, name, key)
+        .ok_or_else(|| format!("no programmatic {kind} {ns}/{name} with {key}"))
+}
+
+/// A `true`/`false` expectation written as a YAML boolean or string.
+fn expected_bool(value: &Value) -> Option<bool> {
+    match value {
+        Value::Bool(b) => Some(*b),
+        Value::String(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+/// A string expectation (`null` = not checked).
+fn expected_str(value: Option<&Value>) -> Option<String> {
+    match value? {
+        Value::Null => None,
+        Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+/// Whether a TCP/TLS case runs the full tcp-backend session (Go
+/// `MakeTCPRequestAndExpectEventuallyValidResponse`: `backend_is_tls` given) rather than
+/// `tcp.EchoSendOnce`.
+pub fn wants_tcp_session(expect: &Expect) -> bool {
+    expect.backend_is_tls.as_ref().is_some_and(|v| !v.is_null())
+}
+
+/// Go `WaitForValidTCPResponse`'s checks on one session: the `IS_TLS` answer, the namespace
+/// (exact), the pod (`<backend>-` prefix), and when expected the SNI and ALPN protocol
+/// (`tls_protocol` is compared with `negotiatedProtocol`, as Go's `validateTestMessage` does).
+pub fn compare_tcp_session(expect: &Expect, session: &TcpSession) -> Result<(), String> {
+    if let Some(value) = expect.backend_is_tls.as_ref().filter(|v| !v.is_null()) {
+        let want = expected_bool(value)
+            .ok_or_else(|| format!("backend_is_tls {value} is not a boolean"))?;
+        if session.is_tls != want.to_string() {
+            return Err(format!(
+                "expected the backend connection to be {} (IS_TLS {want}), the backend answered \
+                 IS_TLS {:?} (pod {:?})",
+                if want { "TLS" } else { "plain TCP" },
+                session.is_tls,
+                session.assertions.pod
+            ));
+        }
+    }
+    let a = &session.assertions;
+    let namespace = expect.namespace.as_deref().unwrap_or_default();
+    if a.namespace != namespace {
+        return Err(format!(
+            "expected namespace {namespace:?}, got {:?} (pod {:?})",
+            a.namespace, a.pod
+        ));
+    }
+    if let Some(backend) = &expect.backend
+        && !a.pod.starts_with(&format!("{backend}-"))
+    {
+        return Err(format!(
+            "expected pod name to start with {backend}-, got {:?}",
+            a.pod
+        ));
+    }
+    if let Some(sni) = expected_str(expect.backend_sni.as_ref()) {
+        match &a.tls {
+            None => {
+                return Err(format!(
+                    "expected the backend to see SNI {sni:?}, it reports no TLS (pod {:?})",
+                    a.pod
+                ));
+            }
+            Some(tls) if tls.server_name != sni => {
+                return Err(format!(
+                    "expected the backend to see SNI {sni:?}, it saw {:?}",
+                    tls.server_name
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    if let Some(protocol) = expected_str(expect.tls_protocol.as_ref()) {
+        let got = a.tls.as_ref().map(|t| t.negotiated_protocol.as_str());
+        if got != Some(protocol.as_str()) {
+            return Err(format!(
+                "expected the backend's negotiated protocol {protocol:?}, got {got:?}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `tcp.EchoSendOnce` and the checks the Go loops make on it: a non-empty pod, starting with
+/// `backend` when given, in `namespace` when given.
+pub fn compare_tcp_echo(expect: &Expect, a: &TcpAssertions) -> Result<(), String> {
+    if a.pod.is_empty() {
+        return Err("TCP echo response missing pod name".to_owned());
+    }
+    if let Some(backend) = &expect.backend
+        && !a.pod.starts_with(backend.as_str())
+    {
+        return Err(format!(
+            "expected pod name to start with {backend}, got {:?}",
+            a.pod
+        ));
+    }
+    if let Some(ns) = &expect.namespace
+        && *ns != a.namespace
+    {
+        return Err(format!(
+            "expected namespace {ns:?}, got {:?} (pod {:?})",
+            a.namespace, a.pod
+        ));
+    }
+    Ok(())
+}
+
+/// Go `udp.ExpectEchoResponseFromBackend`: any reply satisfies `echo: true`; with `service` /
+/// `namespace` the JSON reply must name them. Returns the reply (its pod for the samplers).
+pub fn compare_udp(expect: &Expect, reply: &[u8]) -> Result<UdpReply, String> {
+    let parsed: Result<UdpReply, _> = serde_json::from_slice(reply);
+    if expect.service.is_none() && expect.namespace.is_none() {
+        return Ok(parsed.unwrap_or_default());
+    }
+    let parsed = parsed.map_err(|e| {
+        format!(
+            "UDP reply is not the echo JSON ({e}): {}",
+            truncate(&String::from_utf8_lossy(reply), 200)
+        )
+    })?;
+    if let Some(service) = &expect.service
+        && *service != parsed.service
+    {
+        return Err(format!(
+            "expected the UDP echo of service {service:?}, got service {:?} (pod {:?})",
+            parsed.service, parsed.pod
+        ));
+    }
+    if let Some(ns) = &expect.namespace
+        && *ns != parsed.namespace
+    {
+        return Err(format!(
+            "expected the UDP echo from namespace {ns:?}, got {:?} (pod {:?})",
+            parsed.namespace, parsed.pod
+        ));
+    }
+    Ok(parsed)
 }
 
 fn describe_headers(headers: &BTreeMap<String, Vec<String>>) -> String {
@@ -1090,5 +1311,154 @@ mod tests {
             json!({"Backend": ["infra-backend-v2"]}),
         );
         assert!(compare_http(&sent, &expect, &wrong).is_err());
+    }
+    fn tcp_session(is_tls: &str, pod: &str, sni: Option<&str>) -> TcpSession {
+        TcpSession {
+            is_tls: is_tls.into(),
+            assertions: TcpAssertions {
+                namespace: "gateway-conformance-infra".into(),
+                service: String::new(),
+                pod: pod.into(),
+                is_tls: is_tls == "true",
+                tls: sni.map(|s| crate::live::l4::TcpTls {
+                    version: "TLS 1.3".into(),
+                    server_name: s.into(),
+                    negotiated_protocol: String::new(),
+                }),
+            },
+        }
+    }
+
+    #[test]
+    fn tcp_sessions_check_is_tls_namespace_pod_and_sni() {
+        let expect: Expect = serde_json::from_value(json!({
+            "backend": "tcp-backend", "namespace": "gateway-conformance-infra",
+            "backend_is_tls": true, "backend_sni": "abc.example.com",
+        }))
+        .unwrap();
+        assert!(wants_tcp_session(&expect));
+        let ok = tcp_session("true", "tcp-backend-a-b", Some("abc.example.com"));
+        assert_eq!(compare_tcp_session(&expect, &ok), Ok(()));
+        let plain = tcp_session("false", "tcp-backend-a-b", None);
+        assert!(
+            compare_tcp_session(&expect, &plain)
+                .unwrap_err()
+                .contains("IS_TLS")
+        );
+        let other_sni = tcp_session("true", "tcp-backend-a-b", Some("x.example.com"));
+        assert!(
+            compare_tcp_session(&expect, &other_sni)
+                .unwrap_err()
+                .contains("SNI")
+        );
+        // Go checks the `<backend>-` prefix: tcp-backend-2's pods are not tcp-backend's.
+        let lookalike = tcp_session("true", "tcp-backendx-a-b", Some("abc.example.com"));
+        assert!(
+            compare_tcp_session(&expect, &lookalike)
+                .unwrap_err()
+                .contains("start with")
+        );
+        let alpn: Expect =
+            serde_json::from_value(json!({"backend_is_tls": true, "tls_protocol": "h2",
+                "namespace": "gateway-conformance-infra"}))
+            .unwrap();
+        assert!(
+            compare_tcp_session(&alpn, &ok)
+                .unwrap_err()
+                .contains("negotiated")
+        );
+    }
+
+    #[test]
+    fn tcp_echo_needs_a_pod_and_checks_the_prefix() {
+        let expect: Expect =
+            serde_json::from_value(json!({"echo": true, "backend": "tcp-attach-backend-1-"}))
+                .unwrap();
+        assert!(!wants_tcp_session(&expect));
+        let a = |pod: &str| TcpAssertions {
+            pod: pod.into(),
+            ..TcpAssertions::default()
+        };
+        assert_eq!(
+            compare_tcp_echo(&expect, &a("tcp-attach-backend-1-x-y")),
+            Ok(())
+        );
+        assert!(compare_tcp_echo(&expect, &a("tcp-attach-backend-2-x-y")).is_err());
+        assert!(compare_tcp_echo(&expect, &a("")).is_err());
+    }
+
+    #[test]
+    fn udp_replies_check_service_and_namespace_only_when_asked() {
+        let any: Expect = serde_json::from_value(json!({"echo": true})).unwrap();
+        assert_eq!(compare_udp(&any, b"not json").unwrap().pod, "");
+        let reply = br#"{"request":"x","namespace":"ns","service":"udp-a","pod":"udp-a-1-2"}"#;
+        assert_eq!(compare_udp(&any, reply).unwrap().pod, "udp-a-1-2");
+        let service: Expect =
+            serde_json::from_value(json!({"echo": true, "service": "udp-a", "namespace": "ns"}))
+                .unwrap();
+        assert!(compare_udp(&service, reply).is_ok());
+        let other: Expect =
+            serde_json::from_value(json!({"echo": true, "service": "udp-b"})).unwrap();
+        assert!(compare_udp(&other, reply).unwrap_err().contains("udp-b"));
+        assert!(compare_udp(&service, b"garbage").is_err());
+    }
+
+    #[test]
+    fn backend_tls_checks_sni_and_the_gateway_client_certificate() {
+        let cert =
+            resolve_pem("<cert of Secret gateway-conformance-infra/tls-checks-client-certificate>")
+                .unwrap();
+        let (sent, expect) = simple(json!({
+            "namespace": "gateway-conformance-infra",
+            "backend_request": {"sni": "abc.example.com", "_defaulted_from_request": true,
+                "client_cert": "<cert of Secret gateway-conformance-infra/tls-checks-client-certificate>"},
+        }));
+        let with_tls = |tls: Value| {
+            let body = json!({
+                "path": "/one?x=U", "host": "127.1.2.3", "method": "GET",
+                "headers": {"X-A": ["1"]}, "namespace": "gateway-conformance-infra",
+                "pod": "tls-backend-a-b", "tls": tls,
+            });
+            Response {
+                status: 200,
+                protocol: "HTTP/1.1".into(),
+                headers: vec![("content-type".into(), "application/json".into())],
+                body: serde_json::to_vec(&body).unwrap(),
+            }
+        };
+        let good = with_tls(json!({"serverName": "abc.example.com", "peerCertificates": [cert]}));
+        assert_eq!(compare_http(&sent, &expect, &good), Ok(()));
+        let no_cert = with_tls(json!({"serverName": "abc.example.com", "peerCertificates": []}));
+        assert!(
+            compare_http(&sent, &expect, &no_cert)
+                .unwrap_err()
+                .contains("no client certificate")
+        );
+        let wrong_sni = with_tls(json!({"serverName": "other", "peerCertificates": [cert]}));
+        assert!(
+            compare_http(&sent, &expect, &wrong_sni)
+                .unwrap_err()
+                .contains("SNI")
+        );
+        let plain = echo_reply("tls-backend-a-b", "/one?x=U", json!({"X-A": ["1"]}));
+        assert!(
+            compare_http(&sent, &expect, &plain)
+                .unwrap_err()
+                .contains("no tls object")
+        );
+    }
+
+    #[test]
+    fn pem_placeholders_resolve_to_the_programmatic_objects() {
+        let ca = resolve_pem(
+            "<ca.crt of ConfigMap gateway-conformance-infra/tls-checks-ca-certificate>",
+        )
+        .unwrap();
+        assert!(ca.starts_with("-----BEGIN CERTIFICATE-----"));
+        let key = resolve_pem("<key of Secret gateway-conformance-infra/tls-checks-certificate>")
+            .unwrap();
+        assert!(key.contains("PRIVATE KEY"));
+        assert!(resolve_pem("<cert of Secret nope/nope>").is_err());
+        assert!(resolve_pem("<thing of X a/b>").is_err());
     }
 }

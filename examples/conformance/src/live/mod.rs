@@ -17,8 +17,8 @@
 //!
 //! Addresses are disjoint per test (test number `t` in corpus order): Gateways get
 //! `127.10.t.0/24`, pods `127.20.t.n`, the admin server `127.30.t.1:15000`, so tests can run a
-//! few at a time. Cases whose protocol needs TLS, TCP or UDP fail ("not supported by the
-//! harness yet"); they are never passed silently.
+//! few at a time. Every protocol of the corpus is sent: HTTP, h2c, gRPC, HTTPS and H2
+//! ([`client`]), TLS, TCP and UDP ([`l4`]).
 //!
 //! [`LIVE_FEATURES`]: crate::features::LIVE_FEATURES
 //! [`Cluster`]: crate::cluster::Cluster
@@ -41,6 +41,7 @@ pub mod cases;
 pub mod client;
 pub mod expect;
 pub mod gateway;
+pub mod l4;
 pub mod runner;
 
 /// `GW_CONFORMANCE_RUN=TestA,TestB`: run only these tests.

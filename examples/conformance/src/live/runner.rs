@@ -16,9 +16,11 @@ use super::cases::{Case, Distribution, MirrorDistribution, Protocol, TargetRef};
 use super::client::{self, HttpVersion, grpc_code_name};
 use super::expect::{
     self, Response, SentRequest, backend_of_pod, check_distribution, check_mirror_count,
-    compare_grpc, compare_http, is_timeout, new_uuid, parse_range, prepare, truncate,
+    compare_grpc, compare_http, compare_tcp_echo, compare_tcp_session, compare_udp, is_timeout,
+    new_uuid, parse_range, prepare, resolve_pem, truncate, wants_tcp_session,
 };
 use super::gateway::{self, GatewayProcess};
+use super::l4;
 use super::{Counts, Outcome, Shared, TestReport, Verdict};
 use crate::checks::{self, Ctx};
 use crate::cluster::{
@@ -50,6 +52,7 @@ const COVERED_OTHER_CHECKS: &[&str] = &[
     "websocket",
     "address_empty",
     "static_addresses",
+    "route_conflict",
 ];
 
 /// The address of the n-th pod of the test in slot `slot`.
@@ -617,17 +620,11 @@ async fn run_case(ctx: &TestCtx<'_>, cluster: &Cluster, status: &Value, case: &C
         ));
     }
     let protocol = case.request.protocol;
-    if !protocol.supported() {
-        return Outcome::Fail(format!(
-            "protocol {} not supported by the harness yet",
-            protocol.name()
-        ));
-    }
     let ip = match gateway_ip(status, cluster, &case.gateway) {
         Ok(ip) => ip,
         Err(e) => return Outcome::Fail(e),
     };
-    let port = case.request.port.unwrap_or(80);
+    let port = case.request.port.unwrap_or(protocol.default_port());
     let target = Target {
         addr: SocketAddr::new(ip, port),
         ip: ip.to_string(),
@@ -636,6 +633,10 @@ async fn run_case(ctx: &TestCtx<'_>, cluster: &Cluster, status: &Value, case: &C
         Protocol::Grpc => match &case.distribution {
             Some(d) => grpc_distribution(ctx, case, &target, d).await,
             None => grpc_eventually(ctx, case, &target).await.map(|_| ()),
+        },
+        Protocol::Tcp | Protocol::Tls | Protocol::Udp => match L4::new(ctx, case, &target) {
+            Ok(l4) => l4.run().await,
+            Err(e) => Err(e),
         },
         _ => {
             let version = match http_version(&case.request) {
@@ -654,6 +655,11 @@ async fn run_case(ctx: &TestCtx<'_>, cluster: &Cluster, status: &Value, case: &C
                 http.mirror_distribution(m).await
             } else if let Some(n) = case.repeat {
                 http.repeat(n).await
+            } else if case.expect.failure.is_some()
+                && protocol.is_tls()
+                && case.expect.status.is_none()
+            {
+                http.expect_transport_failure().await
             } else if case.expect.failure.is_some() {
                 http.expect_failure().await
             } else {
@@ -671,22 +677,19 @@ async fn run_case(ctx: &TestCtx<'_>, cluster: &Cluster, status: &Value, case: &C
 /// `<cert of Secret ns/name>` placeholders to the programmatic certificates.
 fn http_version(request: &super::cases::Request) -> Result<HttpVersion, String> {
     let tls = |h2: bool| -> Result<HttpVersion, String> {
-        let pem = |placeholder: &str, key: &str| -> Result<String, String> {
-            let inner = placeholder
-                .strip_prefix("<cert of Secret ")
-                .and_then(|p| p.strip_suffix('>'))
-                .ok_or_else(|| format!("unknown certificate placeholder {placeholder:?}"))?;
-            let (ns, name) = inner
-                .split_once('/')
-                .ok_or_else(|| format!("placeholder {placeholder:?} names no namespace"))?;
-            crate::certs::programmatic_pem(ns, name, key)
-                .ok_or_else(|| format!("no programmatic Secret {ns}/{name} with {key}"))
-        };
-        let ca = pem(request.server_ca.as_deref().unwrap_or_default(), "tls.crt")?;
+        let ca = resolve_pem(
+            request
+                .server_ca
+                .as_deref()
+                .ok_or("an HTTPS case without server_ca")?,
+        )?;
         let sni = request.sni.as_deref().ok_or("an HTTPS case without sni")?;
         let client = match request.client_cert.as_deref() {
             None => None,
-            Some(c) => Some((pem(c, "tls.crt")?, pem(c, "tls.key")?)),
+            Some(c) => {
+                let key = c.replacen("<cert of", "<key of", 1);
+                Some((resolve_pem(c)?, resolve_pem(&key)?))
+            }
         };
         let client_ref = client.as_ref().map(|(c, k)| (c.as_str(), k.as_str()));
         let t = Arc::new(client::TlsClient::new(&ca, sni, client_ref, h2)?);
@@ -764,6 +767,16 @@ impl Http<'_> {
             self.target.addr.port(),
             &new_uuid(),
         );
+        if self.case.request.protocol.is_tls() {
+            sent.scheme = "https".to_owned();
+            // Go's client omits the scheme's default port from the Host header.
+            if self.case.request.host.is_none() {
+                sent.host = match self.target.addr.port() {
+                    443 => self.target.ip.clone(),
+                    port => format!("{}:{port}", self.target.ip),
+                };
+            }
+        }
         sent.headers.extend(extra_header);
         sent
     }
@@ -845,6 +858,37 @@ impl Http<'_> {
             }
         })
         .await
+    }
+
+    /// An HTTPS request that must fail with a transport/TLS error (no HTTP response at all),
+    /// a single attempt as in Go. A failed TCP connect (maybe the listener is not bound yet)
+    /// is retried within MaxTimeToConsistency, so that a listener which does come up is
+    /// exercised; refused for the whole window counts as the failure.
+    async fn expect_transport_failure(&self) -> Result<(), String> {
+        let deadline = Instant::now() + self.ctx.consistency();
+        loop {
+            match self.exchange(&self.sent(None)).await {
+                Ok(resp) => {
+                    return Err(format!(
+                        "expected the HTTPS request to fail (TLS handshake or transport error, \
+                         no HTTP response), got a response: {}",
+                        resp.describe()
+                    ));
+                }
+                Err(e) if e.starts_with(client::CLIENT_CERT_NOT_ASKED) => {
+                    return Err(format!(
+                        "expected the HTTPS request to fail, but the TLS handshake succeeded \
+                         without the gateway asking for a client certificate: {e}"
+                    ));
+                }
+                Err(e) if e.starts_with("connect ") && Instant::now() < deadline => {
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                }
+                // Refused for the whole window: a transport failure as well (Go's single
+                // attempt would see it too).
+                Err(_) => return Ok(()),
+            }
+        }
     }
 
     /// A Go loop of single requests; every one must satisfy `expect`.
@@ -1035,6 +1079,182 @@ where
     Err(format!("no attempt of {} passed; last: {last}", d.attempts))
 }
 
+/// The TCP, TLS and UDP flavours of a case (conformance/utils/tcp, tls, udp). Unlike HTTP, the
+/// Go helpers need one successful exchange (`assert.Eventually` / `PollUntilContextTimeout`),
+/// not three in a row.
+struct L4<'a> {
+    ctx: &'a TestCtx<'a>,
+    case: &'a Case,
+    target: &'a Target,
+    /// Per exchange: `timeout_s`, or the harness's request timeout.
+    timeout: Duration,
+    /// The TLS client of a `TLS` case.
+    tls: Option<client::TlsClient>,
+}
+
+/// How long a `connection_rejected` case waits for the first bytes after a handshake that
+/// succeeded, before it calls the connection open (not rejected).
+const REJECTION_WAIT: Duration = Duration::from_secs(1);
+
+impl<'a> L4<'a> {
+    fn new(ctx: &'a TestCtx<'a>, case: &'a Case, target: &'a Target) -> Result<L4<'a>, String> {
+        let request = &case.request;
+        let tls = match request.protocol {
+            Protocol::Tls => {
+                let sni = request.sni.as_deref().ok_or("a TLS case without sni")?;
+                let ca = request.server_ca.as_deref().map(resolve_pem).transpose()?;
+                if ca.is_none() && case.expect.connection_rejected != Some(true) {
+                    return Err("a TLS case without server_ca expects a connection".into());
+                }
+                Some(client::TlsClient::raw(ca.as_deref(), sni)?)
+            }
+            _ => None,
+        };
+        let timeout = request
+            .timeout_s
+            .filter(|s| *s > 0.0)
+            .map_or(ctx.request_timeout(), Duration::from_secs_f64);
+        Ok(L4 {
+            ctx,
+            case,
+            target,
+            timeout,
+            tls,
+        })
+    }
+
+    async fn run(&self) -> Result<(), String> {
+        let expect = &self.case.expect;
+        if self.case.mirror_distribution.is_some() {
+            return Err("mirror_distribution on a TCP/TLS/UDP case".into());
+        }
+        if let Some(d) = &self.case.distribution {
+            if self.case.request.protocol == Protocol::Tcp {
+                // tcp.ExpectAddressBeAvailable before sampling.
+                eventually(self.ctx.consistency(), 1, || async {
+                    client::connect(self.target.addr, self.timeout)
+                        .await
+                        .map(drop)
+                })
+                .await?;
+            }
+            return sample_attempts(d, |_| self.sample()).await;
+        }
+        if let Some(n) = self.case.repeat {
+            for i in 0..n {
+                self.once()
+                    .await
+                    .map_err(|e| format!("exchange {}/{n}: {e}", i + 1))?;
+            }
+            return Ok(());
+        }
+        if expect.connection_rejected == Some(true) {
+            return eventually(self.ctx.consistency(), 1, || self.rejected()).await;
+        }
+        if expect.failure.is_some() {
+            return Err(format!(
+                "`failure` on a {} case is not defined by the corpus",
+                self.case.request.protocol.name()
+            ));
+        }
+        eventually(self.ctx.consistency(), 1, || self.once())
+            .await
+            .map(drop)
+    }
+
+    /// A timed exchange.
+    async fn timed<T>(&self, f: impl Future<Output = Result<T, String>>) -> Result<T, String> {
+        match tokio::time::timeout(self.timeout, f).await {
+            Ok(r) => r,
+            Err(_) => Err(format!(
+                "{} exchange with {} did not finish within {:?}",
+                self.case.request.protocol.name(),
+                self.target.addr,
+                self.timeout
+            )),
+        }
+    }
+
+    /// One exchange compared with `expect`; the pod that answered.
+    async fn once(&self) -> Result<String, String> {
+        let expect = &self.case.expect;
+        match self.case.request.protocol {
+            Protocol::Udp => {
+                let payload = self.case.request.payload.as_deref().unwrap_or_default();
+                let reply =
+                    l4::udp_exchange(self.target.addr, payload.as_bytes(), self.timeout).await?;
+                Ok(compare_udp(expect, &reply)?.pod)
+            }
+            _ => {
+                let session = wants_tcp_session(expect);
+                let addr = self.target.addr;
+                self.timed(async {
+                    let stream = client::connect(addr, self.timeout).await?;
+                    let assertions = match (&self.tls, session) {
+                        (None, true) => {
+                            let s = l4::tcp_session(stream).await?;
+                            compare_tcp_session(expect, &s)?;
+                            s.assertions
+                        }
+                        (None, false) => l4::tcp_echo_once(stream).await?,
+                        (Some(tls), true) => {
+                            let s = l4::tcp_session(tls.handshake(stream, addr).await?).await?;
+                            compare_tcp_session(expect, &s)?;
+                            s.assertions
+                        }
+                        (Some(tls), false) => {
+                            l4::tcp_echo_once(tls.handshake(stream, addr).await?).await?
+                        }
+                    };
+                    compare_tcp_echo(expect, &assertions)?;
+                    Ok(assertions.pod)
+                })
+                .await
+            }
+        }
+    }
+
+    /// A weighted-distribution sample: one exchange (`tcp.EchoSendOnce` / one datagram); the
+    /// pod that answered, which must be named.
+    async fn sample(&self) -> Result<String, String> {
+        let pod = self.once().await?;
+        if pod.is_empty() {
+            return Err("the echo reply names no pod".into());
+        }
+        Ok(pod)
+    }
+
+    /// `connection_rejected`: the TCP connect or the TLS handshake with this SNI fails, or the
+    /// connection is closed right after it without a byte from a backend.
+    async fn rejected(&self) -> Result<(), String> {
+        let tls = self
+            .tls
+            .as_ref()
+            .ok_or("connection_rejected on a case that is not TLS")?;
+        let addr = self.target.addr;
+        let Ok(stream) = client::connect(addr, self.timeout).await else {
+            return Ok(());
+        };
+        let Ok(Ok(stream)) = tokio::time::timeout(self.timeout, tls.handshake(stream, addr)).await
+        else {
+            return Ok(());
+        };
+        match l4::first_line(stream, REJECTION_WAIT).await {
+            None => Ok(()),
+            Some(line) => Err(format!(
+                "expected the connection with SNI {:?} to be rejected, but the TLS handshake \
+                 succeeded and the connection stayed open{}",
+                self.case.request.sni.as_deref().unwrap_or_default(),
+                if line.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (the backend sent {:?})", truncate(&line, 80))
+                }
+            )),
+        }
+    }
+}
+
 fn grpc_authority(case: &Case, target: &Target) -> String {
     match &case.request.authority {
         Some(a) => expect::substitute(a, &target.ip, ""),
@@ -1129,10 +1349,111 @@ async fn other_checks_final(
     out: &mut Collected,
 ) {
     for other in &spec.other_checks {
-        if other.check == "static_addresses" {
-            let outcome = static_addresses(ctx, spec, cluster).await;
-            out.other("other check static_addresses", outcome);
+        let outcome = match other.check.as_str() {
+            "static_addresses" => static_addresses(ctx, spec, cluster).await,
+            "route_conflict" => route_conflict(ctx, spec, cluster).await,
+            _ => continue,
+        };
+        out.other(&format!("other check {}", other.check), outcome);
+    }
+}
+
+/// Probes per round of [`route_conflict`] (Go: 20 probes, 2 s each, a round per second).
+const CONFLICT_PROBES: usize = 20;
+
+/// TCP/UDPRouteMultipleRoutesAttachment, after the newer route was created: every probe to the
+/// contested listener is answered by the backend of the OLDEST route (the first of the test's
+/// `routes:`, its first backendRef), never by another. A round with a failed probe is retried
+/// (1 s apart, within MaxTimeToConsistency); a probe answered by another backend fails at once.
+async fn route_conflict(ctx: &TestCtx<'_>, spec: &TestSpec, cluster: &Cluster) -> Outcome {
+    match route_conflict_probe(ctx, spec, cluster).await {
+        Ok(()) => Outcome::Pass,
+        Err(e) => Outcome::Fail(e),
+    }
+}
+
+async fn route_conflict_probe(
+    ctx: &TestCtx<'_>,
+    spec: &TestSpec,
+    cluster: &Cluster,
+) -> Result<(), String> {
+    let gw = first_gateway(spec)?;
+    let section = gw
+        .section_names
+        .first()
+        .ok_or("gateways[0] names no listener (sectionNames)")?;
+    let namespace = gw.namespace.clone().unwrap_or_else(|| "default".into());
+    let route = spec.routes.first().ok_or("the test lists no route")?;
+    let field = |k: &str| route.get(k).and_then(Value::as_str).unwrap_or_default();
+    let route_id = ObjectId::new(field("kind"), field("namespace"), field("name"));
+    let expected = cluster
+        .get(&route_id)
+        .and_then(|r| r.pointer("/spec/rules/0/backendRefs/0/name"))
+        .and_then(Value::as_str)
+        .ok_or_else(|| format!("{route_id} has no backendRef"))?
+        .to_owned();
+    let gateway_id = ObjectId::new("Gateway", &namespace, &gw.name);
+    let port = cluster
+        .get(&gateway_id)
+        .and_then(|g| g.pointer("/spec/listeners"))
+        .and_then(Value::as_array)
+        .and_then(|ls| {
+            ls.iter()
+                .find(|l| l.get("name").and_then(Value::as_str) == Some(section.as_str()))
+        })
+        .and_then(|l| l.get("port"))
+        .and_then(Value::as_u64)
+        .and_then(|p| u16::try_from(p).ok())
+        .ok_or_else(|| format!("{gateway_id} has no listener {section}"))?;
+    let status = ctx.gw.status().await?;
+    let addr = SocketAddr::new(gateway_ip(&status, cluster, &gw)?, port);
+    let udp = route_id.kind == "UDPRoute";
+    let probe_timeout = Duration::from_secs(2);
+    let probe = || async move {
+        if udp {
+            let reply =
+                l4::udp_exchange(addr, b"gateway-api-conformance-udp-echo", probe_timeout).await?;
+            serde_json::from_slice::<l4::UdpReply>(&reply)
+                .map(|r| r.pod)
+                .map_err(|e| format!("UDP reply is not the echo JSON: {e}"))
+        } else {
+            let stream = client::connect(addr, probe_timeout).await?;
+            match tokio::time::timeout(probe_timeout, l4::tcp_echo_once(stream)).await {
+                Ok(r) => r.map(|a| a.pod),
+                Err(_) => Err(format!("no TCP echo within {probe_timeout:?}")),
+            }
         }
+    };
+    let deadline = Instant::now() + ctx.consistency();
+    loop {
+        let mut failed = None;
+        for i in 0..CONFLICT_PROBES {
+            match probe().await {
+                Ok(pod) if backend_of_pod(&pod) == expected => {}
+                Ok(pod) => {
+                    return Err(format!(
+                        "traffic to {addr} (listener {section}) reached backend {:?} (pod \
+                         {pod:?}); only {expected}, the backend of the oldest route \
+                         {route_id}, may receive it",
+                        backend_of_pod(&pod)
+                    ));
+                }
+                Err(e) => {
+                    failed = Some(format!("probe {}/{CONFLICT_PROBES}: {e}", i + 1));
+                    break;
+                }
+            }
+        }
+        let Some(e) = failed else {
+            return Ok(());
+        };
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "no round of {CONFLICT_PROBES} probes to {addr} succeeded within {:?}: {e}",
+                ctx.consistency()
+            ));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 
