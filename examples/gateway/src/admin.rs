@@ -1,9 +1,11 @@
 //! The admin server: `/healthz`, `/readyz`, `/status`, `/config_dump`, `/metrics`.
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
+use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, header};
@@ -20,6 +22,86 @@ use crate::controller::Snapshot;
 pub(crate) struct Metrics {
     pub reloads: AtomicU64,
     pub reload_errors: AtomicU64,
+    /// By listener socket address, then Gateway; kept after a listener closes (counters never
+    /// go back).
+    listeners: Mutex<BTreeMap<(String, String), Arc<ListenerMetrics>>>,
+}
+
+/// Connection counters of one listener socket.
+#[derive(Debug, Default)]
+pub(crate) struct ListenerMetrics {
+    /// Connections accepted and served.
+    pub accepted: AtomicU64,
+    /// Connections closed at once because a connection cap was reached.
+    pub rejected: AtomicU64,
+    /// Connections open now.
+    pub active: AtomicU64,
+}
+
+impl Metrics {
+    /// The counters of the listener on `addr` for `gateway` (created on first use).
+    pub(crate) fn listener(&self, addr: String, gateway: String) -> Arc<ListenerMetrics> {
+        let mut listeners = self
+            .listeners
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        listeners.entry((addr, gateway)).or_default().clone()
+    }
+
+    /// The listener counters in Prometheus text format.
+    fn write_listeners(&self, out: &mut String) {
+        let listeners = self
+            .listeners
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let families: [MetricFamily; 3] = [
+            (
+                "gw_listener_connections_accepted_total",
+                "counter",
+                "Connections accepted and served, by listener socket.",
+                |m| m.accepted.load(Ordering::Relaxed),
+            ),
+            (
+                "gw_listener_connections_rejected_total",
+                "counter",
+                "Connections closed at once because a connection cap was reached.",
+                |m| m.rejected.load(Ordering::Relaxed),
+            ),
+            (
+                "gw_listener_connections_active",
+                "gauge",
+                "Connections open now, by listener socket.",
+                |m| m.active.load(Ordering::Relaxed),
+            ),
+        ];
+        for (name, kind, help, value) in families {
+            let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n");
+            for ((addr, gateway), m) in listeners.iter() {
+                let _ = writeln!(
+                    out,
+                    "{name}{{listener=\"{}\",gateway=\"{}\"}} {}",
+                    escape_label(addr),
+                    escape_label(gateway),
+                    value(m)
+                );
+            }
+        }
+    }
+}
+
+/// A metric's name, type, help text, and how to read it.
+type MetricFamily = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&ListenerMetrics) -> u64,
+);
+
+/// Escapes a Prometheus label value.
+fn escape_label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// What the admin server reads.
@@ -115,7 +197,7 @@ fn handle(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> 
         }
         "/metrics" => {
             let version = snapshot.as_ref().map_or(0, |s| s.version);
-            let body = format!(
+            let mut body = format!(
                 "# HELP gw_config_reloads_total Configuration reloads that were applied.\n\
                  # TYPE gw_config_reloads_total counter\n\
                  gw_config_reloads_total {}\n\
@@ -128,6 +210,7 @@ fn handle(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> 
                 state.metrics.reloads.load(Ordering::Relaxed),
                 state.metrics.reload_errors.load(Ordering::Relaxed),
             );
+            state.metrics.write_listeners(&mut body);
             respond(StatusCode::OK, "text/plain; version=0.0.4", body)
         }
         _ => respond(StatusCode::NOT_FOUND, "text/plain", "not found\n"),

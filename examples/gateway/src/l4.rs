@@ -28,11 +28,6 @@ use tokio::task::JoinHandle;
 
 use crate::tls;
 
-/// How long a client may take to send its ClientHello.
-const PEEK_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a client may take to complete a terminated TLS handshake.
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// How a TCP socket's connections are dispatched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Mode {
@@ -103,13 +98,17 @@ impl Table {
 pub(crate) struct L4 {
     table: Arc<ArcSwap<Table>>,
     udp: HashMap<SocketAddr, (ObjectKey, JoinHandle<()>)>,
+    /// How long a client may take to send its ClientHello, and to complete a terminated TLS
+    /// handshake (`--tls-handshake-timeout`).
+    handshake_timeout: Duration,
 }
 
 impl L4 {
-    pub(crate) fn new() -> L4 {
+    pub(crate) fn new(handshake_timeout: Duration) -> L4 {
         L4 {
             table: Arc::new(ArcSwap::from_pointee(Table::default())),
             udp: HashMap::new(),
+            handshake_timeout,
         }
     }
 
@@ -125,6 +124,7 @@ impl L4 {
             gateway,
             port,
             table: self.table.clone(),
+            handshake_timeout: self.handshake_timeout,
         }
     }
 
@@ -195,6 +195,7 @@ pub(crate) struct Socket {
     gateway: ObjectKey,
     port: u16,
     table: Arc<ArcSwap<Table>>,
+    handshake_timeout: Duration,
 }
 
 /// Where a TLS connection goes.
@@ -231,7 +232,7 @@ impl Socket {
             Mode::Sni => {
                 let peeked = match sni::peek(
                     &mut stream,
-                    PeekConfig::default().timeout(PEEK_TIMEOUT),
+                    PeekConfig::default().timeout(self.handshake_timeout),
                 )
                 .await
                 {
@@ -251,7 +252,7 @@ impl Socket {
                     }
                     Ok(TlsTarget::Terminate(backend, tls)) => {
                         let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-                        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream))
+                        match tokio::time::timeout(self.handshake_timeout, acceptor.accept(stream))
                             .await
                         {
                             Ok(Ok(mut tls_stream)) => {

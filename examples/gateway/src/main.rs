@@ -10,6 +10,7 @@ mod controller;
 mod demo;
 mod files;
 mod l4;
+mod limits;
 mod serve;
 mod tls;
 
@@ -57,6 +58,8 @@ struct Args {
     /// Log as JSON lines.
     #[arg(long)]
     log_json: bool,
+    #[command(flatten)]
+    limits: limits::Limits,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -129,8 +132,11 @@ async fn run(args: Args) -> Result<(), String> {
     .map_err(|e| format!("admin server on {}: {e}", args.admin))?;
     tracing::info!(%admin_addr, "admin server listening");
 
-    let mut servers =
-        serve::Servers::new(gw_router::Router::new(gw_router::RouterConfig::default()));
+    let mut servers = serve::Servers::new(
+        gw_router::Router::new(gw_router::RouterConfig::default()),
+        args.limits.clone(),
+        metrics.clone(),
+    );
     let read = |path: &Option<PathBuf>| match path {
         Some(p) => files::read(p),
         None => files::ConfigFiles {
@@ -159,13 +165,12 @@ async fn run(args: Args) -> Result<(), String> {
     };
     apply(&current, &mut servers).await;
 
+    let mut terminate = Terminate::new()?;
     let mut poll = tokio::time::interval(POLL);
     loop {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => {
-                tracing::info!("shutting down");
-                return Ok(());
-            }
+            _ = tokio::signal::ctrl_c() => break,
+            () = terminate.recv() => break,
             Some(()) = events.recv() => {}
             _ = poll.tick() => {}
         }
@@ -190,6 +195,39 @@ async fn run(args: Args) -> Result<(), String> {
             current = next;
             apply(&current, &mut servers).await;
         }
+    }
+    tracing::info!(
+        deadline = ?args.limits.shutdown_timeout,
+        "shutting down: no new connections; finishing requests in flight"
+    );
+    if servers.shutdown().await {
+        tracing::info!("all connections closed");
+    } else {
+        tracing::warn!("shutdown deadline passed; closing the remaining connections");
+    }
+    Ok(())
+}
+
+/// SIGTERM (how Kubernetes and systemd stop a process).
+struct Terminate {
+    #[cfg(unix)]
+    signal: tokio::signal::unix::Signal,
+}
+
+impl Terminate {
+    fn new() -> Result<Terminate, String> {
+        Ok(Terminate {
+            #[cfg(unix)]
+            signal: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .map_err(|e| format!("cannot handle SIGTERM: {e}"))?,
+        })
+    }
+
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        self.signal.recv().await;
+        #[cfg(not(unix))]
+        std::future::pending::<()>().await;
     }
 }
 

@@ -1,27 +1,33 @@
 //! Data-plane listeners: binds the sockets the table asks for and serves them with gw-router.
+//!
+//! Every connection holds a permit of its listener's and of the global connection cap (over a
+//! cap it is accepted and closed at once) and a graceful-shutdown watcher: on shutdown the
+//! listeners close, HTTP connections finish their requests in flight (HTTP/1 `Connection:
+//! close`, HTTP/2 GOAWAY), and the others get until the shutdown deadline.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use gw_model::resources::ObjectKey;
 use gw_model::table::{ListenerTable, Protocol, RouteTable};
 use gw_router::{Incoming, Router, Routes, Scheme};
+use http_body_util::BodyExt as _;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::task::JoinHandle;
 use tower::ServiceExt as _;
 
+use crate::admin::{ListenerMetrics, Metrics};
+use crate::limits::{Limits, nonzero};
 use crate::{l4, tls};
-
-/// How long a client may take to send request headers.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long a client may take to complete a TLS handshake.
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 type TlsConfig = Arc<ArcSwap<rustls::ServerConfig>>;
 
@@ -32,6 +38,8 @@ struct Running {
     /// TLS (by SNI) or TCP dispatch.
     l4: Option<l4::Mode>,
     stop: watch::Sender<bool>,
+    /// The accept loop.
+    task: JoinHandle<()>,
 }
 
 struct Desired {
@@ -46,15 +54,55 @@ pub(crate) struct Servers {
     running: HashMap<SocketAddr, Running>,
     /// TLS, TCP and UDP listeners.
     l4: l4::L4,
+    limits: Arc<Limits>,
+    metrics: Arc<Metrics>,
+    /// The global connection cap.
+    total: Arc<Semaphore>,
+    /// Watches every connection; held by the accept loops too.
+    graceful: Arc<GracefulShutdown>,
 }
 
 impl Servers {
-    pub(crate) fn new(router: Router) -> Self {
+    pub(crate) fn new(router: Router, limits: Limits, metrics: Arc<Metrics>) -> Self {
         Servers {
             router,
             running: HashMap::new(),
-            l4: l4::L4::new(),
+            l4: l4::L4::new(limits.tls_handshake_timeout),
+            total: Arc::new(Semaphore::new(limits.max_connections as usize)),
+            limits: Arc::new(limits),
+            metrics,
+            graceful: Arc::new(GracefulShutdown::new()),
         }
+    }
+
+    /// Stops accepting on every listener, asks every HTTP connection to finish its requests
+    /// in flight and close (HTTP/1 `Connection: close`, HTTP/2 GOAWAY), and waits until every
+    /// connection is closed or `--shutdown-timeout` passed. Returns whether all closed in time.
+    pub(crate) async fn shutdown(self) -> bool {
+        let Servers {
+            running,
+            l4,
+            graceful,
+            limits,
+            ..
+        } = self;
+        drop(l4);
+        for (addr, r) in &running {
+            tracing::info!(%addr, gateway = %r.gateway, "closing listener");
+            let _ = r.stop.send(true);
+        }
+        for r in running.into_values() {
+            let _ = r.task.await;
+        }
+        let Ok(graceful) = Arc::try_unwrap(graceful) else {
+            // Unreachable: only the (finished) accept loops held it.
+            tracing::warn!("connections are still being accepted; not draining");
+            return false;
+        };
+        tracing::info!(connections = graceful.count(), "draining connections");
+        tokio::time::timeout(limits.shutdown_timeout, graceful.shutdown())
+            .await
+            .is_ok()
     }
 
     /// Swaps the routing table in, then opens sockets for new listeners, updates TLS
@@ -90,15 +138,23 @@ impl Servers {
                     let tls = d.tls.map(|c| Arc::new(ArcSwap::new(c)));
                     let l4 =
                         d.l4.map(|mode| self.l4.socket(mode, d.gateway.clone(), addr.port()));
-                    tokio::spawn(accept_loop(
-                        listener,
+                    let accept = Accept {
                         addr,
-                        d.gateway.clone(),
-                        self.router.clone(),
-                        tls.clone(),
+                        gateway: d.gateway.clone(),
+                        router: self.router.clone(),
+                        tls: tls.clone(),
                         l4,
-                        stopped,
-                    ));
+                        limits: self.limits.clone(),
+                        total: self.total.clone(),
+                        listener: Arc::new(Semaphore::new(
+                            self.limits.max_connections_per_listener as usize,
+                        )),
+                        metrics: self
+                            .metrics
+                            .listener(addr.to_string(), d.gateway.to_string()),
+                        graceful: self.graceful.clone(),
+                    };
+                    let task = tokio::spawn(accept.run(listener, stopped));
                     self.running.insert(
                         addr,
                         Running {
@@ -106,6 +162,7 @@ impl Servers {
                             tls,
                             l4: d.l4,
                             stop,
+                            task,
                         },
                     );
                 }
@@ -194,116 +251,250 @@ impl Servers {
     }
 }
 
-async fn accept_loop(
-    listener: TcpListener,
+/// One listener socket's accept loop and what its connections need.
+struct Accept {
     addr: SocketAddr,
     gateway: ObjectKey,
     router: Router,
     tls: Option<TlsConfig>,
     l4: Option<l4::Socket>,
-    mut stopped: watch::Receiver<bool>,
-) {
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = stopped.changed() => return,
-        };
-        let (stream, peer) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                // EMFILE and friends: back off instead of spinning.
-                tracing::warn!(%addr, error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(20)).await;
+    limits: Arc<Limits>,
+    /// The global connection cap.
+    total: Arc<Semaphore>,
+    /// This listener's connection cap.
+    listener: Arc<Semaphore>,
+    metrics: Arc<ListenerMetrics>,
+    graceful: Arc<GracefulShutdown>,
+}
+
+/// Held by a connection for its lifetime: its places under the connection caps, and its
+/// count in the active gauge.
+struct ConnectionGuard {
+    _permits: (OwnedSemaphorePermit, OwnedSemaphorePermit),
+    metrics: Arc<ListenerMetrics>,
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.metrics.active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Accept {
+    /// A place for one more connection, if both caps allow it.
+    fn admit(&self) -> Option<ConnectionGuard> {
+        let total = self.total.clone().try_acquire_owned().ok()?;
+        let listener = self.listener.clone().try_acquire_owned().ok()?;
+        self.metrics.accepted.fetch_add(1, Ordering::Relaxed);
+        self.metrics.active.fetch_add(1, Ordering::Relaxed);
+        Some(ConnectionGuard {
+            _permits: (total, listener),
+            metrics: self.metrics.clone(),
+        })
+    }
+
+    async fn run(self, listener: TcpListener, mut stopped: watch::Receiver<bool>) {
+        let addr = self.addr;
+        loop {
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                _ = stopped.changed() => return,
+            };
+            let (stream, peer) = match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(%addr, error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            };
+            let Some(guard) = self.admit() else {
+                self.metrics.rejected.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%addr, %peer, "connection cap reached; connection closed");
+                drop(stream);
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let incoming = Incoming {
+                gateway: self.gateway.clone(),
+                port: addr.port(),
+                scheme: if self.tls.is_some() {
+                    Scheme::Https
+                } else {
+                    Scheme::Http
+                },
+                peer: Some(peer),
+                sni: None,
+            };
+            let conn = Connection {
+                router: self.router.clone(),
+                limits: self.limits.clone(),
+                watcher: self.graceful.watcher(),
+                _guard: guard,
+            };
+            if let Some(l4) = &self.l4 {
+                // TLS (by SNI) and TCP listeners; an HTTPS listener on the port gets the
+                // connection back, with the bytes read so far replayed.
+                let (l4, tls) = (l4.clone(), self.tls.clone());
+                tokio::spawn(async move {
+                    if let Some(stream) = l4.serve(stream, peer).await
+                        && let Some(config) = tls
+                    {
+                        conn.serve_tls(stream, config.load_full(), incoming).await;
+                    }
+                });
                 continue;
             }
-        };
-        let _ = stream.set_nodelay(true);
-        let incoming = Incoming {
-            gateway: gateway.clone(),
-            port: addr.port(),
-            scheme: if tls.is_some() {
-                Scheme::Https
-            } else {
-                Scheme::Http
-            },
-            peer: Some(peer),
-            sni: None,
-        };
-        let router = router.clone();
-        if let Some(l4) = &l4 {
-            // TLS (by SNI) and TCP listeners; an HTTPS listener on the port gets the
-            // connection back, with the bytes read so far replayed.
-            let (l4, tls) = (l4.clone(), tls.clone());
-            tokio::spawn(async move {
-                if let Some(stream) = l4.serve(stream, peer).await
-                    && let Some(config) = tls
-                {
-                    serve_tls(stream, config.load_full(), router, incoming).await;
+            match &self.tls {
+                None => {
+                    tokio::spawn(conn.serve(stream, incoming));
+                }
+                Some(config) => {
+                    tokio::spawn(conn.serve_tls(stream, config.load_full(), incoming));
+                }
+            }
+        }
+    }
+}
+
+/// What serving one accepted connection needs.
+struct Connection {
+    router: Router,
+    limits: Arc<Limits>,
+    /// Asks the connection to close gracefully on shutdown; shutdown waits until it is dropped.
+    watcher: Watcher,
+    _guard: ConnectionGuard,
+}
+
+impl Connection {
+    /// Terminates TLS, then serves HTTP.
+    async fn serve_tls<S>(self, stream: S, config: Arc<rustls::ServerConfig>, incoming: Incoming)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let peer = incoming.peer;
+        let acceptor = tokio_rustls::TlsAcceptor::from(config);
+        match tokio::time::timeout(self.limits.tls_handshake_timeout, acceptor.accept(stream)).await
+        {
+            Ok(Ok(tls_stream)) => {
+                // GEP-3567: the router answers 421 to hosts of other listeners.
+                let sni = tls_stream.get_ref().1.server_name().map(str::to_owned);
+                let incoming = Incoming { sni, ..incoming };
+                self.serve(tls_stream, incoming).await
+            }
+            Ok(Err(e)) => tracing::debug!(?peer, error = %e, "TLS handshake failed"),
+            Err(_) => tracing::debug!(?peer, "TLS handshake timed out"),
+        }
+    }
+
+    /// Serves HTTP/1 or HTTP/2 on `stream` with the configured limits.
+    async fn serve<S>(self, stream: S, incoming: Incoming)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let peer = incoming.peer;
+        let Connection {
+            router,
+            limits,
+            watcher,
+            _guard,
+        } = self;
+        let (max_headers, max_uri) = (
+            limits.max_request_headers as usize,
+            limits.max_uri_bytes as usize,
+        );
+        let service =
+            hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+                let refused = check_request(&req, max_headers, max_uri);
+                req.extensions_mut().insert(incoming.clone());
+                let router = router.clone();
+                async move {
+                    if let Some(status) = refused {
+                        return Ok::<_, Infallible>(status_response(status));
+                    }
+                    Ok(match router.oneshot(req).await {
+                        Ok(r) => r,
+                        Err(never) => match never {},
+                    })
                 }
             });
-            continue;
-        }
-        match &tls {
-            None => {
-                tokio::spawn(serve_connection(stream, router, incoming));
-            }
-            Some(config) => {
-                tokio::spawn(serve_tls(stream, config.load_full(), router, incoming));
-            }
+        let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(nonzero(limits.header_read_timeout))
+            .max_headers(max_headers)
+            .max_buf_size(limits.max_header_bytes as usize);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(limits.max_header_bytes)
+            .max_concurrent_streams(limits.http2_max_concurrent_streams)
+            .keep_alive_interval(nonzero(limits.http2_keep_alive_interval))
+            .keep_alive_timeout(limits.http2_keep_alive_timeout);
+        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+        if let Err(e) = watcher.watch(conn.into_owned()).await {
+            tracing::debug!(?peer, error = %e, "connection ended with an error");
         }
     }
 }
 
-/// Terminates TLS, then serves HTTP.
-async fn serve_tls<S>(
-    stream: S,
-    config: Arc<rustls::ServerConfig>,
-    router: Router,
-    incoming: Incoming,
-) where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let peer = incoming.peer;
-    let acceptor = tokio_rustls::TlsAcceptor::from(config);
-    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-        Ok(Ok(tls_stream)) => {
-            // GEP-3567: the router answers 421 to hosts of other listeners.
-            let sni = tls_stream.get_ref().1.server_name().map(str::to_owned);
-            let incoming = Incoming { sni, ..incoming };
-            serve_connection(tls_stream, router, incoming).await
-        }
-        Ok(Err(e)) => tracing::debug!(?peer, error = %e, "TLS handshake failed"),
-        Err(_) => tracing::debug!(?peer, "TLS handshake timed out"),
+/// The limits hyper does not enforce on every protocol, checked before routing: the URI
+/// length (414) and, for HTTP/2, the header count (431; hyper enforces it on HTTP/1).
+fn check_request<B>(
+    req: &http::Request<B>,
+    max_headers: usize,
+    max_uri: usize,
+) -> Option<http::StatusCode> {
+    let uri = req.uri();
+    let uri_len = uri.authority().map_or(0, |a| a.as_str().len())
+        + uri.path_and_query().map_or(0, |p| p.as_str().len());
+    if uri_len > max_uri {
+        return Some(http::StatusCode::URI_TOO_LONG);
     }
+    if req.headers().len() > max_headers {
+        return Some(http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    }
+    None
 }
 
-async fn serve_connection<S>(stream: S, router: Router, incoming: Incoming)
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let peer = incoming.peer;
-    let service =
-        hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
-            req.extensions_mut().insert(incoming.clone());
-            let router = router.clone();
-            async move {
-                let resp = router.oneshot(req).await;
-                Ok::<_, Infallible>(match resp {
-                    Ok(r) => r,
-                    Err(never) => match never {},
-                })
-            }
-        });
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
-    builder.http2().timer(TokioTimer::new());
-    if let Err(e) = builder
-        .serve_connection_with_upgrades(TokioIo::new(stream), service)
-        .await
-    {
-        tracing::debug!(?peer, error = %e, "connection ended with an error");
+/// An empty response with `status`.
+fn status_response(status: http::StatusCode) -> http::Response<gw_router::Body> {
+    let body = http_body_util::Empty::<bytes::Bytes>::new()
+        .map_err(|never| match never {})
+        .boxed_unsync();
+    let mut resp = http::Response::new(body);
+    *resp.status_mut() = status;
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(uri: &str, headers: usize) -> http::Request<()> {
+        let mut b = http::Request::builder().uri(uri);
+        for i in 0..headers {
+            b = b.header(format!("x-{i}"), "v");
+        }
+        b.body(()).unwrap_or_default()
+    }
+
+    #[test]
+    fn uri_length_and_header_count_are_checked() {
+        assert_eq!(check_request(&req("/abc", 2), 2, 4), None);
+        assert_eq!(
+            check_request(&req("/abcd", 0), 2, 4),
+            Some(http::StatusCode::URI_TOO_LONG)
+        );
+        assert_eq!(
+            check_request(&req("http://a.b/c", 0), 2, 4),
+            Some(http::StatusCode::URI_TOO_LONG)
+        );
+        assert_eq!(
+            check_request(&req("/", 3), 2, 4),
+            Some(http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
+        );
     }
 }

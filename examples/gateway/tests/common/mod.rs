@@ -47,6 +47,11 @@ pub fn temp_dir(name: &str) -> PathBuf {
 
 impl Gateway {
     pub fn start(name: &str, pool: &str) -> Gateway {
+        Gateway::start_with(name, pool, &[])
+    }
+
+    /// Like [`Gateway::start`], with extra command-line arguments.
+    pub fn start_with(name: &str, pool: &str, args: &[&str]) -> Gateway {
         let dir = temp_dir(name);
         let config = dir.join("config");
         std::fs::create_dir_all(&config).expect("config dir");
@@ -58,6 +63,7 @@ impl Gateway {
             .arg(admin.to_string())
             .arg("--gateway-address-pool")
             .arg(pool)
+            .args(args)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(
@@ -70,6 +76,25 @@ impl Gateway {
         let gw = Gateway { child, admin, dir };
         gw.wait_until("ready", |_| true);
         gw
+    }
+
+    /// The process id (to send signals with `kill`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits (at most `timeout`) for the process to exit.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// The gateway's log so far (for failure messages).
