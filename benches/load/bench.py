@@ -1,0 +1,340 @@
+#!/usr/bin/env python3
+"""Helpers for benches/load/run.sh (stdlib only).
+
+Subcommands:
+  gen-base DIR ADDR                 gw config: 1 route (PathPrefix /) to the backend
+  gen-scale DIR ADDR N              gw config: N HTTPRoutes, each with its own Service + EndpointSlice
+  wait-ready ADMIN URL TIMEOUT      /readyz is 200, /status has a resourceVersion, URL answers 200
+  rss PID                           VmRSS and VmHWM in KiB
+  propagate ADMIN BASE CONFDIR STAGEDIR COUNT OUT   one-route changes, write -> first 200
+  parse-wrk FILE                    -> "rps p50_us p99_us errors"
+  parse-h2load FILE LOG             -> "rps p50_us p99_us errors"
+  table RESULTS                     print the throughput / latency tables with ratios
+"""
+import http.client
+import json
+import os
+import re
+import statistics
+import sys
+import time
+import urllib.request
+
+BACKEND_IP = "127.0.90.10"
+BACKEND_PORT = 3000
+
+HEADER = """apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {{name: gw-bench}}
+spec: {{controllerName: gw.dev/gateway}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: {gw}, namespace: bench}}
+spec:
+  gatewayClassName: gw-bench
+  addresses: [{{type: IPAddress, value: {addr}}}]
+  listeners:
+  - {{name: http, port: 8080, protocol: HTTP}}
+"""
+
+SVC = """---
+apiVersion: v1
+kind: Service
+metadata: {{name: {svc}, namespace: bench}}
+spec: {{ports: [{{name: http, port: 80}}]}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: {svc}-1, namespace: bench, labels: {{kubernetes.io/service-name: {svc}}}}}
+addressType: IPv4
+ports: [{{name: http, port: {port}}}]
+endpoints: [{{addresses: [{ip}]}}]
+"""
+
+ROUTE = """---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: {name}, namespace: bench}}
+spec:
+  parentRefs: [{{name: {gw}}}]
+  rules:
+  - matches: [{{path: {{type: {ptype}, value: {path}}}}}]
+    backendRefs: [{{name: {svc}, port: 80}}]
+"""
+
+
+def svc(name):
+    return SVC.format(svc=name, port=BACKEND_PORT, ip=BACKEND_IP)
+
+
+def route(name, path, service, gw, ptype="PathPrefix"):
+    return ROUTE.format(name=name, path=path, svc=service, gw=gw, ptype=ptype)
+
+
+def gen_base(d, addr):
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "gw.yaml"), "w") as f:
+        f.write(HEADER.format(gw="bench", addr=addr))
+        f.write(svc("backend"))
+        f.write(route("all", "/", "backend", "bench"))
+
+
+def gen_scale(d, addr, n):
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "gateway.yaml"), "w") as f:
+        f.write(HEADER.format(gw="scale", addr=addr))
+    # One file per 500 routes (a directory of files, like a ConfigMap volume).
+    per = 500
+    for start in range(0, n, per):
+        with open(os.path.join(d, f"routes-{start:06d}.yaml"), "w") as f:
+            for i in range(start, min(n, start + per)):
+                f.write(svc(f"svc-{i}"))
+                f.write(route(f"route-{i}", f"/r/{i}", f"svc-{i}", "scale"))
+
+
+def get(url, timeout=2.0):
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+    except Exception:
+        return None, b""
+
+
+def wait_ready(admin, url, timeout):
+    deadline = time.time() + float(timeout)
+    while time.time() < deadline:
+        st, _ = get(f"http://{admin}/readyz")
+        if st == 200:
+            st, body = get(f"http://{admin}/status", timeout=10)
+            if st == 200:
+                doc = json.loads(body)
+                rv = doc.get("metadata", {}).get("resourceVersion")
+                errs = doc.get("errors") or []
+                if rv and not errs:
+                    if get(url)[0] == 200:
+                        print(rv)
+                        return 0
+                elif errs:
+                    print(f"config errors: {errs[:3]}", file=sys.stderr)
+                    return 1
+        time.sleep(0.1)
+    print(f"timed out waiting for {admin} / {url}", file=sys.stderr)
+    return 1
+
+
+def rss(pid):
+    vals = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            if k in ("VmRSS", "VmHWM"):
+                vals[k] = int(v.split()[0])
+    print(vals["VmRSS"], vals["VmHWM"])
+
+
+def pct(sorted_vals, p):
+    if not sorted_vals:
+        return float("nan")
+    i = min(len(sorted_vals) - 1, max(0, int(round(p / 100.0 * len(sorted_vals) + 0.5)) - 1))
+    return sorted_vals[i]
+
+
+def propagate(admin, base, confdir, stagedir, count, out):
+    host, port = base.split(":")
+    conn = [None]
+
+    def status(path):
+        for _ in range(3):
+            try:
+                if conn[0] is None:
+                    conn[0] = http.client.HTTPConnection(host, int(port), timeout=2)
+                conn[0].request("GET", path)
+                r = conn[0].getresponse()
+                r.read()
+                return r.status
+            except Exception:
+                conn[0] = None
+        return None
+
+    os.makedirs(stagedir, exist_ok=True)
+    times = []
+    failures = 0
+    tag = str(os.getpid())
+    for k in range(int(count)):
+        path = f"/prop/{tag}/{k}"
+        before = status(path)
+        if before != 404:
+            print(f"change {k}: expected 404 before the write, got {before}", file=sys.stderr)
+            failures += 1
+            continue
+        name = f"prop-{tag}-{k}.yaml"
+        staged = os.path.join(stagedir, name)
+        with open(staged, "w") as f:
+            f.write(route(f"prop-{tag}-{k}", path, "svc-0", "scale", ptype="Exact"))
+        t0 = time.perf_counter()
+        os.rename(staged, os.path.join(confdir, name))  # atomic: the watcher sees a complete file
+        deadline = t0 + 10.0
+        seen = False
+        while time.perf_counter() < deadline:
+            if status(path) == 200:
+                seen = True
+                break
+            time.sleep(0.0005)  # 0.5 ms poll interval (resolution of the measurement)
+        if seen:
+            times.append((time.perf_counter() - t0) * 1000.0)
+        else:
+            failures += 1
+            print(f"change {k}: not visible after 10 s", file=sys.stderr)
+        time.sleep(0.05)
+    s = sorted(times)
+    with open(out, "w") as f:
+        f.write(" ".join(f"{t:.2f}" for t in times) + "\n")
+    if s:
+        print(f"{len(s)} {statistics.median(s):.1f} {pct(s, 99):.1f} {s[0]:.1f} {s[-1]:.1f} {failures}")
+    else:
+        print(f"0 nan nan nan nan {failures}")
+    return 0 if failures == 0 else 1
+
+
+UNIT = {"us": 1.0, "ms": 1000.0, "s": 1e6}
+
+
+def to_us(s):
+    m = re.match(r"([\d.]+)(us|ms|s)$", s.strip())
+    return float(m.group(1)) * UNIT[m.group(2)] if m else float("nan")
+
+
+def parse_wrk(path):
+    text = open(path).read()
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", text)
+    p50 = re.search(r"^\s+50%\s+(\S+)", text, re.M)
+    p99 = re.search(r"^\s+99%\s+(\S+)", text, re.M)
+    errs = 0
+    m = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
+    if m:
+        errs += int(m.group(1))
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    if m:
+        errs += sum(int(x) for x in m.groups())
+    print(
+        f"{float(rps.group(1)) if rps else float('nan'):.0f} "
+        f"{to_us(p50.group(1)) if p50 else float('nan'):.0f} "
+        f"{to_us(p99.group(1)) if p99 else float('nan'):.0f} {errs}"
+    )
+
+
+def parse_h2load(path, log):
+    text = open(path).read()
+    rps = re.search(r"finished in [\d.]+\w*, ([\d.]+) req/s", text)
+    m = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored", text)
+    errs = int(m.group(5)) + int(m.group(6)) if m else -1
+    m2 = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", text)
+    if m2:
+        errs += int(m2.group(3)) + int(m2.group(4))
+    lat = []
+    try:
+        with open(log) as f:
+            for line in f:
+                parts = line.split("\t")
+                if len(parts) >= 3:
+                    lat.append(int(parts[2]))
+    except FileNotFoundError:
+        pass
+    lat.sort()
+    print(
+        f"{float(rps.group(1)) if rps else float('nan'):.0f} "
+        f"{pct(lat, 50):.0f} {pct(lat, 99):.0f} {errs}"
+    )
+
+
+def fmt_lat(us):
+    us = float(us)
+    if us != us:
+        return "n/a"
+    return f"{us:.0f}us" if us < 1000 else f"{us / 1000:.2f}ms"
+
+
+def ratio(a, b):
+    a, b = float(a), float(b)
+    if a != a or b != b or b == 0:
+        return "n/a"
+    return f"{a / b:.2f}"
+
+
+def table(results):
+    # lines: kind proto body conns target rps p50 p99 errs
+    rows = {}
+    fixed = {}
+    order = []
+    for line in open(results):
+        p = line.split()
+        if not p:
+            continue
+        kind, proto, body, conns, target, rps, p50, p99, errs = p
+        key = (proto, body, conns)
+        d = rows if kind == "max" else fixed
+        if key not in d:
+            d[key] = {}
+            if kind == "max":
+                order.append(key)
+        d[key][target] = (rps, p50, p99, errs)
+
+    def emit(title, d, keys, rate_label):
+        print(title)
+        print(
+            f"| proto | body | {rate_label} | target | req/s | p50 | p99 | errors | gw/nginx req/s | gw/direct req/s | gw-nginx p99 | gw-direct p99 |"
+        )
+        print("|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for key in keys:
+            t = d[key]
+            g = t.get("gw")
+            for target in ("gw", "nginx", "direct"):
+                if target not in t:
+                    continue
+                rps, p50, p99, errs = t[target]
+                extra = "| | | | |"
+                if target == "gw" and g:
+                    n = t.get("nginx", ("nan",) * 4)
+                    di = t.get("direct", ("nan",) * 4)
+                    addn = float(g[2]) - float(n[2])
+                    addd = float(g[2]) - float(di[2])
+                    extra = f"| {ratio(g[0], n[0])} | {ratio(g[0], di[0])} | {fmt_lat(addn) if addn >= 0 else '-' + fmt_lat(-addn)} | {fmt_lat(addd) if addd >= 0 else '-' + fmt_lat(-addd)} |"
+                print(
+                    f"| {key[0]} | {key[1]} | {key[2]} | {target} | {float(rps):.0f} | {fmt_lat(p50)} | {fmt_lat(p99)} | {errs} {extra}"
+                )
+        print()
+
+    emit("Maximum throughput (closed loop: wrk for h1, h2load -m 1 for h2c)", rows, order, "conns")
+    if fixed:
+        emit("Fixed rate (h2load --rps; the rate column is the offered total req/s)", fixed, list(fixed), "rate")
+
+
+def main():
+    cmd, args = sys.argv[1], sys.argv[2:]
+    if cmd == "gen-base":
+        gen_base(*args)
+    elif cmd == "gen-scale":
+        gen_scale(args[0], args[1], int(args[2]))
+    elif cmd == "wait-ready":
+        return wait_ready(*args)
+    elif cmd == "rss":
+        rss(*args)
+    elif cmd == "propagate":
+        return propagate(*args)
+    elif cmd == "parse-wrk":
+        parse_wrk(*args)
+    elif cmd == "parse-h2load":
+        parse_h2load(*args)
+    elif cmd == "table":
+        table(*args)
+    else:
+        print(__doc__, file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main() or 0)
