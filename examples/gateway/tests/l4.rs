@@ -11,7 +11,7 @@ use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Gateway, free_port};
+use common::{Gateway, free_port, self_signed, tls_secret as secret};
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::Value;
 
@@ -20,35 +20,6 @@ kind: GatewayClass
 metadata: {name: gw}
 spec: {controllerName: gw.dev/gateway}
 ";
-
-fn cert(names: &[&str]) -> (String, String, CertificateDer<'static>) {
-    let key = rcgen::KeyPair::generate().expect("key");
-    let cert =
-        rcgen::CertificateParams::new(names.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>())
-            .expect("params")
-            .self_signed(&key)
-            .expect("cert");
-    (cert.pem(), key.serialize_pem(), cert.der().clone())
-}
-
-fn indent(pem: &str) -> String {
-    pem.lines().map(|l| format!("    {l}\n")).collect()
-}
-
-fn secret(name: &str, cert_pem: &str, key_pem: &str) -> String {
-    format!(
-        "apiVersion: v1
-kind: Secret
-metadata: {{name: {name}, namespace: default}}
-type: kubernetes.io/tls
-stringData:
-  tls.crt: |
-{}  tls.key: |
-{}",
-        indent(cert_pem),
-        indent(key_pem)
-    )
-}
 
 /// A Service `name` with port 9000 (`protocol`) backed by 127.0.0.1:`target`.
 fn service(name: &str, protocol: &str, target: u16) -> String {
@@ -296,8 +267,8 @@ spec:
 #[test]
 fn tls_passthrough_terminate_and_https_share_a_port_by_sni() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let (pass_pem, pass_key, pass_der) = cert(&["pass.example.com"]);
-    let (gw_pem, gw_key, gw_der) = cert(&["term.example.com", "www.example.com"]);
+    let (pass_pem, pass_key, pass_der) = self_signed(&["pass.example.com"]);
+    let (gw_pem, gw_key, gw_der) = self_signed(&["term.example.com", "www.example.com"]);
     let tls_backend = rt
         .block_on(gw_echo::EchoServer::start(echo("pass-backend", |c| {
             c.tcp_tls = Some((

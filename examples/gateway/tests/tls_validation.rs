@@ -5,14 +5,11 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::sync::Arc;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::{Gateway, free_port};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use common::{Gateway, free_port, https_get};
+use rustls::pki_types::CertificateDer;
 
 /// A CA that signs server and client certificates.
 struct Pki {
@@ -61,64 +58,6 @@ impl Pki {
     }
 }
 
-fn indent(pem: &str) -> String {
-    pem.lines().map(|l| format!("    {l}\n")).collect()
-}
-
-/// `GET /` over TLS with `sni`, `host` and optionally a client certificate: the status, or
-/// the error (handshake refused, connection closed).
-fn get(
-    addr: SocketAddr,
-    sni: &str,
-    host: &str,
-    root: &CertificateDer<'static>,
-    client: Option<&(String, String)>,
-) -> Result<u16, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(root.clone()).map_err(|e| e.to_string())?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots);
-    let mut config = match client {
-        None => builder.with_no_client_auth(),
-        Some((cert, key)) => builder
-            .with_client_auth_cert(
-                CertificateDer::pem_slice_iter(cert.as_bytes())
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| e.to_string())?,
-                PrivateKeyDer::from_pem_slice(key.as_bytes()).map_err(|e| e.to_string())?,
-            )
-            .map_err(|e| e.to_string())?,
-    };
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let name =
-        rustls::pki_types::ServerName::try_from(sni.to_owned()).map_err(|e| e.to_string())?;
-    let conn = rustls::ClientConnection::new(Arc::new(config), name).map_err(|e| e.to_string())?;
-    let tcp =
-        TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| e.to_string())?;
-    tcp.set_read_timeout(Some(Duration::from_secs(5)))
-        .map_err(|e| e.to_string())?;
-    let mut tls = rustls::StreamOwned::new(conn, tcp);
-    write!(
-        tls,
-        "GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(|e| e.to_string())?;
-    let mut buf = Vec::new();
-    match tls.read_to_end(&mut buf) {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !buf.is_empty() => {}
-        Err(e) => return Err(e.to_string()),
-    }
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    text.split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| format!("no status line: {text:?}"))
-}
-
 /// Retries `f` until it answers (the gateway loads its configuration asynchronously).
 fn eventually(what: &str, gw: &Gateway, f: impl Fn() -> Result<u16, String>) -> u16 {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -162,19 +101,7 @@ endpoints: [{{addresses: [127.0.0.1]}}]
 }
 
 fn secret(name: &str, (cert, key): &(String, String)) -> String {
-    format!(
-        "---
-apiVersion: v1
-kind: Secret
-metadata: {{name: {name}, namespace: default}}
-type: kubernetes.io/tls
-stringData:
-  tls.crt: |
-{}  tls.key: |
-{}",
-        indent(cert),
-        indent(key)
-    )
+    format!("---\n{}", common::tls_secret(name, cert, key))
 }
 
 #[test]
@@ -214,7 +141,7 @@ spec:
     let addr: SocketAddr = format!("127.0.60.1:{port}").parse().unwrap();
     let root = &pki.ca_der;
     let first = eventually("HTTPS", &gw, || {
-        get(addr, "example.org", "example.org", root, None)
+        https_get(addr, "example.org", "example.org", root, None).map(|r| r.0)
     });
     assert_eq!(first, 200);
     let cases = [
@@ -229,7 +156,7 @@ spec:
     ];
     for (sni, host, want) in cases {
         assert_eq!(
-            get(addr, sni, host, root, None),
+            https_get(addr, sni, host, root, None).map(|r| r.0),
             Ok(want),
             "SNI {sni}, host {host}"
         );
@@ -288,14 +215,19 @@ spec:
   parentRefs: [{{name: edge}}]
   rules: [{{backendRefs: [{{name: web, port: 80}}]}}]
 {}{}",
-        indent(&clients.ca_pem),
+        clients
+            .ca_pem
+            .lines()
+            .map(|l| format!("    {l}\n"))
+            .collect::<String>(),
         secret("cert", &cert),
         backend(echo.http_addr().unwrap().port()),
     );
     std::fs::write(gw.config().join("all.yaml"), yaml).unwrap();
     let at = |port: u16| -> SocketAddr { format!("127.0.61.1:{port}").parse().unwrap() };
     let root = &servers.ca_der;
-    let send = |port, client| get(at(port), "example.org", "example.org", root, client);
+    let send =
+        |port, client| https_get(at(port), "example.org", "example.org", root, client).map(|r| r.0);
 
     // AllowValidOnly (the default mode): only a certificate from the CA gets through.
     assert_eq!(

@@ -1,5 +1,5 @@
 //! Helpers shared by the gw-gateway end-to-end tests: start the binary on a temporary config
-//! directory, poll its admin endpoints, send plain HTTP/1.1 requests.
+//! directory, poll its admin endpoints, send plain HTTP/1.1 and HTTPS requests, make certificates.
 
 #![allow(
     dead_code,
@@ -155,4 +155,94 @@ pub fn http_get(addr: SocketAddr, host: &str, path: &str) -> Option<(u16, String
         .map(|(_, b)| b.to_owned())
         .unwrap_or_default();
     Some((code, body))
+}
+
+/// A self-signed certificate for `names`: (certificate PEM, key PEM, certificate DER).
+pub fn self_signed(names: &[&str]) -> (String, String, rustls::pki_types::CertificateDer<'static>) {
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert =
+        rcgen::CertificateParams::new(names.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>())
+            .expect("params")
+            .self_signed(&key)
+            .expect("cert");
+    (cert.pem(), key.serialize_pem(), cert.der().clone())
+}
+
+/// A `kubernetes.io/tls` Secret `default/name` as a YAML document (no leading `---`).
+pub fn tls_secret(name: &str, cert_pem: &str, key_pem: &str) -> String {
+    let indent = |pem: &str| -> String { pem.lines().map(|l| format!("    {l}\n")).collect() };
+    format!(
+        "apiVersion: v1
+kind: Secret
+metadata: {{name: {name}, namespace: default}}
+type: kubernetes.io/tls
+stringData:
+  tls.crt: |
+{}  tls.key: |
+{}",
+        indent(cert_pem),
+        indent(key_pem)
+    )
+}
+
+/// `GET /` over TLS 1.3/1.2 with `sni` and `host`, trusting `root`, offering `client` (cert,
+/// key PEMs) when given: the status and the whole response, or the error (handshake refused,
+/// connection closed).
+pub fn https_get(
+    addr: SocketAddr,
+    sni: &str,
+    host: &str,
+    root: &rustls::pki_types::CertificateDer<'static>,
+    client: Option<&(String, String)>,
+) -> Result<(u16, String), String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use std::io::{Read, Write};
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(root.clone()).map_err(|e| e.to_string())?;
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots);
+    let mut config = match client {
+        None => builder.with_no_client_auth(),
+        Some((cert, key)) => builder
+            .with_client_auth_cert(
+                CertificateDer::pem_slice_iter(cert.as_bytes())
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| e.to_string())?,
+                PrivateKeyDer::from_pem_slice(key.as_bytes()).map_err(|e| e.to_string())?,
+            )
+            .map_err(|e| e.to_string())?,
+    };
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let name =
+        rustls::pki_types::ServerName::try_from(sni.to_owned()).map_err(|e| e.to_string())?;
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name)
+        .map_err(|e| e.to_string())?;
+    let tcp = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+        .map_err(|e| e.to_string())?;
+    tcp.set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(|e| e.to_string())?;
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    write!(
+        tls,
+        "GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| e.to_string())?;
+    let mut buf = Vec::new();
+    match tls.read_to_end(&mut buf) {
+        Ok(_) => {}
+        // Servers may close without close_notify after `Connection: close`.
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !buf.is_empty() => {}
+        Err(e) => return Err(e.to_string()),
+    }
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let code = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("no status line: {text:?}"))?;
+    Ok((code, text))
 }
