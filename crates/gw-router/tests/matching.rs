@@ -408,7 +408,10 @@ fn not_found_reasons() {
     ));
 }
 
-// gRPC requests are matched against GRPCRoutes first, then HTTPRoutes.
+// gRPC requests (content-type application/grpc) are matched against GRPCRoutes, other
+// requests against HTTPRoutes. An HTTPRoute and a GRPCRoute may not share hostnames on a
+// listener (GRPCRoute spec: "the implementation MUST accept exactly one of these two routes"),
+// so they are given distinct hostnames here.
 #[test]
 fn grpc_routes_first_for_grpc_requests() {
     let yaml = format!(
@@ -420,29 +423,34 @@ kind: GRPCRoute
 metadata: {name: grpc, namespace: default}
 spec:
   parentRefs: [{name: edge}]
+  hostnames: [grpc.example.com]
   rules:
   - matches: [{method: {service: pkg.Echo, method: Echo}}]
   - matches: [{method: {service: pkg.Echo}}]
   - matches: [{method: {type: RegularExpression, service: "pkg\\..*", method: "Two.*"}}]
   - matches: [{headers: [{name: tenant, value: a}]}]
 "#,
-        route("http", None, "  rules: [{}]"),
+        route("http", None, "  hostnames: [example.com]\n  rules: [{}]"),
     );
     let routes = routes(&yaml);
-    let grpc = |path: &str, h: &[(&str, &str)]| {
+    let grpc = |host: &str, path: &str, h: &[(&str, &str)]| {
         let mut headers = vec![("content-type", "application/grpc+proto")];
         headers.extend_from_slice(h);
-        which(&routes, &r("POST", path, "example.com", &headers))
+        which(&routes, &r("POST", path, host, &headers))
     };
-    assert_eq!(grpc("/pkg.Echo/Echo", &[]), hit("grpc", 0));
-    assert_eq!(grpc("/pkg.Echo/EchoTwo", &[]), hit("grpc", 1));
-    assert_eq!(grpc("/pkg.Other/TwoX", &[]), hit("grpc", 2));
-    assert_eq!(grpc("/x.Y/Z", &[("tenant", "a")]), hit("grpc", 3));
-    // No GRPCRoute match: the HTTPRoute takes it.
-    assert_eq!(grpc("/x.Y/Z", &[]), hit("http", 0));
+    let g = "grpc.example.com";
+    assert_eq!(grpc(g, "/pkg.Echo/Echo", &[]), hit("grpc", 0));
+    assert_eq!(grpc(g, "/pkg.Echo/EchoTwo", &[]), hit("grpc", 1));
+    assert_eq!(grpc(g, "/pkg.Other/TwoX", &[]), hit("grpc", 2));
+    assert_eq!(grpc(g, "/x.Y/Z", &[("tenant", "a")]), hit("grpc", 3));
+    // No GRPCRoute matches: nothing on this host.
+    assert_eq!(grpc(g, "/x.Y/Z", &[]), None);
+    // gRPC to the HTTPRoute's host: the HTTPRoute takes it.
+    assert_eq!(grpc("example.com", "/x.Y/Z", &[]), hit("http", 0));
     // Not gRPC: HTTPRoutes only.
+    assert_eq!(which(&routes, &r("POST", "/pkg.Echo/Echo", g, &[])), None);
     assert_eq!(
-        which(&routes, &r("POST", "/pkg.Echo/Echo", "e.com", &[])),
+        which(&routes, &r("POST", "/pkg.Echo/Echo", "example.com", &[])),
         hit("http", 0)
     );
 }
