@@ -169,6 +169,7 @@ fn traffic_flows_and_survives_reloads() {
     let gw = Gateway::start("traffic", "127.0.44.0/24");
     let port = free_port();
     let route = |prefix: &str| {
+        let web_backend = common::web_backend(echo_port);
         format!(
             "{}---\n{}---
 apiVersion: gateway.networking.k8s.io/v1
@@ -182,17 +183,7 @@ spec:
   - matches: [{{path: {{type: PathPrefix, value: /}}}}]
     backendRefs: [{{name: web, port: 80}}]
 ---
-apiVersion: v1
-kind: Service
-metadata: {{name: web, namespace: default}}
-spec: {{ports: [{{name: http, port: 80}}]}}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {{name: web-1, namespace: default, labels: {{kubernetes.io/service-name: web}}}}
-addressType: IPv4
-ports: [{{name: http, port: {echo_port}}}]
-endpoints: [{{addresses: [127.0.0.1]}}]
+{web_backend}
 ",
             class(),
             gateway("edge", port)

@@ -14,6 +14,7 @@ use common::{Gateway, free_port, http_get};
 
 /// A GatewayClass, a Gateway `edge` on `port`, and a route from `/` to an echo backend.
 fn config(port: u16, echo_port: u16) -> String {
+    let web_backend = common::web_backend(echo_port);
     format!(
         "apiVersion: gateway.networking.k8s.io/v1
 kind: GatewayClass
@@ -36,17 +37,7 @@ spec:
   rules:
   - backendRefs: [{{name: web, port: 80}}]
 ---
-apiVersion: v1
-kind: Service
-metadata: {{name: web, namespace: default}}
-spec: {{ports: [{{name: http, port: 80}}]}}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {{name: web-1, namespace: default, labels: {{kubernetes.io/service-name: web}}}}
-addressType: IPv4
-ports: [{{name: http, port: {echo_port}}}]
-endpoints: [{{addresses: [127.0.0.1]}}]
+{web_backend}
 "
     )
 }

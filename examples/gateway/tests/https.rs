@@ -22,6 +22,7 @@ fn https_listener_terminates_tls_with_the_certificate_for_the_sni() {
     let (b_pem, b_key, b_der) = self_signed(&["*.b.example.com"]);
     let port = free_port();
     let gw = Gateway::start("https", "127.0.45.0/24");
+    let web_backend = common::web_backend(echo_port);
     let yaml = format!(
         "apiVersion: gateway.networking.k8s.io/v1
 kind: GatewayClass
@@ -54,17 +55,7 @@ spec:
   parentRefs: [{{name: edge}}]
   rules: [{{backendRefs: [{{name: web, port: 80}}]}}]
 ---
-apiVersion: v1
-kind: Service
-metadata: {{name: web, namespace: default}}
-spec: {{ports: [{{name: http, port: 80}}]}}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {{name: web-1, namespace: default, labels: {{kubernetes.io/service-name: web}}}}
-addressType: IPv4
-ports: [{{name: http, port: {echo_port}}}]
-endpoints: [{{addresses: [127.0.0.1]}}]
+{web_backend}
 ",
         common::tls_secret("a", &a_pem, &a_key),
         common::tls_secret("b", &b_pem, &b_key)

@@ -83,21 +83,7 @@ spec: {controllerName: gw.dev/gateway}
 ";
 
 fn backend(echo_port: u16) -> String {
-    format!(
-        "---
-apiVersion: v1
-kind: Service
-metadata: {{name: web, namespace: default}}
-spec: {{ports: [{{name: http, port: 80}}]}}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {{name: web-1, namespace: default, labels: {{kubernetes.io/service-name: web}}}}
-addressType: IPv4
-ports: [{{name: http, port: {echo_port}}}]
-endpoints: [{{addresses: [127.0.0.1]}}]
-"
-    )
+    format!("---\n{}", common::web_backend(echo_port))
 }
 
 fn secret(name: &str, (cert, key): &(String, String)) -> String {

@@ -246,3 +246,22 @@ pub fn https_get(
         .ok_or_else(|| format!("no status line: {text:?}"))?;
     Ok((code, text))
 }
+
+/// Service `default/web` (port 80, named `http`) and its EndpointSlice pointing at
+/// 127.0.0.1:`echo_port`, as YAML documents (no leading `---`).
+pub fn web_backend(echo_port: u16) -> String {
+    format!(
+        "apiVersion: v1
+kind: Service
+metadata: {{name: web, namespace: default}}
+spec: {{ports: [{{name: http, port: 80}}]}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: web-1, namespace: default, labels: {{kubernetes.io/service-name: web}}}}
+addressType: IPv4
+ports: [{{name: http, port: {echo_port}}}]
+endpoints: [{{addresses: [127.0.0.1]}}]
+"
+    )
+}
