@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-pub use crate::compile::tls::CertificatePair;
+pub use crate::compile::tls::{CertificatePair, Validity};
 use crate::resources::{
     Cors, GrpcMethodMatch, HeaderModifier, Kind, ObjectKey, PathMatchType, RequestRedirect,
     SessionPersistence, StringMatchType, TlsMode, UrlRewrite,

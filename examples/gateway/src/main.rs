@@ -152,8 +152,10 @@ async fn run(args: Args) -> Result<(), String> {
     };
 
     let mut current = read(&args.config);
+    // When a certificate expires or becomes valid, the same files compile differently.
     let mut apply = async |files: &files::ConfigFiles, servers: &mut serve::Servers| {
         let mut snapshot = controller.reload(files, &extra);
+        let refresh_at = snapshot.compiled.refresh_at;
         if snapshot.errors.is_empty() {
             metrics.reloads.fetch_add(1, Ordering::Relaxed);
         } else {
@@ -162,8 +164,9 @@ async fn run(args: Args) -> Result<(), String> {
         let bind_errors = servers.apply(&snapshot.compiled.table).await;
         snapshot.errors.extend(bind_errors);
         let _ = snapshot_tx.send(Some(Arc::new(snapshot)));
+        refresh_at
     };
-    apply(&current, &mut servers).await;
+    let mut refresh_at = apply(&current, &mut servers).await;
 
     let mut terminate = Terminate::new()?;
     let mut poll = tokio::time::interval(POLL);
@@ -173,6 +176,13 @@ async fn run(args: Args) -> Result<(), String> {
             () = terminate.recv() => break,
             Some(()) = events.recv() => {}
             _ = poll.tick() => {}
+            () = sleep_until(refresh_at) => {
+                if refresh_at.is_some_and(|at| at <= jiff::Timestamp::now()) {
+                    tracing::info!("a certificate expired or became valid; recompiling");
+                    refresh_at = apply(&current, &mut servers).await;
+                }
+                continue;
+            }
         }
         let mut next = read(&args.config);
         if next == current {
@@ -193,7 +203,7 @@ async fn run(args: Args) -> Result<(), String> {
         if next != current {
             tracing::info!(files = next.files.len(), "configuration changed; reloading");
             current = next;
-            apply(&current, &mut servers).await;
+            refresh_at = apply(&current, &mut servers).await;
         }
     }
     tracing::info!(
@@ -206,6 +216,17 @@ async fn run(args: Args) -> Result<(), String> {
         tracing::warn!("shutdown deadline passed; closing the remaining connections");
     }
     Ok(())
+}
+
+/// Sleeps until `at` (forever without one). Far-away instants are capped so that a clock change
+/// is noticed within an hour.
+async fn sleep_until(at: Option<jiff::Timestamp>) {
+    let Some(at) = at else {
+        return std::future::pending().await;
+    };
+    let wait = at.duration_since(jiff::Timestamp::now());
+    let wait = std::time::Duration::try_from(wait).unwrap_or(std::time::Duration::ZERO);
+    tokio::time::sleep(wait.min(std::time::Duration::from_secs(3600))).await;
 }
 
 /// SIGTERM (how Kubernetes and systemd stop a process).

@@ -83,3 +83,86 @@ spec:
     assert!(https_get(addr, "c.example.net", "c.example.net", &a_der, None).is_err());
     rt.block_on(echo.shutdown());
 }
+
+/// An expired certificate is reported on its listener (ResolvedRefs=False,
+/// InvalidCertificateRef, saying when it expired) and not served; the other listener on the
+/// same port keeps serving.
+#[test]
+fn expired_certificates_are_reported_and_not_served() {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let echo = rt
+        .block_on(gw_echo::EchoServer::start(
+            gw_echo::EchoConfig::loopback_http("web-abc-def", "default"),
+        ))
+        .expect("echo");
+    let echo_port = echo.http_addr().expect("addr").port();
+    let (a_pem, a_key, a_der) = self_signed(&["a.example.com"]);
+    let (old_pem, old_key, old_der) =
+        common::self_signed_valid(&["old.example.com"], Some((2020, 2021)));
+    let port = free_port();
+    let gw = Gateway::start("https-expired", "127.0.46.0/24");
+    let yaml = format!(
+        "apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {{name: gw}}
+spec: {{controllerName: gw.dev/gateway}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: edge, namespace: default}}
+spec:
+  gatewayClassName: gw
+  listeners:
+  - name: a
+    port: {port}
+    protocol: HTTPS
+    hostname: a.example.com
+    tls: {{certificateRefs: [{{name: a}}]}}
+  - name: old
+    port: {port}
+    protocol: HTTPS
+    hostname: old.example.com
+    tls: {{certificateRefs: [{{name: old}}]}}
+---
+{}---
+{}---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: web, namespace: default}}
+spec:
+  parentRefs: [{{name: edge}}]
+  rules: [{{backendRefs: [{{name: web, port: 80}}]}}]
+---
+{}
+",
+        common::tls_secret("a", &a_pem, &a_key),
+        common::tls_secret("old", &old_pem, &old_key),
+        common::web_backend(echo_port),
+    );
+    std::fs::write(gw.config().join("all.yaml"), yaml).expect("write");
+    let status = gw.wait_until("listener status", |s| {
+        s.to_string().contains("InvalidCertificateRef")
+    });
+    let text = status.to_string();
+    assert!(text.contains("certificate expired at 2021-01-01"), "{text}");
+    let addr: SocketAddr = format!("127.0.46.1:{port}").parse().expect("addr");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (code, _) = loop {
+        match https_get(addr, "a.example.com", "a.example.com", &a_der, None) {
+            Ok(r) => break r,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "HTTPS never served: {e}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    };
+    assert_eq!(code, 200);
+    // The expired certificate is never presented: the handshake for its name fails.
+    let err = https_get(addr, "old.example.com", "old.example.com", &old_der, None)
+        .expect_err("an expired certificate must not be served");
+    assert!(
+        !err.contains("Expired"),
+        "the expired certificate was served: {err}"
+    );
+    rt.block_on(echo.shutdown());
+}

@@ -353,6 +353,46 @@ fn certificate(
     Ok(CertificateEntry { secret: key, pair })
 }
 
+/// Removes the certificates of a listener that are not valid at `now` (seconds since the epoch)
+/// and records when validity next changes.
+///
+/// Gateway API (Listener `ResolvedRefs`): "InvalidCertificateRef ... the referenced Secret ...
+/// is malformed"; a certificate outside its validity window cannot complete a handshake, so it
+/// is reported the same way and not served. The listener keeps serving with its other
+/// certificates; without any it is not programmed.
+pub(crate) fn drop_invalid_certificates(
+    state: &mut ListenerState,
+    now: i64,
+    refresh_at: &mut Option<i64>,
+) {
+    let Some(tls) = state.tls.as_mut() else {
+        return;
+    };
+    let mut first_problem = None;
+    tls.certificates.retain(|c| {
+        note_change(refresh_at, c.pair.validity.next_change(now));
+        match c.pair.validity.check(now) {
+            Ok(()) => true,
+            Err(e) => {
+                first_problem.get_or_insert_with(|| {
+                    Problem::new("InvalidCertificateRef", format!("Secret {}: {e}", c.secret))
+                });
+                false
+            }
+        }
+    });
+    if let Some(p) = first_problem {
+        state.unresolved.get_or_insert(p);
+    }
+}
+
+/// Keeps the earliest of `at` and `next` in `at`.
+pub(crate) fn note_change(at: &mut Option<i64>, next: Option<i64>) {
+    if let Some(n) = next {
+        *at = Some(at.map_or(n, |a| a.min(n)));
+    }
+}
+
 /// Frontend client-certificate validation for a listener port (GEP-91): the per-port entry, or
 /// the default.
 fn frontend_validation(

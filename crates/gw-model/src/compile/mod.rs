@@ -58,6 +58,11 @@ pub struct CompileOptions {
     pub usable_networks: Vec<IpNet>,
     /// Feature names reported in `GatewayClass.status.supportedFeatures`.
     pub supported_features: Vec<String>,
+    /// The current time. When set, certificates outside their validity window at this instant
+    /// are reported (`InvalidCertificateRef`, `InvalidClientCertificateRef`) and not served, and
+    /// [`Compiled::refresh_at`] says when that answer next changes. When unset, validity is not
+    /// checked, so the output depends on the input alone.
+    pub now: Option<jiff::Timestamp>,
 }
 
 impl CompileOptions {
@@ -77,6 +82,10 @@ pub struct Compiled {
     pub table: RouteTable,
     /// Status of every object gw manages.
     pub status: StatusReport,
+    /// When a certificate in the input expires or becomes valid, so that compiling again then
+    /// gives a different answer: the embedder should recompile at that instant. Only computed
+    /// when [`CompileOptions::now`] is set.
+    pub refresh_at: Option<jiff::Timestamp>,
 }
 
 /// A condition's problem: the reason the spec names and a message for humans.
@@ -212,6 +221,15 @@ pub fn compile(res: &Resources, options: &CompileOptions) -> Compiled {
         .filter(|(_, g)| accepted_classes.get(&g.spec.gateway_class_name) == Some(&true))
         .map(|(key, g)| gateway_state(res, key, g))
         .collect();
+    let mut refresh_at = None;
+    if let Some(now) = options.now {
+        for g in &mut gateways {
+            for (l, t) in g.listeners.iter_mut().zip(&mut g.tables) {
+                gateway::drop_invalid_certificates(l, now.as_second(), &mut refresh_at);
+                t.tls.clone_from(&l.tls);
+            }
+        }
+    }
 
     // Routes.
     let lookup = refs::Lookup::new(res);
@@ -286,7 +304,7 @@ pub fn compile(res: &Resources, options: &CompileOptions) -> Compiled {
     // Gateway and ListenerSet status; the table.
     let mut table = RouteTable::default();
     for g in gateways {
-        let (gateway_entries, gateway_table) = finish_gateway(res, g, options);
+        let (gateway_entries, gateway_table) = finish_gateway(res, g, options, &mut refresh_at);
         entries.extend(gateway_entries);
         if let Some(t) = gateway_table {
             table.gateways.push(t);
@@ -296,6 +314,7 @@ pub fn compile(res: &Resources, options: &CompileOptions) -> Compiled {
     Compiled {
         table,
         status: StatusReport { entries },
+        refresh_at: refresh_at.and_then(|s| jiff::Timestamp::from_second(s).ok()),
     }
 }
 
@@ -768,6 +787,7 @@ fn finish_gateway(
     res: &Resources,
     mut g: GatewayState<'_>,
     options: &CompileOptions,
+    refresh_at: &mut Option<i64>,
 ) -> (Vec<StatusEntry>, Option<GatewayTable>) {
     let generation = g.gateway.metadata.generation();
     let mut out = Vec::new();
@@ -779,7 +799,21 @@ fn finish_gateway(
         .as_ref()
         .and_then(|i| i.parameters_ref.as_ref())
         .and_then(|p| infrastructure_parameters(res, &g.key.namespace, p).err());
-    let backend_cert = backend_client_certificate(res, g.gateway);
+    let backend_cert = backend_client_certificate(res, g.gateway).map(|r| {
+        let pair = r?;
+        match options.now.map(jiff::Timestamp::as_second) {
+            Some(now) => {
+                gateway::note_change(refresh_at, pair.validity.next_change(now));
+                pair.validity.check(now).map(|()| pair).map_err(|e| {
+                    Problem::new(
+                        "InvalidClientCertificateRef",
+                        format!("backend clientCertificateRef: {e}"),
+                    )
+                })
+            }
+            None => Ok(pair),
+        }
+    });
 
     let own: Vec<&ListenerState> = g
         .listeners

@@ -768,3 +768,126 @@ spec:
     assert_eq!(http, ["elsewhere"]);
     assert_eq!(listener.grpc.len(), 1);
 }
+
+/// A `kubernetes.io/tls` Secret named `name` whose certificate is valid from `from` to `until`
+/// (years).
+fn dated_secret(name: &str, from: i32, until: i32) -> String {
+    use base64::Engine as _;
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec![format!("{name}.example.com")]).unwrap();
+    params.not_before = rcgen::date_time_ymd(from, 1, 1);
+    params.not_after = rcgen::date_time_ymd(until, 1, 1);
+    let cert = params.self_signed(&key).unwrap();
+    let b64 = |s: String| base64::engine::general_purpose::STANDARD.encode(s);
+    format!(
+        "
+apiVersion: v1
+kind: Secret
+metadata: {{name: {name}, namespace: default}}
+type: kubernetes.io/tls
+data: {{tls.crt: {}, tls.key: {}}}
+",
+        b64(cert.pem()),
+        b64(key.serialize_pem())
+    )
+}
+
+fn run_at(yaml: &str, now: &str) -> Compiled {
+    let mut res = Resources::new();
+    let loaded = load::parse("test.yaml", &format!("{CLASS}\n---\n{yaml}"));
+    assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+    res.extend(loaded.objects);
+    let mut options = CompileOptions::new("gw.dev/gateway");
+    options.now = Some(now.parse().unwrap());
+    compile(&res, &options)
+}
+
+// Listener ResolvedRefs: "InvalidCertificateRef ... the referenced Secret ... is malformed".
+// An expired (or not yet valid) certificate cannot complete a handshake: it is reported the same
+// way and not served; the listener keeps serving with its other certificates.
+#[test]
+fn expired_certificates_are_invalid_certificate_refs() {
+    let gateway = |refs: &str| {
+        format!(
+            "
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: edge, namespace: default}}
+spec:
+  gatewayClassName: gw
+  listeners:
+  - name: https
+    port: 443
+    protocol: HTTPS
+    tls: {{certificateRefs: [{refs}]}}
+"
+        )
+    };
+    let old = dated_secret("old", 2020, 2021);
+    let current = dated_secret("current", 2020, 2040);
+    let future = dated_secret("future", 2035, 2040);
+
+    // Only an expired certificate: not programmed, and the message says when it expired.
+    let c = run_at(
+        &format!("{}\n---\n{old}", gateway("{name: old}")),
+        "2026-06-01T00:00:00Z",
+    );
+    let resolved = listener_condition(&c, "edge", "https", "ResolvedRefs");
+    assert_eq!(resolved.status, ConditionStatus::False);
+    assert_eq!(resolved.reason, "InvalidCertificateRef");
+    assert!(
+        resolved.message.contains("expired at 2021-01-01"),
+        "{}",
+        resolved.message
+    );
+    assert_eq!(
+        listener_condition(&c, "edge", "https", "Programmed").status,
+        ConditionStatus::False
+    );
+    assert!(
+        c.table.gateways.is_empty()
+            || c.table.gateways[0]
+                .listeners
+                .iter()
+                .all(|l| l.tls.as_ref().is_none_or(|t| t.certificates.is_empty()))
+    );
+
+    // Expired, current and not-yet-valid together: only the current one is served, the listener
+    // stays programmed, and the compile says to look again when "future" becomes valid.
+    let c = run_at(
+        &format!(
+            "{}\n---\n{old}\n---\n{current}\n---\n{future}",
+            gateway("{name: old}, {name: current}, {name: future}")
+        ),
+        "2026-06-01T00:00:00Z",
+    );
+    assert_eq!(
+        listener_condition(&c, "edge", "https", "ResolvedRefs").reason,
+        "InvalidCertificateRef"
+    );
+    assert_eq!(
+        listener_condition(&c, "edge", "https", "Programmed").status,
+        ConditionStatus::True
+    );
+    let served: Vec<String> = c.table.gateways[0].listeners[0]
+        .tls
+        .as_ref()
+        .unwrap()
+        .certificates
+        .iter()
+        .map(|e| e.secret.name.clone())
+        .collect();
+    assert_eq!(served, ["current"]);
+    assert_eq!(
+        c.refresh_at.unwrap(),
+        "2035-01-01T00:00:00Z".parse::<jiff::Timestamp>().unwrap()
+    );
+
+    // Without a clock, validity is not checked: the output depends on the input alone.
+    let c = run(&format!("{}\n---\n{old}", gateway("{name: old}")));
+    assert_eq!(
+        listener_condition(&c, "edge", "https", "ResolvedRefs").status,
+        ConditionStatus::True
+    );
+    assert!(c.refresh_at.is_none());
+}

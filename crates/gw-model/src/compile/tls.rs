@@ -34,6 +34,72 @@ pub struct CertificatePair {
     /// Private key, PEM.
     #[serde(skip)]
     pub key_pem: String,
+    /// Validity window of the leaf (first) certificate.
+    pub validity: Validity,
+}
+
+/// The `notBefore`/`notAfter` window of a certificate, in seconds since the Unix epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Validity {
+    /// First second the certificate is valid.
+    pub not_before: i64,
+    /// Last second the certificate is valid.
+    pub not_after: i64,
+}
+
+impl Validity {
+    /// Why the certificate cannot be used at `now` (seconds since the epoch), if it cannot.
+    ///
+    /// ```
+    /// use gw_model::table::Validity;
+    ///
+    /// let v = Validity { not_before: 100, not_after: 200 };
+    /// assert!(v.check(150).is_ok());
+    /// assert!(v.check(201).unwrap_err().contains("expired"));
+    /// assert!(v.check(99).unwrap_err().contains("not valid before"));
+    /// ```
+    pub fn check(&self, now: i64) -> Result<(), String> {
+        if now > self.not_after {
+            Err(format!(
+                "certificate expired at {}",
+                rfc3339(self.not_after)
+            ))
+        } else if now < self.not_before {
+            Err(format!(
+                "certificate is not valid before {}",
+                rfc3339(self.not_before)
+            ))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The next instant after `now` at which [`check`](Self::check) changes its answer.
+    pub fn next_change(&self, now: i64) -> Option<i64> {
+        if now < self.not_before {
+            Some(self.not_before)
+        } else if now <= self.not_after {
+            self.not_after.checked_add(1)
+        } else {
+            None
+        }
+    }
+}
+
+fn rfc3339(secs: i64) -> String {
+    jiff::Timestamp::from_second(secs)
+        .map_or_else(|_| format!("{secs}s since the epoch"), |t| t.to_string())
+}
+
+/// The validity window of a DER certificate.
+fn validity(der: &[u8]) -> Result<Validity, String> {
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(der).map_err(|e| format!("certificate: {e}"))?;
+    let v = cert.validity();
+    Ok(Validity {
+        not_before: v.not_before.timestamp(),
+        not_after: v.not_after.timestamp(),
+    })
 }
 
 impl std::fmt::Debug for CertificatePair {
@@ -58,6 +124,12 @@ pub fn validate_certificate_pair(
     if chain.is_empty() {
         return Err(TlsMaterialError::NoCertificate("tls.crt"));
     }
+    let validity = chain
+        .first()
+        .map(|c| validity(c))
+        .transpose()
+        .map_err(TlsMaterialError::Mismatch)?
+        .ok_or(TlsMaterialError::NoCertificate("tls.crt"))?;
     let key_der =
         PrivateKeyDer::from_pem_slice(key).map_err(|e| TlsMaterialError::BadKey(e.to_string()))?;
     let provider = rustls::crypto::ring::default_provider();
@@ -66,6 +138,7 @@ pub fn validate_certificate_pair(
     Ok(CertificatePair {
         cert_pem: String::from_utf8_lossy(cert).into_owned(),
         key_pem: String::from_utf8_lossy(key).into_owned(),
+        validity,
     })
 }
 

@@ -159,12 +159,24 @@ pub fn http_get(addr: SocketAddr, host: &str, path: &str) -> Option<(u16, String
 
 /// A self-signed certificate for `names`: (certificate PEM, key PEM, certificate DER).
 pub fn self_signed(names: &[&str]) -> (String, String, rustls::pki_types::CertificateDer<'static>) {
+    self_signed_valid(names, None)
+}
+
+/// A self-signed certificate for `names`, valid from January 1st of the first year to January
+/// 1st of the second when given (rcgen's default window otherwise).
+pub fn self_signed_valid(
+    names: &[&str],
+    years: Option<(i32, i32)>,
+) -> (String, String, rustls::pki_types::CertificateDer<'static>) {
     let key = rcgen::KeyPair::generate().expect("key");
-    let cert =
+    let mut params =
         rcgen::CertificateParams::new(names.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>())
-            .expect("params")
-            .self_signed(&key)
-            .expect("cert");
+            .expect("params");
+    if let Some((from, until)) = years {
+        params.not_before = rcgen::date_time_ymd(from, 1, 1);
+        params.not_after = rcgen::date_time_ymd(until, 1, 1);
+    }
+    let cert = params.self_signed(&key).expect("cert");
     (cert.pem(), key.serialize_pem(), cert.der().clone())
 }
 
