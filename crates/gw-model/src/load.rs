@@ -321,6 +321,7 @@ fn load_value(doc: &DocumentRef, value: Value, out: &mut Loaded, depth: usize) {
         Kind::UdpRoute => typed(doc, kind, &name, value, out).map(Object::UdpRoute),
         Kind::ReferenceGrant => typed(doc, kind, &name, value, out).map(Object::ReferenceGrant),
         Kind::BackendTlsPolicy => typed(doc, kind, &name, value, out).map(Object::BackendTlsPolicy),
+        Kind::XBackend => typed(doc, kind, &name, value, out).map(Object::XBackend),
         Kind::Service => typed(doc, kind, &name, value, out).map(Object::Service),
         Kind::EndpointSlice => typed(doc, kind, &name, value, out).map(Object::EndpointSlice),
         Kind::Secret => {

@@ -204,6 +204,8 @@ pub enum ObjectStatus {
     Route(RouteStatus),
     /// A policy (BackendTLSPolicy).
     Policy(PolicyStatus),
+    /// A backend (XBackend): `status.parents`, shaped like a route's.
+    Backend(RouteStatus),
 }
 
 impl ObjectStatus {
@@ -221,7 +223,9 @@ impl ObjectStatus {
                 .iter()
                 .chain(s.listeners.iter().flat_map(|l| &l.conditions))
                 .collect(),
-            ObjectStatus::Route(s) => s.parents.iter().flat_map(|p| &p.conditions).collect(),
+            ObjectStatus::Route(s) | ObjectStatus::Backend(s) => {
+                s.parents.iter().flat_map(|p| &p.conditions).collect()
+            }
             ObjectStatus::Policy(s) => s.ancestors.iter().flat_map(|p| &p.conditions).collect(),
         }
     }
@@ -239,7 +243,7 @@ impl ObjectStatus {
                 .iter_mut()
                 .chain(s.listeners.iter_mut().flat_map(|l| &mut l.conditions))
                 .collect(),
-            ObjectStatus::Route(s) => s
+            ObjectStatus::Route(s) | ObjectStatus::Backend(s) => s
                 .parents
                 .iter_mut()
                 .flat_map(|p| &mut p.conditions)

@@ -439,6 +439,9 @@ pub enum AppProtocol {
 pub enum Backend {
     /// A Service port with its ready endpoints.
     Service(ServiceBackend),
+    /// A backend outside the cluster, reached by DNS name (`XBackend` of type
+    /// `ExternalHostname`). The data plane resolves the name.
+    External(ExternalBackend),
     /// A reference that could not be resolved: its share of requests is answered 500.
     Invalid {
         /// Why (for logs and the config dump).
@@ -459,6 +462,24 @@ pub struct ServiceBackend {
     pub endpoints: Vec<SocketAddr>,
     /// Backend TLS (BackendTLSPolicy), when a valid policy targets this port.
     pub tls: Option<BackendTls>,
+}
+
+/// An `XBackend` of type `ExternalHostname`: a DNS name and port, with its TLS settings.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExternalBackend {
+    /// The XBackend.
+    pub backend: ObjectKey,
+    /// The DNS name to resolve and connect to.
+    pub hostname: String,
+    /// The port.
+    pub port: u16,
+    /// Protocol to speak.
+    pub app_protocol: AppProtocol,
+    /// TLS towards the backend (`spec.tls` with mode `ServerOnly` or `ClientAndServer`).
+    pub tls: Option<BackendTls>,
+    /// The client certificate of mode `ClientAndServer`; it replaces the Gateway's
+    /// (GEP-3155) for this backend.
+    pub client_certificate: Option<CertificatePair>,
 }
 
 /// TLS towards a backend (BackendTLSPolicy, GEP-1897).

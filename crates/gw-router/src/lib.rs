@@ -80,6 +80,7 @@
 mod backend;
 mod backend_tls;
 mod body;
+pub mod dns;
 pub mod filters;
 mod incoming;
 pub mod index;

@@ -97,6 +97,96 @@ type MetricFamily = (
     fn(&ListenerMetrics) -> u64,
 );
 
+/// Adds the `gw.dev/HostnameResolved` condition to every parent of every XBackend status:
+/// whether the data plane could resolve its name (the compile, which does no I/O, cannot say).
+fn add_dns_conditions(
+    list: &mut serde_json::Value,
+    table: &gw_model::table::RouteTable,
+    resolver: &gw_router::dns::Resolver,
+) {
+    use gw_model::table::Backend;
+    let mut names = BTreeMap::new();
+    for g in &table.gateways {
+        for l in &g.listeners {
+            let backends = l
+                .http
+                .iter()
+                .flat_map(|r| &r.action.backends)
+                .chain(l.grpc.iter().flat_map(|r| &r.action.backends))
+                .chain(l.l4.iter().flat_map(|r| &r.backends));
+            for b in backends {
+                if let Backend::External(x) = &b.backend {
+                    names.insert(x.backend.clone(), (x.hostname.clone(), x.port));
+                }
+            }
+        }
+    }
+    let answers: BTreeMap<(String, u16), gw_router::dns::NameStatus> = resolver
+        .snapshot()
+        .into_iter()
+        .map(|n| ((n.host.clone(), n.port), n))
+        .collect();
+    let Some(items) = list.get_mut("items").and_then(|i| i.as_array_mut()) else {
+        return;
+    };
+    for item in items {
+        if item["kind"] != "XBackend" {
+            continue;
+        }
+        let key = gw_model::resources::ObjectKey::new(
+            item["metadata"]["namespace"].as_str().unwrap_or_default(),
+            item["metadata"]["name"].as_str().unwrap_or_default(),
+        );
+        let Some(name) = names.get(&key) else {
+            continue;
+        };
+        let generation = item["metadata"]["generation"].clone();
+        let (status, reason, message) = match answers.get(name) {
+            Some(a) if !a.addresses.is_empty() && a.error.is_none() => (
+                "True",
+                "Resolved",
+                format!(
+                    "{} resolves to {}",
+                    name.0,
+                    a.addresses
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ),
+            Some(a) if a.answered => (
+                "False",
+                "ResolutionFailed",
+                format!(
+                    "{} does not resolve: {}; requests to it are answered 503",
+                    name.0,
+                    a.error.as_deref().unwrap_or("no address")
+                ),
+            ),
+            _ => (
+                "Unknown",
+                "Pending",
+                format!("{} is being resolved", name.0),
+            ),
+        };
+        let condition = serde_json::json!({
+            "type": "gw.dev/HostnameResolved",
+            "status": status,
+            "reason": reason,
+            "message": message,
+            "observedGeneration": generation,
+        });
+        if let Some(parents) = item["status"]["parents"].as_array_mut() {
+            for p in parents {
+                if let Some(c) = p["conditions"].as_array_mut() {
+                    c.push(condition.clone());
+                }
+            }
+        }
+    }
+}
+
 /// Escapes a Prometheus label value.
 fn escape_label(v: &str) -> String {
     v.replace('\\', "\\\\")
@@ -109,6 +199,8 @@ fn escape_label(v: &str) -> String {
 pub(crate) struct AdminState {
     pub snapshot: watch::Receiver<Option<Arc<Snapshot>>>,
     pub metrics: Arc<Metrics>,
+    /// DNS answers of external backends, reported on their XBackend's status.
+    pub resolver: gw_router::dns::Resolver,
 }
 
 /// Binds the admin address and serves until the process ends.
@@ -177,6 +269,7 @@ fn handle(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> 
                 return respond(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "not ready\n");
             };
             let mut list = s.compiled.status.to_list();
+            add_dns_conditions(&mut list, &s.compiled.table, &state.resolver);
             list["metadata"] = serde_json::json!({"resourceVersion": s.version.to_string()});
             list["errors"] = serde_json::json!(s.errors);
             list["warnings"] = serde_json::json!(s.warnings);

@@ -62,7 +62,11 @@ struct Table {
 }
 
 impl Table {
-    fn build(table: &RouteTable, errors: &mut Vec<String>) -> Table {
+    fn build(
+        table: &RouteTable,
+        resolver: &gw_router::dns::Resolver,
+        errors: &mut Vec<String>,
+    ) -> Table {
         let mut terminate = HashMap::new();
         for g in &table.gateways {
             for l in &g.listeners {
@@ -88,7 +92,7 @@ impl Table {
             }
         }
         Table {
-            routes: L4Routes::build(table),
+            routes: L4Routes::build_with(table, resolver),
             terminate,
         }
     }
@@ -113,8 +117,14 @@ impl L4 {
     }
 
     /// Swaps the table in: new connections and sessions use it.
-    pub(crate) fn swap(&self, table: &RouteTable, errors: &mut Vec<String>) {
-        self.table.store(Arc::new(Table::build(table, errors)));
+    pub(crate) fn swap(
+        &self,
+        table: &RouteTable,
+        resolver: &gw_router::dns::Resolver,
+        errors: &mut Vec<String>,
+    ) {
+        self.table
+            .store(Arc::new(Table::build(table, resolver, errors)));
     }
 
     /// A TCP socket's dispatcher.

@@ -58,6 +58,10 @@ struct Args {
     /// Log as JSON lines.
     #[arg(long)]
     log_json: bool,
+    /// Answer DNS lookups of external backends (XBackend) for HOST with fixed addresses, like
+    /// curl's --resolve: HOST=IP[,IP...]. Repeatable; other names use the system resolver.
+    #[arg(long = "resolve", value_name = "HOST=IP[,IP...]", value_parser = parse_resolve)]
+    resolve: Vec<(String, Vec<std::net::IpAddr>)>,
     #[command(flatten)]
     limits: limits::Limits,
 }
@@ -121,11 +125,18 @@ async fn run(args: Args) -> Result<(), String> {
     let mut controller = Controller::new(args.controller_name.clone(), args.gateway_address_pool);
     let metrics = Arc::new(Metrics::default());
     let (snapshot_tx, snapshot_rx) = watch::channel(None);
+    let mut lookup = gw_router::dns::StaticLookup::new(gw_router::dns::SystemLookup);
+    for (host, ips) in &args.resolve {
+        lookup = lookup.with(host, ips.iter().copied());
+    }
+    let resolver =
+        gw_router::dns::Resolver::with_lookup(lookup, gw_router::dns::ResolverConfig::default());
     let admin_addr = admin::serve(
         args.admin,
         AdminState {
             snapshot: snapshot_rx,
             metrics: metrics.clone(),
+            resolver: resolver.clone(),
         },
     )
     .await
@@ -134,6 +145,7 @@ async fn run(args: Args) -> Result<(), String> {
 
     let mut servers = serve::Servers::new(
         gw_router::Router::new(gw_router::RouterConfig::default()),
+        resolver,
         args.limits.clone(),
         metrics.clone(),
     );
@@ -216,6 +228,25 @@ async fn run(args: Args) -> Result<(), String> {
         tracing::warn!("shutdown deadline passed; closing the remaining connections");
     }
     Ok(())
+}
+
+/// Parses a `--resolve` value: `HOST=IP[,IP...]`.
+fn parse_resolve(v: &str) -> Result<(String, Vec<std::net::IpAddr>), String> {
+    let (host, ips) = v
+        .split_once('=')
+        .ok_or_else(|| format!("{v:?}: expected HOST=IP[,IP...]"))?;
+    if host.is_empty() {
+        return Err(format!("{v:?}: the host name is empty"));
+    }
+    let ips = ips
+        .split(',')
+        .map(|ip| {
+            ip.trim()
+                .parse()
+                .map_err(|e| format!("{v:?}: {ip:?} is not an IP address: {e}"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((host.to_owned(), ips))
 }
 
 /// Sleeps until `at` (forever without one). Far-away instants are capped so that a clock change

@@ -51,6 +51,8 @@ struct Desired {
 /// The listeners currently bound, and the router that serves them.
 pub(crate) struct Servers {
     router: Router,
+    /// Resolves the names of external backends; shared by every table.
+    resolver: gw_router::dns::Resolver,
     running: HashMap<SocketAddr, Running>,
     /// TLS, TCP and UDP listeners.
     l4: l4::L4,
@@ -63,9 +65,15 @@ pub(crate) struct Servers {
 }
 
 impl Servers {
-    pub(crate) fn new(router: Router, limits: Limits, metrics: Arc<Metrics>) -> Self {
+    pub(crate) fn new(
+        router: Router,
+        resolver: gw_router::dns::Resolver,
+        limits: Limits,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Servers {
             router,
+            resolver,
             running: HashMap::new(),
             l4: l4::L4::new(limits.tls_handshake_timeout),
             total: Arc::new(Semaphore::new(limits.max_connections as usize)),
@@ -109,9 +117,9 @@ impl Servers {
     /// certificates of running ones, and closes the ones no longer configured. Requests in
     /// flight finish on the table they started with. Returns what could not be served.
     pub(crate) async fn apply(&mut self, table: &RouteTable) -> Vec<String> {
-        self.router.swap(Routes::build(table));
+        self.router.swap(Routes::build_with(table, &self.resolver));
         let mut errors = Vec::new();
-        self.l4.swap(table, &mut errors);
+        self.l4.swap(table, &self.resolver, &mut errors);
         let mut udp = HashMap::new();
         let desired = self.desired(table, &mut udp, &mut errors);
         self.running.retain(|addr, r| {

@@ -20,6 +20,7 @@ pub mod refs;
 mod routes;
 pub mod rules;
 pub mod tls;
+mod xbackend;
 
 use std::collections::BTreeMap;
 
@@ -232,7 +233,10 @@ pub fn compile(res: &Resources, options: &CompileOptions) -> Compiled {
     }
 
     // Routes.
-    let lookup = refs::Lookup::new(res);
+    let mut lookup = refs::Lookup::new(res);
+    lookup.x_backends = xbackend::evaluate_all(res, options, &mut refresh_at);
+    let our_gateways: std::collections::BTreeSet<ObjectKey> =
+        gateways.iter().map(|g| g.key.clone()).collect();
     for (key, r) in &res.http_routes {
         let view = RouteView {
             kind: Kind::HttpRoute,
@@ -310,6 +314,12 @@ pub fn compile(res: &Resources, options: &CompileOptions) -> Compiled {
             table.gateways.push(t);
         }
     }
+    entries.extend(xbackend::status(
+        res,
+        &lookup.x_backends,
+        &our_gateways,
+        options,
+    ));
     entries.sort_by(|a, b| (a.kind, &a.key).cmp(&(b.kind, &b.key)));
     Compiled {
         table,
@@ -497,8 +507,8 @@ fn l4_route(res: &refs::Lookup<'_>, kind: Kind, key: &ObjectKey, r: &L4Route) ->
     let mut backends = Vec::new();
     for rule in &r.spec.rules {
         for b in &rule.backend_refs {
-            let backend = match refs::resolve_backend(res, from, b, true) {
-                Ok(s) => Backend::Service(s),
+            let backend = match res.resolve(from, b, true) {
+                Ok(b) => b,
                 Err(u) => {
                     let reason = u.message.clone();
                     unresolved.push(u);

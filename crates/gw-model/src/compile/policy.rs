@@ -7,8 +7,8 @@ use super::gateway::ca_bundle;
 use super::refs::From;
 use super::{CompileOptions, GatewayState, Problem, created, hostname};
 use crate::resources::{
-    BackendTlsPolicy, CORE_GROUP, GATEWAY_GROUP, Kind, ObjectKey, ObjectReference, ParentReference,
-    Resources,
+    BackendTlsPolicy, BackendTlsValidation, CORE_GROUP, GATEWAY_GROUP, Kind, ObjectKey,
+    ObjectReference, ParentReference, Resources,
 };
 use crate::status::{Condition, ObjectStatus, PolicyAncestorStatus, PolicyStatus, StatusEntry};
 use crate::table::{
@@ -27,10 +27,40 @@ struct Evaluated<'a> {
 }
 
 fn evaluate<'a>(res: &Resources, key: &ObjectKey, policy: &'a BackendTlsPolicy) -> Evaluated<'a> {
-    let v = &policy.spec.validation;
-    let mut out = Evaluated {
+    let from = From {
+        group: GATEWAY_GROUP,
+        kind: "BackendTLSPolicy",
+        namespace: &key.namespace,
+    };
+    let v = validation(res, from, key, &policy.spec.validation);
+    Evaluated {
         key: key.clone(),
         policy,
+        rejected: v.rejected,
+        unresolved: v.unresolved,
+        tls: v.tls,
+    }
+}
+
+/// A `BackendTLSPolicy`-style `validation` block, checked.
+pub(crate) struct Validated {
+    /// `Accepted=False` problem (`Invalid`, `NoValidCACertificate`).
+    pub rejected: Option<Problem>,
+    /// `ResolvedRefs=False` problem (`InvalidKind`, `InvalidCACertificateRef`).
+    pub unresolved: Option<Problem>,
+    /// The TLS settings, unless rejected.
+    pub tls: Option<BackendTls>,
+}
+
+/// Checks a validation block (BackendTLSPolicy's, or XBackend's `spec.tls.validation`) of the
+/// object `owner`, referring `from` its namespace.
+pub(crate) fn validation(
+    res: &Resources,
+    from: From<'_>,
+    owner: &ObjectKey,
+    v: &BackendTlsValidation,
+) -> Validated {
+    let mut out = Validated {
         rejected: None,
         unresolved: None,
         tls: None,
@@ -55,11 +85,6 @@ fn evaluate<'a>(res: &Resources, key: &ObjectKey, policy: &'a BackendTlsPolicy) 
             ));
             return out;
         }
-    };
-    let from = From {
-        group: GATEWAY_GROUP,
-        kind: "BackendTLSPolicy",
-        namespace: &key.namespace,
     };
     let mut ca_pem = Vec::new();
     for r in &v.ca_certificate_refs {
@@ -109,7 +134,7 @@ fn evaluate<'a>(res: &Resources, key: &ObjectKey, policy: &'a BackendTlsPolicy) 
         })
         .collect();
     out.tls = Some(BackendTls {
-        policy: key.clone(),
+        policy: owner.clone(),
         hostname: v.hostname.clone(),
         ca_pem,
         system_roots,

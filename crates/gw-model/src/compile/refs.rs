@@ -1,10 +1,12 @@
 //! References across objects: ReferenceGrant checks and backend resolution.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 
-use crate::resources::{BackendRef, CORE_GROUP, EndpointSlice, ObjectKey, Resources};
-use crate::table::{AppProtocol, ServiceBackend};
+use crate::resources::{
+    BackendRef, CORE_GROUP, EndpointSlice, GATEWAY_X_GROUP, ObjectKey, Resources,
+};
+use crate::table::{AppProtocol, Backend, ServiceBackend};
 
 /// One side of a reference: group, kind and namespace.
 #[derive(Debug, Clone, Copy)]
@@ -60,6 +62,8 @@ pub struct Unresolved {
 pub struct Lookup<'a> {
     /// The resources.
     pub res: &'a Resources,
+    /// XBackends, checked.
+    pub(crate) x_backends: BTreeMap<ObjectKey, super::xbackend::Evaluated>,
     /// EndpointSlices by namespace and their `kubernetes.io/service-name` label.
     slices: HashMap<(&'a str, &'a str), Vec<&'a EndpointSlice>>,
 }
@@ -76,7 +80,26 @@ impl<'a> Lookup<'a> {
                     .push(slice);
             }
         }
-        Lookup { res, slices }
+        Lookup {
+            res,
+            slices,
+            x_backends: BTreeMap::new(),
+        }
+    }
+
+    /// Resolves a backendRef: a Service port, or an XBackend.
+    pub(crate) fn resolve(
+        &self,
+        from: From<'_>,
+        backend: &BackendRef,
+        l4: bool,
+    ) -> Result<Backend, Unresolved> {
+        if backend.group == GATEWAY_X_GROUP && backend.kind == "XBackend" {
+            super::xbackend::resolve(self.res, &self.x_backends, from, backend, l4)
+                .map(Backend::External)
+        } else {
+            resolve_backend(self, from, backend, l4).map(Backend::Service)
+        }
     }
 
     /// Ready endpoints of a Service port, from the EndpointSlices labelled
@@ -129,7 +152,7 @@ pub fn resolve_backend(
         return Err(Unresolved {
             reason: "InvalidKind",
             message: format!(
-                "backendRef {}: kind {}{}{} is not supported; use a core Service",
+                "backendRef {}: kind {}{}{} is not supported; use a core Service or an XBackend",
                 backend.name,
                 backend.group,
                 if backend.group.is_empty() { "" } else { "/" },

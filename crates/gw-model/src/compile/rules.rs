@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 
 use super::Problem;
-use super::refs::{From, Lookup, Unresolved, resolve_backend};
+use super::refs::{From, Lookup, Unresolved};
 use crate::resources::{
     BackendRef, FilterType, GrpcRouteRule, HeaderMatch, HeaderModifier, HttpBackendRef,
     HttpRouteFilter, HttpRouteRule, PathMatchType, PathModifier, PathModifierType, StringMatchType,
@@ -275,8 +275,8 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn backend(&mut self, b: &BackendRef) -> Backend {
-        match resolve_backend(self.res, self.from, b, false) {
-            Ok(s) => Backend::Service(s),
+        match self.res.resolve(self.from, b, false) {
+            Ok(b) => b,
             Err(u) => {
                 let reason = u.message.clone();
                 self.unresolved.push(u);

@@ -891,3 +891,198 @@ spec:
     );
     assert!(c.refresh_at.is_none());
 }
+
+fn x_status(c: &Compiled, name: &str) -> crate::status::RouteStatus {
+    let entry = c
+        .status
+        .entries
+        .iter()
+        .find(|e| e.kind == Kind::XBackend && e.key.name == name)
+        .unwrap_or_else(|| panic!("no status for XBackend {name}"));
+    match &entry.status {
+        crate::status::ObjectStatus::Backend(s) => s.clone(),
+        other => panic!("unexpected status {other:?}"),
+    }
+}
+
+fn xbackend_setup(xbackends: &str, backend_ref: &str) -> Compiled {
+    run(&format!(
+        "
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: edge, namespace: default}}
+spec:
+  gatewayClassName: gw
+  listeners: [{{name: http, port: 80, protocol: HTTP}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: r, namespace: default}}
+spec:
+  parentRefs: [{{name: edge}}]
+  rules: [{{backendRefs: [{backend_ref}]}}]
+---
+{xbackends}"
+    ))
+}
+
+// XBackend (gateway.networking.x-k8s.io): "ExternalHostname specifies the configuration for an
+// ExternalHostname backend"; a route refers to it by group and kind, and the data plane gets the
+// name, port and protocol to resolve and connect to.
+#[test]
+fn xbackend_external_hostname_is_a_backend() {
+    let c = xbackend_setup(
+        "
+apiVersion: gateway.networking.x-k8s.io/v1alpha1
+kind: XBackend
+metadata: {name: api, namespace: default}
+spec:
+  type: ExternalHostname
+  externalHostname: {hostname: api.example.com}
+  port: {port: 443}
+  protocol: HTTP2
+  tls: {mode: ServerOnly}
+",
+        "{group: gateway.networking.x-k8s.io, kind: XBackend, name: api}",
+    );
+    assert_eq!(
+        route_condition(&c, Kind::HttpRoute, "default", "r", "ResolvedRefs").status,
+        ConditionStatus::True
+    );
+    let rule = &c.table.gateways[0].listeners[0].http[0];
+    let crate::table::Backend::External(b) = &rule.action.backends[0].backend else {
+        panic!("not an external backend: {:?}", rule.action.backends);
+    };
+    assert_eq!((b.hostname.as_str(), b.port), ("api.example.com", 443));
+    assert_eq!(b.app_protocol, crate::table::AppProtocol::H2c);
+    // "ExternalHostname backends SHOULD have TLS configured": ServerOnly without a validation
+    // block verifies the external name against the platform's roots.
+    let tls = b.tls.as_ref().unwrap();
+    assert!(tls.system_roots);
+    assert_eq!(tls.hostname, "api.example.com");
+    let s = x_status(&c, "api");
+    assert_eq!(s.parents.len(), 1);
+    assert_eq!(s.parents[0].parent_ref.name, "edge");
+    assert!(
+        s.parents[0]
+            .conditions
+            .iter()
+            .all(|c| c.status == ConditionStatus::True)
+    );
+}
+
+// XBackend CRD: "Hostname specifies the FQDN used to reach this backend. IP addresses are not
+// allowed in this field"; "clientCertificateRef must be set if and only if mode is
+// ClientAndServer". An invalid XBackend is Accepted=False (Invalid) and the route that uses it
+// has ResolvedRefs=False; its share of requests is answered 500.
+#[test]
+fn invalid_xbackends_are_reported_on_both_sides() {
+    for spec in [
+        "{type: ExternalHostname, externalHostname: {hostname: 10.0.0.1}, port: {port: 80}}",
+        "{type: ExternalHostname, externalHostname: {hostname: web.default.svc.cluster.local}, port: {port: 80}}",
+        "{type: ExternalHostname, port: {port: 80}}",
+        "{type: ExternalHostname, externalHostname: {hostname: a.example.com}, port: {port: 80}, tls: {mode: ServerOnly, clientCertificateRef: {name: c}}}",
+    ] {
+        let c = xbackend_setup(
+            &format!(
+                "apiVersion: gateway.networking.x-k8s.io/v1alpha1
+kind: XBackend
+metadata: {{name: bad, namespace: default}}
+spec: {spec}
+"
+            ),
+            "{group: gateway.networking.x-k8s.io, kind: XBackend, name: bad}",
+        );
+        let s = x_status(&c, "bad");
+        let accepted = find(&s.parents[0].conditions, "Accepted").unwrap();
+        assert_eq!(
+            (accepted.status, accepted.reason.as_str()),
+            (ConditionStatus::False, "Invalid"),
+            "{spec}"
+        );
+        let route = route_condition(&c, Kind::HttpRoute, "default", "r", "ResolvedRefs");
+        assert_eq!(route.status, ConditionStatus::False, "{spec}");
+        assert!(
+            route.message.contains("XBackend default/bad is not usable"),
+            "{}",
+            route.message
+        );
+        let rule = &c.table.gateways[0].listeners[0].http[0];
+        assert!(matches!(
+            rule.action.backends[0].backend,
+            crate::table::Backend::Invalid { .. }
+        ));
+    }
+}
+
+// Cross-namespace backendRefs need a ReferenceGrant (HTTPRoute ResolvedRefs RefNotPermitted);
+// a TCP XBackend cannot serve an HTTP route (UnsupportedProtocol); mutual TLS without its
+// client certificate is not usable (XBackend ResolvedRefs InvalidClientCertificateRef).
+#[test]
+fn xbackend_references() {
+    let other_ns = "
+apiVersion: gateway.networking.x-k8s.io/v1alpha1
+kind: XBackend
+metadata: {name: api, namespace: other}
+spec: {type: ExternalHostname, externalHostname: {hostname: api.example.com}, port: {port: 80}}
+";
+    let c = xbackend_setup(
+        other_ns,
+        "{group: gateway.networking.x-k8s.io, kind: XBackend, name: api, namespace: other}",
+    );
+    assert_eq!(
+        route_condition(&c, Kind::HttpRoute, "default", "r", "ResolvedRefs").reason,
+        "RefNotPermitted"
+    );
+    let granted = format!(
+        "{other_ns}---
+apiVersion: gateway.networking.k8s.io/v1beta1
+kind: ReferenceGrant
+metadata: {{name: g, namespace: other}}
+spec:
+  from: [{{group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: default}}]
+  to: [{{group: gateway.networking.x-k8s.io, kind: XBackend}}]
+"
+    );
+    let c = xbackend_setup(
+        &granted,
+        "{group: gateway.networking.x-k8s.io, kind: XBackend, name: api, namespace: other}",
+    );
+    assert_eq!(
+        route_condition(&c, Kind::HttpRoute, "default", "r", "ResolvedRefs").status,
+        ConditionStatus::True
+    );
+
+    let c = xbackend_setup(
+        "apiVersion: gateway.networking.x-k8s.io/v1alpha1
+kind: XBackend
+metadata: {name: raw, namespace: default}
+spec: {type: ExternalHostname, externalHostname: {hostname: db.example.com}, port: {port: 5432}, protocol: TCP}
+",
+        "{group: gateway.networking.x-k8s.io, kind: XBackend, name: raw}",
+    );
+    assert_eq!(
+        route_condition(&c, Kind::HttpRoute, "default", "r", "ResolvedRefs").reason,
+        "UnsupportedProtocol"
+    );
+
+    let c = xbackend_setup(
+        "apiVersion: gateway.networking.x-k8s.io/v1alpha1
+kind: XBackend
+metadata: {name: mtls, namespace: default}
+spec:
+  type: ExternalHostname
+  externalHostname: {hostname: api.example.com}
+  port: {port: 443}
+  tls: {mode: ClientAndServer, clientCertificateRef: {name: missing}}
+",
+        "{group: gateway.networking.x-k8s.io, kind: XBackend, name: mtls}",
+    );
+    let s = x_status(&c, "mtls");
+    let resolved = find(&s.parents[0].conditions, "ResolvedRefs").unwrap();
+    assert_eq!(resolved.reason, "InvalidClientCertificateRef");
+    assert_eq!(
+        route_condition(&c, Kind::HttpRoute, "default", "r", "ResolvedRefs").status,
+        ConditionStatus::False
+    );
+}

@@ -5,6 +5,7 @@
 //! Kubernetes client machinery. [`Resources`] holds one consistent set of them, the input of
 //! [`compile`](crate::compile()).
 
+mod backend;
 mod core;
 mod gateway;
 mod meta;
@@ -16,6 +17,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+pub use self::backend::*;
 pub use self::core::*;
 pub use self::gateway::*;
 pub use self::meta::*;
@@ -52,6 +54,8 @@ pub enum Kind {
     /// `gateway.networking.k8s.io` BackendTLSPolicy.
     #[serde(rename = "BackendTLSPolicy")]
     BackendTlsPolicy,
+    /// `gateway.networking.x-k8s.io` XBackend.
+    XBackend,
     /// Core Service.
     Service,
     /// `discovery.k8s.io` EndpointSlice.
@@ -66,7 +70,7 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in the order objects are listed.
-    pub const ALL: [Kind; 15] = [
+    pub const ALL: [Kind; 16] = [
         Kind::GatewayClass,
         Kind::Gateway,
         Kind::ListenerSet,
@@ -77,6 +81,7 @@ impl Kind {
         Kind::UdpRoute,
         Kind::ReferenceGrant,
         Kind::BackendTlsPolicy,
+        Kind::XBackend,
         Kind::Service,
         Kind::EndpointSlice,
         Kind::Secret,
@@ -97,6 +102,7 @@ impl Kind {
             Kind::UdpRoute => "UDPRoute",
             Kind::ReferenceGrant => "ReferenceGrant",
             Kind::BackendTlsPolicy => "BackendTLSPolicy",
+            Kind::XBackend => "XBackend",
             Kind::Service => "Service",
             Kind::EndpointSlice => "EndpointSlice",
             Kind::Secret => "Secret",
@@ -115,6 +121,7 @@ impl Kind {
         match self {
             Kind::Service | Kind::Secret | Kind::ConfigMap | Kind::Namespace => CORE_GROUP,
             Kind::EndpointSlice => "discovery.k8s.io",
+            Kind::XBackend => GATEWAY_X_GROUP,
             _ => GATEWAY_GROUP,
         }
     }
@@ -124,6 +131,7 @@ impl Kind {
         match self {
             Kind::Service | Kind::Secret | Kind::ConfigMap | Kind::Namespace => "v1",
             Kind::EndpointSlice => "discovery.k8s.io/v1",
+            Kind::XBackend => "gateway.networking.x-k8s.io/v1alpha1",
             _ => "gateway.networking.k8s.io/v1",
         }
     }
@@ -143,6 +151,7 @@ impl Kind {
             }
             Kind::BackendTlsPolicy => matches!(version, "v1" | "v1alpha3"),
             Kind::ListenerSet => matches!(version, "v1" | "v1alpha1"),
+            Kind::XBackend => version == "v1alpha1",
         }
     }
 
@@ -225,6 +234,8 @@ pub enum Object {
     ReferenceGrant(ReferenceGrant),
     /// BackendTLSPolicy.
     BackendTlsPolicy(BackendTlsPolicy),
+    /// XBackend.
+    XBackend(XBackend),
     /// Service.
     Service(Service),
     /// EndpointSlice.
@@ -251,6 +262,7 @@ impl Object {
             Object::UdpRoute(_) => Kind::UdpRoute,
             Object::ReferenceGrant(_) => Kind::ReferenceGrant,
             Object::BackendTlsPolicy(_) => Kind::BackendTlsPolicy,
+            Object::XBackend(_) => Kind::XBackend,
             Object::Service(_) => Kind::Service,
             Object::EndpointSlice(_) => Kind::EndpointSlice,
             Object::Secret(_) => Kind::Secret,
@@ -275,6 +287,7 @@ impl Object {
             Object::TlsRoute(o) | Object::TcpRoute(o) | Object::UdpRoute(o) => &mut o.metadata,
             Object::ReferenceGrant(o) => &mut o.metadata,
             Object::BackendTlsPolicy(o) => &mut o.metadata,
+            Object::XBackend(o) => &mut o.metadata,
             Object::Service(o) => &mut o.metadata,
             Object::EndpointSlice(o) => &mut o.metadata,
             Object::Secret(o) => &mut o.metadata,
@@ -293,6 +306,7 @@ impl Object {
             Object::TlsRoute(o) | Object::TcpRoute(o) | Object::UdpRoute(o) => &o.metadata,
             Object::ReferenceGrant(o) => &o.metadata,
             Object::BackendTlsPolicy(o) => &o.metadata,
+            Object::XBackend(o) => &o.metadata,
             Object::Service(o) => &o.metadata,
             Object::EndpointSlice(o) => &o.metadata,
             Object::Secret(o) => &o.metadata,
@@ -319,6 +333,7 @@ impl Object {
             }
             Object::ReferenceGrant(o) => serde_json::to_value(&o.spec),
             Object::BackendTlsPolicy(o) => serde_json::to_value(&o.spec),
+            Object::XBackend(o) => serde_json::to_value(&o.spec),
             Object::Service(o) => serde_json::to_value(&o.spec),
             Object::EndpointSlice(o) => serde_json::to_value((&o.endpoints, &o.ports)),
             Object::Secret(o) => serde_json::to_value(&o.data),
@@ -355,6 +370,8 @@ pub struct Resources {
     pub reference_grants: BTreeMap<ObjectKey, ReferenceGrant>,
     /// BackendTLSPolicies.
     pub backend_tls_policies: BTreeMap<ObjectKey, BackendTlsPolicy>,
+    /// XBackends.
+    pub x_backends: BTreeMap<ObjectKey, XBackend>,
     /// Services.
     pub services: BTreeMap<ObjectKey, Service>,
     /// EndpointSlices.
@@ -396,6 +413,7 @@ impl Resources {
                 .backend_tls_policies
                 .insert(key, o)
                 .map(Object::BackendTlsPolicy),
+            Object::XBackend(o) => self.x_backends.insert(key, o).map(Object::XBackend),
             Object::Service(o) => self.services.insert(key, o).map(Object::Service),
             Object::EndpointSlice(o) => self
                 .endpoint_slices
@@ -426,6 +444,7 @@ impl Resources {
                 .backend_tls_policies
                 .remove(key)
                 .map(Object::BackendTlsPolicy),
+            Kind::XBackend => self.x_backends.remove(key).map(Object::XBackend),
             Kind::Service => self.services.remove(key).map(Object::Service),
             Kind::EndpointSlice => self.endpoint_slices.remove(key).map(Object::EndpointSlice),
             Kind::Secret => self.secrets.remove(key).map(Object::Secret),
@@ -467,6 +486,7 @@ impl Resources {
             + self.udp_routes.len()
             + self.reference_grants.len()
             + self.backend_tls_policies.len()
+            + self.x_backends.len()
             + self.services.len()
             + self.endpoint_slices.len()
             + self.secrets.len()

@@ -536,10 +536,17 @@ impl Routes {
     /// would be gw-model bugs, such as an out-of-range index) are skipped with a warning, and
     /// conditions that cannot be built never match.
     pub fn build(table: &RouteTable) -> Routes {
+        Routes::build_with(table, &crate::dns::Resolver::shared())
+    }
+
+    /// [`build`](Self::build), resolving the names of external backends (XBackend) with
+    /// `resolver`; names already in its cache keep their answers.
+    pub fn build_with(table: &RouteTable, resolver: &crate::dns::Resolver) -> Routes {
         let mut routes = Routes::default();
         for g in &table.gateways {
             let ctx = BuildCtx {
                 client_cert: g.backend_client_certificate.as_ref(),
+                resolver,
             };
             let gw = routes.gateways.entry(g.key.clone()).or_default();
             for l in &g.listeners {

@@ -10,6 +10,7 @@ use gw_model::resources::{ObjectKey, TlsMode};
 use gw_model::table::{L4RouteEntry, ListenerTable, Protocol, RouteTable};
 
 use crate::backend::{BackendTarget, Backends, BuildCtx};
+use crate::dns::Resolver;
 
 /// Why a connection has nowhere to go. The connection is closed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -173,6 +174,12 @@ pub struct Route {
 impl L4Routes {
     /// Indexes the TLS, HTTPS, TCP and UDP listeners of `table`. Never fails.
     pub fn build(table: &RouteTable) -> L4Routes {
+        L4Routes::build_with(table, &Resolver::shared())
+    }
+
+    /// [`build`](Self::build), resolving the names of external backends (XBackend) with
+    /// `resolver`.
+    pub fn build_with(table: &RouteTable, resolver: &Resolver) -> L4Routes {
         let mut gateways: HashMap<ObjectKey, HashMap<u16, PortListeners>> = HashMap::new();
         for g in &table.gateways {
             let ports = gateways.entry(g.key.clone()).or_default();
@@ -180,14 +187,14 @@ impl L4Routes {
                 let port = ports.entry(l.port).or_default();
                 match l.protocol {
                     Protocol::Http => {}
-                    Protocol::Https | Protocol::Tls => port.tls.push(Listener::new(l)),
+                    Protocol::Https | Protocol::Tls => port.tls.push(Listener::new(l, resolver)),
                     // Listeners of one kind on one port conflict and are not programmed; should
                     // several remain, the first is served.
                     Protocol::Tcp => {
-                        port.tcp.get_or_insert_with(|| Listener::new(l));
+                        port.tcp.get_or_insert_with(|| Listener::new(l, resolver));
                     }
                     Protocol::Udp => {
-                        port.udp.get_or_insert_with(|| Listener::new(l));
+                        port.udp.get_or_insert_with(|| Listener::new(l, resolver));
                     }
                 }
             }
@@ -289,8 +296,8 @@ impl L4Routes {
 }
 
 impl Listener {
-    fn new(l: &ListenerTable) -> Listener {
-        let routes: Vec<Route> = l.l4.iter().map(Route::new).collect();
+    fn new(l: &ListenerTable, resolver: &Resolver) -> Listener {
+        let routes: Vec<Route> = l.l4.iter().map(|e| Route::new(e, resolver)).collect();
         let mut by_host: Vec<(String, usize)> =
             l.l4.iter()
                 .enumerate()
@@ -376,10 +383,14 @@ impl Listener {
 }
 
 impl Route {
-    fn new(e: &L4RouteEntry) -> Route {
+    fn new(e: &L4RouteEntry, resolver: &Resolver) -> Route {
+        let ctx = BuildCtx {
+            client_cert: None,
+            resolver,
+        };
         Route {
             key: e.route.key.clone(),
-            backends: Backends::new(&e.backends, BuildCtx::default()),
+            backends: Backends::new(&e.backends, ctx),
         }
     }
 

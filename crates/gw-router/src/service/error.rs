@@ -19,6 +19,14 @@ pub enum ForwardError {
         /// The Service.
         service: ObjectKey,
     },
+    /// The DNS name of an external backend gives no address.
+    #[error("external backend {backend}: {error}")]
+    Unresolved {
+        /// The XBackend.
+        backend: ObjectKey,
+        /// Why.
+        error: crate::dns::ResolveError,
+    },
     /// Connecting to the endpoint failed or timed out.
     #[error("could not connect to backend endpoint {endpoint}")]
     Connect {
@@ -68,9 +76,9 @@ impl ForwardError {
     /// The HTTP status answered for this failure.
     pub fn status(&self) -> StatusCode {
         match self {
-            ForwardError::NoEndpoints { .. } | ForwardError::Connect { .. } => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ForwardError::NoEndpoints { .. }
+            | ForwardError::Unresolved { .. }
+            | ForwardError::Connect { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ForwardError::Backend { .. } | ForwardError::Tls { .. } => StatusCode::BAD_GATEWAY,
             ForwardError::BackendTimeout(_) | ForwardError::RequestTimeout(_) => {
                 StatusCode::GATEWAY_TIMEOUT
@@ -88,6 +96,7 @@ impl ForwardError {
             | ForwardError::Backend { .. }
             | ForwardError::BackendTimeout(_) => true,
             ForwardError::NoEndpoints { .. }
+            | ForwardError::Unresolved { .. }
             | ForwardError::RequestTimeout(_)
             | ForwardError::Tls { .. }
             | ForwardError::RequestBody(_)

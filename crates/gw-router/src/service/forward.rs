@@ -313,9 +313,7 @@ where
         let backend_timeout = rule.timeouts().backend_request;
         let mut attempt = 0u32;
         loop {
-            let endpoint = svc.endpoint().ok_or_else(|| ForwardError::NoEndpoints {
-                service: svc.service.clone(),
-            })?;
+            let endpoint = svc.resolve().await?;
             let Some(b) = body.take() else {
                 return Err(ForwardError::Internal("request body already sent".into()));
             };

@@ -242,9 +242,18 @@ impl Router {
                 );
                 return ResponseFuture::ready(Self::direct(&rule, d, grpc));
             }
-            BackendTarget::Service(s) if s.endpoints.is_empty() => {
-                let e = ForwardError::NoEndpoints {
-                    service: s.service.clone(),
+            BackendTarget::Service(s) if s.unavailable() => {
+                let e = match &s.dns {
+                    Some(name) => ForwardError::Unresolved {
+                        backend: s.service.clone(),
+                        error: crate::dns::ResolveError::Failed {
+                            host: name.host().to_owned(),
+                            reason: name.status().error.unwrap_or_else(|| "no address".into()),
+                        },
+                    },
+                    None => ForwardError::NoEndpoints {
+                        service: s.service.clone(),
+                    },
                 };
                 let mut resp = error_response(&e, grpc);
                 apply_response(&rule.filters, resp.headers_mut());
