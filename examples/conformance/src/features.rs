@@ -145,8 +145,8 @@ impl Features {
     }
 }
 
-/// The feature names of the corpus's `features.json`.
-fn known_features(corpus: &Corpus) -> Result<BTreeSet<String>, String> {
+/// Every feature name of the corpus's `features.json`.
+pub fn known_features(corpus: &Corpus) -> Result<BTreeSet<String>, String> {
     let path = corpus.root.join("features.json");
     let text = std::fs::read_to_string(&path)
         .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;

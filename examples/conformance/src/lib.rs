@@ -22,6 +22,7 @@
 
 pub mod certs;
 pub mod checks;
+pub mod claims;
 pub mod cluster;
 pub mod corpus;
 pub mod features;

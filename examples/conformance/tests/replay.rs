@@ -17,7 +17,9 @@
 //! ```
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use gw_conformance::corpus::Corpus;
+use gw_conformance::claims;
+use gw_conformance::corpus::{Corpus, TestSpec};
+use gw_conformance::features;
 use gw_conformance::live::{self, Options};
 
 const BASELINE_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/replay_baseline.txt");
@@ -49,12 +51,55 @@ fn conformance_replay_against_gw_gateway() {
         println!("(filtered run: the baseline is not enforced)");
         return;
     }
+    check_readme_claims(&corpus, &report);
     let baseline = baseline();
     println!("baseline: {baseline} passing tests ({BASELINE_FILE})");
     assert!(
         report.passed() >= baseline,
         "{} conformance tests passed, fewer than the baseline {baseline} ({BASELINE_FILE})",
         report.passed()
+    );
+}
+
+const README: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md");
+
+/// The README's profile table is generated from a replay: print this run's, check that the
+/// README claims no extended feature this run did not prove, and rewrite it with
+/// `GW_CONFORMANCE_WRITE_README=1`.
+fn check_readme_claims(corpus: &Corpus, report: &live::Report) {
+    let known = features::known_features(corpus).expect("features.json");
+    let specs: Vec<TestSpec> = corpus
+        .test_dirs()
+        .expect("test folders")
+        .iter()
+        .filter_map(|d| TestSpec::read(d).ok())
+        .collect();
+    let results = claims::results(report, &specs, &known);
+    let table = claims::render(&results);
+    println!("profiles proven by this run:\n{table}");
+    let readme = std::fs::read_to_string(README).expect("README.md");
+    if std::env::var_os("GW_CONFORMANCE_WRITE_README").is_some() {
+        let updated = claims::replace_block(&readme, &table)
+            .expect("README.md has no generated conformance block");
+        std::fs::write(README, updated).expect("write README.md");
+        println!("README.md profile table rewritten");
+        return;
+    }
+    let block = claims::block(&readme).expect("README.md has no generated conformance block");
+    let unproven: Vec<String> = claims::claimed(block)
+        .into_iter()
+        .filter(|(profile, feature)| {
+            !results
+                .iter()
+                .any(|r| r.profile.name == profile && r.proven().contains(&feature.as_str()))
+        })
+        .map(|(p, f)| format!("{p}: {f}"))
+        .collect();
+    assert!(
+        unproven.is_empty(),
+        "README.md claims features this replay did not prove (regenerate the table with \
+         GW_CONFORMANCE_WRITE_README=1):\n{}",
+        unproven.join("\n")
     );
 }
 

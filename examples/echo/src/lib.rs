@@ -68,6 +68,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
+pub mod dns;
 mod error;
 mod go;
 mod grpc;
@@ -168,6 +169,8 @@ pub struct EchoConfig {
     pub tcp_tls: Option<(SocketAddr, TlsIdentity)>,
     /// UDP echo (`UDP_PORT`).
     pub udp: Option<SocketAddr>,
+    /// DNS responder standing in for the corpus's `coredns` backend ([`dns`]).
+    pub dns: Option<SocketAddr>,
     /// Value of `httpPort` in HTTP echo replies. Default: the bound port of `http`
     /// (echo-basic reports its `HTTP_PORT` on every listener).
     pub http_port: Option<String>,
@@ -193,6 +196,7 @@ impl EchoConfig {
             || self.tcp.is_some()
             || self.tcp_tls.is_some()
             || self.udp.is_some()
+            || self.dns.is_some()
     }
 }
 
@@ -218,6 +222,7 @@ struct BoundAddrs {
     tcp: Option<SocketAddr>,
     tcp_tls: Option<SocketAddr>,
     udp: Option<SocketAddr>,
+    dns: Option<SocketAddr>,
 }
 
 /// A running echo server. Dropping it also stops it (without waiting); prefer
@@ -311,6 +316,19 @@ impl EchoServer {
             ),
         };
 
+        let dns = match config.dns {
+            None => None,
+            Some(addr) => Some(
+                UdpSocket::bind(addr)
+                    .await
+                    .map_err(|source| EchoError::Bind {
+                        listener: "dns",
+                        addr,
+                        source,
+                    })?,
+            ),
+        };
+
         let addrs = BoundAddrs {
             http: local_addr("http", http.as_ref(), TcpListener::local_addr)?,
             h2c: local_addr("h2c", h2c.as_ref(), TcpListener::local_addr)?,
@@ -318,6 +336,7 @@ impl EchoServer {
             tcp: local_addr("tcp", tcp.as_ref(), TcpListener::local_addr)?,
             tcp_tls: local_addr("tcp-tls", tcp_tls.as_ref(), TcpListener::local_addr)?,
             udp: local_addr("udp", udp.as_ref(), UdpSocket::local_addr)?,
+            dns: local_addr("dns", dns.as_ref(), UdpSocket::local_addr)?,
         };
 
         let port_string =
@@ -373,6 +392,9 @@ impl EchoServer {
         if let Some(socket) = udp {
             tasks.push(tokio::spawn(l4::serve_udp(socket, shared.clone())));
         }
+        if let Some(socket) = dns {
+            tasks.push(tokio::spawn(dns::serve(socket, shared.clone())));
+        }
 
         Ok(EchoServer {
             addrs,
@@ -410,6 +432,11 @@ impl EchoServer {
     /// Bound address of the UDP echo.
     pub fn udp_addr(&self) -> Option<SocketAddr> {
         self.addrs.udp
+    }
+
+    /// The bound DNS responder address.
+    pub fn dns_addr(&self) -> Option<SocketAddr> {
+        self.addrs.dns
     }
 
     /// The server's log (a cheap handle that stays usable after shutdown).

@@ -35,6 +35,11 @@ pub enum EchoKind {
         /// `HTTP_PORT`.
         port: u16,
     },
+    /// The corpus's `coredns` Deployment: a DNS responder on port 53 (see `gw_echo::dns`).
+    Dns {
+        /// The DNS port (the Corefile's `.:53`).
+        port: u16,
+    },
     /// `TCP_ECHO_SERVER` / `UDP_ECHO_SERVER`.
     L4 {
         /// `TCP_PORT`, when TCP mode is on.
@@ -166,7 +171,8 @@ fn mounted_file(
     String::from_utf8(bytes).map_err(|_| format!("{id} data.{key} is not UTF-8"))
 }
 
-/// Plans the pods of every echo-basic Deployment (other images, e.g. coredns, are not run);
+/// Plans the pods of every echo-basic Deployment, and of the coredns one (served by gw-echo's
+/// DNS responder; other images are not run);
 /// `ip_of(n)` gives the n-th pod its address.
 pub fn plan(
     cluster: &Cluster,
@@ -177,13 +183,16 @@ pub fn plan(
         if id.kind != "Deployment" {
             continue;
         }
+        let image = |needle: &str| {
+            manifest
+                .pointer("/spec/template/spec/containers/0/image")
+                .and_then(Value::as_str)
+                .is_some_and(|i| i.contains(needle))
+        };
+        let coredns = image("coredns");
         let Some(container) = manifest
             .pointer("/spec/template/spec/containers/0")
-            .filter(|c| {
-                c.get("image")
-                    .and_then(Value::as_str)
-                    .is_some_and(|i| i.contains("echo-basic"))
-            })
+            .filter(|_| image("echo-basic") || coredns)
         else {
             continue;
         };
@@ -246,7 +255,9 @@ pub fn plan(
             .filter(|v| v.as_str() != "(ref)")
             .cloned()
             .unwrap_or_default();
-        let kind = if on("GRPC_ECHO_SERVER") {
+        let kind = if coredns {
+            EchoKind::Dns { port: 53 }
+        } else if on("GRPC_ECHO_SERVER") {
             EchoKind::Grpc {
                 port: port("HTTP_PORT", HTTP_PORT)?,
             }
@@ -357,6 +368,7 @@ impl Backends {
                     config.http = at(port);
                     config.https = https;
                 }
+                EchoKind::Dns { port } => config.dns = at(port),
                 EchoKind::L4 { tcp, udp } => {
                     config.tcp = tcp.and_then(at);
                     config.udp = udp.and_then(at);

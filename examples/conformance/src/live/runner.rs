@@ -6,6 +6,7 @@ use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -53,6 +54,7 @@ const COVERED_OTHER_CHECKS: &[&str] = &[
     "address_empty",
     "static_addresses",
     "route_conflict",
+    "dns",
 ];
 
 /// The address of the n-th pod of the test in slot `slot`.
@@ -1352,9 +1354,54 @@ async fn other_checks_final(
         let outcome = match other.check.as_str() {
             "static_addresses" => static_addresses(ctx, spec, cluster).await,
             "route_conflict" => route_conflict(ctx, spec, cluster).await,
+            "dns" => dns(ctx, spec, cluster).await,
             _ => continue,
         };
         out.other(&format!("other check {}", other.check), outcome);
+    }
+}
+
+/// UDPRoute: a DNS A query for `foo.bar.com.` (the zone the coredns backend answers with
+/// `whoami`) sent to the Gateway's UDP listener must get a successful answer (Go: miekg/dns
+/// `Exchange`, `Rcode == RcodeSuccess`), polled within MaxTimeToConsistency.
+async fn dns(ctx: &TestCtx<'_>, spec: &TestSpec, cluster: &Cluster) -> Outcome {
+    let result = async {
+        let gw = first_gateway(spec)?;
+        let namespace = gw.namespace.clone().unwrap_or_else(|| "default".into());
+        let gateway_id = ObjectId::new("Gateway", &namespace, &gw.name);
+        let port = cluster
+            .get(&gateway_id)
+            .and_then(|g| g.pointer("/spec/listeners"))
+            .and_then(Value::as_array)
+            .and_then(|ls| {
+                ls.iter()
+                    .find(|l| l.get("protocol").and_then(Value::as_str) == Some("UDP"))
+            })
+            .and_then(|l| l.get("port").and_then(Value::as_u64))
+            .and_then(|p| u16::try_from(p).ok())
+            .ok_or_else(|| format!("{gateway_id} has no UDP listener"))?;
+        let status = ctx.gw.status().await?;
+        let ip = gateway_ip(&status, cluster, &gw)?;
+        let addr = SocketAddr::new(ip, port);
+        let id = AtomicU16::new(1);
+        eventually(ctx.consistency(), 1, || async {
+            let n = id.fetch_add(1, Ordering::Relaxed);
+            let query = gw_echo::dns::query(n, "foo.bar.com.");
+            let reply = super::l4::udp_exchange(addr, &query, ctx.request_timeout()).await?;
+            match gw_echo::dns::parse_reply(&reply) {
+                Some((rid, 0, answers)) if rid == n && answers > 0 => Ok(()),
+                Some((rid, rcode, answers)) => Err(format!(
+                    "DNS reply from {addr}: id {rid} (sent {n}), rcode {rcode}, {answers} answers"
+                )),
+                None => Err(format!("the reply from {addr} is not a DNS response")),
+            }
+        })
+        .await
+    }
+    .await;
+    match result {
+        Ok(()) => Outcome::Pass,
+        Err(e) => Outcome::Fail(e),
     }
 }
 
