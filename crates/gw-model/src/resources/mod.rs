@@ -10,6 +10,7 @@ mod gateway;
 mod meta;
 mod policy;
 mod route;
+mod traffic_policy;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -21,6 +22,7 @@ pub use self::gateway::*;
 pub use self::meta::*;
 pub use self::policy::*;
 pub use self::route::*;
+pub use self::traffic_policy::*;
 
 /// The kinds gw understands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -62,11 +64,13 @@ pub enum Kind {
     ConfigMap,
     /// Core Namespace.
     Namespace,
+    /// `policy.gw.dev` TrafficPolicy (gw's own policy).
+    TrafficPolicy,
 }
 
 impl Kind {
     /// Every kind, in the order objects are listed.
-    pub const ALL: [Kind; 15] = [
+    pub const ALL: [Kind; 16] = [
         Kind::GatewayClass,
         Kind::Gateway,
         Kind::ListenerSet,
@@ -82,6 +86,7 @@ impl Kind {
         Kind::Secret,
         Kind::ConfigMap,
         Kind::Namespace,
+        Kind::TrafficPolicy,
     ];
 
     /// The Kubernetes kind name, e.g. `HTTPRoute`.
@@ -102,6 +107,7 @@ impl Kind {
             Kind::Secret => "Secret",
             Kind::ConfigMap => "ConfigMap",
             Kind::Namespace => "Namespace",
+            Kind::TrafficPolicy => "TrafficPolicy",
         }
     }
 
@@ -115,6 +121,7 @@ impl Kind {
         match self {
             Kind::Service | Kind::Secret | Kind::ConfigMap | Kind::Namespace => CORE_GROUP,
             Kind::EndpointSlice => "discovery.k8s.io",
+            Kind::TrafficPolicy => POLICY_GROUP,
             _ => GATEWAY_GROUP,
         }
     }
@@ -124,6 +131,7 @@ impl Kind {
         match self {
             Kind::Service | Kind::Secret | Kind::ConfigMap | Kind::Namespace => "v1",
             Kind::EndpointSlice => "discovery.k8s.io/v1",
+            Kind::TrafficPolicy => "policy.gw.dev/v1alpha1",
             _ => "gateway.networking.k8s.io/v1",
         }
     }
@@ -143,6 +151,7 @@ impl Kind {
             }
             Kind::BackendTlsPolicy => matches!(version, "v1" | "v1alpha3"),
             Kind::ListenerSet => matches!(version, "v1" | "v1alpha1"),
+            Kind::TrafficPolicy => version == TRAFFIC_POLICY_VERSION,
         }
     }
 
@@ -235,6 +244,8 @@ pub enum Object {
     ConfigMap(ConfigMap),
     /// Namespace.
     Namespace(Namespace),
+    /// TrafficPolicy.
+    TrafficPolicy(TrafficPolicy),
 }
 
 impl Object {
@@ -256,6 +267,7 @@ impl Object {
             Object::Secret(_) => Kind::Secret,
             Object::ConfigMap(_) => Kind::ConfigMap,
             Object::Namespace(_) => Kind::Namespace,
+            Object::TrafficPolicy(_) => Kind::TrafficPolicy,
         }
     }
 
@@ -280,6 +292,7 @@ impl Object {
             Object::Secret(o) => &mut o.metadata,
             Object::ConfigMap(o) => &mut o.metadata,
             Object::Namespace(o) => &mut o.metadata,
+            Object::TrafficPolicy(o) => &mut o.metadata,
         }
     }
 
@@ -298,6 +311,7 @@ impl Object {
             Object::Secret(o) => &o.metadata,
             Object::ConfigMap(o) => &o.metadata,
             Object::Namespace(o) => &o.metadata,
+            Object::TrafficPolicy(o) => &o.metadata,
         }
     }
 
@@ -324,6 +338,7 @@ impl Object {
             Object::Secret(o) => serde_json::to_value(&o.data),
             Object::ConfigMap(o) => serde_json::to_value((&o.data, &o.binary_data)),
             Object::Namespace(_) => Ok(serde_json::Value::Null),
+            Object::TrafficPolicy(o) => serde_json::to_value(&o.spec),
         };
         v.unwrap_or(serde_json::Value::Null)
     }
@@ -365,6 +380,8 @@ pub struct Resources {
     pub config_maps: BTreeMap<ObjectKey, ConfigMap>,
     /// Namespaces by name.
     pub namespaces: BTreeMap<ObjectKey, Namespace>,
+    /// TrafficPolicies.
+    pub traffic_policies: BTreeMap<ObjectKey, TrafficPolicy>,
 }
 
 impl Resources {
@@ -404,6 +421,10 @@ impl Resources {
             Object::Secret(o) => self.secrets.insert(key, o).map(Object::Secret),
             Object::ConfigMap(o) => self.config_maps.insert(key, o).map(Object::ConfigMap),
             Object::Namespace(o) => self.namespaces.insert(key, o).map(Object::Namespace),
+            Object::TrafficPolicy(o) => self
+                .traffic_policies
+                .insert(key, o)
+                .map(Object::TrafficPolicy),
         }
     }
 
@@ -431,6 +452,7 @@ impl Resources {
             Kind::Secret => self.secrets.remove(key).map(Object::Secret),
             Kind::ConfigMap => self.config_maps.remove(key).map(Object::ConfigMap),
             Kind::Namespace => self.namespaces.remove(key).map(Object::Namespace),
+            Kind::TrafficPolicy => self.traffic_policies.remove(key).map(Object::TrafficPolicy),
         }
     }
 
@@ -472,6 +494,7 @@ impl Resources {
             + self.secrets.len()
             + self.config_maps.len()
             + self.namespaces.len()
+            + self.traffic_policies.len()
     }
 
     /// Whether no object is held.
