@@ -84,6 +84,7 @@ pub mod filters;
 mod incoming;
 pub mod index;
 pub mod l4;
+pub mod policy;
 pub mod service;
 
 pub use gw_model;
@@ -95,4 +96,5 @@ pub use crate::index::{
     Listener, Matched, Misdirected, NotFound, RequestView, Resolution, RouteKind, RouteMatch,
     Routes, Rule, is_grpc,
 };
+pub use crate::policy::policy_validator;
 pub use crate::service::{ForwardError, ResponseFuture, Router, RouterConfig};
