@@ -52,6 +52,8 @@
 //! ```
 
 pub mod compile;
+#[cfg(feature = "schemars")]
+pub mod crd;
 pub mod load;
 pub mod resources;
 pub mod status;
