@@ -66,6 +66,11 @@
 //! assert!(matches!(routes.resolve(&gateway, 8080, &other), Resolution::NotFound(_)));
 //! ```
 //!
+//! Rules with a TrafficPolicy (the table's [`RulePolicy`](gw_model::table::RulePolicy)) get
+//! their gw-policy layers built once in [`Routes::build`] and run them before filters and
+//! backends (see [`policy`]); compile with [`policy_validator`] so that gw-model reports a
+//! policy the router cannot build as `Invalid`.
+//!
 //! To serve, insert an [`Incoming`] extension into each request and call the [`Router`]
 //! (`Router::new(RouterConfig::default())`, then `router.swap(routes)`), for example from a
 //! hyper server or as an axum fallback service.

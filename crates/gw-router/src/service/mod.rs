@@ -7,11 +7,13 @@
 //!    this request) and [`Routes::resolve_sni`] the request: no match is 404 (gRPC:
 //!    `UNIMPLEMENTED`); a host that belongs to another HTTPS listener than the connection's SNI
 //!    selected is 421 Misdirected Request (GEP-3567).
-//! 3. Apply the rule's request filters in order (header modifiers, URL rewrite, mirror, CORS,
+//! 3. When the rule has a TrafficPolicy, run its layers (CORS, rate limit, basic auth, API
+//!    key, JWT; see [`policy`](crate::policy)): their answers (204, 401, 403, 429) end here.
+//! 4. Apply the rule's request filters in order (header modifiers, URL rewrite, mirror, CORS,
 //!    or a redirect / CORS preflight answered directly); unresolved filters answer 500.
-//! 4. Pick a backend by weight (none, or all weights 0: 500; an invalid backend: 500); apply
+//! 5. Pick a backend by weight (none, or all weights 0: 500; an invalid backend: 500); apply
 //!    its filters; a Service without endpoints is 503.
-//! 5. Forward (see below); apply ResponseHeaderModifiers and CORS headers to the response.
+//! 6. Forward (see below); apply ResponseHeaderModifiers and CORS headers to the response.
 //!
 //! # Forwarding
 //!
