@@ -10,7 +10,8 @@
 //! 2. [`compile()`] takes a [`resources::Resources`] set and returns a [`Compiled`]: the
 //!    [`table::RouteTable`] a data plane serves (listeners, attached routes in precedence order,
 //!    resolved backends with their endpoints), and a [`status::StatusReport`] with the conditions
-//!    of every GatewayClass, Gateway, ListenerSet, route and BackendTLSPolicy gw manages.
+//!    of every GatewayClass, Gateway, ListenerSet, route, BackendTLSPolicy and TrafficPolicy gw
+//!    manages.
 //!
 //! ```
 //! use gw_model::{CompileOptions, compile, load, resources::Resources};
@@ -52,6 +53,8 @@
 //! ```
 
 pub mod compile;
+#[cfg(feature = "schemars")]
+pub mod crd;
 pub mod load;
 pub mod resources;
 pub mod status;

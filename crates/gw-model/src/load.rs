@@ -335,6 +335,7 @@ fn load_value(doc: &DocumentRef, value: Value, out: &mut Loaded, depth: usize) {
         }
         Kind::ConfigMap => typed(doc, kind, &name, value, out).map(Object::ConfigMap),
         Kind::Namespace => typed(doc, kind, &name, value, out).map(Object::Namespace),
+        Kind::TrafficPolicy => typed(doc, kind, &name, value, out).map(Object::TrafficPolicy),
     };
     if let Some(mut object) = result {
         if object.metadata().name.is_empty() {

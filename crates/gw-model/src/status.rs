@@ -11,6 +11,7 @@ use crate::resources::{Kind, ObjectKey, ParentReference, RouteGroupKind};
 
 /// `True`, `False` or `Unknown`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 pub enum ConditionStatus {
     /// The condition holds.
     True,
@@ -22,6 +23,7 @@ pub enum ConditionStatus {
 
 /// A Kubernetes `metav1.Condition`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Condition {
     /// Condition type, e.g. `Accepted`.
@@ -172,6 +174,7 @@ pub struct RouteStatus {
 
 /// A policy ancestor status (GEP-713 `PolicyAncestorStatus`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct PolicyAncestorStatus {
     /// The ancestor (usually a Gateway).
@@ -184,6 +187,7 @@ pub struct PolicyAncestorStatus {
 
 /// Policy status (`status.ancestors`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 pub struct PolicyStatus {
     /// One entry per ancestor.
     pub ancestors: Vec<PolicyAncestorStatus>,

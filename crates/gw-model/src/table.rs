@@ -317,6 +317,9 @@ pub struct HttpRouteEntry {
     pub matches: Vec<HttpMatch>,
     /// What to do.
     pub action: RuleAction,
+    /// The effective TrafficPolicy of this rule on this listener (`None`: no policy applies).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<Box<RulePolicy>>,
 }
 
 /// One GRPCRoute rule attached to a listener.
@@ -334,6 +337,9 @@ pub struct GrpcRouteEntry {
     pub matches: Vec<GrpcMatch>,
     /// What to do.
     pub action: RuleAction,
+    /// The effective TrafficPolicy of this rule on this listener (`None`: no policy applies).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<Box<RulePolicy>>,
 }
 
 /// A TLSRoute, TCPRoute or UDPRoute attached to a listener.
@@ -505,4 +511,161 @@ pub enum SubjectAltNameMatch {
     Dns(String),
     /// A URI.
     Uri(String),
+}
+
+/// The effective [`TrafficPolicy`](crate::resources::TrafficPolicy) of one route rule on one
+/// listener: for each section, the settings of the policy that won it (GEP-713 defaults and
+/// overrides; see [`compile`](crate::compile())). Plain, validated data; a data plane builds
+/// its policy layers from it once per table.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RulePolicy {
+    /// CORS.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cors: Option<Applied<Cors>>,
+    /// Rate limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<Applied<RateLimitSettings>>,
+    /// Basic authentication.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub basic_auth: Option<Applied<BasicAuthSettings>>,
+    /// API keys.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_key_auth: Option<Applied<ApiKeySettings>>,
+    /// JWT.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwt: Option<Applied<JwtSettings>>,
+}
+
+impl RulePolicy {
+    /// Whether no section applies.
+    pub fn is_empty(&self) -> bool {
+        self.cors.is_none()
+            && self.rate_limit.is_none()
+            && self.basic_auth.is_none()
+            && self.api_key_auth.is_none()
+            && self.jwt.is_none()
+    }
+}
+
+/// Which block of a policy a section comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub enum PolicyBlock {
+    /// `spec.default`.
+    Default,
+    /// `spec.override`.
+    Override,
+}
+
+/// A section of a policy as it applies to a rule, with where it comes from.
+///
+/// Two rules whose section comes from the same policy, target and block share `settings`
+/// (the same `Arc`): a data plane keys shared state (rate-limit buckets) on
+/// [`Applied::origin`], so a limit attached to a Gateway counts the Gateway's traffic as a
+/// whole and one attached to a route counts that route's.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Applied<T> {
+    /// The policy.
+    pub policy: ObjectKey,
+    /// Index of the policy's `targetRefs` entry through which it applies.
+    pub target: usize,
+    /// `default` or `override`.
+    pub block: PolicyBlock,
+    /// The settings.
+    pub settings: std::sync::Arc<T>,
+}
+
+impl<T> Applied<T> {
+    /// The identity of this section's source: policy, target and block.
+    pub fn origin(&self) -> (&ObjectKey, usize, PolicyBlock) {
+        (&self.policy, self.target, self.block)
+    }
+}
+
+/// What a rate limit counts requests against.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[non_exhaustive]
+pub enum RateLimitKey {
+    /// Every request of the target shares one bucket.
+    Shared,
+    /// One bucket per client IP.
+    ClientIp,
+    /// One bucket per value of this (validated, lowercase) header.
+    Header(String),
+}
+
+/// A validated rate limit: a token bucket of `burst` tokens refilled at `requests` per
+/// `period`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RateLimitSettings {
+    /// Tokens per period (at least 1).
+    pub requests: u32,
+    /// The period.
+    pub period: Duration,
+    /// Bucket size (at least 1).
+    pub burst: u32,
+    /// What requests are counted against.
+    pub key: RateLimitKey,
+}
+
+/// Validated basic authentication settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BasicAuthSettings {
+    /// The realm of `WWW-Authenticate`.
+    pub realm: String,
+    /// The Secret the htpasswd file came from.
+    pub secret: ObjectKey,
+    /// The htpasswd file (never serialized).
+    #[serde(skip)]
+    pub htpasswd: String,
+}
+
+/// Where API keys are read.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[non_exhaustive]
+pub enum ApiKeyLocation {
+    /// A request header (validated, lowercase).
+    Header(String),
+    /// A query parameter.
+    Query(String),
+}
+
+/// Validated API key settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ApiKeySettings {
+    /// Where keys are read.
+    pub location: ApiKeyLocation,
+    /// Client names, in order.
+    pub clients: Vec<String>,
+    /// `(client, key)` pairs (never serialized).
+    #[serde(skip)]
+    pub keys: Vec<(String, Vec<u8>)>,
+}
+
+/// Validated JWT settings: a token passes when one provider accepts it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct JwtSettings {
+    /// The providers, in order.
+    pub providers: Vec<JwtProviderSettings>,
+}
+
+/// One JWT provider.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JwtProviderSettings {
+    /// Provider name.
+    pub name: String,
+    /// Required issuer, if any.
+    pub issuer: Option<String>,
+    /// Accepted audiences (empty: any).
+    pub audiences: Vec<String>,
+    /// Where the keys came from (`inline`, `Secret ns/name key`, ...), for humans.
+    pub jwks_source: String,
+    /// The JWKS document (JSON).
+    #[serde(skip)]
+    pub jwks: String,
+    /// `(claim, header)` pairs; header names validated and lowercase.
+    pub claim_to_headers: Vec<(String, String)>,
+    /// Tolerance for `exp` and `nbf`.
+    pub clock_skew: Duration,
 }

@@ -65,8 +65,9 @@
 //! # }
 //! ```
 //!
-//! Policy attachment (GEP-713 resources targeting Gateways and routes) is not here yet: the
-//! layers are configured in code.
+//! In `gw-gateway`, these layers are configured by the `TrafficPolicy` resource (GEP-713 policy
+//! attachment to Gateways, listeners, ListenerSets, routes and route rules): gw-model computes
+//! each rule's effective policy and gw-router builds the layers from it.
 
 pub mod api_key;
 pub mod basic_auth;

@@ -66,6 +66,11 @@
 //! assert!(matches!(routes.resolve(&gateway, 8080, &other), Resolution::NotFound(_)));
 //! ```
 //!
+//! Rules with a TrafficPolicy (the table's [`RulePolicy`](gw_model::table::RulePolicy)) get
+//! their gw-policy layers built once in [`Routes::build`] and run them before filters and
+//! backends (see [`policy`]); compile with [`policy_validator`] so that gw-model reports a
+//! policy the router cannot build as `Invalid`.
+//!
 //! To serve, insert an [`Incoming`] extension into each request and call the [`Router`]
 //! (`Router::new(RouterConfig::default())`, then `router.swap(routes)`), for example from a
 //! hyper server or as an axum fallback service.
@@ -85,6 +90,7 @@ pub mod filters;
 mod incoming;
 pub mod index;
 pub mod l4;
+pub mod policy;
 pub mod service;
 
 pub use gw_model;
@@ -96,4 +102,5 @@ pub use crate::index::{
     Listener, Matched, Misdirected, NotFound, RequestView, Resolution, RouteKind, RouteMatch,
     Routes, Rule, is_grpc,
 };
+pub use crate::policy::policy_validator;
 pub use crate::service::{ForwardError, ResponseFuture, Router, RouterConfig};

@@ -124,6 +124,8 @@ impl Controller {
     fn options(&mut self, res: &Resources) -> CompileOptions {
         let mut options = CompileOptions::new(self.controller_name.clone());
         options.now = Some(jiff::Timestamp::now());
+        // TrafficPolicy sections are checked by the code that will serve them.
+        options.policy_validator = Some(gw_router::policy_validator());
         options.usable_networks = vec![
             IpNet::from(IpAddr::from([127, 0, 0, 0])),
             IpNet::from(IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1])),

@@ -75,6 +75,9 @@ enum Command {
         /// File or directory of manifests.
         path: PathBuf,
     },
+    /// Print the CustomResourceDefinitions of gw's own kinds (TrafficPolicy) as YAML, for
+    /// `kubectl apply -f -`.
+    Crd,
 }
 
 fn init_logs(json: bool) {
@@ -101,6 +104,18 @@ async fn main() -> std::process::ExitCode {
             &mut std::io::stderr(),
         );
         return std::process::ExitCode::from(code);
+    }
+    if let Some(Command::Crd) = &args.command {
+        return match gw_model::crd::traffic_policy_crd_yaml() {
+            Ok(yaml) => {
+                print!("{yaml}");
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: cannot render the CRD: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        };
     }
     init_logs(args.log_json);
     match run(args).await {

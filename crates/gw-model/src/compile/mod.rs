@@ -11,6 +11,7 @@
 //! - `rules`: HTTPRoute/GRPCRoute matches, filters, timeouts and retries;
 //! - `refs`: ReferenceGrant and backend resolution to EndpointSlice endpoints;
 //! - `policy`: BackendTLSPolicy;
+//! - `traffic_policy`: gw's TrafficPolicy (GEP-713 attachment, defaults and overrides);
 //! - [`hostname`]: hostname validation, wildcard matching, intersection and specificity.
 
 mod gateway;
@@ -21,6 +22,7 @@ mod routes;
 pub mod rules;
 pub mod tls;
 mod xbackend;
+mod traffic_policy;
 
 use std::collections::BTreeMap;
 
@@ -29,6 +31,7 @@ use ipnet::IpNet;
 use self::gateway::{ListenerState, addresses, listener_set_allowed, listener_sets_for};
 use self::refs::From;
 use self::routes::{ParentTarget, RouteView, attach, resolve_parent};
+pub use self::traffic_policy::{PolicySection, PolicyValidator, affected_condition_type};
 use crate::resources::{
     CORE_GROUP, GATEWAY_GROUP, Gateway, Kind, L4Route, ListenerSet, ObjectKey, ObjectMeta,
     ParentReference, Resources,
@@ -64,6 +67,9 @@ pub struct CompileOptions {
     /// [`Compiled::refresh_at`] says when that answer next changes. When unset, validity is not
     /// checked, so the output depends on the input alone.
     pub now: Option<jiff::Timestamp>,
+    /// Checks TrafficPolicy sections with the data plane's code; without it, only what
+    /// gw-model can check is checked (structure, references, JSON).
+    pub policy_validator: Option<PolicyValidator>,
 }
 
 impl CompileOptions {
@@ -302,6 +308,9 @@ pub fn compile(res: &Resources, options: &CompileOptions) -> Compiled {
     // An HTTPRoute and a GRPCRoute may not share hostnames on a listener.
     resolve_http_grpc_conflicts(res, &mut gateways, &mut entries);
 
+    // TrafficPolicies: the effective policy of every rule, and their status.
+    let affected = traffic_policy::apply(res, &mut gateways, &mut entries, options);
+
     // BackendTLSPolicies: status, and TLS settings on the backends they target.
     policy::apply(res, &mut gateways, &mut entries, options);
 
@@ -320,6 +329,7 @@ pub fn compile(res: &Resources, options: &CompileOptions) -> Compiled {
         &our_gateways,
         options,
     ));
+    traffic_policy::mark_affected(res, &affected, &mut entries, options);
     entries.sort_by(|a, b| (a.kind, &a.key).cmp(&(b.kind, &b.key)));
     Compiled {
         table,
@@ -460,6 +470,7 @@ fn http_route(
                 hostnames: Vec::new(),
                 matches,
                 action,
+                policy: None,
             })
         },
     )
@@ -492,6 +503,7 @@ fn grpc_route(
                 hostnames: Vec::new(),
                 matches,
                 action,
+                policy: None,
             })
         },
     )

@@ -67,7 +67,7 @@ fn check_path(value: &str) -> Result<(), Problem> {
     }
 }
 
-fn check_header_name(name: &str) -> Result<(), Problem> {
+pub(crate) fn check_header_name(name: &str) -> Result<(), Problem> {
     http_token(name).then_some(()).ok_or_else(|| {
         Problem::new(
             "UnsupportedValue",
@@ -505,7 +505,7 @@ fn check_rewrite_host(h: Option<&str>) -> Result<(), Problem> {
 /// `(^\*$)|(^(http(s)?):\/\/(((\*\.)?([a-zA-Z0-9\-]+\.)*[a-zA-Z0-9-]+|\*)(:([0-9]{1,5}))?)$)`,
 /// "AllowOrigins cannot contain '*' alongside other origins", and likewise for methods and
 /// headers; header names must be valid tokens.
-fn check_cors(c: &crate::resources::Cors) -> Result<(), Problem> {
+pub(crate) fn check_cors(c: &crate::resources::Cors) -> Result<(), Problem> {
     let bad = |msg: String| Err(Problem::new("UnsupportedValue", msg));
     let star_alone = |list: &[String], what: &str| {
         if list.iter().any(|x| x == "*") && list.len() > 1 {

@@ -57,6 +57,7 @@ impl ObjectMeta {
 
 /// A reference from a route (or ListenerSet) to its parent (Gateway API `ParentReference`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ParentReference {
     /// API group; defaults to `gateway.networking.k8s.io`.
@@ -126,6 +127,7 @@ pub struct ObjectReference {
 
 /// A reference to a policy target (`LocalPolicyTargetReferenceWithSectionName`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct PolicyTargetReference {
     /// API group of the target.

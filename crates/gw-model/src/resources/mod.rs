@@ -11,6 +11,7 @@ mod gateway;
 mod meta;
 mod policy;
 mod route;
+mod traffic_policy;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -23,6 +24,7 @@ pub use self::gateway::*;
 pub use self::meta::*;
 pub use self::policy::*;
 pub use self::route::*;
+pub use self::traffic_policy::*;
 
 /// The kinds gw understands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -66,11 +68,13 @@ pub enum Kind {
     ConfigMap,
     /// Core Namespace.
     Namespace,
+    /// `policy.gw.dev` TrafficPolicy (gw's own policy).
+    TrafficPolicy,
 }
 
 impl Kind {
     /// Every kind, in the order objects are listed.
-    pub const ALL: [Kind; 16] = [
+    pub const ALL: [Kind; 17] = [
         Kind::GatewayClass,
         Kind::Gateway,
         Kind::ListenerSet,
@@ -87,6 +91,7 @@ impl Kind {
         Kind::Secret,
         Kind::ConfigMap,
         Kind::Namespace,
+        Kind::TrafficPolicy,
     ];
 
     /// The Kubernetes kind name, e.g. `HTTPRoute`.
@@ -108,6 +113,7 @@ impl Kind {
             Kind::Secret => "Secret",
             Kind::ConfigMap => "ConfigMap",
             Kind::Namespace => "Namespace",
+            Kind::TrafficPolicy => "TrafficPolicy",
         }
     }
 
@@ -122,6 +128,7 @@ impl Kind {
             Kind::Service | Kind::Secret | Kind::ConfigMap | Kind::Namespace => CORE_GROUP,
             Kind::EndpointSlice => "discovery.k8s.io",
             Kind::XBackend => GATEWAY_X_GROUP,
+            Kind::TrafficPolicy => POLICY_GROUP,
             _ => GATEWAY_GROUP,
         }
     }
@@ -132,6 +139,7 @@ impl Kind {
             Kind::Service | Kind::Secret | Kind::ConfigMap | Kind::Namespace => "v1",
             Kind::EndpointSlice => "discovery.k8s.io/v1",
             Kind::XBackend => "gateway.networking.x-k8s.io/v1alpha1",
+            Kind::TrafficPolicy => "policy.gw.dev/v1alpha1",
             _ => "gateway.networking.k8s.io/v1",
         }
     }
@@ -152,6 +160,7 @@ impl Kind {
             Kind::BackendTlsPolicy => matches!(version, "v1" | "v1alpha3"),
             Kind::ListenerSet => matches!(version, "v1" | "v1alpha1"),
             Kind::XBackend => version == "v1alpha1",
+            Kind::TrafficPolicy => version == TRAFFIC_POLICY_VERSION,
         }
     }
 
@@ -246,6 +255,8 @@ pub enum Object {
     ConfigMap(ConfigMap),
     /// Namespace.
     Namespace(Namespace),
+    /// TrafficPolicy.
+    TrafficPolicy(TrafficPolicy),
 }
 
 impl Object {
@@ -268,6 +279,7 @@ impl Object {
             Object::Secret(_) => Kind::Secret,
             Object::ConfigMap(_) => Kind::ConfigMap,
             Object::Namespace(_) => Kind::Namespace,
+            Object::TrafficPolicy(_) => Kind::TrafficPolicy,
         }
     }
 
@@ -293,6 +305,7 @@ impl Object {
             Object::Secret(o) => &mut o.metadata,
             Object::ConfigMap(o) => &mut o.metadata,
             Object::Namespace(o) => &mut o.metadata,
+            Object::TrafficPolicy(o) => &mut o.metadata,
         }
     }
 
@@ -312,6 +325,7 @@ impl Object {
             Object::Secret(o) => &o.metadata,
             Object::ConfigMap(o) => &o.metadata,
             Object::Namespace(o) => &o.metadata,
+            Object::TrafficPolicy(o) => &o.metadata,
         }
     }
 
@@ -339,6 +353,7 @@ impl Object {
             Object::Secret(o) => serde_json::to_value(&o.data),
             Object::ConfigMap(o) => serde_json::to_value((&o.data, &o.binary_data)),
             Object::Namespace(_) => Ok(serde_json::Value::Null),
+            Object::TrafficPolicy(o) => serde_json::to_value(&o.spec),
         };
         v.unwrap_or(serde_json::Value::Null)
     }
@@ -382,6 +397,8 @@ pub struct Resources {
     pub config_maps: BTreeMap<ObjectKey, ConfigMap>,
     /// Namespaces by name.
     pub namespaces: BTreeMap<ObjectKey, Namespace>,
+    /// TrafficPolicies.
+    pub traffic_policies: BTreeMap<ObjectKey, TrafficPolicy>,
 }
 
 impl Resources {
@@ -422,6 +439,10 @@ impl Resources {
             Object::Secret(o) => self.secrets.insert(key, o).map(Object::Secret),
             Object::ConfigMap(o) => self.config_maps.insert(key, o).map(Object::ConfigMap),
             Object::Namespace(o) => self.namespaces.insert(key, o).map(Object::Namespace),
+            Object::TrafficPolicy(o) => self
+                .traffic_policies
+                .insert(key, o)
+                .map(Object::TrafficPolicy),
         }
     }
 
@@ -450,6 +471,7 @@ impl Resources {
             Kind::Secret => self.secrets.remove(key).map(Object::Secret),
             Kind::ConfigMap => self.config_maps.remove(key).map(Object::ConfigMap),
             Kind::Namespace => self.namespaces.remove(key).map(Object::Namespace),
+            Kind::TrafficPolicy => self.traffic_policies.remove(key).map(Object::TrafficPolicy),
         }
     }
 
@@ -492,6 +514,7 @@ impl Resources {
             + self.secrets.len()
             + self.config_maps.len()
             + self.namespaces.len()
+            + self.traffic_policies.len()
     }
 
     /// Whether no object is held.

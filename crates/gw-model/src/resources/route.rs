@@ -328,6 +328,7 @@ pub struct RequestMirror {
 
 /// A backend reference without weight (`BackendObjectReference`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct MirrorBackendRef {
     /// Group; defaults to core.
@@ -437,6 +438,7 @@ pub enum PathModifierType {
 
 /// `CORS` filter (GEP-1767).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Cors {
     /// Allowed origins (`*`, exact, or with a `*.` wildcard host).
@@ -479,6 +481,7 @@ impl Default for Cors {
 
 /// `ExternalAuth` filter (GEP-1494).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ExternalAuth {
     /// `HTTP` or `GRPC`.
@@ -498,6 +501,7 @@ pub struct ExternalAuth {
 
 /// gRPC settings of ExternalAuth.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ExternalAuthGrpc {
     /// Request headers sent to the auth service.
@@ -507,6 +511,7 @@ pub struct ExternalAuthGrpc {
 
 /// HTTP settings of ExternalAuth.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ExternalAuthHttp {
     /// Path prefix of auth requests.
@@ -522,6 +527,7 @@ pub struct ExternalAuthHttp {
 
 /// Body forwarding of ExternalAuth.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ForwardBody {
     /// Maximum body size forwarded.

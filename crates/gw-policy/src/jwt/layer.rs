@@ -7,14 +7,22 @@ use super::{CompiledJwt, Jwt};
 /// Requires a valid JWT bearer token; see the [module docs](super).
 #[derive(Debug, Clone)]
 pub struct JwtLayer {
-    config: Arc<CompiledJwt>,
+    providers: Arc<[CompiledJwt]>,
 }
 
 impl JwtLayer {
     /// A layer validating tokens with `config`.
     pub fn new(config: CompiledJwt) -> Self {
         JwtLayer {
-            config: Arc::new(config),
+            providers: Arc::new([config]),
+        }
+    }
+
+    /// A layer accepting a token when one of `providers` (tried in order) accepts it; its claim
+    /// headers are set. With no provider, every request is refused.
+    pub fn any_of(providers: impl IntoIterator<Item = CompiledJwt>) -> Self {
+        JwtLayer {
+            providers: providers.into_iter().collect(),
         }
     }
 }
@@ -25,7 +33,7 @@ impl<S> Layer<S> for JwtLayer {
     fn layer(&self, inner: S) -> Self::Service {
         Jwt {
             inner,
-            config: self.config.clone(),
+            providers: self.providers.clone(),
         }
     }
 }

@@ -62,7 +62,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
-use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
 use serde_json::Value;
 use tower::Service;
 
@@ -151,6 +151,10 @@ pub struct JwtConfig {
     pub algorithms: Vec<String>,
     /// Whether a token without `exp` is refused. Default true.
     pub require_exp: bool,
+    /// Claims copied into request headers of accepted requests: `(claim, header)`. A string
+    /// claim is copied as is, other JSON values JSON-encoded; a missing claim sets nothing.
+    /// Headers with these names that the client sent are always removed.
+    pub claim_to_headers: Vec<(String, HeaderName)>,
 }
 
 impl Default for JwtConfig {
@@ -161,6 +165,7 @@ impl Default for JwtConfig {
             clock_skew: Duration::from_secs(60),
             algorithms: Vec::new(),
             require_exp: true,
+            claim_to_headers: Vec::new(),
         }
     }
 }
@@ -200,6 +205,12 @@ impl JwtConfig {
         self.require_exp = required;
         self
     }
+
+    /// Copies `claim` into the request header `header` of accepted requests.
+    pub fn claim_to_header(mut self, claim: impl Into<String>, header: HeaderName) -> Self {
+        self.claim_to_headers.push((claim.into(), header));
+        self
+    }
 }
 
 /// JWT validation compiled once: the checks and the key source.
@@ -210,6 +221,7 @@ pub struct CompiledJwt {
     skew: u64,
     algorithms: Vec<Algorithm>,
     require_exp: bool,
+    claim_to_headers: Vec<(String, HeaderName)>,
     jwks: Arc<dyn JwksSource>,
 }
 
@@ -239,6 +251,7 @@ impl CompiledJwt {
             skew: config.clock_skew.as_secs(),
             algorithms,
             require_exp: config.require_exp,
+            claim_to_headers: config.claim_to_headers,
             jwks,
         })
     }
@@ -351,13 +364,32 @@ impl CompiledJwt {
     /// What a request's `Authorization` header decides: `None` when it carries no bearer
     /// token, else the validation result.
     pub fn check(&self, headers: &HeaderMap) -> Option<Result<Value, TokenError>> {
-        let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
-        let (scheme, token) = value.trim().split_once(' ')?;
-        if !scheme.eq_ignore_ascii_case("bearer") {
-            return None;
-        }
-        Some(self.validate(token.trim()))
+        bearer(headers).map(|token| self.validate(token))
     }
+
+    /// Removes the configured claim headers (whatever the client sent), then sets them from
+    /// `claims`.
+    fn set_claim_headers(&self, headers: &mut HeaderMap, claims: &Value) {
+        for (claim, header) in &self.claim_to_headers {
+            let value = match claims.get(claim) {
+                None | Some(Value::Null) => continue,
+                Some(Value::String(s)) => HeaderValue::from_str(s),
+                Some(other) => HeaderValue::try_from(other.to_string()),
+            };
+            if let Ok(v) = value {
+                headers.insert(header.clone(), v);
+            }
+        }
+    }
+}
+
+/// The bearer token of an `Authorization` header, if any.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
 }
 
 fn decode_json(b64: &str) -> Result<Value, TokenError> {
@@ -380,7 +412,7 @@ fn unauthorized<B: Default>(challenge: &'static str) -> Response<B> {
 #[derive(Debug, Clone)]
 pub struct Jwt<S> {
     inner: S,
-    config: Arc<CompiledJwt>,
+    providers: Arc<[CompiledJwt]>,
 }
 
 impl<S> Jwt<S> {
@@ -409,14 +441,26 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        let inner = match self.config.check(req.headers()) {
-            Some(Ok(claims)) => {
+        let accepted = bearer(req.headers()).map(|token| {
+            // The first provider that accepts the token wins.
+            self.providers
+                .iter()
+                .find_map(|p| p.validate(token).ok().map(|claims| (p, claims)))
+        });
+        let inner = match accepted {
+            Some(Some((provider, claims))) => {
+                for p in self.providers.iter() {
+                    for (_, header) in &p.claim_to_headers {
+                        req.headers_mut().remove(header);
+                    }
+                }
+                provider.set_claim_headers(req.headers_mut(), &claims);
                 req.extensions_mut().insert(JwtClaims(Arc::new(claims)));
                 Outcome::inner(self.inner.call(req))
             }
             // RFC 6750 §3.1: no error code when the request has no authentication information.
             None => Outcome::ready(unauthorized("Bearer")),
-            Some(Err(_)) => Outcome::ready(unauthorized(r#"Bearer error="invalid_token""#)),
+            Some(None) => Outcome::ready(unauthorized(r#"Bearer error="invalid_token""#)),
         };
         ResponseFuture { inner }
     }

@@ -376,3 +376,55 @@ async fn layer_answers_401_and_exposes_claims() {
     assert_eq!(claims.0["sub"], "alice");
     assert_eq!(calls(&n), 1);
 }
+
+// Several providers: a token passes when one of them accepts it, and that provider's claims
+// are copied into headers; whatever the client sent under those names is removed.
+#[tokio::test]
+async fn any_of_providers_and_claim_headers() {
+    let (a, b) = (Signer::ed(), Signer::ec());
+    let provider = |signer: &Signer, iss: &str, header: &'static str| {
+        CompiledJwt::new(
+            JwtConfig::new()
+                .issuer(iss)
+                .claim_to_header("sub", HeaderName::from_static(header))
+                .claim_to_header("aud", HeaderName::from_static("x-aud")),
+            jwks(&[(signer, "k")]),
+        )
+        .unwrap()
+    };
+    let layer = JwtLayer::any_of([
+        provider(&a, "https://a", "x-user-a"),
+        provider(&b, "https://b", "x-user-b"),
+    ]);
+    let svc = layer.layer(tower::service_fn(|req: Request<String>| async move {
+        let h = |n: &str| {
+            req.headers()
+                .get(n)
+                .map_or("-".to_owned(), |v| v.to_str().unwrap().to_owned())
+        };
+        let body = format!("{} {} {}", h("x-user-a"), h("x-user-b"), h("x-aud"));
+        Ok::<_, std::convert::Infallible>(http::Response::new(body))
+    }));
+    let req = |token: &str| {
+        Request::get("/")
+            .header("authorization", format!("Bearer {token}"))
+            .header("x-user-a", "spoofed")
+            .body(String::new())
+            .unwrap()
+    };
+    let claims =
+        |iss: &str| json!({"iss": iss, "sub": "bob", "aud": ["x", "y"], "exp": now() + 60});
+
+    let r = send(&svc, req(&b.sign("k", claims("https://b")))).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.body(), r#"- bob ["x","y"]"#);
+    let r = send(&svc, req(&a.sign("k", claims("https://a")))).await;
+    assert_eq!(r.body(), r#"bob - ["x","y"]"#);
+    // Signed by a's key but claiming b's issuer: neither provider accepts it.
+    let r = send(&svc, req(&a.sign("k", claims("https://b")))).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        r.headers()["www-authenticate"],
+        r#"Bearer error="invalid_token""#
+    );
+}

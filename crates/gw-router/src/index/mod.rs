@@ -57,6 +57,7 @@ use self::path::{GrpcGroup, HttpGroup};
 use crate::backend::{BackendTarget, Backends, BuildCtx};
 use crate::backend_tls::TlsKey;
 use crate::filters::Filter;
+use crate::policy::{PolicyCache, PolicyStack};
 
 /// The routing table of every Gateway, indexed for matching. Built once per configuration
 /// with [`Routes::build`], then shared read-only (the [`Router`](crate::Router) swaps whole
@@ -138,10 +139,12 @@ pub struct Rule {
     prefix: Option<Box<str>>,
     pub(crate) filters: Vec<Filter>,
     pub(crate) backends: Backends,
+    /// The TrafficPolicy layers, when a policy applies.
+    pub(crate) policy: Option<PolicyStack>,
 }
 
 impl Rule {
-    fn http(e: &HttpRouteEntry, ctx: BuildCtx<'_>) -> Rule {
+    fn http(e: &HttpRouteEntry, ctx: BuildCtx<'_>, policies: &mut PolicyCache) -> Rule {
         let prefix = match e.matches.as_slice() {
             [m] if m.path.kind == PathMatchType::PathPrefix => Some(m.path.value.as_str().into()),
             _ => None,
@@ -155,11 +158,12 @@ impl Rule {
                 .collect(),
             backends: Backends::new(&e.action.backends, ctx),
             prefix,
+            policy: e.policy.as_deref().map(|p| policies.build(p)),
             source: RuleSource::Http(e.clone()),
         }
     }
 
-    fn grpc(e: &GrpcRouteEntry, ctx: BuildCtx<'_>) -> Rule {
+    fn grpc(e: &GrpcRouteEntry, ctx: BuildCtx<'_>, policies: &mut PolicyCache) -> Rule {
         Rule {
             filters: e
                 .action
@@ -169,6 +173,7 @@ impl Rule {
                 .collect(),
             backends: Backends::new(&e.action.backends, ctx),
             prefix: None,
+            policy: e.policy.as_deref().map(|p| policies.build(p)),
             source: RuleSource::Grpc(e.clone()),
         }
     }
@@ -543,6 +548,7 @@ impl Routes {
     /// `resolver`; names already in its cache keep their answers.
     pub fn build_with(table: &RouteTable, resolver: &crate::dns::Resolver) -> Routes {
         let mut routes = Routes::default();
+        let mut policies = PolicyCache::default();
         for g in &table.gateways {
             let ctx = BuildCtx {
                 client_cert: g.backend_client_certificate.as_ref(),
@@ -563,7 +569,7 @@ impl Routes {
                         "two listeners with the same port and hostname; the first one is used");
                     continue;
                 }
-                port.listeners.push(build_listener(l, ctx));
+                port.listeners.push(build_listener(l, ctx, &mut policies));
             }
         }
         routes
@@ -722,7 +728,7 @@ fn order<M, K: Ord>(
     all
 }
 
-fn build_listener(l: &ListenerTable, ctx: BuildCtx<'_>) -> Listener {
+fn build_listener(l: &ListenerTable, ctx: BuildCtx<'_>, policies: &mut PolicyCache) -> Listener {
     let mut listener = Listener {
         name: l.name.clone(),
         owner: l.owner.clone(),
@@ -760,7 +766,7 @@ fn build_listener(l: &ListenerTable, ctx: BuildCtx<'_>) -> Listener {
             continue;
         };
         let rule = slot
-            .get_or_insert_with(|| Arc::new(Rule::http(entry, ctx)))
+            .get_or_insert_with(|| Arc::new(Rule::http(entry, ctx, policies)))
             .clone();
         let Ok(rank) = u32::try_from(listener.http_cands.len()) else {
             tracing::warn!(listener = %l.name, "too many matches on one listener; the rest are skipped");
@@ -807,7 +813,7 @@ fn build_listener(l: &ListenerTable, ctx: BuildCtx<'_>) -> Listener {
             continue;
         };
         let rule = slot
-            .get_or_insert_with(|| Arc::new(Rule::grpc(entry, ctx)))
+            .get_or_insert_with(|| Arc::new(Rule::grpc(entry, ctx, policies)))
             .clone();
         let Ok(rank) = u32::try_from(listener.grpc_cands.len()) else {
             break;

@@ -7,11 +7,13 @@
 //!    this request) and [`Routes::resolve_sni`] the request: no match is 404 (gRPC:
 //!    `UNIMPLEMENTED`); a host that belongs to another HTTPS listener than the connection's SNI
 //!    selected is 421 Misdirected Request (GEP-3567).
-//! 3. Apply the rule's request filters in order (header modifiers, URL rewrite, mirror, CORS,
+//! 3. When the rule has a TrafficPolicy, run its layers (CORS, rate limit, basic auth, API
+//!    key, JWT; see [`policy`](crate::policy)): their answers (204, 401, 403, 429) end here.
+//! 4. Apply the rule's request filters in order (header modifiers, URL rewrite, mirror, CORS,
 //!    or a redirect / CORS preflight answered directly); unresolved filters answer 500.
-//! 4. Pick a backend by weight (none, or all weights 0: 500; an invalid backend: 500); apply
+//! 5. Pick a backend by weight (none, or all weights 0: 500; an invalid backend: 500); apply
 //!    its filters; a Service without endpoints is 503.
-//! 5. Forward (see below); apply ResponseHeaderModifiers and CORS headers to the response.
+//! 6. Forward (see below); apply ResponseHeaderModifiers and CORS headers to the response.
 //!
 //! # Forwarding
 //!
@@ -65,7 +67,10 @@ use crate::backend::BackendTarget;
 use crate::body::{Body, BoxError};
 use crate::filters::{DirectResponse, RequestEffects, apply_request, apply_response};
 use crate::incoming::Incoming;
-use crate::index::{Resolution, Routes, Rule, is_grpc};
+use crate::index::{Resolution, RouteMatch, Routes, Rule, is_grpc};
+use crate::policy::PolicyStack;
+use http_body_util::BodyExt;
+use tower::ServiceExt;
 
 /// Settings of the [`Router`]'s backend client.
 #[derive(Debug, Clone)]
@@ -181,7 +186,7 @@ impl Router {
             ));
         };
         let routes = self.shared.routes.load_full();
-        let (mut parts, body) = req.into_parts();
+        let (parts, body) = req.into_parts();
         let resolution = routes.resolve_sni(
             &incoming.gateway,
             incoming.port,
@@ -211,6 +216,63 @@ impl Router {
                 ));
             }
         };
+        if let Some(policy) = route.rule().policy.clone() {
+            return self.through_policy(policy, route, incoming, grpc, parts, body);
+        }
+        self.dispatch(route, incoming, grpc, parts, body)
+    }
+
+    /// Runs the rule's TrafficPolicy layers; the innermost service ([`after_policy`]) goes on
+    /// with [`Router::dispatch`].
+    fn through_policy<B>(
+        &self,
+        policy: PolicyStack,
+        route: RouteMatch,
+        incoming: Incoming,
+        grpc: bool,
+        mut parts: http::request::Parts,
+        body: B,
+    ) -> ResponseFuture
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let stack = match policy {
+            PolicyStack::Layers(stack) => stack,
+            PolicyStack::Broken(why) => {
+                let d = DirectResponse::error(StatusCode::INTERNAL_SERVER_ERROR, why.to_string());
+                return ResponseFuture::ready(Self::direct(route.rule(), d, grpc));
+            }
+        };
+        if let Some(peer) = incoming.peer {
+            parts.extensions.insert(gw_policy::ClientAddr(peer));
+        }
+        parts.extensions.insert(Next {
+            router: self.clone(),
+            route,
+            incoming,
+            grpc,
+        });
+        let body: Body = body.map_err(|e| -> BoxError { e.into() }).boxed_unsync();
+        ResponseFuture::forward(PolicyFuture {
+            call: stack.oneshot(Request::from_parts(parts, body)),
+            grpc,
+        })
+    }
+
+    /// Filters, backend choice and forwarding for a matched (and policy-checked) request.
+    fn dispatch<B>(
+        &self,
+        route: RouteMatch,
+        incoming: Incoming,
+        grpc: bool,
+        mut parts: http::request::Parts,
+        body: B,
+    ) -> ResponseFuture
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
         let rule = route.rule().clone();
         let ctx = route.ctx(incoming.scheme, incoming.port);
         let mut effects = RequestEffects::default();
@@ -273,6 +335,88 @@ impl Router {
         };
         ResponseFuture::forward(forward.run())
     }
+}
+
+/// What the innermost service of a policy stack needs to go on with the request.
+#[derive(Debug, Clone)]
+struct Next {
+    router: Router,
+    route: RouteMatch,
+    incoming: Incoming,
+    grpc: bool,
+}
+
+/// Marks responses that passed every policy layer (the rest are the layers' own answers).
+#[derive(Debug, Clone, Copy)]
+struct PassedPolicy;
+
+/// The innermost service of every policy stack: the request passed the policy layers.
+pub(crate) fn after_policy(mut req: Request<Body>) -> PassedFuture {
+    let Some(next) = req.extensions_mut().remove::<Next>() else {
+        tracing::error!("policy stack called without its continuation; answering 500");
+        return PassedFuture(ResponseFuture::ready(status_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            false,
+            "policy continuation missing",
+        )));
+    };
+    let (parts, body) = req.into_parts();
+    PassedFuture(
+        next.router
+            .dispatch(next.route, next.incoming, next.grpc, parts, body),
+    )
+}
+
+/// The [`ResponseFuture`] of a request that passed the policy layers, marking its response.
+pub(crate) struct PassedFuture(ResponseFuture);
+
+impl std::future::Future for PassedFuture {
+    type Output = Result<Response<Body>, Infallible>;
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0).poll(cx).map(|r| {
+            r.map(|mut resp| {
+                resp.extensions_mut().insert(PassedPolicy);
+                resp
+            })
+        })
+    }
+}
+
+/// The future of a request through a policy stack.
+struct PolicyFuture {
+    call: tower::util::Oneshot<crate::policy::PolicyService, Request<Body>>,
+    grpc: bool,
+}
+
+impl std::future::Future for PolicyFuture {
+    type Output = Response<Body>;
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let grpc = self.grpc;
+        std::pin::Pin::new(&mut self.call)
+            .poll(cx)
+            .map(|r| match r {
+                Ok(resp) => policy_answer(resp, grpc),
+                Err(never) => match never {},
+            })
+    }
+}
+
+/// A response from a policy stack: a layer's own answer to a gRPC request becomes a
+/// trailers-only gRPC answer with the matching code, keeping the layer's headers.
+fn policy_answer(mut resp: Response<Body>, grpc: bool) -> Response<Body> {
+    if resp.extensions_mut().remove::<PassedPolicy>().is_some() || !grpc {
+        return resp;
+    }
+    let status = resp.status();
+    let mut answer = status_response(status, true, status.canonical_reason().unwrap_or("denied"));
+    for (name, value) in resp.headers() {
+        if !answer.headers().contains_key(name) {
+            answer.headers_mut().append(name.clone(), value.clone());
+        }
+    }
+    answer
 }
 
 impl<B> tower::Service<Request<B>> for Router

@@ -1,0 +1,1156 @@
+//! TrafficPolicy (`policy.gw.dev/v1alpha1`): GEP-713 policy attachment with defaults and
+//! overrides.
+//!
+//! # Targets and the hierarchy
+//!
+//! A policy targets, in its own namespace, a `Gateway`, one listener of a Gateway
+//! (`sectionName`), a `ListenerSet`, one of its listeners, an `HTTPRoute` or `GRPCRoute`, or one
+//! named rule of a route (`sectionName`). Its effective target is each route rule, in the
+//! context of each listener the rule is attached to. The hierarchy, from least to most
+//! specific, is:
+//!
+//! ```text
+//! Gateway > ListenerSet > listener > route > route rule
+//! ```
+//!
+//! # Merging (GEP-713 "Merge strategies")
+//!
+//! Each section of a block (`cors`, `rateLimit`, `basicAuth`, `apiKeyAuth`, `jwt`) is atomic and
+//! merged on its own (a custom, per-section merge): for every rule and section,
+//!
+//! 1. the `override` of the least specific level that sets the section wins ("Overrides: less
+//!    specific specs beats more specific ones");
+//! 2. else the `default` of the most specific level that sets it wins ("Defaults: more specific
+//!    specs beats less specific ones");
+//! 3. between policies at the same level, the older one wins, then the first by
+//!    `{namespace}/{name}` ("Between two metaresources at the same level of the hierarchy, the
+//!    older metaresource based on creation timestamp wins ... the metaresource appearing first
+//!    in alphabetical order by `{namespace}/{name}` wins").
+//!
+//! # Status
+//!
+//! `status.ancestors` has one entry per Gateway the policy applies through (with
+//! `sectionName` when it targets a listener), each with an `Accepted` condition:
+//!
+//! - `Accepted`: valid and attached;
+//! - `Invalid`: the policy does not compile (a bad htpasswd file or JWKS, a missing Secret, a
+//!   section this build does not support); it changes nothing;
+//! - `Conflicted`: an older policy targets the same object (and section) and sets the same
+//!   section in the same block, so the two cannot be merged; the younger changes nothing
+//!   through that target;
+//! - `TargetNotFound`: the target (or its section) does not exist; the ancestor entry names the
+//!   target itself, as there is no Gateway to name.
+//!
+//! Targets of an accepted policy get a `<domain>/TrafficPolicyAffected` condition (GEP-713
+//! "Target object status"), where `<domain>` is the domain of the controller name: on the
+//! Gateway, the listener, the ListenerSet, or each `status.parents` entry of a route.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::refs::{From, reference_allowed};
+use super::rules::{check_cors, check_header_name, parse_duration};
+use super::{CompileOptions, GatewayState, created};
+use crate::resources::{
+    ApiKeyAuthSpec, BasicAuthSpec, CORE_GROUP, Cors, GATEWAY_GROUP, GATEWAY_X_GROUP, JwtSpec, Kind,
+    ObjectKey, POLICY_GROUP, ParentReference, PolicySettings, PolicyTargetReference,
+    RateLimitKeyType, RateLimitSpec, Resources, SecretKeyReference, TrafficPolicy,
+};
+use crate::status::{Condition, ObjectStatus, PolicyAncestorStatus, PolicyStatus, StatusEntry};
+use crate::table::{
+    ApiKeyLocation, ApiKeySettings, Applied, BasicAuthSettings, JwtProviderSettings, JwtSettings,
+    PolicyBlock, RateLimitKey, RateLimitSettings, RulePolicy,
+};
+
+/// The most ancestors reported per policy ("A maximum of 16 ancestors will be represented in
+/// this list").
+const MAX_ANCESTORS: usize = 16;
+
+/// A compiled section handed to a [`PolicyValidator`].
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub enum PolicySection<'a> {
+    /// `cors`.
+    Cors(&'a Cors),
+    /// `rateLimit`.
+    RateLimit(&'a RateLimitSettings),
+    /// `basicAuth`.
+    BasicAuth(&'a BasicAuthSettings),
+    /// `apiKeyAuth`.
+    ApiKeyAuth(&'a ApiKeySettings),
+    /// `jwt`.
+    Jwt(&'a JwtSettings),
+}
+
+type ValidateFn = dyn Fn(PolicySection<'_>) -> Result<(), String> + Send + Sync;
+
+/// Checks compiled TrafficPolicy sections with the data plane's own code (the htpasswd hash
+/// schemes and JWKS key types it can use), so that a policy the data plane could not build is
+/// reported `Invalid` instead of failing later. gw-model checks structure and references; the
+/// validator checks what only the data plane knows.
+///
+/// ```
+/// use gw_model::compile::{PolicySection, PolicyValidator};
+///
+/// let validator = PolicyValidator::new(|section| match section {
+///     PolicySection::BasicAuth(b) if b.htpasswd.contains("$apr1$") => {
+///         Err("MD5 hashes are not supported".to_owned())
+///     }
+///     _ => Ok(()),
+/// });
+/// let options = gw_model::CompileOptions {
+///     policy_validator: Some(validator),
+///     ..gw_model::CompileOptions::new("gw.dev/gateway")
+/// };
+/// # let _ = options;
+/// ```
+#[derive(Clone)]
+pub struct PolicyValidator(Arc<ValidateFn>);
+
+impl PolicyValidator {
+    /// A validator calling `f` on every compiled section; an `Err` message makes the policy
+    /// `Invalid`.
+    pub fn new(
+        f: impl Fn(PolicySection<'_>) -> Result<(), String> + Send + Sync + 'static,
+    ) -> Self {
+        PolicyValidator(Arc::new(f))
+    }
+
+    fn check(&self, section: PolicySection<'_>) -> Result<(), String> {
+        (self.0)(section)
+    }
+}
+
+impl fmt::Debug for PolicyValidator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PolicyValidator(..)")
+    }
+}
+
+/// One block, compiled.
+#[derive(Debug, Clone, Default)]
+struct Sections {
+    cors: Option<Arc<Cors>>,
+    rate_limit: Option<Arc<RateLimitSettings>>,
+    basic_auth: Option<Arc<BasicAuthSettings>>,
+    api_key_auth: Option<Arc<ApiKeySettings>>,
+    jwt: Option<Arc<JwtSettings>>,
+}
+
+/// Section names, in the order they are merged and reported.
+const SECTIONS: [&str; 5] = ["cors", "rateLimit", "basicAuth", "apiKeyAuth", "jwt"];
+
+impl Sections {
+    fn has(&self, section: &str) -> bool {
+        match section {
+            "cors" => self.cors.is_some(),
+            "rateLimit" => self.rate_limit.is_some(),
+            "basicAuth" => self.basic_auth.is_some(),
+            "apiKeyAuth" => self.api_key_auth.is_some(),
+            "jwt" => self.jwt.is_some(),
+            _ => false,
+        }
+    }
+}
+
+/// What a targetRef names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum TargetKind {
+    Gateway,
+    ListenerSet,
+    Route(Kind),
+}
+
+/// A policy after validation.
+struct Evaluated<'a> {
+    key: ObjectKey,
+    policy: &'a TrafficPolicy,
+    created: Option<i128>,
+    /// Why the policy is `Invalid`.
+    invalid: Option<String>,
+    blocks: [Sections; 2],
+}
+
+impl Evaluated<'_> {
+    fn block(&self, b: PolicyBlock) -> &Sections {
+        match b {
+            PolicyBlock::Default => &self.blocks[0],
+            PolicyBlock::Override => &self.blocks[1],
+        }
+    }
+}
+
+/// The outcome of one targetRef.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum TargetState {
+    /// Resolved; the Gateways of ours it applies through.
+    Found {
+        kind: TargetKind,
+        gateways: BTreeSet<ObjectKey>,
+    },
+    /// The object or section does not exist.
+    NotFound(String),
+    /// An older policy sets the same section on the same target.
+    Conflicted {
+        message: String,
+        gateways: BTreeSet<ObjectKey>,
+    },
+}
+
+/// A target that gets the `TrafficPolicyAffected` condition once every status entry exists.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Affected {
+    kind: Kind,
+    key: ObjectKey,
+    /// A listener of a Gateway or ListenerSet.
+    listener: Option<String>,
+    /// A route rule (for the message).
+    rule: Option<String>,
+    /// For routes: the Gateways whose `status.parents` entries get the condition.
+    gateways: BTreeSet<ObjectKey>,
+    policy: ObjectKey,
+}
+
+fn invalid(msg: impl Into<String>) -> String {
+    msg.into()
+}
+
+/// Resolves a Secret (or, when `allow_config_map`, ConfigMap) key reference of a policy.
+fn value_ref(
+    res: &Resources,
+    policy: &ObjectKey,
+    r: &SecretKeyReference,
+    default_key: &str,
+    allow_config_map: bool,
+    field: &str,
+) -> Result<(String, Vec<u8>), String> {
+    let kind_ok = r.group == CORE_GROUP
+        && (r.kind == "Secret" || (allow_config_map && r.kind == "ConfigMap"));
+    if !kind_ok {
+        let allowed = if allow_config_map {
+            "a core Secret or ConfigMap"
+        } else {
+            "a core Secret"
+        };
+        return Err(invalid(format!(
+            "{field}: {}/{} is not supported; use {allowed}",
+            r.group, r.kind
+        )));
+    }
+    let ns = r.namespace.as_deref().unwrap_or(&policy.namespace);
+    let from = From {
+        group: POLICY_GROUP,
+        kind: "TrafficPolicy",
+        namespace: &policy.namespace,
+    };
+    if !reference_allowed(res, from, CORE_GROUP, &r.kind, ns, &r.name) {
+        return Err(invalid(format!(
+            "{field}: reference to {} {ns}/{} is not permitted by any ReferenceGrant",
+            r.kind, r.name
+        )));
+    }
+    let key = ObjectKey::new(ns, r.name.clone());
+    let data_key = r.key.as_deref().unwrap_or(default_key);
+    let value = if r.kind == "Secret" {
+        let secret = res
+            .secrets
+            .get(&key)
+            .ok_or_else(|| format!("{field}: Secret {key} not found"))?;
+        secret.data.get(data_key).cloned()
+    } else {
+        let cm = res
+            .config_maps
+            .get(&key)
+            .ok_or_else(|| format!("{field}: ConfigMap {key} not found"))?;
+        cm.data
+            .get(data_key)
+            .map(|s| s.clone().into_bytes())
+            .or_else(|| cm.binary_data.get(data_key).cloned())
+    };
+    let value =
+        value.ok_or_else(|| format!("{field}: {} {key} has no key {data_key:?}", r.kind))?;
+    Ok((format!("{} {key} key {data_key}", r.kind), value))
+}
+
+fn header_name(field: &str, name: &str) -> Result<String, String> {
+    check_header_name(name)
+        .map(|()| name.to_ascii_lowercase())
+        .map_err(|_| format!("{field}: {name:?} is not a valid header name"))
+}
+
+/// `rateLimit` validation: "requests" and "burst" are at least 1; `header` goes with
+/// `type: Header` only.
+fn rate_limit(spec: &RateLimitSpec) -> Result<RateLimitSettings, String> {
+    if spec.requests == 0 {
+        return Err(invalid("rateLimit.requests must be at least 1"));
+    }
+    let burst = spec.burst.unwrap_or(spec.requests);
+    if burst == 0 {
+        return Err(invalid("rateLimit.burst must be at least 1"));
+    }
+    let key = match (spec.key.type_, spec.key.header.as_deref()) {
+        (RateLimitKeyType::Shared, None) => RateLimitKey::Shared,
+        (RateLimitKeyType::ClientIp, None) => RateLimitKey::ClientIp,
+        (RateLimitKeyType::Header, Some(h)) => {
+            RateLimitKey::Header(header_name("rateLimit.key.header", h)?)
+        }
+        (RateLimitKeyType::Header, None) => {
+            return Err(invalid("rateLimit.key.header is required with type Header"));
+        }
+        (_, Some(_)) => {
+            return Err(invalid(
+                "rateLimit.key.header is only allowed with type Header",
+            ));
+        }
+    };
+    Ok(RateLimitSettings {
+        requests: spec.requests,
+        period: spec.unit.period(),
+        burst,
+        key,
+    })
+}
+
+fn basic_auth(
+    res: &Resources,
+    policy: &ObjectKey,
+    spec: &BasicAuthSpec,
+) -> Result<BasicAuthSettings, String> {
+    let (_, bytes) = value_ref(
+        res,
+        policy,
+        &spec.secret_ref,
+        ".htpasswd",
+        false,
+        "basicAuth.secretRef",
+    )?;
+    let htpasswd = String::from_utf8(bytes)
+        .map_err(|_| invalid("basicAuth.secretRef: the htpasswd file is not UTF-8"))?;
+    let realm = spec.realm.clone().unwrap_or_else(|| policy.name.clone());
+    Ok(BasicAuthSettings {
+        realm,
+        secret: ObjectKey::new(
+            spec.secret_ref
+                .namespace
+                .as_deref()
+                .unwrap_or(&policy.namespace),
+            spec.secret_ref.name.clone(),
+        ),
+        htpasswd,
+    })
+}
+
+fn api_key_auth(
+    res: &Resources,
+    policy: &ObjectKey,
+    spec: &ApiKeyAuthSpec,
+) -> Result<ApiKeySettings, String> {
+    let location = match spec.extract_from.as_ref() {
+        None => ApiKeyLocation::Header("x-api-key".to_owned()),
+        Some(src) => match (src.header.as_deref(), src.query_parameter.as_deref()) {
+            (Some(h), None) => {
+                ApiKeyLocation::Header(header_name("apiKeyAuth.extractFrom.header", h)?)
+            }
+            (None, Some(q)) if !q.is_empty() => ApiKeyLocation::Query(q.to_owned()),
+            _ => {
+                return Err(invalid(
+                    "apiKeyAuth.extractFrom needs exactly one of header and queryParameter",
+                ));
+            }
+        },
+    };
+    let mut keys: Vec<(String, Vec<u8>)> = Vec::new();
+    for (i, r) in spec.credential_refs.iter().enumerate() {
+        let field = format!("apiKeyAuth.credentialRefs[{i}]");
+        if r.group != CORE_GROUP || r.kind != "Secret" {
+            return Err(format!(
+                "{field}: {}/{} is not supported; use a core Secret",
+                r.group, r.kind
+            ));
+        }
+        let ns = r.namespace.as_deref().unwrap_or(&policy.namespace);
+        let secret_key = ObjectKey::new(ns, r.name.clone());
+        // Resolve through the shared checks (kind, ReferenceGrant, existence) with any key.
+        let secret = {
+            let from = From {
+                group: POLICY_GROUP,
+                kind: "TrafficPolicy",
+                namespace: &policy.namespace,
+            };
+            if !reference_allowed(res, from, CORE_GROUP, "Secret", ns, &r.name) {
+                return Err(format!(
+                    "{field}: reference to Secret {secret_key} is not permitted by any ReferenceGrant"
+                ));
+            }
+            res.secrets
+                .get(&secret_key)
+                .ok_or_else(|| format!("{field}: Secret {secret_key} not found"))?
+        };
+        let entries: Vec<(&String, &Vec<u8>)> = match r.key.as_deref() {
+            Some(k) => match secret.data.get_key_value(k) {
+                Some(e) => vec![e],
+                None => return Err(format!("{field}: Secret {secret_key} has no key {k:?}")),
+            },
+            None => secret.data.iter().collect(),
+        };
+        for (client, key) in entries {
+            // Keys written with `--from-file` end with a newline; keys never end with spaces.
+            let end = key
+                .iter()
+                .rposition(|b| !b.is_ascii_whitespace())
+                .map_or(0, |p| p + 1);
+            let key = key[..end].to_vec();
+            if key.is_empty() {
+                return Err(format!(
+                    "{field}: the key of client {client:?} in Secret {secret_key} is empty"
+                ));
+            }
+            if keys.iter().any(|(c, _)| c == client) {
+                return Err(format!(
+                    "{field}: client {client:?} is defined twice; client names must be unique"
+                ));
+            }
+            keys.push((client.clone(), key));
+        }
+    }
+    if keys.is_empty() {
+        return Err(invalid("apiKeyAuth: the credential Secrets hold no key"));
+    }
+    Ok(ApiKeySettings {
+        location,
+        clients: keys.iter().map(|(c, _)| c.clone()).collect(),
+        keys,
+    })
+}
+
+fn jwt(res: &Resources, policy: &ObjectKey, spec: &JwtSpec) -> Result<JwtSettings, String> {
+    if spec.providers.is_empty() {
+        return Err(invalid("jwt.providers must not be empty"));
+    }
+    let mut providers = Vec::new();
+    for (i, p) in spec.providers.iter().enumerate() {
+        let field = format!("jwt.providers[{i}]");
+        if p.name.is_empty() {
+            return Err(format!("{field}.name must not be empty"));
+        }
+        if providers
+            .iter()
+            .any(|q: &JwtProviderSettings| q.name == p.name)
+        {
+            return Err(format!("{field}: provider name {:?} is not unique", p.name));
+        }
+        if p.issuer.as_deref() == Some("") || p.audiences.iter().any(String::is_empty) {
+            return Err(format!("{field}: issuer and audiences must not be empty"));
+        }
+        let j = &p.jwks;
+        let (jwks_source, bytes) = match (&j.inline, &j.value_ref, &j.remote) {
+            (Some(inline), None, None) => ("inline".to_owned(), inline.clone().into_bytes()),
+            (None, Some(r), None) => value_ref(
+                res,
+                policy,
+                r,
+                "jwks.json",
+                true,
+                &format!("{field}.jwks.valueRef"),
+            )?,
+            (None, None, Some(_)) => {
+                return Err(format!(
+                    "{field}.jwks.remote is not supported by this build; put the JWKS in \
+                     `inline` or a Secret/ConfigMap (`valueRef`)"
+                ));
+            }
+            _ => {
+                return Err(format!(
+                    "{field}.jwks needs exactly one of inline, valueRef and remote"
+                ));
+            }
+        };
+        let jwks = String::from_utf8(bytes)
+            .map_err(|_| format!("{field}.jwks: the JWKS ({jwks_source}) is not UTF-8"))?;
+        let doc: serde_json::Value = serde_json::from_str(&jwks)
+            .map_err(|e| format!("{field}.jwks: the JWKS ({jwks_source}) is not JSON: {e}"))?;
+        if !doc.get("keys").is_some_and(serde_json::Value::is_array) {
+            return Err(format!(
+                "{field}.jwks: the JWKS ({jwks_source}) has no `keys` array"
+            ));
+        }
+        let mut claim_to_headers = Vec::new();
+        for (k, c) in p.claim_to_headers.iter().enumerate() {
+            if c.claim.is_empty() {
+                return Err(format!(
+                    "{field}.claimToHeaders[{k}].claim must not be empty"
+                ));
+            }
+            let h = header_name(&format!("{field}.claimToHeaders[{k}].header"), &c.header)?;
+            claim_to_headers.push((c.claim.clone(), h));
+        }
+        let clock_skew = match p.clock_skew.as_deref() {
+            None => Duration::from_secs(60),
+            Some(s) => parse_duration(s)
+                .ok_or_else(|| format!("{field}.clockSkew {s:?} is not a valid duration"))?,
+        };
+        providers.push(JwtProviderSettings {
+            name: p.name.clone(),
+            issuer: p.issuer.clone(),
+            audiences: p.audiences.clone(),
+            jwks_source,
+            jwks,
+            claim_to_headers,
+            clock_skew,
+        });
+    }
+    Ok(JwtSettings { providers })
+}
+
+/// Validates and compiles one block.
+fn sections(
+    res: &Resources,
+    policy: &ObjectKey,
+    block: &str,
+    s: &PolicySettings,
+    validator: Option<&PolicyValidator>,
+) -> Result<Sections, String> {
+    let at = |e: String| format!("{block}.{e}");
+    if s.transformation.is_some() {
+        return Err(at(
+            "transformation is not supported by this build (no CEL transformation layer)".into(),
+        ));
+    }
+    if s.ext_auth.is_some() {
+        return Err(at(
+            "extAuth is not supported by this build (no external authorization layer)".into(),
+        ));
+    }
+    let mut out = Sections::default();
+    if let Some(c) = &s.cors {
+        check_cors(c).map_err(|p| at(format!("cors: {}", p.message)))?;
+        out.cors = Some(Arc::new(c.clone()));
+    }
+    if let Some(r) = &s.rate_limit {
+        out.rate_limit = Some(Arc::new(rate_limit(r).map_err(at)?));
+    }
+    if let Some(b) = &s.basic_auth {
+        out.basic_auth = Some(Arc::new(basic_auth(res, policy, b).map_err(at)?));
+    }
+    if let Some(a) = &s.api_key_auth {
+        out.api_key_auth = Some(Arc::new(api_key_auth(res, policy, a).map_err(at)?));
+    }
+    if let Some(j) = &s.jwt {
+        out.jwt = Some(Arc::new(jwt(res, policy, j).map_err(at)?));
+    }
+    if let Some(v) = validator {
+        let checks = [
+            out.cors.as_deref().map(PolicySection::Cors),
+            out.rate_limit.as_deref().map(PolicySection::RateLimit),
+            out.basic_auth.as_deref().map(PolicySection::BasicAuth),
+            out.api_key_auth.as_deref().map(PolicySection::ApiKeyAuth),
+            out.jwt.as_deref().map(PolicySection::Jwt),
+        ];
+        for (name, section) in SECTIONS.iter().zip(checks) {
+            if let Some(section) = section {
+                v.check(section).map_err(|e| at(format!("{name}: {e}")))?;
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn evaluate<'a>(
+    res: &Resources,
+    key: &ObjectKey,
+    policy: &'a TrafficPolicy,
+    options: &CompileOptions,
+) -> Evaluated<'a> {
+    let mut out = Evaluated {
+        key: key.clone(),
+        policy,
+        created: created(&policy.metadata),
+        invalid: None,
+        blocks: [Sections::default(), Sections::default()],
+    };
+    for (i, t) in policy.spec.target_refs.iter().enumerate() {
+        if target_kind(t).is_none() {
+            out.invalid = Some(format!(
+                "targetRefs[{i}]: {}/{} is not a supported target; use a Gateway, ListenerSet, \
+                 HTTPRoute or GRPCRoute of gateway.networking.k8s.io",
+                t.group, t.kind
+            ));
+            return out;
+        }
+    }
+    let validator = options.policy_validator.as_ref();
+    for (i, (name, block)) in [
+        ("default", &policy.spec.default),
+        ("override", &policy.spec.override_),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        if let Some(b) = block {
+            match sections(res, key, name, b, validator) {
+                Ok(s) => out.blocks[i] = s,
+                Err(e) => {
+                    out.invalid = Some(e);
+                    return out;
+                }
+            }
+        }
+    }
+    out
+}
+
+fn target_kind(t: &PolicyTargetReference) -> Option<TargetKind> {
+    match (t.group.as_str(), t.kind.as_str()) {
+        (GATEWAY_GROUP, "Gateway") => Some(TargetKind::Gateway),
+        (GATEWAY_GROUP | GATEWAY_X_GROUP, "ListenerSet") => Some(TargetKind::ListenerSet),
+        (GATEWAY_GROUP, "HTTPRoute") => Some(TargetKind::Route(Kind::HttpRoute)),
+        (GATEWAY_GROUP, "GRPCRoute") => Some(TargetKind::Route(Kind::GrpcRoute)),
+        _ => None,
+    }
+}
+
+/// Resolves one targetRef of a policy in `ns`.
+fn resolve_target(
+    res: &Resources,
+    gateways: &[GatewayState<'_>],
+    route_gateways: &HashMap<(Kind, ObjectKey), BTreeSet<ObjectKey>>,
+    ns: &str,
+    t: &PolicyTargetReference,
+) -> TargetState {
+    let Some(kind) = target_kind(t) else {
+        return TargetState::NotFound(format!("{}/{} is not a supported target", t.group, t.kind));
+    };
+    let key = ObjectKey::new(ns, t.name.clone());
+    let section = t.section_name.as_deref();
+    let missing_section = |what: &str, s: &str| {
+        TargetState::NotFound(format!("{} {key} has no {what} named {s:?}", t.kind))
+    };
+    let gateways = match kind {
+        TargetKind::Gateway => {
+            let Some(g) = res.gateways.get(&key) else {
+                return TargetState::NotFound(format!("Gateway {key} not found"));
+            };
+            if let Some(s) = section
+                && !g.spec.listeners.iter().any(|l| l.name == s)
+            {
+                return missing_section("listener", s);
+            }
+            gateways
+                .iter()
+                .filter(|g| g.key == key)
+                .map(|g| g.key.clone())
+                .collect()
+        }
+        TargetKind::ListenerSet => {
+            let Some(ls) = res.listener_sets.get(&key) else {
+                return TargetState::NotFound(format!("ListenerSet {key} not found"));
+            };
+            if let Some(s) = section
+                && !ls.spec.listeners.iter().any(|l| l.name == s)
+            {
+                return missing_section("listener", s);
+            }
+            gateways
+                .iter()
+                .filter(|g| g.listener_sets.iter().any(|s| s.key == key && s.allowed))
+                .map(|g| g.key.clone())
+                .collect()
+        }
+        TargetKind::Route(route_kind) => {
+            let rule_names: Option<Vec<Option<&str>>> = match route_kind {
+                Kind::HttpRoute => res
+                    .http_routes
+                    .get(&key)
+                    .map(|r| r.spec.rules.iter().map(|r| r.name.as_deref()).collect()),
+                _ => res
+                    .grpc_routes
+                    .get(&key)
+                    .map(|r| r.spec.rules.iter().map(|r| r.name.as_deref()).collect()),
+            };
+            let Some(rule_names) = rule_names else {
+                return TargetState::NotFound(format!("{route_kind} {key} not found"));
+            };
+            if let Some(s) = section
+                && !rule_names.contains(&Some(s))
+            {
+                return missing_section("rule", s);
+            }
+            route_gateways
+                .get(&(route_kind, key))
+                .cloned()
+                .unwrap_or_default()
+        }
+    };
+    TargetState::Found { kind, gateways }
+}
+
+/// Where a rule sits: the levels of the hierarchy, least specific first.
+#[derive(Clone, Copy)]
+struct RuleContext<'a> {
+    gateway: &'a ObjectKey,
+    listener_set: Option<&'a ObjectKey>,
+    listener: &'a str,
+    route_kind: Kind,
+    route: &'a ObjectKey,
+    rule: Option<&'a str>,
+}
+
+/// An attachment of a policy (through one targetRef) at one level.
+#[derive(Clone, Copy)]
+struct Attachment {
+    level: u8,
+    policy: usize,
+    target: usize,
+}
+
+type TargetIndex = HashMap<(TargetKind, ObjectKey), Vec<(usize, usize, Option<String>)>>;
+
+fn attachments(index: &TargetIndex, ctx: RuleContext<'_>) -> Vec<Attachment> {
+    let mut out = Vec::new();
+    let mut add = |level: u8, kind: TargetKind, key: &ObjectKey, section: Option<&str>| {
+        if let Some(list) = index.get(&(kind, key.clone())) {
+            for (policy, target, s) in list {
+                if s.as_deref() == section {
+                    out.push(Attachment {
+                        level,
+                        policy: *policy,
+                        target: *target,
+                    });
+                }
+            }
+        }
+    };
+    add(0, TargetKind::Gateway, ctx.gateway, None);
+    match ctx.listener_set {
+        Some(ls) => {
+            add(1, TargetKind::ListenerSet, ls, None);
+            add(2, TargetKind::ListenerSet, ls, Some(ctx.listener));
+        }
+        None => add(2, TargetKind::Gateway, ctx.gateway, Some(ctx.listener)),
+    }
+    add(3, TargetKind::Route(ctx.route_kind), ctx.route, None);
+    if let Some(rule) = ctx.rule {
+        add(4, TargetKind::Route(ctx.route_kind), ctx.route, Some(rule));
+    }
+    out
+}
+
+/// The effective policy of a rule: per section, the least specific override, else the most
+/// specific default; ties at a level go to the older policy, then by namespace/name (the
+/// policies are sorted that way, so a lower index wins).
+fn effective(policies: &[Evaluated<'_>], found: &[Attachment]) -> Option<RulePolicy> {
+    if found.is_empty() {
+        return None;
+    }
+    fn pick<T>(
+        policies: &[Evaluated<'_>],
+        found: &[Attachment],
+        get: impl Fn(&Sections) -> Option<&Arc<T>>,
+    ) -> Option<Applied<T>> {
+        let winner = |block: PolicyBlock| {
+            found
+                .iter()
+                .filter_map(|a| {
+                    let p = &policies[a.policy];
+                    get(p.block(block)).map(|s| (a, s))
+                })
+                .min_by_key(|(a, _)| {
+                    // Overrides: less specific first; defaults: more specific first.
+                    let level = match block {
+                        PolicyBlock::Override => a.level,
+                        PolicyBlock::Default => u8::MAX - a.level,
+                    };
+                    (level, a.policy)
+                })
+                .map(|(a, s)| Applied {
+                    policy: policies[a.policy].key.clone(),
+                    target: a.target,
+                    block,
+                    settings: s.clone(),
+                })
+        };
+        winner(PolicyBlock::Override).or_else(|| winner(PolicyBlock::Default))
+    }
+    let out = RulePolicy {
+        cors: pick(policies, found, |s| s.cors.as_ref()),
+        rate_limit: pick(policies, found, |s| s.rate_limit.as_ref()),
+        basic_auth: pick(policies, found, |s| s.basic_auth.as_ref()),
+        api_key_auth: pick(policies, found, |s| s.api_key_auth.as_ref()),
+        jwt: pick(policies, found, |s| s.jwt.as_ref()),
+    };
+    (!out.is_empty()).then_some(out)
+}
+
+/// A target's identity for conflict detection: kind, object and section.
+type TargetId = (TargetKind, ObjectKey, Option<String>);
+
+/// GEP-713 conflicts: policies at the same level (the same target and section) that set the
+/// same section of the same block cannot be merged; the older one wins, then by
+/// namespace/name. Returns, per (policy, target), the message of the conflict it lost.
+fn conflicts(policies: &[Evaluated<'_>]) -> HashMap<(usize, usize), String> {
+    let mut claimed: HashMap<(TargetId, PolicyBlock, &str), usize> = HashMap::new();
+    let mut lost = HashMap::new();
+    for (pi, p) in policies.iter().enumerate() {
+        if p.invalid.is_some() {
+            continue;
+        }
+        for (ti, t) in p.policy.spec.target_refs.iter().enumerate() {
+            let Some(kind) = target_kind(t) else { continue };
+            let id: TargetId = (
+                kind,
+                ObjectKey::new(p.key.namespace.clone(), t.name.clone()),
+                t.section_name.clone(),
+            );
+            for block in [PolicyBlock::Default, PolicyBlock::Override] {
+                for section in SECTIONS {
+                    if !p.block(block).has(section) {
+                        continue;
+                    }
+                    match claimed.get(&(id.clone(), block, section)) {
+                        Some(&winner) if winner != pi => {
+                            let b = match block {
+                                PolicyBlock::Default => "default",
+                                PolicyBlock::Override => "override",
+                            };
+                            lost.entry((pi, ti)).or_insert_with(|| {
+                                format!(
+                                    "TrafficPolicy {} is older (or first by name) and also sets \
+                                     `{b}.{section}` for {} {}; this policy does not apply there",
+                                    policies[winner].key, t.kind, t.name
+                                )
+                            });
+                        }
+                        Some(_) => {}
+                        None => {
+                            claimed.insert((id.clone(), block, section), pi);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    lost
+}
+
+/// Evaluates every TrafficPolicy, puts the effective policy on every rule of `gateways`,
+/// pushes the policies' status, and returns the targets to mark as affected once every
+/// status entry exists (see [`mark_affected`]).
+pub(crate) fn apply(
+    res: &Resources,
+    gateways: &mut [GatewayState<'_>],
+    entries: &mut Vec<StatusEntry>,
+    options: &CompileOptions,
+) -> Vec<Affected> {
+    if res.traffic_policies.is_empty() {
+        return Vec::new();
+    }
+    let mut policies: Vec<Evaluated<'_>> = res
+        .traffic_policies
+        .iter()
+        .map(|(k, p)| evaluate(res, k, p, options))
+        .collect();
+    policies.sort_by(|a, b| {
+        let rank = |e: &Evaluated<'_>| (e.created.is_none(), e.created.unwrap_or(0));
+        rank(a).cmp(&rank(b)).then_with(|| a.key.cmp(&b.key))
+    });
+
+    // The Gateways each route is attached to.
+    let mut route_gateways: HashMap<(Kind, ObjectKey), BTreeSet<ObjectKey>> = HashMap::new();
+    for g in gateways.iter() {
+        for t in &g.tables {
+            for e in &t.http {
+                route_gateways
+                    .entry((Kind::HttpRoute, e.route.key.clone()))
+                    .or_default()
+                    .insert(g.key.clone());
+            }
+            for e in &t.grpc {
+                route_gateways
+                    .entry((Kind::GrpcRoute, e.route.key.clone()))
+                    .or_default()
+                    .insert(g.key.clone());
+            }
+        }
+    }
+
+    let lost = conflicts(&policies);
+    let mut states: Vec<Vec<TargetState>> = Vec::with_capacity(policies.len());
+    let mut index: TargetIndex = HashMap::new();
+    for (pi, p) in policies.iter().enumerate() {
+        let mut list = Vec::new();
+        for (ti, t) in p.policy.spec.target_refs.iter().enumerate() {
+            let mut state = resolve_target(res, gateways, &route_gateways, &p.key.namespace, t);
+            if let (TargetState::Found { kind, gateways }, None) = (&state, &p.invalid) {
+                if let Some(msg) = lost.get(&(pi, ti)) {
+                    state = TargetState::Conflicted {
+                        message: msg.clone(),
+                        gateways: gateways.clone(),
+                    };
+                } else {
+                    index
+                        .entry((
+                            *kind,
+                            ObjectKey::new(p.key.namespace.clone(), t.name.clone()),
+                        ))
+                        .or_default()
+                        .push((pi, ti, t.section_name.clone()));
+                }
+            }
+            list.push(state);
+        }
+        states.push(list);
+    }
+
+    // The effective policy of every rule, in the context of its listener.
+    if !index.is_empty() {
+        for g in gateways.iter_mut() {
+            let gw_key = g.key.clone();
+            for t in &mut g.tables {
+                let listener_set = (t.owner.kind == Kind::ListenerSet).then(|| t.owner.key.clone());
+                for e in &mut t.http {
+                    let ctx = RuleContext {
+                        gateway: &gw_key,
+                        listener_set: listener_set.as_ref(),
+                        listener: &t.name,
+                        route_kind: Kind::HttpRoute,
+                        route: &e.route.key,
+                        rule: e.rule_name.as_deref(),
+                    };
+                    e.policy = effective(&policies, &attachments(&index, ctx)).map(Box::new);
+                }
+                for e in &mut t.grpc {
+                    let ctx = RuleContext {
+                        gateway: &gw_key,
+                        listener_set: listener_set.as_ref(),
+                        listener: &t.name,
+                        route_kind: Kind::GrpcRoute,
+                        route: &e.route.key,
+                        rule: e.rule_name.as_deref(),
+                    };
+                    e.policy = effective(&policies, &attachments(&index, ctx)).map(Box::new);
+                }
+            }
+        }
+    }
+
+    let mut affected = Vec::new();
+    for (p, targets) in policies.iter().zip(&states) {
+        let generation = p.policy.metadata.generation();
+        // Ancestor -> (Accepted condition); the worst outcome wins per ancestor.
+        let mut ancestors: BTreeMap<AncestorKey, (u8, Condition)> = BTreeMap::new();
+        let mut put = |key: AncestorKey, rank: u8, c: Condition| {
+            let slot = ancestors.entry(key).or_insert((rank, c.clone()));
+            if rank > slot.0 {
+                *slot = (rank, c);
+            }
+        };
+        for (t, state) in p.policy.spec.target_refs.iter().zip(targets) {
+            match state {
+                TargetState::NotFound(msg) => put(
+                    AncestorKey::of_target(t, &p.key.namespace),
+                    3,
+                    Condition::fail("Accepted", "TargetNotFound", msg, generation),
+                ),
+                TargetState::Conflicted { message, gateways } => {
+                    for gw in gateways {
+                        put(
+                            AncestorKey::gateway(gw, t),
+                            2,
+                            Condition::fail("Accepted", "Conflicted", message, generation),
+                        );
+                    }
+                }
+                TargetState::Found { kind, gateways } => {
+                    for gw in gateways {
+                        let c = match &p.invalid {
+                            Some(msg) => {
+                                (4, Condition::fail("Accepted", "Invalid", msg, generation))
+                            }
+                            None => (
+                                1,
+                                Condition::ok(
+                                    "Accepted",
+                                    "Accepted",
+                                    "policy accepted",
+                                    generation,
+                                ),
+                            ),
+                        };
+                        put(AncestorKey::gateway(gw, t), c.0, c.1);
+                    }
+                    if p.invalid.is_none() && !gateways.is_empty() {
+                        affected.push(Affected {
+                            kind: match kind {
+                                TargetKind::Gateway => Kind::Gateway,
+                                TargetKind::ListenerSet => Kind::ListenerSet,
+                                TargetKind::Route(k) => *k,
+                            },
+                            key: ObjectKey::new(p.key.namespace.clone(), t.name.clone()),
+                            listener: match kind {
+                                TargetKind::Route(_) => None,
+                                _ => t.section_name.clone(),
+                            },
+                            rule: match kind {
+                                TargetKind::Route(_) => t.section_name.clone(),
+                                _ => None,
+                            },
+                            gateways: gateways.clone(),
+                            policy: p.key.clone(),
+                        });
+                    }
+                }
+            }
+        }
+        // A policy without targets that resolve and without problems is relevant to no
+        // ancestor: "An empty list means the Policy is not relevant for any ancestors."
+        let mut status = PolicyStatus::default();
+        for (k, (_, c)) in ancestors.into_iter().take(MAX_ANCESTORS) {
+            status.ancestors.push(PolicyAncestorStatus {
+                ancestor_ref: k.into_ref(),
+                controller_name: options.controller_name.clone(),
+                conditions: vec![c],
+            });
+        }
+        entries.push(StatusEntry {
+            kind: Kind::TrafficPolicy,
+            key: p.key.clone(),
+            generation,
+            status: ObjectStatus::Policy(status),
+        });
+    }
+    affected
+}
+
+/// An ancestorRef, ordered for a stable status.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct AncestorKey {
+    group: String,
+    kind: String,
+    namespace: String,
+    name: String,
+    section: Option<String>,
+}
+
+impl AncestorKey {
+    /// The Gateway a target applies through; with the listener when the target is one.
+    fn gateway(gw: &ObjectKey, t: &PolicyTargetReference) -> Self {
+        AncestorKey {
+            group: GATEWAY_GROUP.to_owned(),
+            kind: "Gateway".to_owned(),
+            namespace: gw.namespace.clone(),
+            name: gw.name.clone(),
+            section: (t.kind == "Gateway")
+                .then(|| t.section_name.clone())
+                .flatten(),
+        }
+    }
+
+    /// The target itself (for a target that does not exist).
+    fn of_target(t: &PolicyTargetReference, ns: &str) -> Self {
+        AncestorKey {
+            group: t.group.clone(),
+            kind: t.kind.clone(),
+            namespace: ns.to_owned(),
+            name: t.name.clone(),
+            section: t.section_name.clone(),
+        }
+    }
+
+    fn into_ref(self) -> ParentReference {
+        ParentReference {
+            group: self.group,
+            kind: self.kind,
+            namespace: Some(self.namespace),
+            name: self.name,
+            section_name: self.section,
+            port: None,
+        }
+    }
+}
+
+/// The condition type GEP-713 puts on targets: `<domain>/TrafficPolicyAffected`, the domain
+/// being that of the controller name ("Implementations should use their own unique domain
+/// prefix for this condition type ... the same domain as in the `controllerName` field").
+pub fn affected_condition_type(controller_name: &str) -> String {
+    let domain = controller_name
+        .split_once('/')
+        .map_or(controller_name, |(d, _)| d);
+    let domain = if domain.is_empty() { "gw.dev" } else { domain };
+    format!("{domain}/TrafficPolicyAffected")
+}
+
+/// Adds the `TrafficPolicyAffected` condition to every target of an accepted policy: "The
+/// controller SHOULD add to the status of the `Gateway` object a condition
+/// `colors.controller.k8s.io/ColorPolicyAffected: true`, and reason ideally referring to the
+/// `policy-namespace/my-policy` by name" (GEP-713); on the listener for a listener target.
+pub(crate) fn mark_affected(
+    res: &Resources,
+    affected: &[Affected],
+    entries: &mut [StatusEntry],
+    options: &CompileOptions,
+) {
+    if affected.is_empty() {
+        return;
+    }
+    let type_ = affected_condition_type(&options.controller_name);
+    // Target (kind, key, listener) -> policies (and rules) affecting it.
+    let mut by_target: BTreeMap<(Kind, &ObjectKey, Option<&str>), Vec<&Affected>> = BTreeMap::new();
+    for a in affected {
+        by_target
+            .entry((a.kind, &a.key, a.listener.as_deref()))
+            .or_default()
+            .push(a);
+    }
+    for ((kind, key, listener), list) in by_target {
+        let Some(entry) = entries.iter_mut().find(|e| e.kind == kind && &e.key == key) else {
+            continue;
+        };
+        let names: BTreeSet<String> = list
+            .iter()
+            .map(|a| match &a.rule {
+                Some(r) => format!("{} (rule {r})", a.policy),
+                None => a.policy.to_string(),
+            })
+            .collect();
+        let message = format!(
+            "affected by TrafficPolicy {}",
+            names.into_iter().collect::<Vec<_>>().join(", ")
+        );
+        let condition = Condition::ok(&type_, "Affected", message, entry.generation);
+        let set = |conditions: &mut Vec<Condition>| {
+            conditions.retain(|c| c.type_ != type_);
+            conditions.push(condition.clone());
+        };
+        match (&mut entry.status, listener) {
+            (ObjectStatus::Gateway(s), None) => set(&mut s.conditions),
+            (ObjectStatus::Gateway(s), Some(l)) => {
+                if let Some(ls) = s.listeners.iter_mut().find(|x| x.name == l) {
+                    set(&mut ls.conditions);
+                }
+            }
+            (ObjectStatus::ListenerSet(s), None) => set(&mut s.conditions),
+            (ObjectStatus::ListenerSet(s), Some(l)) => {
+                if let Some(ls) = s.listeners.iter_mut().find(|x| x.name == l) {
+                    set(&mut ls.conditions);
+                }
+            }
+            (ObjectStatus::Route(s), _) => {
+                let gateways: BTreeSet<&ObjectKey> =
+                    list.iter().flat_map(|a| a.gateways.iter()).collect();
+                for parent in &mut s.parents {
+                    if gateways.iter().any(|g| {
+                        super::parent_is_gateway(res, &parent.parent_ref, &key.namespace, g)
+                    }) {
+                        set(&mut parent.conditions);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,206 @@
+//! TrafficPolicy: the gw-policy layers of each rule, built once per table.
+//!
+//! gw-model computes each rule's effective policy ([`RulePolicy`]); [`Routes::build`] turns it
+//! into one tower stack per rule, so a request pays a lookup and a clone. The stack runs after
+//! the rule is matched and before its filters and backends (DESIGN.md's data flow), in this
+//! order, outermost first:
+//!
+//! 1. CORS: preflights are answered here (browsers send them without credentials);
+//! 2. rate limit: 429 before any password hashing, so guessing is bounded too;
+//! 3. basic auth, 4. API key, 5. JWT: every configured one must pass (401/403).
+//!
+//! Rate-limit buckets are shared by every rule whose limit comes from the same policy, target
+//! and block ([`Applied::origin`]): a limit on a Gateway counts the Gateway's traffic as a whole,
+//! one on a route that route's. Buckets start empty again when the table is rebuilt.
+//!
+//! For gRPC requests, the answers of the layers (401, 403, 429) become trailers-only gRPC
+//! answers (`UNAUTHENTICATED`, `PERMISSION_DENIED`, `RESOURCE_EXHAUSTED`), their headers kept.
+//!
+//! [`Routes::build`]: crate::Routes::build
+//! [`Applied::origin`]: gw_model::table::Applied::origin
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use gw_model::compile::{PolicySection, PolicyValidator};
+use gw_model::resources::{Cors, ObjectKey};
+use gw_model::table::{
+    ApiKeyLocation, ApiKeySettings, Applied, BasicAuthSettings, JwtSettings, PolicyBlock,
+    RateLimitKey, RateLimitSettings, RulePolicy,
+};
+use gw_policy::api_key::{ApiKeyLayer, CompiledApiKeys, KeyLocation};
+use gw_policy::basic_auth::{BasicAuthLayer, CompiledBasicAuth};
+use gw_policy::cors::{CompiledCors, CorsLayer};
+use gw_policy::jwt::{CompiledJwt, JwtConfig, JwtLayer, StaticJwks};
+use gw_policy::ratelimit::{KeySource, RateLimitConfig, RateLimitLayer};
+use http::{HeaderName, Request, Response};
+use tower::ServiceBuilder;
+use tower::util::BoxCloneSyncService;
+
+use crate::body::Body;
+
+/// A rule's policy layers over the rest of the request path.
+pub(crate) type PolicyService = BoxCloneSyncService<Request<Body>, Response<Body>, Infallible>;
+
+/// The policy of a rule, ready to serve.
+#[derive(Clone)]
+pub(crate) enum PolicyStack {
+    /// The layers.
+    Layers(PolicyService),
+    /// The policy could not be built (gw-model was compiled without the gw-router validator):
+    /// requests are answered 500 rather than let through unchecked.
+    Broken(Arc<str>),
+}
+
+impl std::fmt::Debug for PolicyStack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PolicyStack::Layers(_) => f.write_str("PolicyStack::Layers(..)"),
+            PolicyStack::Broken(why) => write!(f, "PolicyStack::Broken({why:?})"),
+        }
+    }
+}
+
+fn cors(c: &Cors) -> Result<CorsLayer, String> {
+    CompiledCors::new(c)
+        .map(CorsLayer::new)
+        .map_err(|e| e.to_string())
+}
+
+fn rate_limit(r: &RateLimitSettings) -> Result<RateLimitLayer, String> {
+    let key = match &r.key {
+        RateLimitKey::Shared => KeySource::Route,
+        RateLimitKey::ClientIp => KeySource::ClientIp,
+        RateLimitKey::Header(h) => KeySource::header(h).map_err(|e| e.to_string())?,
+        other => return Err(format!("rate limit key {other:?} is not supported")),
+    };
+    RateLimitConfig::new(r.burst, r.requests, r.period)
+        .key(key)
+        .compile()
+        .map(RateLimitLayer::new)
+        .map_err(|e| e.to_string())
+}
+
+fn basic_auth(b: &BasicAuthSettings) -> Result<BasicAuthLayer, String> {
+    CompiledBasicAuth::new(&b.realm, &b.htpasswd)
+        .map(BasicAuthLayer::new)
+        .map_err(|e| format!("htpasswd in Secret {}: {e}", b.secret))
+}
+
+fn api_key(a: &ApiKeySettings) -> Result<ApiKeyLayer, String> {
+    let location = match &a.location {
+        ApiKeyLocation::Header(h) => KeyLocation::header(h),
+        ApiKeyLocation::Query(q) => KeyLocation::query(q),
+        other => return Err(format!("API key location {other:?} is not supported")),
+    }
+    .map_err(|e| e.to_string())?;
+    CompiledApiKeys::new(location, a.keys.iter().map(|(c, k)| (c, k)))
+        .map(ApiKeyLayer::new)
+        .map_err(|e| e.to_string())
+}
+
+fn jwt(j: &JwtSettings) -> Result<JwtLayer, String> {
+    let mut providers = Vec::with_capacity(j.providers.len());
+    for p in &j.providers {
+        let err = |e: &dyn std::fmt::Display| format!("provider {:?}: {e}", p.name);
+        let jwks = StaticJwks::from_json(p.jwks.as_bytes()).map_err(|e| err(&e))?;
+        let mut config = JwtConfig::new().clock_skew(p.clock_skew);
+        if let Some(iss) = &p.issuer {
+            config = config.issuer(iss.clone());
+        }
+        for aud in &p.audiences {
+            config = config.audience(aud.clone());
+        }
+        for (claim, header) in &p.claim_to_headers {
+            let name = HeaderName::from_bytes(header.as_bytes()).map_err(|e| err(&e))?;
+            config = config.claim_to_header(claim.clone(), name);
+        }
+        providers.push(CompiledJwt::new(config, Arc::new(jwks)).map_err(|e| err(&e))?);
+    }
+    Ok(JwtLayer::any_of(providers))
+}
+
+/// The validator gw-model calls on every TrafficPolicy section: it builds the section's layer
+/// with gw-policy, so that what gw-model accepts, the router can serve (htpasswd hash schemes,
+/// JWKS key types, rate limits within range). Pass it in
+/// [`CompileOptions::policy_validator`](gw_model::CompileOptions::policy_validator).
+///
+/// ```
+/// let options = gw_router::gw_model::CompileOptions {
+///     policy_validator: Some(gw_router::policy_validator()),
+///     ..gw_router::gw_model::CompileOptions::new("gw.dev/gateway")
+/// };
+/// # let _ = options;
+/// ```
+pub fn policy_validator() -> PolicyValidator {
+    PolicyValidator::new(|section| match section {
+        PolicySection::Cors(c) => cors(c).map(drop),
+        PolicySection::RateLimit(r) => rate_limit(r).map(drop),
+        PolicySection::BasicAuth(b) => basic_auth(b).map(drop),
+        PolicySection::ApiKeyAuth(a) => api_key(a).map(drop),
+        PolicySection::Jwt(j) => jwt(j).map(drop),
+        _ => Err("this section is not supported by gw-router".to_owned()),
+    })
+}
+
+type Origin = (ObjectKey, usize, PolicyBlock);
+
+fn origin<T>(a: &Applied<T>) -> Origin {
+    (a.policy.clone(), a.target, a.block)
+}
+
+/// Layers built so far while building one table: rules whose section has the same origin
+/// share the layer (and so the rate-limit buckets and parsed keys).
+#[derive(Default)]
+pub(crate) struct PolicyCache {
+    cors: HashMap<Origin, CorsLayer>,
+    rate_limit: HashMap<Origin, RateLimitLayer>,
+    basic_auth: HashMap<Origin, BasicAuthLayer>,
+    api_key: HashMap<Origin, ApiKeyLayer>,
+    jwt: HashMap<Origin, JwtLayer>,
+}
+
+fn cached<T, L: Clone>(
+    map: &mut HashMap<Origin, L>,
+    applied: Option<&Applied<T>>,
+    build: impl Fn(&T) -> Result<L, String>,
+) -> Result<Option<L>, String> {
+    let Some(a) = applied else { return Ok(None) };
+    let key = origin(a);
+    if let Some(l) = map.get(&key) {
+        return Ok(Some(l.clone()));
+    }
+    let layer = build(&a.settings).map_err(|e| format!("TrafficPolicy {}: {e}", a.policy))?;
+    map.insert(key, layer.clone());
+    Ok(Some(layer))
+}
+
+impl PolicyCache {
+    /// The stack of a rule's effective policy over `inner`.
+    pub(crate) fn build(&mut self, p: &RulePolicy) -> PolicyStack {
+        match self.layers(p) {
+            Ok(service) => PolicyStack::Layers(service),
+            Err(why) => {
+                tracing::error!(%why, "TrafficPolicy cannot be applied; requests to its rules get 500");
+                PolicyStack::Broken(why.into())
+            }
+        }
+    }
+
+    fn layers(&mut self, p: &RulePolicy) -> Result<PolicyService, String> {
+        let cors = cached(&mut self.cors, p.cors.as_ref(), cors)?;
+        let rate = cached(&mut self.rate_limit, p.rate_limit.as_ref(), rate_limit)?;
+        let basic = cached(&mut self.basic_auth, p.basic_auth.as_ref(), basic_auth)?;
+        let keys = cached(&mut self.api_key, p.api_key_auth.as_ref(), api_key)?;
+        let jwt = cached(&mut self.jwt, p.jwt.as_ref(), jwt)?;
+        let svc = ServiceBuilder::new()
+            .option_layer(cors)
+            .option_layer(rate)
+            .option_layer(basic)
+            .option_layer(keys)
+            .option_layer(jwt)
+            .service(tower::service_fn(crate::service::after_policy));
+        Ok(BoxCloneSyncService::new(svc))
+    }
+}
