@@ -52,6 +52,8 @@ pub enum Kind {
     /// `gateway.networking.k8s.io` BackendTLSPolicy.
     #[serde(rename = "BackendTLSPolicy")]
     BackendTlsPolicy,
+    /// `gateway.networking.x-k8s.io` XBackendTrafficPolicy.
+    XBackendTrafficPolicy,
     /// Core Service.
     Service,
     /// `discovery.k8s.io` EndpointSlice.
@@ -66,7 +68,7 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in the order objects are listed.
-    pub const ALL: [Kind; 15] = [
+    pub const ALL: [Kind; 16] = [
         Kind::GatewayClass,
         Kind::Gateway,
         Kind::ListenerSet,
@@ -77,6 +79,7 @@ impl Kind {
         Kind::UdpRoute,
         Kind::ReferenceGrant,
         Kind::BackendTlsPolicy,
+        Kind::XBackendTrafficPolicy,
         Kind::Service,
         Kind::EndpointSlice,
         Kind::Secret,
@@ -97,6 +100,7 @@ impl Kind {
             Kind::UdpRoute => "UDPRoute",
             Kind::ReferenceGrant => "ReferenceGrant",
             Kind::BackendTlsPolicy => "BackendTLSPolicy",
+            Kind::XBackendTrafficPolicy => "XBackendTrafficPolicy",
             Kind::Service => "Service",
             Kind::EndpointSlice => "EndpointSlice",
             Kind::Secret => "Secret",
@@ -115,6 +119,7 @@ impl Kind {
         match self {
             Kind::Service | Kind::Secret | Kind::ConfigMap | Kind::Namespace => CORE_GROUP,
             Kind::EndpointSlice => "discovery.k8s.io",
+            Kind::XBackendTrafficPolicy => GATEWAY_X_GROUP,
             _ => GATEWAY_GROUP,
         }
     }
@@ -124,6 +129,7 @@ impl Kind {
         match self {
             Kind::Service | Kind::Secret | Kind::ConfigMap | Kind::Namespace => "v1",
             Kind::EndpointSlice => "discovery.k8s.io/v1",
+            Kind::XBackendTrafficPolicy => "gateway.networking.x-k8s.io/v1alpha1",
             _ => "gateway.networking.k8s.io/v1",
         }
     }
@@ -143,6 +149,7 @@ impl Kind {
             }
             Kind::BackendTlsPolicy => matches!(version, "v1" | "v1alpha3"),
             Kind::ListenerSet => matches!(version, "v1" | "v1alpha1"),
+            Kind::XBackendTrafficPolicy => version == "v1alpha1",
         }
     }
 
@@ -225,6 +232,8 @@ pub enum Object {
     ReferenceGrant(ReferenceGrant),
     /// BackendTLSPolicy.
     BackendTlsPolicy(BackendTlsPolicy),
+    /// XBackendTrafficPolicy.
+    XBackendTrafficPolicy(XBackendTrafficPolicy),
     /// Service.
     Service(Service),
     /// EndpointSlice.
@@ -251,6 +260,7 @@ impl Object {
             Object::UdpRoute(_) => Kind::UdpRoute,
             Object::ReferenceGrant(_) => Kind::ReferenceGrant,
             Object::BackendTlsPolicy(_) => Kind::BackendTlsPolicy,
+            Object::XBackendTrafficPolicy(_) => Kind::XBackendTrafficPolicy,
             Object::Service(_) => Kind::Service,
             Object::EndpointSlice(_) => Kind::EndpointSlice,
             Object::Secret(_) => Kind::Secret,
@@ -275,6 +285,7 @@ impl Object {
             Object::TlsRoute(o) | Object::TcpRoute(o) | Object::UdpRoute(o) => &mut o.metadata,
             Object::ReferenceGrant(o) => &mut o.metadata,
             Object::BackendTlsPolicy(o) => &mut o.metadata,
+            Object::XBackendTrafficPolicy(o) => &mut o.metadata,
             Object::Service(o) => &mut o.metadata,
             Object::EndpointSlice(o) => &mut o.metadata,
             Object::Secret(o) => &mut o.metadata,
@@ -293,6 +304,7 @@ impl Object {
             Object::TlsRoute(o) | Object::TcpRoute(o) | Object::UdpRoute(o) => &o.metadata,
             Object::ReferenceGrant(o) => &o.metadata,
             Object::BackendTlsPolicy(o) => &o.metadata,
+            Object::XBackendTrafficPolicy(o) => &o.metadata,
             Object::Service(o) => &o.metadata,
             Object::EndpointSlice(o) => &o.metadata,
             Object::Secret(o) => &o.metadata,
@@ -319,6 +331,7 @@ impl Object {
             }
             Object::ReferenceGrant(o) => serde_json::to_value(&o.spec),
             Object::BackendTlsPolicy(o) => serde_json::to_value(&o.spec),
+            Object::XBackendTrafficPolicy(o) => serde_json::to_value(&o.spec),
             Object::Service(o) => serde_json::to_value(&o.spec),
             Object::EndpointSlice(o) => serde_json::to_value((&o.endpoints, &o.ports)),
             Object::Secret(o) => serde_json::to_value(&o.data),
@@ -355,6 +368,8 @@ pub struct Resources {
     pub reference_grants: BTreeMap<ObjectKey, ReferenceGrant>,
     /// BackendTLSPolicies.
     pub backend_tls_policies: BTreeMap<ObjectKey, BackendTlsPolicy>,
+    /// XBackendTrafficPolicies.
+    pub backend_traffic_policies: BTreeMap<ObjectKey, XBackendTrafficPolicy>,
     /// Services.
     pub services: BTreeMap<ObjectKey, Service>,
     /// EndpointSlices.
@@ -396,6 +411,10 @@ impl Resources {
                 .backend_tls_policies
                 .insert(key, o)
                 .map(Object::BackendTlsPolicy),
+            Object::XBackendTrafficPolicy(o) => self
+                .backend_traffic_policies
+                .insert(key, o)
+                .map(Object::XBackendTrafficPolicy),
             Object::Service(o) => self.services.insert(key, o).map(Object::Service),
             Object::EndpointSlice(o) => self
                 .endpoint_slices
@@ -426,6 +445,10 @@ impl Resources {
                 .backend_tls_policies
                 .remove(key)
                 .map(Object::BackendTlsPolicy),
+            Kind::XBackendTrafficPolicy => self
+                .backend_traffic_policies
+                .remove(key)
+                .map(Object::XBackendTrafficPolicy),
             Kind::Service => self.services.remove(key).map(Object::Service),
             Kind::EndpointSlice => self.endpoint_slices.remove(key).map(Object::EndpointSlice),
             Kind::Secret => self.secrets.remove(key).map(Object::Secret),
@@ -467,6 +490,7 @@ impl Resources {
             + self.udp_routes.len()
             + self.reference_grants.len()
             + self.backend_tls_policies.len()
+            + self.backend_traffic_policies.len()
             + self.services.len()
             + self.endpoint_slices.len()
             + self.secrets.len()
