@@ -73,7 +73,6 @@
 //! # Not supported yet
 //!
 //! - `ExternalAuth` filters answer 500 (gw-policy will implement them).
-//! - Session persistence is ignored.
 
 #![forbid(unsafe_code)]
 
@@ -84,6 +83,7 @@ pub mod filters;
 mod incoming;
 pub mod index;
 pub mod l4;
+mod resilience;
 pub mod service;
 
 pub use gw_model;
@@ -96,3 +96,5 @@ pub use crate::index::{
     Routes, Rule, is_grpc,
 };
 pub use crate::service::{ForwardError, ResponseFuture, Router, RouterConfig};
+pub use gw_policy::outlier::{OutlierConfig, OutlierError};
+pub use gw_policy::session::SessionKey;

@@ -153,7 +153,10 @@ impl Rule {
                 .iter()
                 .map(|f| Filter::compile(f, ctx))
                 .collect(),
-            backends: Backends::new(&e.action.backends, ctx),
+            backends: Backends::new(&e.action.backends, ctx).with_session(
+                format!("HTTPRoute/{}/{}", e.route.key, e.rule_index),
+                e.action.session_persistence.as_ref(),
+            ),
             prefix,
             source: RuleSource::Http(e.clone()),
         }
@@ -167,7 +170,10 @@ impl Rule {
                 .iter()
                 .map(|f| Filter::compile(f, ctx))
                 .collect(),
-            backends: Backends::new(&e.action.backends, ctx),
+            backends: Backends::new(&e.action.backends, ctx).with_session(
+                format!("GRPCRoute/{}/{}", e.route.key, e.rule_index),
+                e.action.session_persistence.as_ref(),
+            ),
             prefix: None,
             source: RuleSource::Grpc(e.clone()),
         }
