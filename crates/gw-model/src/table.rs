@@ -445,6 +445,62 @@ pub struct RetryBudget {
 }
 
 /// What an accepted XBackendTrafficPolicy sets on a backend.
+///
+/// ```
+/// use gw_model::resources::{Kind, ObjectKey, Resources};
+/// use gw_model::status::ObjectStatus;
+/// use gw_model::table::{Backend, SessionKind};
+/// use gw_model::{CompileOptions, compile, load};
+///
+/// let yaml = r#"
+/// apiVersion: gateway.networking.k8s.io/v1
+/// kind: GatewayClass
+/// metadata: {name: gw}
+/// spec: {controllerName: gw.dev/gateway}
+/// ---
+/// apiVersion: gateway.networking.k8s.io/v1
+/// kind: Gateway
+/// metadata: {name: edge, namespace: default}
+/// spec: {gatewayClassName: gw, listeners: [{name: http, port: 80, protocol: HTTP}]}
+/// ---
+/// apiVersion: v1
+/// kind: Service
+/// metadata: {name: web, namespace: default}
+/// spec: {ports: [{port: 80}]}
+/// ---
+/// apiVersion: gateway.networking.k8s.io/v1
+/// kind: HTTPRoute
+/// metadata: {name: web, namespace: default}
+/// spec:
+///   parentRefs: [{name: edge}]
+///   rules: [{backendRefs: [{name: web, port: 80}]}]
+/// ---
+/// apiVersion: gateway.networking.x-k8s.io/v1alpha1
+/// kind: XBackendTrafficPolicy
+/// metadata: {name: web, namespace: default}
+/// spec:
+///   targetRefs: [{group: "", kind: Service, name: web}]
+///   retryConstraint: {budget: {percent: 25}}
+///   sessionPersistence: {type: Header, sessionName: x-session}
+/// "#;
+/// let mut res = Resources::new();
+/// res.extend(load::parse("policy.yaml", yaml).objects);
+/// let compiled = compile(&res, &CompileOptions::new("gw.dev/gateway"));
+///
+/// let rule = &compiled.table.gateways[0].listeners[0].http[0];
+/// let Backend::Service(web) = &rule.action.backends[0].backend else { panic!() };
+/// let traffic = web.traffic.as_ref().expect("the policy applies");
+/// assert_eq!(traffic.retry_budget.map(|b| b.percent), Some(25));
+/// assert_eq!(traffic.session.as_ref().map(|s| s.kind), Some(SessionKind::Header));
+///
+/// // GEP-713 status: accepted on the Gateway whose route uses the Service.
+/// let Some(ObjectStatus::Policy(status)) = compiled
+///     .status
+///     .get(Kind::XBackendTrafficPolicy, &ObjectKey::new("default", "web"))
+/// else { panic!() };
+/// assert_eq!(status.ancestors[0].ancestor_ref.name, "edge");
+/// assert_eq!(status.ancestors[0].conditions[0].reason, "Accepted");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BackendTraffic {
     /// The policy.

@@ -114,7 +114,11 @@ spec:
     let (parts, json) = echoed(call(&router, get("/", "e.com")).await).await;
     let token = parts.headers.get("s").cloned().expect("a session header");
     let pod = json["pod"].as_str().unwrap().to_owned();
-    let (stays, other) = if pod == "first" { (first, second) } else { (second, first) };
+    let (stays, other) = if pod == "first" {
+        (first, second)
+    } else {
+        (second, first)
+    };
     let (_, json) = echoed(call(&router, with(&token)).await).await;
     assert_eq!(json["pod"], pod.as_str());
 
