@@ -322,6 +322,9 @@ fn load_value(doc: &DocumentRef, value: Value, out: &mut Loaded, depth: usize) {
         Kind::ReferenceGrant => typed(doc, kind, &name, value, out).map(Object::ReferenceGrant),
         Kind::BackendTlsPolicy => typed(doc, kind, &name, value, out).map(Object::BackendTlsPolicy),
         Kind::XBackend => typed(doc, kind, &name, value, out).map(Object::XBackend),
+        Kind::XBackendTrafficPolicy => {
+            typed(doc, kind, &name, value, out).map(Object::XBackendTrafficPolicy)
+        }
         Kind::Service => typed(doc, kind, &name, value, out).map(Object::Service),
         Kind::EndpointSlice => typed(doc, kind, &name, value, out).map(Object::EndpointSlice),
         Kind::Secret => {
@@ -415,7 +418,10 @@ fn typed<T: DeserializeOwned>(
     let de = serde_ignored::Deserializer::new(value, &mut track);
     match serde_path_to_error::deserialize::<_, T>(de) {
         Ok(v) => {
-            let core = kind.group() != crate::resources::GATEWAY_GROUP;
+            let core = !matches!(
+                kind.group(),
+                crate::resources::GATEWAY_GROUP | crate::resources::GATEWAY_X_GROUP
+            );
             for path in unknown {
                 if is_expected_extra(&path) || (core && !path.starts_with("metadata.")) {
                     // Core kinds have far more fields than gw models; only Gateway API kinds

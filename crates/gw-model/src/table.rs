@@ -15,7 +15,7 @@ use serde::Serialize;
 pub use crate::compile::tls::{CertificatePair, Validity};
 use crate::resources::{
     Cors, GrpcMethodMatch, HeaderModifier, Kind, ObjectKey, PathMatchType, RequestRedirect,
-    SessionPersistence, StringMatchType, TlsMode, UrlRewrite,
+    StringMatchType, TlsMode, UrlRewrite,
 };
 
 /// The whole table: one entry per Gateway that gw serves.
@@ -182,6 +182,29 @@ pub struct PathMatch {
     pub value: String,
 }
 
+impl PathMatch {
+    /// The cookie `Path` for a session established through this match (GEP-1619: "For an
+    /// xRoute using a path that is a regex, the Path should be set to the longest non-regex
+    /// prefix"): Exact and PathPrefix use their value; a regular expression its literal prefix
+    /// up to the last `/` (at least `/`).
+    pub fn cookie_path(&self) -> String {
+        match self.kind {
+            PathMatchType::Exact | PathMatchType::PathPrefix => self.value.clone(),
+            PathMatchType::RegularExpression => {
+                let body = self.value.strip_prefix('^').unwrap_or(&self.value);
+                let literal_end = body
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || "/-_~".contains(c)))
+                    .unwrap_or(body.len());
+                let literal = &body[..literal_end];
+                match literal.rfind('/') {
+                    Some(0) | None => "/".to_owned(),
+                    Some(i) => literal[..i].to_owned(),
+                }
+            }
+        }
+    }
+}
+
 /// One HTTPRoute match.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct HttpMatch {
@@ -298,8 +321,9 @@ pub struct RuleAction {
     pub timeouts: Timeouts,
     /// Retry policy.
     pub retry: Option<Retry>,
-    /// Session persistence.
-    pub session_persistence: Option<SessionPersistence>,
+    /// Session persistence of the rule (GEP-1619), validated; it covers every backend of the
+    /// rule and overrides the backends' own (XBackendTrafficPolicy) session persistence.
+    pub session_persistence: Option<SessionConfig>,
 }
 
 /// One HTTPRoute rule attached to a listener.
@@ -373,6 +397,124 @@ pub struct Retry {
     pub attempts: u32,
     /// Minimum backoff.
     pub backoff: Option<Duration>,
+}
+
+/// Session persistence (GEP-1619), validated: from a route rule's `sessionPersistence` or an
+/// XBackendTrafficPolicy's.
+///
+/// The session token identifies an endpoint (and with it the backend) of the rule; how it is
+/// encoded is up to the data plane. Sessions are never shared between route rules, even when
+/// the configuration comes from a policy on a Service that several rules use (GEP-1619: "Route
+/// rules referencing the same service MUST NOT share persistent sessions").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SessionConfig {
+    /// Where the token travels.
+    pub kind: SessionKind,
+    /// Cookie or header name: `sessionName`, or a name derived from the rule or policy
+    /// (`gw-session-` and 8 hex digits) when it is unset (GEP-1619: "If SessionName is not
+    /// specified, then a unique cookie name should be generated").
+    pub name: String,
+    /// A session older than this is over (`absoluteTimeout`).
+    pub absolute_timeout: Option<Duration>,
+    /// A session unused for this long is over (`idleTimeout`).
+    pub idle_timeout: Option<Duration>,
+}
+
+/// How a session token travels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum SessionKind {
+    /// A cookie set by the gateway.
+    Cookie {
+        /// `lifetimeType: Permanent`: the cookie gets `Max-Age` from `absoluteTimeout`;
+        /// otherwise it is a session cookie (no `Expires`/`Max-Age`).
+        permanent: bool,
+    },
+    /// A header: the gateway sends it in responses, the client echoes it in requests.
+    Header,
+}
+
+/// The retry budget of a backend (GEP-3388, XBackendTrafficPolicy `retryConstraint`).
+///
+/// A retry is allowed while retries make up at most `percent` of the requests sent to the
+/// backend in the last `interval`, or while fewer than `min_retry_count` retries were sent in
+/// the last `min_retry_interval`. A retry that is not allowed is answered 503.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct RetryBudget {
+    /// Largest share of retries, 0 to 100.
+    pub percent: u32,
+    /// Window of the share (1 s to 1 h).
+    pub interval: Duration,
+    /// Retries always allowed per `min_retry_interval` (at least 1).
+    pub min_retry_count: u32,
+    /// Window of the minimum (above 0, at most 1 h).
+    pub min_retry_interval: Duration,
+}
+
+/// What an accepted XBackendTrafficPolicy sets on a backend.
+///
+/// ```
+/// use gw_model::resources::{Kind, ObjectKey, Resources};
+/// use gw_model::status::ObjectStatus;
+/// use gw_model::table::{Backend, SessionKind};
+/// use gw_model::{CompileOptions, compile, load};
+///
+/// let yaml = r#"
+/// apiVersion: gateway.networking.k8s.io/v1
+/// kind: GatewayClass
+/// metadata: {name: gw}
+/// spec: {controllerName: gw.dev/gateway}
+/// ---
+/// apiVersion: gateway.networking.k8s.io/v1
+/// kind: Gateway
+/// metadata: {name: edge, namespace: default}
+/// spec: {gatewayClassName: gw, listeners: [{name: http, port: 80, protocol: HTTP}]}
+/// ---
+/// apiVersion: v1
+/// kind: Service
+/// metadata: {name: web, namespace: default}
+/// spec: {ports: [{port: 80}]}
+/// ---
+/// apiVersion: gateway.networking.k8s.io/v1
+/// kind: HTTPRoute
+/// metadata: {name: web, namespace: default}
+/// spec:
+///   parentRefs: [{name: edge}]
+///   rules: [{backendRefs: [{name: web, port: 80}]}]
+/// ---
+/// apiVersion: gateway.networking.x-k8s.io/v1alpha1
+/// kind: XBackendTrafficPolicy
+/// metadata: {name: web, namespace: default}
+/// spec:
+///   targetRefs: [{group: "", kind: Service, name: web}]
+///   retryConstraint: {budget: {percent: 25}}
+///   sessionPersistence: {type: Header, sessionName: x-session}
+/// "#;
+/// let mut res = Resources::new();
+/// res.extend(load::parse("policy.yaml", yaml).objects);
+/// let compiled = compile(&res, &CompileOptions::new("gw.dev/gateway"));
+///
+/// let rule = &compiled.table.gateways[0].listeners[0].http[0];
+/// let Backend::Service(web) = &rule.action.backends[0].backend else { panic!() };
+/// let traffic = web.traffic.as_ref().expect("the policy applies");
+/// assert_eq!(traffic.retry_budget.map(|b| b.percent), Some(25));
+/// assert_eq!(traffic.session.as_ref().map(|s| s.kind), Some(SessionKind::Header));
+///
+/// // GEP-713 status: accepted on the Gateway whose route uses the Service.
+/// let Some(ObjectStatus::Policy(status)) = compiled
+///     .status
+///     .get(Kind::XBackendTrafficPolicy, &ObjectKey::new("default", "web"))
+/// else { panic!() };
+/// assert_eq!(status.ancestors[0].ancestor_ref.name, "edge");
+/// assert_eq!(status.ancestors[0].conditions[0].reason, "Accepted");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BackendTraffic {
+    /// The policy.
+    pub policy: ObjectKey,
+    /// Retry budget (`retryConstraint`).
+    pub retry_budget: Option<RetryBudget>,
+    /// Session persistence, unless the route rule sets its own.
+    pub session: Option<SessionConfig>,
 }
 
 /// A compiled filter.
@@ -468,6 +610,9 @@ pub struct ServiceBackend {
     pub endpoints: Vec<SocketAddr>,
     /// Backend TLS (BackendTLSPolicy), when a valid policy targets this port.
     pub tls: Option<BackendTls>,
+    /// Retry budget and session persistence (XBackendTrafficPolicy), when an accepted policy
+    /// targets this Service.
+    pub traffic: Option<Box<BackendTraffic>>,
 }
 
 /// An `XBackend` of type `ExternalHostname`: a DNS name and port, with its TLS settings.

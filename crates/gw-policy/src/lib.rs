@@ -13,6 +13,15 @@
 //! | [`api_key`] | [`ApiKeyLayer`](api_key::ApiKeyLayer) | 401 (no key), 403 (unknown key) |
 //! | [`jwt`] | [`JwtLayer`](jwt::JwtLayer) | 401 with `WWW-Authenticate: Bearer` |
 //!
+//! Backend resilience pieces are plain, shareable types that a data plane (gw-router) calls
+//! where it picks endpoints and decides on retries:
+//!
+//! | module | type | does |
+//! | --- | --- | --- |
+//! | [`retry_budget`] | [`RetryBudget`](retry_budget::RetryBudget) | GEP-3388 retry budgets; also a `tower::retry` budget |
+//! | [`session`] | [`SessionCodec`](session::SessionCodec) | GEP-1619 session tokens (cookie or header), signed and timed |
+//! | [`outlier`] | [`OutlierDetector`](outlier::OutlierDetector) | ejects endpoints that keep failing, for a growing time |
+//!
 //! Layers that answer themselves build an empty response body with `Default`, so the inner
 //! service's response body type must implement `Default` (as `String`, `Full<Bytes>` and
 //! `BoxBody` do).
@@ -75,7 +84,10 @@ mod client;
 pub mod cors;
 pub mod jwt;
 mod outcome;
+pub mod outlier;
 pub mod ratelimit;
+pub mod retry_budget;
+pub mod session;
 #[cfg(test)]
 mod testing;
 

@@ -1,11 +1,17 @@
 //! Backends of a rule: weighted choice, endpoints, backend-level filters.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use gw_model::resources::ObjectKey;
-use gw_model::table::{AppProtocol, Backend, CertificatePair, WeightedBackend};
+use gw_model::table::{
+    AppProtocol, Backend, CertificatePair, RetryBudget as RetryBudgetConfig, SessionConfig,
+    WeightedBackend,
+};
+use gw_policy::outlier::OutlierDetector;
+use gw_policy::retry_budget::RetryBudget;
+use gw_policy::session::{EndpointId, SessionCodec, SessionKey};
 
 use crate::ForwardError;
 use crate::backend_tls::{self, TlsTarget};
@@ -22,6 +28,8 @@ pub(crate) struct BuildCtx<'a> {
 }
 
 /// A resolved backend, ready to receive requests.
+// Always behind an `Arc`: the size of the enum is paid once per backend, not per request.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub(crate) enum BackendTarget {
     /// A Service port with its endpoints.
@@ -40,14 +48,26 @@ impl BackendTarget {
                     s.tls.as_ref(),
                     ctx.client_cert,
                 ) {
-                    Ok(tls) => BackendTarget::Service(ServiceTarget {
-                        service: s.service.clone(),
-                        protocol: s.app_protocol,
-                        endpoints: s.endpoints.clone(),
-                        dns: None,
-                        next: AtomicUsize::new(0),
-                        tls,
-                    }),
+                    Ok(tls) => {
+                        let name = s.service.to_string();
+                        BackendTarget::Service(ServiceTarget {
+                            service: s.service.clone(),
+                            port: s.port,
+                            protocol: s.app_protocol,
+                            endpoint_ids: s
+                                .endpoints
+                                .iter()
+                                .map(|e| EndpointId::new(&name, s.port, *e))
+                                .collect(),
+                            endpoints: s.endpoints.clone(),
+                            dns: None,
+                            next: AtomicUsize::new(0),
+                            tls,
+                            session: s.traffic.as_ref().and_then(|t| t.session.clone()),
+                            budget: s.traffic.as_ref().and_then(|t| t.retry_budget),
+                            resilience: OnceLock::new(),
+                        })
+                    }
                     Err(reason) => {
                         tracing::warn!(service = %s.service, %reason, "backend TLS cannot be set up; requests to it get 500");
                         BackendTarget::Invalid(format!("backend TLS: {reason}").into())
@@ -59,11 +79,16 @@ impl BackendTarget {
                 match backend_tls::target(&x.backend, x.app_protocol, x.tls.as_ref(), client_cert) {
                     Ok(tls) => BackendTarget::Service(ServiceTarget {
                         service: x.backend.clone(),
+                        port: x.port,
                         protocol: x.app_protocol,
+                        endpoint_ids: Vec::new(),
                         endpoints: Vec::new(),
                         dns: Some(ctx.resolver.name(&x.hostname, x.port)),
                         next: AtomicUsize::new(0),
                         tls,
+                        session: None,
+                        budget: None,
+                        resilience: OnceLock::new(),
                     }),
                     Err(reason) => {
                         tracing::warn!(backend = %x.backend, %reason, "backend TLS cannot be set up; requests to it get 500");
@@ -77,18 +102,35 @@ impl BackendTarget {
     }
 }
 
+/// The state a backend keeps across requests and reloads: its retry budget and outlier
+/// detector, shared by every rule that sends traffic to the Service (see `resilience.rs`).
+#[derive(Debug, Default)]
+pub(crate) struct Resilience {
+    pub(crate) budget: Option<Arc<RetryBudget>>,
+    pub(crate) outlier: Option<Arc<OutlierDetector>>,
+}
+
 /// A Service port, or an external backend (then `service` names the XBackend and the
 /// endpoints come from `dns`).
 #[derive(Debug)]
 pub(crate) struct ServiceTarget {
     pub(crate) service: ObjectKey,
+    pub(crate) port: u16,
     pub(crate) protocol: AppProtocol,
     pub(crate) endpoints: Vec<SocketAddr>,
     /// The name of an external backend, resolved in the background.
     pub(crate) dns: Option<Arc<Name>>,
+    /// Session ids of `endpoints`, same order.
+    endpoint_ids: Vec<EndpointId>,
     next: AtomicUsize,
     /// TLS towards the backend (BackendTLSPolicy or `appProtocol: https`).
     pub(crate) tls: Option<Arc<TlsTarget>>,
+    /// Session persistence of the Service (XBackendTrafficPolicy).
+    pub(crate) session: Option<SessionConfig>,
+    /// Retry budget of the Service (XBackendTrafficPolicy).
+    pub(crate) budget: Option<RetryBudgetConfig>,
+    /// Set once when the routes are installed in a router.
+    pub(crate) resilience: OnceLock<Resilience>,
 }
 
 impl ServiceTarget {
@@ -115,7 +157,17 @@ impl ServiceTarget {
         }
     }
 
-    /// The next endpoint, round-robin; `None` when there is none (503).
+    fn outlier(&self) -> Option<&OutlierDetector> {
+        self.resilience.get().and_then(|r| r.outlier.as_deref())
+    }
+
+    /// The retry budget, when a policy sets one.
+    pub(crate) fn retry_budget(&self) -> Option<&RetryBudget> {
+        self.resilience.get().and_then(|r| r.budget.as_deref())
+    }
+
+    /// The next endpoint, round-robin, skipping ejected endpoints unless all are; `None` when
+    /// there is none (503).
     pub(crate) fn endpoint(&self) -> Option<SocketAddr> {
         if let Some(name) = &self.dns {
             return name.endpoint();
@@ -124,7 +176,134 @@ impl ServiceTarget {
             return None;
         }
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.endpoints.len();
-        self.endpoints.get(i).copied()
+        match self.outlier() {
+            Some(d) => d.select(&self.endpoints, i),
+            None => self.endpoints.get(i).copied(),
+        }
+    }
+
+    /// The endpoint a session names, if it is still an endpoint and not ejected.
+    pub(crate) fn sticky_endpoint(&self, id: EndpointId) -> Option<SocketAddr> {
+        let i = self.endpoint_ids.iter().position(|e| *e == id)?;
+        let addr = *self.endpoints.get(i)?;
+        if self.outlier().is_some_and(|d| d.is_ejected(addr)) {
+            return None;
+        }
+        Some(addr)
+    }
+
+    /// The session id of one of the endpoints.
+    pub(crate) fn endpoint_id(&self, addr: SocketAddr) -> Option<EndpointId> {
+        let i = self.endpoints.iter().position(|e| *e == addr)?;
+        self.endpoint_ids.get(i).copied()
+    }
+
+    /// Records what a request to `endpoint` showed, for outlier detection.
+    pub(crate) fn report(&self, endpoint: SocketAddr, outcome: gw_policy::outlier::Outcome) {
+        if let Some(d) = self.outlier() {
+            d.report(endpoint, outcome, self.endpoints.len());
+        }
+    }
+}
+
+/// Which codec issued a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SessionSource {
+    /// The rule's own `sessionPersistence` (covers every backend).
+    Rule,
+    /// The XBackendTrafficPolicy of backend `i`.
+    Backend(usize),
+}
+
+/// Session persistence of a rule, ready to use: codecs signing with the router's key.
+#[derive(Debug)]
+pub(crate) struct Sticky {
+    rule: Option<(SessionCodec, Box<str>)>,
+    backends: Vec<Option<(SessionCodec, Box<str>)>>,
+}
+
+/// A session found in a request.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Found {
+    pub(crate) source: SessionSource,
+    pub(crate) backend: usize,
+    pub(crate) endpoint: SocketAddr,
+    pub(crate) session: gw_policy::session::Session,
+}
+
+impl Sticky {
+    /// The codec and scope of a source.
+    pub(crate) fn codec(&self, source: SessionSource) -> Option<(&SessionCodec, &str)> {
+        let (c, s) = match source {
+            SessionSource::Rule => self.rule.as_ref()?,
+            SessionSource::Backend(i) => self.backends.get(i)?.as_ref()?,
+        };
+        Some((c, s))
+    }
+
+    /// The source of sessions for backend `i`: the rule's, else the backend's own.
+    pub(crate) fn source_for(&self, i: usize) -> Option<SessionSource> {
+        if self.rule.is_some() {
+            return Some(SessionSource::Rule);
+        }
+        self.backends
+            .get(i)
+            .and_then(Option::as_ref)
+            .map(|_| SessionSource::Backend(i))
+    }
+
+    /// The first valid session in the request whose endpoint is still there and not ejected.
+    /// GEP-1619: "a persistent session takes precedence over traffic split weights", even a
+    /// weight of 0.
+    pub(crate) fn find(
+        &self,
+        headers: &http::HeaderMap,
+        backends: &Backends,
+        now: std::time::SystemTime,
+    ) -> Option<Found> {
+        let service = |i: usize| match backends.get(i).map(|c| &*c.target) {
+            Some(BackendTarget::Service(s)) => Some(s),
+            _ => None,
+        };
+        let sources: Vec<SessionSource> = if self.rule.is_some() {
+            vec![SessionSource::Rule]
+        } else {
+            (0..self.backends.len())
+                .filter(|i| self.backends[*i].is_some())
+                .map(SessionSource::Backend)
+                .collect()
+        };
+        for source in sources {
+            let Some((codec, scope)) = self.codec(source) else {
+                continue;
+            };
+            for token in codec.tokens(headers) {
+                let session = match codec.open(scope, token, now) {
+                    Ok(s) => s,
+                    Err(why) => {
+                        tracing::debug!(%why, "session token not used");
+                        continue;
+                    }
+                };
+                let candidates: Vec<usize> = match source {
+                    SessionSource::Rule => (0..backends.list.len()).collect(),
+                    SessionSource::Backend(i) => vec![i],
+                };
+                for i in candidates {
+                    if let Some(endpoint) =
+                        service(i).and_then(|s| s.sticky_endpoint(session.endpoint()))
+                    {
+                        return Some(Found {
+                            source,
+                            backend: i,
+                            endpoint,
+                            session,
+                        });
+                    }
+                }
+            }
+        }
+        None
     }
 }
 
@@ -143,6 +322,12 @@ pub(crate) struct Choice {
 pub(crate) struct Backends {
     list: Vec<Choice>,
     total: u64,
+    /// Scope of the rule's sessions (route kind, namespace/name, rule index).
+    scope: Box<str>,
+    /// The rule's own session persistence.
+    session: Option<SessionConfig>,
+    /// Set once when the routes are installed in a router (it holds the signing key).
+    sticky: OnceLock<Sticky>,
 }
 
 impl Backends {
@@ -159,7 +344,49 @@ impl Backends {
                 }
             })
             .collect();
-        Backends { list, total }
+        Backends {
+            list,
+            total,
+            ..Backends::default()
+        }
+    }
+
+    /// Sets the rule's session scope and its own session persistence.
+    pub(crate) fn with_session(mut self, scope: String, session: Option<&SessionConfig>) -> Self {
+        self.scope = scope.into();
+        self.session = session.cloned();
+        self
+    }
+
+    /// Builds the session codecs with the router's key (once; later calls do nothing).
+    pub(crate) fn attach_sessions(&self, key: &SessionKey) {
+        let per_backend: Vec<Option<(SessionCodec, Box<str>)>> = self
+            .list
+            .iter()
+            .map(|c| match &*c.target {
+                BackendTarget::Service(s) => s.session.as_ref().map(|cfg| {
+                    let scope = format!("{}/{}/{}", self.scope, s.service, s.port);
+                    (SessionCodec::new(key, cfg), scope.into_boxed_str())
+                }),
+                BackendTarget::Invalid(_) => None,
+            })
+            .collect();
+        let rule = self
+            .session
+            .as_ref()
+            .map(|cfg| (SessionCodec::new(key, cfg), self.scope.clone()));
+        if rule.is_none() && per_backend.iter().all(Option::is_none) {
+            return;
+        }
+        let _ = self.sticky.set(Sticky {
+            rule,
+            backends: per_backend,
+        });
+    }
+
+    /// Session persistence, when the rule or one of its backends has it.
+    pub(crate) fn sticky(&self) -> Option<&Sticky> {
+        self.sticky.get()
     }
 
     /// Picks a backend at random in proportion to its weight; weight 0 is never picked. `None`

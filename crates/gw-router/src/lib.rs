@@ -78,7 +78,6 @@
 //! # Not supported yet
 //!
 //! - `ExternalAuth` filters answer 500 (gw-policy will implement them).
-//! - Session persistence is ignored.
 
 #![forbid(unsafe_code)]
 
@@ -91,6 +90,7 @@ mod incoming;
 pub mod index;
 pub mod l4;
 pub mod policy;
+mod resilience;
 pub mod service;
 
 pub use gw_model;
@@ -104,3 +104,5 @@ pub use crate::index::{
 };
 pub use crate::policy::policy_validator;
 pub use crate::service::{ForwardError, ResponseFuture, Router, RouterConfig};
+pub use gw_policy::outlier::{OutlierConfig, OutlierError};
+pub use gw_policy::session::SessionKey;

@@ -11,6 +11,7 @@ mod demo;
 mod files;
 mod l4;
 mod limits;
+mod resilience;
 mod serve;
 mod tls;
 
@@ -64,6 +65,8 @@ struct Args {
     resolve: Vec<(String, Vec<std::net::IpAddr>)>,
     #[command(flatten)]
     limits: limits::Limits,
+    #[command(flatten)]
+    resilience: resilience::Resilience,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -159,7 +162,7 @@ async fn run(args: Args) -> Result<(), String> {
     tracing::info!(%admin_addr, "admin server listening");
 
     let mut servers = serve::Servers::new(
-        gw_router::Router::new(gw_router::RouterConfig::default()),
+        gw_router::Router::new(args.resilience.apply(gw_router::RouterConfig::default())?),
         resolver,
         args.limits.clone(),
         metrics.clone(),

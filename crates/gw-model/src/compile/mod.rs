@@ -21,8 +21,9 @@ pub mod refs;
 mod routes;
 pub mod rules;
 pub mod tls;
-mod xbackend;
+mod traffic;
 mod traffic_policy;
+mod xbackend;
 
 use std::collections::BTreeMap;
 
@@ -314,6 +315,9 @@ pub fn compile(res: &Resources, options: &CompileOptions) -> Compiled {
     // BackendTLSPolicies: status, and TLS settings on the backends they target.
     policy::apply(res, &mut gateways, &mut entries, options);
 
+    // XBackendTrafficPolicies: status, retry budgets and session persistence on backends.
+    traffic::apply(res, &mut gateways, &mut entries, options);
+
     // Gateway and ListenerSet status; the table.
     let mut table = RouteTable::default();
     for g in gateways {
@@ -440,8 +444,19 @@ fn compile_rules<R, M>(
         unresolved: Vec::new(),
     };
     for (i, rule) in rules.iter().enumerate() {
-        let c = compile_rule(res, from, rule);
+        let mut c = compile_rule(res, from, rule);
         out.unresolved.extend(c.unresolved);
+        if let Ok((_, action)) = &mut c.result
+            && let Some(session) = &mut action.session_persistence
+            && session.name.is_empty()
+        {
+            session.name = traffic::derived_session_name(&[
+                kind.as_str(),
+                &key.namespace,
+                &key.name,
+                &i.to_string(),
+            ]);
+        }
         out.rules.push(
             c.result
                 .map(|(matches, action)| entry(rule, order.clone(), i, matches, action)),

@@ -210,6 +210,7 @@ pub fn resolve_backend(
         app_protocol,
         endpoints: lookup.endpoints(&key, service_port.name.as_deref().unwrap_or("")),
         tls: None,
+        traffic: None,
     })
 }
 

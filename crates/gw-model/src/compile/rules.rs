@@ -624,6 +624,18 @@ const GRPC_FILTERS: [FilterType; 4] = [
     FilterType::ExtensionRef,
 ];
 
+/// Validates a rule's `sessionPersistence` (see [`super::traffic`] for the rules); an invalid
+/// one makes the rule invalid (`UnsupportedValue`), as the CRD would have rejected it.
+fn session(
+    sp: Option<&crate::resources::SessionPersistence>,
+) -> Result<Option<crate::table::SessionConfig>, Problem> {
+    sp.map(|sp| {
+        super::traffic::session_config(sp)
+            .map_err(|why| Problem::new("UnsupportedValue", format!("sessionPersistence: {why}")))
+    })
+    .transpose()
+}
+
 /// Compiles one HTTPRoute rule.
 pub(crate) fn http_rule(
     res: &Lookup<'_>,
@@ -714,7 +726,7 @@ pub(crate) fn http_rule(
                 backends,
                 timeouts,
                 retry,
-                session_persistence: rule.session_persistence.clone(),
+                session_persistence: session(rule.session_persistence.as_ref())?,
             },
         ))
     })();
@@ -746,7 +758,7 @@ pub(crate) fn grpc_rule(
                 backends,
                 timeouts: Timeouts::default(),
                 retry: None,
-                session_persistence: rule.session_persistence.clone(),
+                session_persistence: session(rule.session_persistence.as_ref())?,
             },
         ))
     })();

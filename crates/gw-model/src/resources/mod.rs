@@ -58,6 +58,8 @@ pub enum Kind {
     BackendTlsPolicy,
     /// `gateway.networking.x-k8s.io` XBackend.
     XBackend,
+    /// `gateway.networking.x-k8s.io` XBackendTrafficPolicy.
+    XBackendTrafficPolicy,
     /// Core Service.
     Service,
     /// `discovery.k8s.io` EndpointSlice.
@@ -74,7 +76,7 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in the order objects are listed.
-    pub const ALL: [Kind; 17] = [
+    pub const ALL: [Kind; 18] = [
         Kind::GatewayClass,
         Kind::Gateway,
         Kind::ListenerSet,
@@ -86,6 +88,7 @@ impl Kind {
         Kind::ReferenceGrant,
         Kind::BackendTlsPolicy,
         Kind::XBackend,
+        Kind::XBackendTrafficPolicy,
         Kind::Service,
         Kind::EndpointSlice,
         Kind::Secret,
@@ -108,6 +111,7 @@ impl Kind {
             Kind::ReferenceGrant => "ReferenceGrant",
             Kind::BackendTlsPolicy => "BackendTLSPolicy",
             Kind::XBackend => "XBackend",
+            Kind::XBackendTrafficPolicy => "XBackendTrafficPolicy",
             Kind::Service => "Service",
             Kind::EndpointSlice => "EndpointSlice",
             Kind::Secret => "Secret",
@@ -129,6 +133,7 @@ impl Kind {
             Kind::EndpointSlice => "discovery.k8s.io",
             Kind::XBackend => GATEWAY_X_GROUP,
             Kind::TrafficPolicy => POLICY_GROUP,
+            Kind::XBackendTrafficPolicy => GATEWAY_X_GROUP,
             _ => GATEWAY_GROUP,
         }
     }
@@ -140,6 +145,7 @@ impl Kind {
             Kind::EndpointSlice => "discovery.k8s.io/v1",
             Kind::XBackend => "gateway.networking.x-k8s.io/v1alpha1",
             Kind::TrafficPolicy => "policy.gw.dev/v1alpha1",
+            Kind::XBackendTrafficPolicy => "gateway.networking.x-k8s.io/v1alpha1",
             _ => "gateway.networking.k8s.io/v1",
         }
     }
@@ -161,6 +167,7 @@ impl Kind {
             Kind::ListenerSet => matches!(version, "v1" | "v1alpha1"),
             Kind::XBackend => version == "v1alpha1",
             Kind::TrafficPolicy => version == TRAFFIC_POLICY_VERSION,
+            Kind::XBackendTrafficPolicy => version == "v1alpha1",
         }
     }
 
@@ -245,6 +252,8 @@ pub enum Object {
     BackendTlsPolicy(BackendTlsPolicy),
     /// XBackend.
     XBackend(XBackend),
+    /// XBackendTrafficPolicy.
+    XBackendTrafficPolicy(XBackendTrafficPolicy),
     /// Service.
     Service(Service),
     /// EndpointSlice.
@@ -274,6 +283,7 @@ impl Object {
             Object::ReferenceGrant(_) => Kind::ReferenceGrant,
             Object::BackendTlsPolicy(_) => Kind::BackendTlsPolicy,
             Object::XBackend(_) => Kind::XBackend,
+            Object::XBackendTrafficPolicy(_) => Kind::XBackendTrafficPolicy,
             Object::Service(_) => Kind::Service,
             Object::EndpointSlice(_) => Kind::EndpointSlice,
             Object::Secret(_) => Kind::Secret,
@@ -300,6 +310,7 @@ impl Object {
             Object::ReferenceGrant(o) => &mut o.metadata,
             Object::BackendTlsPolicy(o) => &mut o.metadata,
             Object::XBackend(o) => &mut o.metadata,
+            Object::XBackendTrafficPolicy(o) => &mut o.metadata,
             Object::Service(o) => &mut o.metadata,
             Object::EndpointSlice(o) => &mut o.metadata,
             Object::Secret(o) => &mut o.metadata,
@@ -320,6 +331,7 @@ impl Object {
             Object::ReferenceGrant(o) => &o.metadata,
             Object::BackendTlsPolicy(o) => &o.metadata,
             Object::XBackend(o) => &o.metadata,
+            Object::XBackendTrafficPolicy(o) => &o.metadata,
             Object::Service(o) => &o.metadata,
             Object::EndpointSlice(o) => &o.metadata,
             Object::Secret(o) => &o.metadata,
@@ -348,6 +360,7 @@ impl Object {
             Object::ReferenceGrant(o) => serde_json::to_value(&o.spec),
             Object::BackendTlsPolicy(o) => serde_json::to_value(&o.spec),
             Object::XBackend(o) => serde_json::to_value(&o.spec),
+            Object::XBackendTrafficPolicy(o) => serde_json::to_value(&o.spec),
             Object::Service(o) => serde_json::to_value(&o.spec),
             Object::EndpointSlice(o) => serde_json::to_value((&o.endpoints, &o.ports)),
             Object::Secret(o) => serde_json::to_value(&o.data),
@@ -387,6 +400,8 @@ pub struct Resources {
     pub backend_tls_policies: BTreeMap<ObjectKey, BackendTlsPolicy>,
     /// XBackends.
     pub x_backends: BTreeMap<ObjectKey, XBackend>,
+    /// XBackendTrafficPolicies.
+    pub backend_traffic_policies: BTreeMap<ObjectKey, XBackendTrafficPolicy>,
     /// Services.
     pub services: BTreeMap<ObjectKey, Service>,
     /// EndpointSlices.
@@ -431,6 +446,10 @@ impl Resources {
                 .insert(key, o)
                 .map(Object::BackendTlsPolicy),
             Object::XBackend(o) => self.x_backends.insert(key, o).map(Object::XBackend),
+            Object::XBackendTrafficPolicy(o) => self
+                .backend_traffic_policies
+                .insert(key, o)
+                .map(Object::XBackendTrafficPolicy),
             Object::Service(o) => self.services.insert(key, o).map(Object::Service),
             Object::EndpointSlice(o) => self
                 .endpoint_slices
@@ -466,6 +485,10 @@ impl Resources {
                 .remove(key)
                 .map(Object::BackendTlsPolicy),
             Kind::XBackend => self.x_backends.remove(key).map(Object::XBackend),
+            Kind::XBackendTrafficPolicy => self
+                .backend_traffic_policies
+                .remove(key)
+                .map(Object::XBackendTrafficPolicy),
             Kind::Service => self.services.remove(key).map(Object::Service),
             Kind::EndpointSlice => self.endpoint_slices.remove(key).map(Object::EndpointSlice),
             Kind::Secret => self.secrets.remove(key).map(Object::Secret),
@@ -509,6 +532,7 @@ impl Resources {
             + self.reference_grants.len()
             + self.backend_tls_policies.len()
             + self.x_backends.len()
+            + self.backend_traffic_policies.len()
             + self.services.len()
             + self.endpoint_slices.len()
             + self.secrets.len()

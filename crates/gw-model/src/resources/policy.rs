@@ -111,3 +111,90 @@ pub struct SubjectAltName {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uri: Option<String>,
 }
+
+/// `XBackendTrafficPolicy` (`gateway.networking.x-k8s.io/v1alpha1`): how traffic to a backend is
+/// handled: a retry budget (GEP-3388) and session persistence (GEP-1619).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct XBackendTrafficPolicy {
+    /// Object metadata.
+    pub metadata: ObjectMeta,
+    /// Desired state.
+    pub spec: XBackendTrafficPolicySpec,
+}
+
+/// `XBackendTrafficPolicy.spec`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct XBackendTrafficPolicySpec {
+    /// Backends (Services, XBackends) this policy applies to, in the policy's namespace.
+    #[serde(default)]
+    pub target_refs: Vec<LocalObjectReference>,
+    /// Retry budget for the targeted backends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_constraint: Option<RetryConstraint>,
+    /// Session persistence for the targeted backends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_persistence: Option<super::SessionPersistence>,
+}
+
+/// `XBackendTrafficPolicy.spec.retryConstraint` (GEP-3388).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RetryConstraint {
+    /// The budget: at most `percent` of the requests of the last `interval` may be retries.
+    /// CRD default: `{interval: 10s, percent: 20}`.
+    #[serde(default)]
+    pub budget: RetryBudgetSpec,
+    /// Retries always allowed, whatever the budget says. CRD default: `{count: 10, interval: 1s}`.
+    #[serde(default = "default_min_retry_rate")]
+    pub min_retry_rate: RequestRate,
+}
+
+/// `retryConstraint.budget`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RetryBudgetSpec {
+    /// Window over which requests are counted (GEP-2257 duration, 1s to 1h). Default `10s`.
+    #[serde(default = "ten_seconds")]
+    pub interval: String,
+    /// Largest share of the window's requests that may be retries, 0 to 100. Default 20.
+    #[serde(default = "twenty")]
+    pub percent: i32,
+}
+
+impl Default for RetryBudgetSpec {
+    fn default() -> Self {
+        RetryBudgetSpec {
+            interval: ten_seconds(),
+            percent: twenty(),
+        }
+    }
+}
+
+/// A rate of requests: `count` per `interval` (`minRetryRate`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestRate {
+    /// Requests per interval, 1 to 1000000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<i32>,
+    /// The interval (GEP-2257 duration, above 0 and at most 1h).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<String>,
+}
+
+fn ten_seconds() -> String {
+    "10s".to_owned()
+}
+
+fn twenty() -> i32 {
+    20
+}
+
+fn default_min_retry_rate() -> RequestRate {
+    RequestRate {
+        count: Some(10),
+        interval: Some("1s".to_owned()),
+    }
+}

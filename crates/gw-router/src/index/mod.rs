@@ -156,7 +156,10 @@ impl Rule {
                 .iter()
                 .map(|f| Filter::compile(f, ctx))
                 .collect(),
-            backends: Backends::new(&e.action.backends, ctx),
+            backends: Backends::new(&e.action.backends, ctx).with_session(
+                format!("HTTPRoute/{}/{}", e.route.key, e.rule_index),
+                e.action.session_persistence.as_ref(),
+            ),
             prefix,
             policy: e.policy.as_deref().map(|p| policies.build(p)),
             source: RuleSource::Http(e.clone()),
@@ -171,7 +174,10 @@ impl Rule {
                 .iter()
                 .map(|f| Filter::compile(f, ctx))
                 .collect(),
-            backends: Backends::new(&e.action.backends, ctx),
+            backends: Backends::new(&e.action.backends, ctx).with_session(
+                format!("GRPCRoute/{}/{}", e.route.key, e.rule_index),
+                e.action.session_persistence.as_ref(),
+            ),
             prefix: None,
             policy: e.policy.as_deref().map(|p| policies.build(p)),
             source: RuleSource::Grpc(e.clone()),

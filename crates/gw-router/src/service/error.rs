@@ -67,6 +67,14 @@ pub enum ForwardError {
     /// Reading the request body (to buffer it for retries or mirrors) failed.
     #[error("could not read the request body")]
     RequestBody(#[source] BoxError),
+    /// A retry was due but the backend's retry budget (GEP-3388) is used up: "After the retry
+    /// budget has been exceeded, additional retries to the backend MUST return a 503 response
+    /// to the client."
+    #[error("retry budget of backend {service} is exhausted; not retrying")]
+    RetryBudgetExhausted {
+        /// The Service.
+        service: ObjectKey,
+    },
     /// An inconsistency inside gw-router (a bug): answered 500.
     #[error("internal error: {0}")]
     Internal(String),
@@ -78,7 +86,8 @@ impl ForwardError {
         match self {
             ForwardError::NoEndpoints { .. }
             | ForwardError::Unresolved { .. }
-            | ForwardError::Connect { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            | ForwardError::Connect { .. }
+            | ForwardError::RetryBudgetExhausted { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ForwardError::Backend { .. } | ForwardError::Tls { .. } => StatusCode::BAD_GATEWAY,
             ForwardError::BackendTimeout(_) | ForwardError::RequestTimeout(_) => {
                 StatusCode::GATEWAY_TIMEOUT
@@ -100,6 +109,7 @@ impl ForwardError {
             | ForwardError::RequestTimeout(_)
             | ForwardError::Tls { .. }
             | ForwardError::RequestBody(_)
+            | ForwardError::RetryBudgetExhausted { .. }
             | ForwardError::Internal(_) => false,
         }
     }

@@ -15,12 +15,15 @@ use hyper_util::rt::TokioIo;
 use super::Shared;
 use super::client::Wire;
 use super::error::{ForwardError, error_response};
-use crate::backend::{BackendTarget, ServiceTarget};
+use crate::backend::{BackendTarget, ServiceTarget, SessionSource};
 use crate::body::{Body, BoxError, full};
 use crate::filters::{RequestEffects, apply_response};
 use crate::incoming::Incoming;
 use crate::index::{RouteKind, Rule};
 use gw_model::table::AppProtocol;
+use gw_policy::outlier::Outcome;
+use gw_policy::session::Session;
+use std::time::SystemTime;
 
 /// Default minimum backoff between retries when the rule sets none.
 const DEFAULT_BACKOFF: Duration = Duration::from_millis(25);
@@ -35,6 +38,73 @@ pub(super) struct Forward<B> {
     pub(super) effects: RequestEffects,
     pub(super) incoming: Incoming,
     pub(super) grpc: bool,
+    /// The endpoint a valid session names (first attempt only).
+    pub(super) pinned: Option<SocketAddr>,
+    /// Session persistence to keep or begin with the response.
+    pub(super) session: Option<SessionPlan>,
+}
+
+/// The session of a request: the one it came with (if valid) or a new one, written to the
+/// response once it is known which endpoint answered.
+pub(crate) struct SessionPlan {
+    pub(crate) source: SessionSource,
+    pub(crate) existing: Option<Session>,
+    /// Cookie `Path` (route rule sessions); `None` for a Service's sessions.
+    pub(crate) path: Option<String>,
+    /// HTTPS listener: cookies get `Secure`.
+    pub(crate) secure: bool,
+}
+
+impl SessionPlan {
+    /// Writes the session token for `endpoint` of `svc`: a new token when the session is new
+    /// or moved to another endpoint, a refreshed one when an idle timeout needs the last use,
+    /// nothing otherwise.
+    fn write(
+        &self,
+        rule: &Rule,
+        svc: &ServiceTarget,
+        endpoint: SocketAddr,
+        headers: &mut HeaderMap,
+    ) {
+        let Some((codec, scope)) = rule.backends.sticky().and_then(|s| s.codec(self.source)) else {
+            return;
+        };
+        let Some(id) = svc.endpoint_id(endpoint) else {
+            return;
+        };
+        let now = SystemTime::now();
+        let token = match self.existing {
+            Some(s) if s.endpoint() == id => {
+                if codec.config().idle_timeout.is_none() {
+                    return;
+                }
+                codec.refresh(scope, &s, now)
+            }
+            _ => codec.issue(scope, id, now),
+        };
+        codec.write(headers, &token, self.path.as_deref(), self.secure);
+    }
+}
+
+/// What an attempt says about the endpoint, for outlier detection: 5xx responses, connection
+/// failures, resets and backend timeouts are failures.
+fn outcome(result: &Result<Response<hyper::body::Incoming>, ForwardError>) -> Option<Outcome> {
+    match result {
+        Ok(r) if r.status().is_server_error() => Some(Outcome::Failure),
+        Ok(_) => Some(Outcome::Success),
+        Err(e) => match e {
+            ForwardError::Connect { .. }
+            | ForwardError::Backend { .. }
+            | ForwardError::BackendTimeout(_)
+            | ForwardError::Tls { .. } => Some(Outcome::Failure),
+            ForwardError::NoEndpoints { .. }
+            | ForwardError::Unresolved { .. }
+            | ForwardError::RequestTimeout(_)
+            | ForwardError::RequestBody(_)
+            | ForwardError::RetryBudgetExhausted { .. }
+            | ForwardError::Internal(_) => None,
+        },
+    }
 }
 
 /// Hop-by-hop headers (RFC 9110 7.6.1), never forwarded.
@@ -239,6 +309,7 @@ where
         let rule = self.rule.clone();
         let backend = self.backend;
         let cors = std::mem::take(&mut self.effects.cors);
+        let session = self.session.take();
         let attempt = self.attempts(upgrade);
         let result = match timeouts.request {
             Some(d) => tokio::time::timeout(d, attempt)
@@ -247,7 +318,15 @@ where
             None => attempt.await,
         };
         let mut resp = match result {
-            Ok(r) => r,
+            Ok((mut r, endpoint)) => {
+                if let Some(plan) = &session
+                    && let Some(BackendTarget::Service(svc)) =
+                        rule.backends.get(backend).map(|c| &*c.target)
+                {
+                    plan.write(&rule, svc, endpoint, r.headers_mut());
+                }
+                r
+            }
             Err(e) => error_response(&e, grpc),
         };
         let headers = resp.headers_mut();
@@ -265,10 +344,11 @@ where
         resp
     }
 
+    /// Sends the request (and its retries); returns the response with the endpoint that gave it.
     async fn attempts(
         self,
         upgrade: Option<hyper::upgrade::OnUpgrade>,
-    ) -> Result<Response<Body>, ForwardError> {
+    ) -> Result<(Response<Body>, SocketAddr), ForwardError> {
         let Forward {
             shared,
             rule,
@@ -278,6 +358,8 @@ where
             effects,
             incoming,
             grpc,
+            pinned,
+            session: _,
         } = self;
         let target = rule
             .backends
@@ -311,9 +393,18 @@ where
             (None, _) => 0,
         };
         let backend_timeout = rule.timeouts().backend_request;
+        let budget = svc.retry_budget();
         let mut attempt = 0u32;
         loop {
-            let endpoint = svc.resolve().await?;
+            let endpoint = match pinned.filter(|_| attempt == 0) {
+                Some(e) => e,
+                None => svc.resolve().await?,
+            };
+            if attempt == 0
+                && let Some(b) = budget
+            {
+                b.deposit();
+            }
             let Some(b) = body.take() else {
                 return Err(ForwardError::Internal("request body already sent".into()));
             };
@@ -330,12 +421,23 @@ where
                     .unwrap_or(Err(ForwardError::BackendTimeout(d))),
                 None => send.await,
             };
+            if let Some(o) = outcome(&result) {
+                svc.report(endpoint, o);
+            }
             let retry_this = match (&result, retry) {
                 (_, None) => false,
                 (Ok(resp), Some(r)) => r.codes.contains(&resp.status().as_u16()),
                 (Err(e), Some(_)) => e.is_retriable(),
             };
             if retry_this && attempt < max_retries {
+                // GEP-3388: "After the retry budget has been exceeded, additional retries to
+                // the backend MUST return a 503 response to the client."
+                if budget.is_some_and(|b| !b.try_withdraw()) {
+                    tracing::debug!(service = %svc.service, "retry budget exhausted");
+                    return Err(ForwardError::RetryBudgetExhausted {
+                        service: svc.service.clone(),
+                    });
+                }
                 attempt += 1;
                 let base = retry.and_then(|r| r.backoff).unwrap_or(DEFAULT_BACKOFF);
                 let delay = base.saturating_mul(1 << (attempt - 1).min(3));
@@ -360,10 +462,10 @@ where
                         Err(e) => tracing::debug!(error = %e, "protocol upgrade failed"),
                     }
                 });
-                return Ok(resp.map(|b| b.map_err(Into::into).boxed_unsync()));
+                return Ok((resp.map(|b| b.map_err(Into::into).boxed_unsync()), endpoint));
             }
             strip_hop_by_hop(resp.headers_mut(), false);
-            return Ok(resp.map(|b| b.map_err(Into::into).boxed_unsync()));
+            return Ok((resp.map(|b| b.map_err(Into::into).boxed_unsync()), endpoint));
         }
     }
 }

@@ -12,7 +12,8 @@
 //! 4. Apply the rule's request filters in order (header modifiers, URL rewrite, mirror, CORS,
 //!    or a redirect / CORS preflight answered directly); unresolved filters answer 500.
 //! 5. Pick a backend by weight (none, or all weights 0: 500; an invalid backend: 500); apply
-//!    its filters; a Service without endpoints is 503.
+//!    its filters; a Service without endpoints is 503. A valid session (below) picks the
+//!    backend and endpoint instead, whatever the weights.
 //! 6. Forward (see below); apply ResponseHeaderModifiers and CORS headers to the response.
 //!
 //! # Forwarding
@@ -30,7 +31,17 @@
 //! - Headers: hop-by-hop headers are removed (except `te: trailers`), `Host` is the request's
 //!   (or the URLRewrite hostname), `X-Forwarded-For` gets the peer address appended and
 //!   `X-Forwarded-Proto` is set.
-//! - Endpoints are used round-robin.
+//! - Endpoints are used round-robin, skipping endpoints ejected by outlier detection
+//!   ([`RouterConfig::outlier_detection`], off by default: 5xx responses, connection failures,
+//!   resets and backend timeouts count as failures); when all are ejected, round-robin over
+//!   all of them.
+//! - Session persistence (GEP-1619), from the rule's `sessionPersistence` or an
+//!   XBackendTrafficPolicy on the Service (the rule's wins and covers all its backends): a
+//!   request whose cookie or header carries a valid token goes to the endpoint it names, if
+//!   that endpoint still exists and is not ejected; otherwise it is balanced and the response
+//!   starts a new session (`Set-Cookie`, or the session header). Tokens are signed with
+//!   [`RouterConfig::session_key`] and bound to the rule (see `gw_policy::session`); an idle
+//!   timeout makes every response renew the token.
 //! - Timeouts (GEP-1742): `timeouts.request` bounds everything up to the response headers,
 //!   retries included; `timeouts.backendRequest` bounds each attempt up to the response
 //!   headers. Either answers 504. Response bodies are streamed and not timed.
@@ -38,7 +49,10 @@
 //!   `backendRequest` timeout, up to `attempts` more times, waiting `backoff` (default 25 ms)
 //!   doubled per retry (at most 8 times). Only requests whose body length is known and within
 //!   [`RouterConfig::max_buffered_body`] are retried (streams are never buffered). After the
-//!   last attempt the backend's response (e.g. its 503) is returned as is.
+//!   last attempt the backend's response (e.g. its 503) is returned as is. With a retry budget
+//!   on the Service (XBackendTrafficPolicy `retryConstraint`, GEP-3388; shared by every rule
+//!   that uses the Service, kept across reloads) every attempt is counted, and a retry the
+//!   budget refuses is answered 503.
 //! - Mirrors (RequestMirror) get a copy of the request, fire-and-forget, when its body could
 //!   be buffered; their responses are discarded.
 //! - Transport failures are mapped to 502/503/504 once (see [`ForwardError::status`]); for
@@ -61,15 +75,19 @@ use http::{Request, Response, StatusCode};
 
 pub use self::error::ForwardError;
 use self::error::{error_response, status_response};
-use self::forward::Forward;
+use self::forward::{Forward, SessionPlan};
 pub use self::future::ResponseFuture;
-use crate::backend::BackendTarget;
+use crate::backend::{BackendTarget, SessionSource};
 use crate::body::{Body, BoxError};
 use crate::filters::{DirectResponse, RequestEffects, apply_request, apply_response};
 use crate::incoming::Incoming;
 use crate::index::{Resolution, RouteMatch, Routes, Rule, is_grpc};
 use crate::policy::PolicyStack;
+use crate::resilience::Registry;
+use gw_policy::outlier::{OutlierConfig, OutlierDetector, OutlierError};
+use gw_policy::session::SessionKey;
 use http_body_util::BodyExt;
+use std::time::SystemTime;
 use tower::ServiceExt;
 
 /// Settings of the [`Router`]'s backend client.
@@ -82,6 +100,15 @@ pub struct RouterConfig {
     pub pool_idle_timeout: Duration,
     /// Largest request body buffered so that it can be retried or mirrored (default 1 MiB).
     pub max_buffered_body: usize,
+    /// Outlier detection for every Service backend of HTTPRoute and GRPCRoute rules (default:
+    /// off). No Gateway API field configures it yet. An invalid setting set directly on this
+    /// field (rather than through [`with_outlier_detection`](Self::with_outlier_detection))
+    /// is logged and leaves detection off.
+    pub outlier_detection: Option<OutlierConfig>,
+    /// The key that signs session persistence tokens (GEP-1619). Default: a random key, so
+    /// sessions hold only within this process; give every replica the same key (e.g.
+    /// [`SessionKey::from_secret`]) so that sessions survive restarts and work on any replica.
+    pub session_key: Option<SessionKey>,
 }
 
 impl Default for RouterConfig {
@@ -90,6 +117,8 @@ impl Default for RouterConfig {
             connect_timeout: Duration::from_secs(5),
             pool_idle_timeout: Duration::from_secs(90),
             max_buffered_body: 1 << 20,
+            outlier_detection: None,
+            session_key: None,
         }
     }
 }
@@ -110,6 +139,35 @@ impl RouterConfig {
         self.max_buffered_body = bytes;
         self
     }
+
+    /// Turns on [`outlier_detection`](Self::outlier_detection) after checking the settings.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use gw_router::{OutlierConfig, RouterConfig};
+    ///
+    /// let config = RouterConfig::default().with_outlier_detection(OutlierConfig {
+    ///     consecutive_failures: 3,
+    ///     base_ejection_time: Duration::from_secs(10),
+    ///     ..OutlierConfig::default()
+    /// })?;
+    /// assert!(config.outlier_detection.is_some());
+    /// assert!(RouterConfig::default()
+    ///     .with_outlier_detection(OutlierConfig { consecutive_failures: 0, ..OutlierConfig::default() })
+    ///     .is_err());
+    /// # Ok::<(), gw_router::OutlierError>(())
+    /// ```
+    pub fn with_outlier_detection(mut self, config: OutlierConfig) -> Result<Self, OutlierError> {
+        OutlierDetector::new(config)?;
+        self.outlier_detection = Some(config);
+        Ok(self)
+    }
+
+    /// Sets [`session_key`](Self::session_key).
+    pub fn with_session_key(mut self, key: SessionKey) -> Self {
+        self.session_key = Some(key);
+        self
+    }
 }
 
 /// The routing `Service`: `http::Request<B>` in, `http::Response<`[`Body`]`>` out, never an
@@ -127,15 +185,36 @@ pub(crate) struct Shared {
     routes: Arc<ArcSwap<Routes>>,
     client: client::Client,
     config: RouterConfig,
+    resilience: Registry,
 }
 
 impl Router {
     /// A router with no routes (every request is 404) and the given client settings.
     pub fn new(config: RouterConfig) -> Router {
+        let outlier = config
+            .outlier_detection
+            .filter(|c| match OutlierDetector::new(*c) {
+                Ok(_) => true,
+                Err(e) => {
+                    tracing::error!(error = %e, "outlier detection stays off");
+                    false
+                }
+            });
+        let key = config
+            .session_key
+            .clone()
+            .or_else(|| match SessionKey::random() {
+                Ok(k) => Some(k),
+                Err(e) => {
+                    tracing::error!(error = %e, "session persistence is off");
+                    None
+                }
+            });
         Router {
             shared: Arc::new(Shared {
                 routes: Arc::new(ArcSwap::from_pointee(Routes::default())),
                 client: client::Client::new(config.connect_timeout, config.pool_idle_timeout),
+                resilience: Registry::new(outlier, key),
                 config,
             }),
         }
@@ -145,6 +224,7 @@ impl Router {
     /// Pooled TLS connections of backend TLS setups the new routes no longer use are dropped.
     pub fn swap(&self, routes: Routes) {
         let keep = routes.tls_keys();
+        self.shared.resilience.attach(&routes);
         self.shared.routes.store(Arc::new(routes));
         self.shared.client.retain_tls(&keep);
     }
@@ -279,13 +359,38 @@ impl Router {
         if let Err(d) = apply_request(&rule.filters, &mut parts, &ctx, &mut effects) {
             return ResponseFuture::ready(Self::direct(&rule, d, grpc));
         }
-        let Some(backend) = rule.backends.pick() else {
+        // Session persistence (GEP-1619): a valid session picks backend and endpoint.
+        let sticky = rule.backends.sticky();
+        let found = sticky.and_then(|s| s.find(&parts.headers, &rule.backends, SystemTime::now()));
+        let picked = match found {
+            Some(f) => Some(f.backend),
+            None => rule.backends.pick(),
+        };
+        let Some(backend) = picked else {
             let d = DirectResponse::error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "rule has no backend with a weight above 0",
             );
             return ResponseFuture::ready(Self::direct(&rule, d, grpc));
         };
+        let session = sticky.and_then(|s| {
+            let source = found.map(|f| f.source).or_else(|| s.source_for(backend))?;
+            let path = match (source, rule.http_entry()) {
+                (SessionSource::Backend(_), _) => None,
+                (SessionSource::Rule, Some(e)) => e
+                    .matches
+                    .get(route.match_index())
+                    .map(|m| m.path.cookie_path())
+                    .or_else(|| Some("/".to_owned())),
+                (SessionSource::Rule, None) => Some("/".to_owned()),
+            };
+            Some(SessionPlan {
+                source,
+                existing: found.map(|f| f.session),
+                path,
+                secure: incoming.scheme == crate::Scheme::Https,
+            })
+        });
         let Some(choice) = rule.backends.get(backend) else {
             let d = DirectResponse::error(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -332,6 +437,8 @@ impl Router {
             effects,
             incoming,
             grpc,
+            pinned: found.map(|f| f.endpoint),
+            session,
         };
         ResponseFuture::forward(forward.run())
     }
