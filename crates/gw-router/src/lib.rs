@@ -66,6 +66,10 @@
 //! assert!(matches!(routes.resolve(&gateway, 8080, &other), Resolution::NotFound(_)));
 //! ```
 //!
+//! The [`Router`] first checks the request's host and normalizes its path
+//! ([`normalize`]): the canonical path is the one matched and forwarded. [`Routes::resolve`]
+//! matches the path as given; call [`normalize::normalize_path`] first when using it alone.
+//!
 //! To serve, insert an [`Incoming`] extension into each request and call the [`Router`]
 //! (`Router::new(RouterConfig::default())`, then `router.swap(routes)`), for example from a
 //! hyper server or as an axum fallback service.
@@ -84,6 +88,7 @@ pub mod filters;
 mod incoming;
 pub mod index;
 pub mod l4;
+pub mod normalize;
 pub mod service;
 
 pub use gw_model;
