@@ -14,7 +14,8 @@
 //!   (WebSocket, CONNECT) the bytes pass through.
 //! - **Header read timeout (HTTP/1)**: from the first byte of a request head until its end.
 //! - **Idle timeout**: a connection with no request in flight for `--http1-idle-timeout` /
-//!   `--http2-idle-timeout` is closed (read side ends: hyper closes it).
+//!   `--http2-idle-timeout` is closed (the read side fails: hyper closes it). Not after an
+//!   upgrade (WebSocket): the upgraded stream has no requests to count.
 //! - **HTTP/2 control frame floods**: frame headers are followed; a client that sends more
 //!   than `--http2-max-control-frames` SETTINGS, PING, PRIORITY, RST_STREAM or empty DATA /
 //!   CONTINUATION frames in a second has its connection closed.
@@ -63,6 +64,8 @@ pub(crate) struct Activity {
     /// A request body's chunked framing is invalid (hyper fails that body): the request is
     /// answered 400 and the connection closed.
     framing_error: AtomicBool,
+    /// The connection was upgraded (101): no idle timeout from then on.
+    upgraded: AtomicBool,
 }
 
 impl Activity {
@@ -72,6 +75,7 @@ impl Activity {
             in_flight: AtomicUsize::new(0),
             idle_since: AtomicU64::new(0),
             framing_error: AtomicBool::new(false),
+            upgraded: AtomicBool::new(false),
         })
     }
 
@@ -79,6 +83,11 @@ impl Activity {
     pub(crate) fn request(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         InFlight(self.clone())
+    }
+
+    /// Records that the connection was upgraded (a 101 response).
+    pub(crate) fn set_upgraded(&self) {
+        self.upgraded.store(true, Ordering::Release);
     }
 
     /// Whether a request body's framing was found invalid on this connection.
@@ -431,7 +440,12 @@ impl<S> GuardedIo<S> {
         }
         let idle = match self.mode {
             Mode::Http2 => self.config.http2_idle_timeout,
-            _ => self.config.http1_idle_timeout,
+            Mode::Detect | Mode::Http1 => self.config.http1_idle_timeout,
+            // An upgraded connection (WebSocket) has no requests to count.
+            Mode::Passthrough if self.activity.upgraded.load(Ordering::Acquire) => return None,
+            Mode::Passthrough => self.config.http1_idle_timeout,
+            // Closing.
+            Mode::Refused => return None,
         };
         if idle.is_zero() {
             return None;

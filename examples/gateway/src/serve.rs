@@ -469,6 +469,9 @@ impl Connection {
                     } else {
                         resp
                     };
+                    if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+                        framing.set_upgraded();
+                    }
                     // The request counts as in flight until its response body is sent.
                     let resp = resp.map(|body| {
                         body.map_frame(move |f| {

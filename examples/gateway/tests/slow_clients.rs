@@ -387,3 +387,59 @@ fn idle_http1_connection_closes_at_its_timeout_not_before() {
     );
     let _ = started;
 }
+
+#[test]
+fn an_upgraded_websocket_is_not_closed_as_idle() {
+    let gw = Gateway::start_with("idlews", "127.0.88.0/24", &["--http1-idle-timeout", "1s"]);
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let echo = rt
+        .block_on(gw_echo::EchoServer::start(
+            gw_echo::EchoConfig::loopback_http("web-abc-def", "default"),
+        ))
+        .expect("echo");
+    let port = free_port();
+    std::fs::write(
+        gw.config().join("all.yaml"),
+        config(port, echo.http_addr().expect("echo").port(), 1),
+    )
+    .expect("write");
+    let addr: SocketAddr = format!("127.0.88.1:{port}").parse().expect("addr");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while http_get(addr, "example.com", "/").map(|r| r.0) != Some(200) {
+        assert!(Instant::now() < deadline, "never served:\n{}", gw.log());
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    s.write_all(
+        b"GET /ws HTTP/1.1\r\nHost: example.com\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    )
+    .expect("upgrade");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(
+            s.read(&mut byte).expect("101"),
+            1,
+            "closed during the upgrade"
+        );
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    // Quiet for longer than the idle timeout, then a masked text frame "hi".
+    std::thread::sleep(Duration::from_millis(1600));
+    let mask = [1u8, 2, 3, 4];
+    let mut frame = vec![0x81, 0x80 | 2];
+    frame.extend_from_slice(&mask);
+    frame.extend(b"hi".iter().zip(mask).map(|(b, m)| b ^ m));
+    s.write_all(&frame).expect("frame");
+    let mut echoed = [0u8; 4];
+    s.read_exact(&mut echoed).expect("echoed frame");
+    assert_eq!(echoed, [0x81, 2, b'h', b'i']);
+}
