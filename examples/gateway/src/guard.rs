@@ -11,7 +11,8 @@
 //!   the chunked framing exactly as hyper decodes it) to find the next head. Heads hyper
 //!   rejects on its own (NUL or CR in a value, obs-fold, space before the colon, invalid
 //!   lengths, too many or too large headers) are left to hyper. After an upgrade request
-//!   (WebSocket, CONNECT) the bytes pass through.
+//!   (WebSocket, CONNECT) the bytes pass through; when the upgrade is declined and the client
+//!   waited for the answer, inspection resumes with the next head.
 //! - **Header read timeout (HTTP/1)**: from the first byte of a request head until its end.
 //! - **Idle timeout**: a connection with no request in flight for `--http1-idle-timeout` /
 //!   `--http2-idle-timeout` is closed (the read side fails: hyper closes it). Not after an
@@ -66,6 +67,8 @@ pub(crate) struct Activity {
     framing_error: AtomicBool,
     /// The connection was upgraded (101): no idle timeout from then on.
     upgraded: AtomicBool,
+    /// An upgrade request was answered without upgrading.
+    declined: AtomicBool,
 }
 
 impl Activity {
@@ -76,6 +79,7 @@ impl Activity {
             idle_since: AtomicU64::new(0),
             framing_error: AtomicBool::new(false),
             upgraded: AtomicBool::new(false),
+            declined: AtomicBool::new(false),
         })
     }
 
@@ -85,9 +89,13 @@ impl Activity {
         InFlight(self.clone())
     }
 
-    /// Records that the connection was upgraded (a 101 response).
-    pub(crate) fn set_upgraded(&self) {
-        self.upgraded.store(true, Ordering::Release);
+    /// Records the answer to an upgrade request: upgraded (101) or declined.
+    pub(crate) fn set_upgraded(&self, upgraded: bool) {
+        if upgraded {
+            self.upgraded.store(true, Ordering::Release);
+        } else {
+            self.declined.store(true, Ordering::Release);
+        }
     }
 
     /// Whether a request body's framing was found invalid on this connection.
@@ -122,7 +130,10 @@ enum Mode {
     Detect,
     Http1,
     Http2,
-    /// After an upgrade request, or when the framing could not be followed: bytes pass.
+    /// After an upgrade request, until its response: a declined upgrade (no 101, nothing
+    /// sent meanwhile) goes back to `Http1`; anything else to `Passthrough`.
+    Upgrade,
+    /// After an upgrade, or when the framing could not be followed: bytes pass.
     Passthrough,
     /// A head was refused: nothing more is handed to hyper.
     Refused,
@@ -157,6 +168,9 @@ enum Chunk {
 #[derive(Debug, PartialEq, Eq)]
 enum Verdict {
     Next(Framing),
+    /// An upgrade request without a body: its bytes pass until the response says whether
+    /// the upgrade happened.
+    Upgrade,
     /// Hand everything to hyper from here on (an upgrade, or a head hyper refuses itself).
     Passthrough,
     Refuse(&'static str),
@@ -315,6 +329,19 @@ impl<S> GuardedIo<S> {
                     self.raw.clear();
                     return;
                 }
+                Mode::Upgrade => {
+                    if self.raw.is_empty() {
+                        return;
+                    }
+                    self.mode = if self.activity.declined.swap(false, Ordering::AcqRel) {
+                        // The upgrade was declined and the client waited for the answer:
+                        // this is the next request's head.
+                        self.framing = Framing::Head;
+                        Mode::Http1
+                    } else {
+                        Mode::Passthrough
+                    };
+                }
                 Mode::Passthrough => {
                     self.ready.extend_from_slice(&self.raw);
                     self.raw.clear();
@@ -363,6 +390,11 @@ impl<S> GuardedIo<S> {
                     Verdict::Next(framing) => {
                         self.release(end);
                         self.framing = framing;
+                    }
+                    Verdict::Upgrade => {
+                        self.release(end);
+                        self.activity.declined.store(false, Ordering::Release);
+                        self.mode = Mode::Upgrade;
                     }
                     Verdict::Passthrough => self.mode = Mode::Passthrough,
                     Verdict::Refuse(why) => {
@@ -440,10 +472,13 @@ impl<S> GuardedIo<S> {
         }
         let idle = match self.mode {
             Mode::Http2 => self.config.http2_idle_timeout,
-            Mode::Detect | Mode::Http1 => self.config.http1_idle_timeout,
             // An upgraded connection (WebSocket) has no requests to count.
-            Mode::Passthrough if self.activity.upgraded.load(Ordering::Acquire) => return None,
-            Mode::Passthrough => self.config.http1_idle_timeout,
+            Mode::Upgrade | Mode::Passthrough if self.activity.upgraded.load(Ordering::Acquire) => {
+                return None;
+            }
+            Mode::Detect | Mode::Http1 | Mode::Upgrade | Mode::Passthrough => {
+                self.config.http1_idle_timeout
+            }
             // Closing.
             Mode::Refused => return None,
         };
@@ -556,7 +591,10 @@ fn inspect(head: &[u8], max_headers: usize) -> Verdict {
         Framing::Head
     };
     if req.method == Some("CONNECT") || (upgrade && connection_upgrade) {
-        return Verdict::Passthrough;
+        return match framing {
+            Framing::Head => Verdict::Upgrade,
+            _ => Verdict::Passthrough,
+        };
     }
     Verdict::Next(framing)
 }
@@ -808,7 +846,7 @@ mod tests {
             verdict(
                 "GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
             ),
-            Verdict::Passthrough
+            Verdict::Upgrade
         );
     }
 

@@ -430,6 +430,8 @@ impl Connection {
                 let in_flight = activity.request();
                 let refused = check_request(&req, max_headers, max_uri);
                 let version = req.version();
+                let wants_upgrade = req.method() == http::Method::CONNECT
+                    || req.headers().contains_key(http::header::UPGRADE);
                 let tripped = Arc::new(AtomicBool::new(false));
                 let mut req = req.map(|b| RateLimited::new(b, min_rate, tripped.clone()));
                 req.extensions_mut().insert(incoming.clone());
@@ -469,8 +471,9 @@ impl Connection {
                     } else {
                         resp
                     };
-                    if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
-                        framing.set_upgraded();
+                    if wants_upgrade {
+                        framing
+                            .set_upgraded(resp.status() == http::StatusCode::SWITCHING_PROTOCOLS);
                     }
                     // The request counts as in flight until its response body is sent.
                     let resp = resp.map(|body| {

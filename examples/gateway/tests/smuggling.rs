@@ -302,6 +302,36 @@ fn ambiguous_requests_get_400_and_close_and_nothing_is_smuggled() {
     .expect("valid requests: not closed");
     assert_eq!(statuses(&response), [200, 200, 200], "{response}");
 
+    // A declined upgrade (the backend answers 200, not 101): inspection resumes, so the next
+    // request on that connection is still checked.
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    s.write_all(
+        b"GET /ws HTTP/1.1\r\nHost: example.com\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+    )
+    .expect("upgrade");
+    let mut first = Vec::new();
+    let mut byte = [0u8; 1];
+    while !first.ends_with(b"\r\n\r\nok") {
+        assert_eq!(s.read(&mut byte).expect("answer"), 1, "closed");
+        first.push(byte[0]);
+    }
+    assert!(
+        first.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&first)
+    );
+    s.write_all(
+        format!("{head}Content-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{SMUGGLED}")
+            .as_bytes(),
+    )
+    .expect("second request");
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest);
+    let rest = String::from_utf8_lossy(&rest);
+    assert_eq!(statuses(&rest), [400], "{rest}");
+
     let seen = backend.seen();
     assert_eq!(
         &seen[before..],
@@ -309,7 +339,8 @@ fn ambiguous_requests_get_400_and_close_and_nothing_is_smuggled() {
             "GET /first ",
             "POST /a hello",
             "POST /a abcde",
-            "GET /last "
+            "GET /last ",
+            "GET /ws "
         ],
         "the backend saw: {seen:?}\n{}",
         gw.log()
