@@ -341,7 +341,7 @@ fn http2_floods_are_cut_off_and_legitimate_clients_keep_being_served() {
             "RSS grew from {baseline} KiB to {after} KiB"
         );
         assert_eq!(failed, 0, "legitimate requests failed");
-        assert!(served >= 20, "only {served} legitimate requests served");
+        assert!(served >= 10, "only {served} legitimate requests served");
         assert!(worst < Duration::from_secs(2), "worst latency {worst:?}");
     });
     // Still serving after all of it.
