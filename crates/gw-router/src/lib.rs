@@ -71,6 +71,10 @@
 //! backends (see [`policy`]); compile with [`policy_validator`] so that gw-model reports a
 //! policy the router cannot build as `Invalid`.
 //!
+//! The [`Router`] first checks the request's host and normalizes its path
+//! ([`normalize`]): the canonical path is the one matched and forwarded. [`Routes::resolve`]
+//! matches the path as given; call [`normalize::normalize_path`] first when using it alone.
+//!
 //! To serve, insert an [`Incoming`] extension into each request and call the [`Router`]
 //! (`Router::new(RouterConfig::default())`, then `router.swap(routes)`), for example from a
 //! hyper server or as an axum fallback service.
@@ -89,6 +93,7 @@ pub mod filters;
 mod incoming;
 pub mod index;
 pub mod l4;
+pub mod normalize;
 pub mod policy;
 mod resilience;
 pub mod service;

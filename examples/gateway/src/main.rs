@@ -9,10 +9,12 @@ mod check;
 mod controller;
 mod demo;
 mod files;
+mod guard;
 mod l4;
 mod limits;
 mod resilience;
 mod serve;
+mod slow_body;
 mod tls;
 
 use std::net::SocketAddr;
@@ -162,7 +164,9 @@ async fn run(args: Args) -> Result<(), String> {
     tracing::info!(%admin_addr, "admin server listening");
 
     let mut servers = serve::Servers::new(
-        gw_router::Router::new(args.resilience.apply(gw_router::RouterConfig::default())?),
+        gw_router::Router::new(args.resilience.apply(
+            gw_router::RouterConfig::default().with_path_policy(args.limits.path_policy()),
+        )?),
         resolver,
         args.limits.clone(),
         metrics.clone(),

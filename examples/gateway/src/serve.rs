@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -26,7 +26,9 @@ use tokio::task::JoinHandle;
 use tower::ServiceExt as _;
 
 use crate::admin::{ListenerMetrics, Metrics};
+use crate::guard::{Activity, GuardConfig, GuardedIo};
 use crate::limits::{Limits, nonzero};
+use crate::slow_body::{MinRate, RateLimited};
 use crate::{l4, tls};
 
 type TlsConfig = Arc<ArcSwap<rustls::ServerConfig>>;
@@ -396,7 +398,8 @@ impl Connection {
         }
     }
 
-    /// Serves HTTP/1 or HTTP/2 on `stream` with the configured limits.
+    /// Serves HTTP/1 or HTTP/2 on `stream` with the configured limits, behind the
+    /// connection [guard](crate::guard).
     async fn serve<S>(self, stream: S, incoming: Incoming)
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -412,26 +415,91 @@ impl Connection {
             limits.max_request_headers as usize,
             limits.max_uri_bytes as usize,
         );
+        let min_rate = MinRate {
+            rate: limits.request_body_min_rate,
+            grace: limits.request_body_grace,
+        };
+        let activity = Activity::new();
+        let io = GuardedIo::new(
+            stream,
+            GuardConfig {
+                header_read_timeout: limits.header_read_timeout,
+                http1_idle_timeout: limits.http1_idle_timeout,
+                http2_idle_timeout: limits.http2_idle_timeout,
+                write_stall_timeout: limits.write_stall_timeout,
+                max_header_bytes: limits.max_header_bytes as usize,
+                max_headers,
+                http2_max_control_frames: limits.http2_max_control_frames,
+            },
+            activity.clone(),
+        );
         let service =
-            hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+            hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                let in_flight = activity.request();
                 let refused = check_request(&req, max_headers, max_uri);
+                let version = req.version();
+                let wants_upgrade = req.method() == http::Method::CONNECT
+                    || req.headers().contains_key(http::header::UPGRADE);
+                let tripped = Arc::new(AtomicBool::new(false));
+                let mut req = req.map(|b| RateLimited::new(b, min_rate, tripped.clone()));
                 req.extensions_mut().insert(incoming.clone());
                 let router = router.clone();
+                let framing = activity.clone();
                 async move {
-                    if let Some(status) = refused {
-                        return Ok::<_, Infallible>(status_response(status));
+                    let refused = refused.or_else(|| {
+                        framing
+                            .framing_error()
+                            .then_some(http::StatusCode::BAD_REQUEST)
+                    });
+                    let resp = match refused {
+                        Some(status) => status_response(status),
+                        None => match router.oneshot(req).await {
+                            Ok(r) => r,
+                            Err(never) => match never {},
+                        },
+                    };
+                    let failed = if framing.framing_error() {
+                        // Invalid chunked framing: 400 and close.
+                        Some(http::StatusCode::BAD_REQUEST)
+                    } else if tripped.load(Ordering::Acquire) {
+                        // The client was too slow to send its body: 408 and close.
+                        Some(http::StatusCode::REQUEST_TIMEOUT)
+                    } else {
+                        None
+                    };
+                    let resp = if let Some(status) = failed {
+                        let mut r = status_response(status);
+                        if version < http::Version::HTTP_2 {
+                            r.headers_mut().insert(
+                                http::header::CONNECTION,
+                                http::HeaderValue::from_static("close"),
+                            );
+                        }
+                        r
+                    } else {
+                        resp
+                    };
+                    if wants_upgrade {
+                        framing
+                            .set_upgraded(resp.status() == http::StatusCode::SWITCHING_PROTOCOLS);
                     }
-                    Ok(match router.oneshot(req).await {
-                        Ok(r) => r,
-                        Err(never) => match never {},
-                    })
+                    // The request counts as in flight until its response body is sent.
+                    let resp = resp.map(|body| {
+                        body.map_frame(move |f| {
+                            let _ = &in_flight;
+                            f
+                        })
+                        .boxed_unsync()
+                    });
+                    Ok::<_, Infallible>(resp)
                 }
             });
         let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        // The header read timeout of HTTP/1 is the guard's (from the first byte of a head).
         builder
             .http1()
             .timer(TokioTimer::new())
-            .header_read_timeout(nonzero(limits.header_read_timeout))
+            .header_read_timeout(None)
             .max_headers(max_headers)
             .max_buf_size(limits.max_header_bytes as usize);
         builder
@@ -439,9 +507,14 @@ impl Connection {
             .timer(TokioTimer::new())
             .max_header_list_size(limits.max_header_bytes)
             .max_concurrent_streams(limits.http2_max_concurrent_streams)
+            .max_pending_accept_reset_streams(
+                limits.http2_max_pending_accept_reset_streams as usize,
+            )
+            .max_local_error_reset_streams(limits.http2_max_local_error_reset_streams as usize)
+            .max_send_buf_size(limits.http2_max_send_buf_size as usize)
             .keep_alive_interval(nonzero(limits.http2_keep_alive_interval))
             .keep_alive_timeout(limits.http2_keep_alive_timeout);
-        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+        let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
         if let Err(e) = watcher.watch(conn.into_owned()).await {
             tracing::debug!(?peer, error = %e, "connection ended with an error");
         }

@@ -27,11 +27,12 @@
 //!
 //! Match semantics: PathPrefix matches whole path elements (`/abc` matches `/abc`, `/abc/` and
 //! `/abc/def`, not `/abcd`); Exact compares the path without the query; paths are compared as
-//! sent (not percent-decoded or normalized). Header names compare case-insensitively, and a
-//! header sent several times is matched as its values joined with `,`. Query parameter names
-//! compare exactly, the first occurrence of a repeated parameter is matched, values are not
-//! percent-decoded. Regular expressions (paths, headers, query, gRPC) must match the whole
-//! value.
+//! given: the [`Router`](crate::Router) normalizes them first ([`crate::normalize`]). Header
+//! names compare case-insensitively, and a header sent several times is matched as its values
+//! joined with `,` (RFC 9110 5.3; the HTTPHeaderMatch docs leave repeated headers to the
+//! implementation and point to that RFC). Query parameter names compare exactly, the first
+//! occurrence of a repeated parameter is matched, values are not percent-decoded. Regular
+//! expressions (paths, headers, query, gRPC) must match the whole value.
 
 mod cond;
 mod host;

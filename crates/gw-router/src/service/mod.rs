@@ -2,7 +2,11 @@
 //!
 //! # Request path
 //!
-//! 1. Read the [`Incoming`] extension (missing: 404 and a log line).
+//! 1. Read the [`Incoming`] extension (missing: 404 and a log line). Check the host and
+//!    normalize the path ([`crate::normalize`], options in [`RouterConfig::path`]): an
+//!    ambiguous host, a malformed path or (by default) an encoded slash or backslash is 400;
+//!    the canonical path replaces the request's, so it is what is matched and forwarded; an
+//!    absolute-form target's authority becomes the `Host` header (RFC 9112 3.2.2).
 //! 2. Load the current [`Routes`] (an `Arc`; a concurrent [`Router::swap`] does not affect
 //!    this request) and [`Routes::resolve_sni`] the request: no match is 404 (gRPC:
 //!    `UNIMPLEMENTED`); a host that belongs to another HTTPS listener than the connection's SNI
@@ -82,6 +86,7 @@ use crate::body::{Body, BoxError};
 use crate::filters::{DirectResponse, RequestEffects, apply_request, apply_response};
 use crate::incoming::Incoming;
 use crate::index::{Resolution, RouteMatch, Routes, Rule, is_grpc};
+use crate::normalize::{NormalizedPath, PathPolicy, check_host, normalize_path};
 use crate::policy::PolicyStack;
 use crate::resilience::Registry;
 use gw_policy::outlier::{OutlierConfig, OutlierDetector, OutlierError};
@@ -109,6 +114,9 @@ pub struct RouterConfig {
     /// sessions hold only within this process; give every replica the same key (e.g.
     /// [`SessionKey::from_secret`]) so that sessions survive restarts and work on any replica.
     pub session_key: Option<SessionKey>,
+    /// How request paths are normalized before matching and forwarding (see
+    /// [`crate::normalize`]; default: merge slashes, reject encoded slashes and backslashes).
+    pub path: PathPolicy,
 }
 
 impl Default for RouterConfig {
@@ -119,6 +127,7 @@ impl Default for RouterConfig {
             max_buffered_body: 1 << 20,
             outlier_detection: None,
             session_key: None,
+            path: PathPolicy::default(),
         }
     }
 }
@@ -166,6 +175,12 @@ impl RouterConfig {
     /// Sets [`session_key`](Self::session_key).
     pub fn with_session_key(mut self, key: SessionKey) -> Self {
         self.session_key = Some(key);
+        self
+    }
+
+    /// Sets [`path`](Self::path).
+    pub fn with_path_policy(mut self, policy: PathPolicy) -> Self {
+        self.path = policy;
         self
     }
 }
@@ -265,8 +280,11 @@ impl Router {
                 "no listener information",
             ));
         };
+        let (mut parts, body) = req.into_parts();
+        if let Some(resp) = canonicalize(&mut parts, &self.shared.config.path, grpc) {
+            return ResponseFuture::ready(resp);
+        }
         let routes = self.shared.routes.load_full();
-        let (parts, body) = req.into_parts();
         let resolution = routes.resolve_sni(
             &incoming.gateway,
             incoming.port,
@@ -524,6 +542,76 @@ fn policy_answer(mut resp: Response<Body>, grpc: bool) -> Response<Body> {
         }
     }
     answer
+}
+
+/// Checks the host and normalizes the path in place (see [`crate::normalize`]); the answer
+/// when the request is refused or redirected (`None`: route it).
+fn canonicalize(
+    parts: &mut http::request::Parts,
+    policy: &PathPolicy,
+    grpc: bool,
+) -> Option<Response<Body>> {
+    if let Err(e) = check_host(parts.version, &parts.uri, &parts.headers) {
+        tracing::debug!(uri = %parts.uri, error = %e, "request refused");
+        return Some(status_response(
+            StatusCode::BAD_REQUEST,
+            grpc,
+            &e.to_string(),
+        ));
+    }
+    // RFC 9112 3.2.2: the authority of an absolute-form target replaces Host (HTTP/2: the
+    // same host, checked above).
+    if let Some(a) = parts.uri.authority()
+        && let Ok(v) = http::HeaderValue::from_str(a.as_str())
+    {
+        parts.headers.insert(http::header::HOST, v);
+    }
+    let canonical = match normalize_path(parts.uri.path(), policy) {
+        Ok(NormalizedPath::Canonical(std::borrow::Cow::Borrowed(_))) => return None,
+        Ok(NormalizedPath::Canonical(c)) => c.into_owned(),
+        Ok(NormalizedPath::Redirect(path)) => {
+            let location = match parts.uri.query() {
+                Some(q) => format!("{path}?{q}"),
+                None => path,
+            };
+            let mut resp = status_response(StatusCode::PERMANENT_REDIRECT, grpc, "redirect");
+            match http::HeaderValue::from_str(&location) {
+                Ok(v) if !grpc => {
+                    resp.headers_mut().insert(http::header::LOCATION, v);
+                    return Some(resp);
+                }
+                _ => {
+                    return Some(status_response(
+                        StatusCode::BAD_REQUEST,
+                        grpc,
+                        "encoded slash or backslash in the request path",
+                    ));
+                }
+            }
+        }
+        Err(e) => {
+            tracing::debug!(uri = %parts.uri, error = %e, "request refused");
+            return Some(status_response(
+                StatusCode::BAD_REQUEST,
+                grpc,
+                &e.to_string(),
+            ));
+        }
+    };
+    match crate::filters::with_path(&parts.uri, &canonical) {
+        Ok(uri) => {
+            parts.uri = uri;
+            None
+        }
+        Err(e) => {
+            tracing::warn!(uri = %parts.uri, %canonical, error = %e, "normalized path does not parse");
+            Some(status_response(
+                StatusCode::BAD_REQUEST,
+                grpc,
+                "invalid request path",
+            ))
+        }
+    }
 }
 
 impl<B> tower::Service<Request<B>> for Router
