@@ -184,6 +184,11 @@ impl<C> Authorizer<C> {
         }
     }
 
+    /// An authorizer sharing an already compiled configuration (cheap: no copy).
+    pub fn from_shared(config: Arc<CompiledExtAuthz>, client: C) -> Self {
+        Authorizer { config, client }
+    }
+
     /// The compiled configuration.
     pub fn config(&self) -> &CompiledExtAuthz {
         &self.config
@@ -209,7 +214,9 @@ where
     ) -> impl Future<Output = Decision<B>> + Send + 'a
     where
         B: Body<Data = Bytes> + Unpin + Send + 'a,
-        B::Error: Into<BoxError>,
+        // `Display` rather than `Into<BoxError>`: boxed bodies' errors then satisfy it for
+        // every lifetime, which rustc needs to prove callers' futures `Send`.
+        B::Error: std::fmt::Display,
         C: Sync,
     {
         async move {
@@ -218,7 +225,6 @@ where
                 match buffer(body, max).await {
                     Ok(b) => b,
                     Err(e) => {
-                        let e: BoxError = e.into();
                         tracing::debug!(error = %e, "request body could not be read for external auth");
                         return Decision::Deny(empty(StatusCode::BAD_REQUEST));
                     }

@@ -172,7 +172,7 @@ where
     RB: Body<Data = Bytes> + Send + 'static,
     RB::Error: Into<BoxError>,
     ReqBody: Body<Data = Bytes> + Unpin + Send + 'static,
-    ReqBody::Error: Into<BoxError>,
+    ReqBody::Error: std::fmt::Display,
     ResBody: Send + 'static,
 {
     type Response = Response<Either<ResBody, Full<Bytes>>>;

@@ -8,7 +8,8 @@
 //!    `UNIMPLEMENTED`); a host that belongs to another HTTPS listener than the connection's SNI
 //!    selected is 421 Misdirected Request (GEP-3567).
 //! 3. Apply the rule's request filters in order (header modifiers, URL rewrite, mirror, CORS,
-//!    or a redirect / CORS preflight answered directly); unresolved filters answer 500.
+//!    or a redirect / CORS preflight answered directly); unresolved filters answer 500. An
+//!    ExternalAuth filter asks its auth service first (see below).
 //! 4. Pick a backend by weight (none, or all weights 0: 500; an invalid backend: 500); apply
 //!    its filters; a Service without endpoints is 503.
 //! 5. Forward (see below); apply ResponseHeaderModifiers and CORS headers to the response.
@@ -39,10 +40,21 @@
 //!   last attempt the backend's response (e.g. its 503) is returned as is.
 //! - Mirrors (RequestMirror) get a copy of the request, fire-and-forget, when its body could
 //!   be buffered; their responses are discarded.
+//! - External authorization (ExternalAuth, GEP-1494): at the filter's place among the
+//!   filters, the request (as the filters before it left it) is checked by gw-policy's
+//!   [`ext_authz`](gw_policy::ext_authz) over HTTP or the Envoy `ext_authz` gRPC protocol,
+//!   sent through this client to the filter's backend (round-robin over its endpoints, TLS per
+//!   BackendTLSPolicy; gRPC over h2c). A denial goes to the client as the auth service sent it
+//!   (with the rule's ResponseHeaderModifier and CORS headers); on allow, the auth service's
+//!   headers are added to the request and the next filters apply. An auth service without
+//!   endpoints, down, or slower than 2 s fails closed with 403; an unresolvable backendRef is
+//!   500. The client address and TLS SNI are passed on as gw-policy's `ClientAddr` and
+//!   `TlsPeer` (for the gRPC `CheckRequest`).
 //! - Transport failures are mapped to 502/503/504 once (see [`ForwardError::status`]); for
 //!   gRPC requests every answer of the gateway's own is a trailers-only response (HTTP 200,
 //!   `grpc-status` UNAVAILABLE(14), DEADLINE_EXCEEDED(4), INTERNAL(13) or UNIMPLEMENTED(12)).
 
+mod auth;
 mod client;
 mod error;
 mod forward;
@@ -214,46 +226,45 @@ impl Router {
         let rule = route.rule().clone();
         let ctx = route.ctx(incoming.scheme, incoming.port);
         let mut effects = RequestEffects::default();
-        if let Err(d) = apply_request(&rule.filters, &mut parts, &ctx, &mut effects) {
-            return ResponseFuture::ready(Self::direct(&rule, d, grpc));
-        }
-        let Some(backend) = rule.backends.pick() else {
-            let d = DirectResponse::error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "rule has no backend with a weight above 0",
-            );
-            return ResponseFuture::ready(Self::direct(&rule, d, grpc));
-        };
-        let Some(choice) = rule.backends.get(backend) else {
-            let d = DirectResponse::error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "backend index out of range",
-            );
-            return ResponseFuture::ready(Self::direct(&rule, d, grpc));
-        };
-        if let Err(d) = apply_request(&choice.filters, &mut parts, &ctx, &mut effects) {
-            return ResponseFuture::ready(Self::direct(&rule, d, grpc));
-        }
-        match &*choice.target {
-            BackendTarget::Invalid(reason) => {
-                let d = DirectResponse::error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    format!("invalid backend: {reason}"),
-                );
-                return ResponseFuture::ready(Self::direct(&rule, d, grpc));
-            }
-            BackendTarget::Service(s) if s.endpoints.is_empty() => {
-                let e = ForwardError::NoEndpoints {
-                    service: s.service.clone(),
+        match apply_request(&rule.filters, &mut parts, &ctx, &mut effects) {
+            Err(d) => return ResponseFuture::ready(Self::direct(&rule, d, grpc)),
+            Ok(Some(i)) => {
+                let state = auth::State {
+                    shared: self.shared.clone(),
+                    route,
+                    incoming,
+                    grpc,
+                    parts,
+                    effects,
+                    stage: auth::Stage::Rule(i),
                 };
-                let mut resp = error_response(&e, grpc);
-                apply_response(&rule.filters, resp.headers_mut());
-                return ResponseFuture::ready(resp);
+                return ResponseFuture::forward(state.run(body));
             }
-            BackendTarget::Service(_) => {}
+            Ok(None) => {}
         }
-        let forward = Forward {
-            shared: self.shared.clone(),
+        let backend = match Self::pick(&rule, grpc) {
+            Ok(b) => b,
+            Err(resp) => return ResponseFuture::ready(resp),
+        };
+        let backend_filters = rule.backends.get(backend).map_or(&[][..], |c| &c.filters);
+        match apply_request(backend_filters, &mut parts, &ctx, &mut effects) {
+            Err(d) => return ResponseFuture::ready(Self::direct(&rule, d, grpc)),
+            Ok(Some(i)) => {
+                let state = auth::State {
+                    shared: self.shared.clone(),
+                    route,
+                    incoming,
+                    grpc,
+                    parts,
+                    effects,
+                    stage: auth::Stage::Backend(backend, i),
+                };
+                return ResponseFuture::forward(state.run(body));
+            }
+            Ok(None) => {}
+        }
+        match Self::forward(
+            &self.shared,
             rule,
             backend,
             parts,
@@ -261,8 +272,82 @@ impl Router {
             effects,
             incoming,
             grpc,
+        ) {
+            Ok(forward) => ResponseFuture::forward(forward.run()),
+            Err(resp) => ResponseFuture::ready(resp),
+        }
+    }
+
+    /// Picks the rule's backend by weight; none (or all weights 0) is 500.
+    // The `Err` is the response itself, moved once to the caller: boxing it would only add
+    // an allocation.
+    #[allow(clippy::result_large_err)]
+    fn pick(rule: &Rule, grpc: bool) -> Result<usize, Response<Body>> {
+        let Some(backend) = rule.backends.pick() else {
+            let d = DirectResponse::error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "rule has no backend with a weight above 0",
+            );
+            return Err(Self::direct(rule, d, grpc));
         };
-        ResponseFuture::forward(forward.run())
+        if rule.backends.get(backend).is_none() {
+            let d = DirectResponse::error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "backend index out of range",
+            );
+            return Err(Self::direct(rule, d, grpc));
+        }
+        Ok(backend)
+    }
+
+    /// The forwarding step for a request whose filters are all applied: an invalid backend
+    /// is 500, a Service without endpoints 503.
+    #[allow(clippy::too_many_arguments, clippy::result_large_err)]
+    fn forward<B>(
+        shared: &Arc<Shared>,
+        rule: Arc<Rule>,
+        backend: usize,
+        parts: http::request::Parts,
+        body: B,
+        effects: RequestEffects,
+        incoming: Incoming,
+        grpc: bool,
+    ) -> Result<Forward<B>, Response<Body>> {
+        let Some(choice) = rule.backends.get(backend) else {
+            let d = DirectResponse::error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "backend index out of range",
+            );
+            return Err(Self::direct(&rule, d, grpc));
+        };
+        match &*choice.target {
+            BackendTarget::Invalid(reason) => {
+                let d = DirectResponse::error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("invalid backend: {reason}"),
+                );
+                return Err(Self::direct(&rule, d, grpc));
+            }
+            BackendTarget::Service(s) if s.endpoints.is_empty() => {
+                let e = ForwardError::NoEndpoints {
+                    service: s.service.clone(),
+                };
+                let mut resp = error_response(&e, grpc);
+                apply_response(&rule.filters, resp.headers_mut());
+                return Err(resp);
+            }
+            BackendTarget::Service(_) => {}
+        }
+        Ok(Forward {
+            shared: shared.clone(),
+            rule,
+            backend,
+            parts,
+            body,
+            effects,
+            incoming,
+            grpc,
+        })
     }
 }
 
