@@ -60,7 +60,7 @@ impl AuthServer {
         self.addr
     }
 
-    /// Stops accepting connections (the port is closed when this returns).
+    /// Stops the server: the port and every open connection are closed when this returns.
     pub async fn stop(mut self) {
         self.task.abort();
         let _ = (&mut self.task).await;
@@ -87,9 +87,13 @@ impl AuthServer {
         let seen = Arc::new(Mutex::new(Seen::default()));
         let s = seen.clone();
         let task = tokio::spawn(async move {
+            // Connections live in this set: stopping the server aborts them too (a client's
+            // pooled keep-alive connection must not outlive the server).
+            let mut conns = tokio::task::JoinSet::new();
             while let Ok((stream, _)) = listener.accept().await {
+                while conns.try_join_next().is_some() {}
                 let s = s.clone();
-                tokio::spawn(async move {
+                conns.spawn(async move {
                     let svc = service_fn(move |req: Request<Incoming>| {
                         let s = s.clone();
                         async move {
