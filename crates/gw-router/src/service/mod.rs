@@ -48,7 +48,8 @@
 //!   (with the rule's ResponseHeaderModifier and CORS headers); on allow, the auth service's
 //!   headers are added to the request and the next filters apply. An auth service without
 //!   endpoints, down, or slower than 2 s fails closed with 403; an unresolvable backendRef is
-//!   500. The client address and TLS SNI are passed on as gw-policy's `ClientAddr` and
+//!   500. Denials are plain HTTP responses even for gRPC clients, which map the status to a
+//!   gRPC code (403: PERMISSION_DENIED, 401: UNAUTHENTICATED). The client address and TLS SNI are passed on as gw-policy's `ClientAddr` and
 //!   `TlsPeer` (for the gRPC `CheckRequest`).
 //! - Transport failures are mapped to 502/503/504 once (see [`ForwardError::status`]); for
 //!   gRPC requests every answer of the gateway's own is a trailers-only response (HTTP 200,
