@@ -12,6 +12,14 @@
 //! | [`basic_auth`] | [`BasicAuthLayer`](basic_auth::BasicAuthLayer) | 401 with `WWW-Authenticate: Basic` |
 //! | [`api_key`] | [`ApiKeyLayer`](api_key::ApiKeyLayer) | 401 (no key), 403 (unknown key) |
 //! | [`jwt`] | [`JwtLayer`](jwt::JwtLayer) | 401 with `WWW-Authenticate: Bearer` |
+//! | [`transform`] | [`TransformLayer`](transform::TransformLayer) | edits headers and path by CEL expressions; 500 when a path rewrite fails |
+//! | [`ext_authz`] | [`ExtAuthzLayer`](ext_authz::ExtAuthzLayer) | the auth service's denial as sent (e.g. a redirect to sign in); 403 when it cannot be asked |
+//!
+//! Request extensions carry what the connection and earlier layers learned: [`ClientAddr`]
+//! and [`TlsPeer`] (inserted by the server that accepts connections), and the identities of
+//! the auth layers (`JwtClaims`, `BasicAuthUser`, `ApiKeyClient`). CEL expressions
+//! ([`transform`], [`ratelimit::KeySource::cel`]) read them as `source`, `connection` and
+//! `jwt`.
 //!
 //! Backend resilience pieces are plain, shareable types that a data plane (gw-router) calls
 //! where it picks endpoints and decides on retries:
@@ -24,7 +32,8 @@
 //!
 //! Layers that answer themselves build an empty response body with `Default`, so the inner
 //! service's response body type must implement `Default` (as `String`, `Full<Bytes>` and
-//! `BoxBody` do).
+//! `BoxBody` do). [`ext_authz`] passes the auth service's bodies through, so its response
+//! body is `Either<inner body, Full<Bytes>>`.
 //!
 //! # Example
 //!
@@ -82,6 +91,8 @@ pub mod api_key;
 pub mod basic_auth;
 mod client;
 pub mod cors;
+mod expr;
+pub mod ext_authz;
 pub mod jwt;
 mod outcome;
 pub mod outlier;
@@ -90,6 +101,7 @@ pub mod retry_budget;
 pub mod session;
 #[cfg(test)]
 mod testing;
+pub mod transform;
 
-pub use self::client::ClientAddr;
+pub use self::client::{ClientAddr, TlsPeer};
 pub use gw_model;

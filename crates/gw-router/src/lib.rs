@@ -79,9 +79,13 @@
 //! (`Router::new(RouterConfig::default())`, then `router.swap(routes)`), for example from a
 //! hyper server or as an axum fallback service.
 //!
+//! `ExternalAuth` filters (GEP-1494) ask their auth service over HTTP or the Envoy
+//! `ext_authz` gRPC protocol with gw-policy's [`ext_authz`](gw_policy::ext_authz), through the
+//! router's backend client; see [`service`] for the rules (denials pass through as the auth
+//! service sent them; an unreachable or slow auth service fails closed with 403).
+//!
 //! # Not supported yet
 //!
-//! - `ExternalAuth` filters answer 500 (gw-policy will implement them).
 
 #![forbid(unsafe_code)]
 

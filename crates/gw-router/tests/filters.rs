@@ -339,10 +339,10 @@ async fn conformance_cors_preflights() {
     );
 }
 
-// "requests that would have been processed by that filter MUST receive a HTTP error response"
-// (unresolved ExtensionRef), and ExternalAuth is not supported yet: both 500.
+// "requests that would have been processed by that filter MUST receive a HTTP error response":
+// an unresolved ExtensionRef, and an ExternalAuth whose backendRef names no Service.
 #[tokio::test]
-async fn unresolved_and_external_auth_filters_are_500() {
+async fn unresolved_filters_and_external_auth_backends_are_500() {
     let yaml = format!(
         "{GATEWAY}{}",
         r#"

@@ -68,6 +68,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
+pub mod authz;
 pub mod dns;
 mod error;
 mod go;

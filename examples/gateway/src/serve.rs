@@ -484,12 +484,9 @@ impl Connection {
                             .set_upgraded(resp.status() == http::StatusCode::SWITCHING_PROTOCOLS);
                     }
                     // The request counts as in flight until its response body is sent.
-                    let resp = resp.map(|body| {
-                        body.map_frame(move |f| {
-                            let _ = &in_flight;
-                            f
-                        })
-                        .boxed_unsync()
+                    let resp = resp.map(|body| Tracked {
+                        inner: body,
+                        _in_flight: in_flight,
                     });
                     Ok::<_, Infallible>(resp)
                 }
@@ -548,6 +545,33 @@ fn status_response(status: http::StatusCode) -> http::Response<gw_router::Body> 
     let mut resp = http::Response::new(body);
     *resp.status_mut() = status;
     resp
+}
+
+/// A response body that keeps its request counted as in flight until it is sent. It keeps the
+/// body's exact size, so a known length is still sent as `Content-Length`.
+struct Tracked<B> {
+    inner: B,
+    _in_flight: crate::guard::InFlight,
+}
+
+impl<B: http_body::Body + Unpin> http_body::Body for Tracked<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 #[cfg(test)]

@@ -100,7 +100,7 @@ fn expired_certificates_are_reported_and_not_served() {
     let (old_pem, old_key, old_der) =
         common::self_signed_valid(&["old.example.com"], Some((2020, 2021)));
     let port = free_port();
-    let gw = Gateway::start("https-expired", "127.0.46.0/24");
+    let gw = Gateway::start("https-expired", "127.0.48.0/24");
     let yaml = format!(
         "apiVersion: gateway.networking.k8s.io/v1
 kind: GatewayClass
@@ -145,7 +145,7 @@ spec:
     });
     let text = status.to_string();
     assert!(text.contains("certificate expired at 2021-01-01"), "{text}");
-    let addr: SocketAddr = format!("127.0.46.1:{port}").parse().expect("addr");
+    let addr: SocketAddr = format!("127.0.48.1:{port}").parse().expect("addr");
     let deadline = Instant::now() + Duration::from_secs(10);
     let (code, _) = loop {
         match https_get(addr, "a.example.com", "a.example.com", &a_der, None) {

@@ -25,6 +25,12 @@ pub enum KeySource {
     Header(HeaderName),
     /// One bucket per string a function computes from the request head.
     Custom(KeyFn),
+    /// One bucket per value of a CEL expression over the request's attributes (the same
+    /// attributes as [`transform`](crate::transform): `request`, `source`, `connection`,
+    /// `jwt`), e.g. `jwt.sub` or `request.headers['x-tenant'] + '/' + source.address`.
+    /// Strings are used as they are; ints, uints, doubles, booleans and bytes are formatted.
+    /// `null`, an evaluation error (logged) or a list or map value: the shared bucket.
+    Cel(CelKey),
 }
 
 impl KeySource {
@@ -35,6 +41,21 @@ impl KeySource {
             .map_err(|_| RateLimitError::InvalidHeaderName {
                 name: name.to_owned(),
             })
+    }
+
+    /// Keyed by the value of the CEL expression `expr`, compiled now.
+    pub fn cel(expr: &str) -> Result<KeySource, RateLimitError> {
+        match crate::expr::Expr::compile(expr) {
+            Ok(e) if e.uses.response => Err(RateLimitError::InvalidExpression {
+                expression: expr.to_owned(),
+                message: "`response` is not available to a rate-limit key".to_owned(),
+            }),
+            Ok(e) => Ok(KeySource::Cel(CelKey(e))),
+            Err(message) => Err(RateLimitError::InvalidExpression {
+                expression: expr.to_owned(),
+                message,
+            }),
+        }
     }
 
     /// Keyed by what `f` returns for the request head.
@@ -50,6 +71,17 @@ impl KeySource {
 /// bucket.
 #[derive(Clone)]
 pub struct KeyFn(pub(crate) Arc<KeyFnInner>);
+
+/// A compiled CEL key expression for [`KeySource::Cel`].
+#[derive(Debug, Clone)]
+pub struct CelKey(pub(crate) crate::expr::Expr);
+
+impl CelKey {
+    /// The expression as written.
+    pub fn source(&self) -> &str {
+        self.0.source()
+    }
+}
 
 type KeyFnInner = dyn Fn(&request::Parts) -> Option<String> + Send + Sync;
 

@@ -39,4 +39,12 @@ pub enum RateLimitError {
         /// The name as given.
         name: String,
     },
+    /// The CEL key expression does not compile.
+    #[error("rate limit key CEL expression {expression:?} does not compile: {message}")]
+    InvalidExpression {
+        /// The expression as written.
+        expression: String,
+        /// The parser's message, with line and column.
+        message: String,
+    },
 }

@@ -1,7 +1,8 @@
 //! Local rate limiting with token buckets, per route or per key.
 //!
 //! Each request takes one token from its key's bucket ([`KeySource`]: the whole route, the
-//! client IP, a header value, or a function of the request head). A bucket holds `capacity`
+//! client IP, a header value, a CEL expression over the request's attributes, or a function of
+//! the request head). A bucket holds `capacity`
 //! tokens and refills evenly at `refill_tokens` per `refill_period`. A request that finds its
 //! bucket empty is answered `429 Too Many Requests` with `Retry-After` (seconds until a token is
 //! back); every answer carries the IETF draft fields `RateLimit-Limit` (the capacity),
@@ -68,11 +69,14 @@ use tokio::time::Instant;
 use tower::Service;
 
 use self::buckets::{Buckets, Decision, Key};
-pub use self::config::{CompiledRateLimit, DEFAULT_MAX_KEYS, KeyFn, KeySource, RateLimitConfig};
+pub use self::config::{
+    CelKey, CompiledRateLimit, DEFAULT_MAX_KEYS, KeyFn, KeySource, RateLimitConfig,
+};
 pub use self::error::RateLimitError;
 pub use self::future::ResponseFuture;
 pub use self::layer::RateLimitLayer;
 use crate::ClientAddr;
+use crate::expr::{Text, Vars, text};
 use crate::outcome::{Outcome, number, response_with};
 
 /// `RateLimit-Limit` (draft-ietf-httpapi-ratelimit-headers).
@@ -113,8 +117,29 @@ fn key_of(source: &KeySource, parts: &http::request::Parts) -> Key {
         KeySource::ClientIp => ClientAddr::ip_of(&parts.extensions).map(Key::Ip),
         KeySource::Header(name) => parts.headers.get(name).cloned().map(Key::Header),
         KeySource::Custom(f) => (f.0)(parts).map(Key::Text),
+        KeySource::Cel(k) => cel_key(k, parts),
     };
     key.unwrap_or(Key::Shared)
+}
+
+/// The text of a CEL key; `None` (the shared bucket) for null, errors and non-scalar values.
+fn cel_key(k: &CelKey, parts: &http::request::Parts) -> Option<Key> {
+    let vars = Vars::from_request(parts, k.0.uses);
+    match k.0.eval(&vars).map(|v| text(&v)) {
+        Ok(Text::Value(s)) => Some(Key::Text(s)),
+        Ok(Text::Null) => None,
+        Ok(Text::WrongType(t)) => {
+            tracing::warn!(
+                expression = k.source(),
+                "rate limit key is a {t}, not a scalar; using the shared bucket"
+            );
+            None
+        }
+        Err(error) => {
+            tracing::warn!(expression = k.source(), %error, "rate limit key expression failed; using the shared bucket");
+            None
+        }
+    }
 }
 
 /// Whole seconds, rounded up: a client that waits this long will find the token back.

@@ -201,3 +201,61 @@ async fn clones_and_layers_share_buckets() {
         StatusCode::TOO_MANY_REQUESTS
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn cel_keys() {
+    assert!(matches!(
+        KeySource::cel("jwt.sub +"),
+        Err(RateLimitError::InvalidExpression { .. })
+    ));
+    assert!(matches!(
+        KeySource::cel("response.code"),
+        Err(RateLimitError::InvalidExpression { .. })
+    ));
+    let (inner, _) = backend();
+    let limit = RateLimitConfig::new(1, 1, Duration::from_secs(10))
+        .key(KeySource::cel("request.headers['x-tenant'] + ':' + jwt.sub").unwrap())
+        .compile()
+        .unwrap();
+    let svc = RateLimitLayer::new(limit).layer(inner);
+    let with = |tenant: &str, sub: Option<&str>| {
+        let mut r = Request::get("/")
+            .header("x-tenant", tenant)
+            .body(String::new())
+            .unwrap();
+        if let Some(sub) = sub {
+            r.extensions_mut()
+                .insert(crate::jwt::JwtClaims(std::sync::Arc::new(
+                    serde_json::json!({ "sub": sub }),
+                )));
+        }
+        r
+    };
+    assert_eq!(
+        send(&svc, with("a", Some("u1"))).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        send(&svc, with("a", Some("u1"))).await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(
+        send(&svc, with("a", Some("u2"))).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        send(&svc, with("b", Some("u1"))).await.status(),
+        StatusCode::OK
+    );
+    // No token: the expression fails, the request counts against the shared bucket.
+    assert_eq!(send(&svc, with("a", None)).await.status(), StatusCode::OK);
+    assert_eq!(
+        send(&svc, with("b", None)).await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    tokio::time::advance(Duration::from_secs(10)).await;
+    assert_eq!(
+        send(&svc, with("a", Some("u1"))).await.status(),
+        StatusCode::OK
+    );
+}

@@ -6,8 +6,11 @@
 //! for the response). Response filters (ResponseHeaderModifier) apply to whatever response the
 //! rule produces, backend or direct.
 //!
-//! `ExternalAuth` (GEP-1494) is not supported yet: a rule using it answers 500 and logs why
-//! (gw-policy will implement it).
+//! `ExternalAuth` (GEP-1494) is the one filter that needs I/O: [`apply_request`] stops at it
+//! and the [`Router`](crate::Router) asks the auth service (gw-policy's
+//! [`ext_authz`](gw_policy::ext_authz), through the router's backend client), then applies the
+//! filters after it. Its backendRef must resolve (otherwise 500, as for any unresolved filter);
+//! an auth service without endpoints, down or slow fails closed (403).
 
 mod path;
 
@@ -24,6 +27,7 @@ pub(crate) use self::path::{replace_prefix, with_host, with_path};
 use crate::backend::{BackendTarget, BuildCtx};
 use crate::incoming::Scheme;
 use gw_policy::cors::CompiledCors;
+use gw_policy::ext_authz::{CompiledExtAuthz, ExtAuthzConfig};
 
 /// A compiled filter.
 #[derive(Debug)]
@@ -38,7 +42,7 @@ pub(crate) enum Filter {
         denominator: u32,
     },
     Cors(Box<CompiledCors>),
-    ExternalAuth,
+    ExternalAuth(Box<ExtAuth>),
     /// Answered 500: "requests that would have been processed by that filter MUST receive a
     /// HTTP error response".
     Unresolved(Box<str>),
@@ -59,13 +63,42 @@ impl Filter {
             HttpFilter::Cors(c) => CompiledCors::new(c)
                 .map(|p| Filter::Cors(Box::new(p)))
                 .map_err(|e| e.to_string()),
-            HttpFilter::ExternalAuth { .. } => Ok(Filter::ExternalAuth),
+            HttpFilter::ExternalAuth {
+                backend, config, ..
+            } => ExtAuth::new(backend, config, ctx).map(|a| Filter::ExternalAuth(Box::new(a))),
             HttpFilter::Unresolved { reason } => Err(reason.clone()),
             other => Err(format!("filter {other:?} is not supported by gw-router")),
         };
         compiled.unwrap_or_else(|reason| {
             tracing::warn!(%reason, "filter cannot be applied; requests through it get 500");
             Filter::Unresolved(reason.into())
+        })
+    }
+}
+
+/// A compiled ExternalAuth filter: the auth settings and the auth service.
+#[derive(Debug)]
+pub(crate) struct ExtAuth {
+    pub(crate) config: Arc<CompiledExtAuthz>,
+    pub(crate) backend: Arc<BackendTarget>,
+}
+
+impl ExtAuth {
+    fn new(
+        backend: &gw_model::table::Backend,
+        config: &gw_model::resources::ExternalAuth,
+        ctx: BuildCtx<'_>,
+    ) -> Result<ExtAuth, String> {
+        let compiled = ExtAuthzConfig::from_filter(config)
+            .and_then(ExtAuthzConfig::compile)
+            .map_err(|e| e.to_string())?;
+        let backend = BackendTarget::new(backend, ctx);
+        if let BackendTarget::Invalid(reason) = &*backend {
+            return Err(format!("externalAuth backendRef: {reason}"));
+        }
+        Ok(ExtAuth {
+            config: Arc::new(compiled),
+            backend,
         })
     }
 }
@@ -351,11 +384,13 @@ impl DirectResponse {
     }
 }
 
-/// What request filters leave for the forwarding step: mirrors and CORS response headers.
+/// What request filters leave for the forwarding step: mirrors, CORS response headers and
+/// the headers an auth service asked to add to the response.
 #[derive(Debug, Default)]
 pub struct RequestEffects {
     pub(crate) mirrors: Vec<Arc<BackendTarget>>,
     pub(crate) cors: Vec<(HeaderName, HeaderValue)>,
+    pub(crate) auth_response: HeaderMap,
 }
 
 impl RequestEffects {
@@ -371,13 +406,15 @@ impl RequestEffects {
 }
 
 /// Applies request filters in order. Pure apart from the random draw of mirror fractions.
+/// Stops at an ExternalAuth filter and returns its index (the caller asks the auth service,
+/// then goes on with the filters after it); `Ok(None)` when all filters are applied.
 pub(crate) fn apply_request(
     filters: &[Filter],
     parts: &mut request::Parts,
     ctx: &FilterCtx<'_>,
     effects: &mut RequestEffects,
-) -> Result<(), DirectResponse> {
-    for f in filters {
+) -> Result<Option<usize>, DirectResponse> {
+    for (i, f) in filters.iter().enumerate() {
         match f {
             Filter::RequestHeaders(ops) => ops.apply(&mut parts.headers),
             Filter::ResponseHeaders(_) => {}
@@ -403,13 +440,7 @@ pub(crate) fn apply_request(
                 }
                 effects.cors.extend(c.actual(&parts.headers));
             }
-            Filter::ExternalAuth => {
-                tracing::error!("ExternalAuth filters are not supported yet; answering 500");
-                return Err(DirectResponse::error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "ExternalAuth is not supported yet",
-                ));
-            }
+            Filter::ExternalAuth(_) => return Ok(Some(i)),
             Filter::Unresolved(reason) => {
                 return Err(DirectResponse::error(
                     StatusCode::INTERNAL_SERVER_ERROR,
@@ -418,7 +449,7 @@ pub(crate) fn apply_request(
             }
         }
     }
-    Ok(())
+    Ok(None)
 }
 
 /// Applies response filters (ResponseHeaderModifier) in order.

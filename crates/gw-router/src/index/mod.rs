@@ -516,7 +516,9 @@ impl RouteMatch {
     /// Applies the rule's request filters to `parts` (without backend-level filters, which
     /// depend on the random backend choice): the request to forward, or the gateway's own
     /// answer. The [`Router`](crate::Router) does exactly this; it is public for "explain"
-    /// tooling and benchmarks. Mirror fractions are drawn at random.
+    /// tooling and benchmarks. Mirror fractions are drawn at random. ExternalAuth filters need
+    /// the auth service: they are passed over here (as if the auth service allowed the
+    /// request without adding headers).
     pub fn apply_request_filters(
         &self,
         parts: &mut http::request::Parts,
@@ -524,12 +526,11 @@ impl RouteMatch {
         port: u16,
     ) -> Result<crate::RequestEffects, crate::DirectResponse> {
         let mut effects = crate::RequestEffects::default();
-        crate::filters::apply_request(
-            &self.rule.filters,
-            parts,
-            &self.ctx(scheme, port),
-            &mut effects,
-        )?;
+        let ctx = self.ctx(scheme, port);
+        let mut rest = &self.rule.filters[..];
+        while let Some(i) = crate::filters::apply_request(rest, parts, &ctx, &mut effects)? {
+            rest = rest.get(i + 1..).unwrap_or_default();
+        }
         Ok(effects)
     }
 

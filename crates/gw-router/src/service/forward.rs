@@ -279,7 +279,7 @@ where
     }
 }
 
-fn wire_for(svc: &ServiceTarget, grpc: bool, upgrade: bool) -> Wire {
+pub(super) fn wire_for(svc: &ServiceTarget, grpc: bool, upgrade: bool) -> Wire {
     if upgrade {
         return Wire::Http1;
     }
@@ -310,6 +310,7 @@ where
         let backend = self.backend;
         let cors = std::mem::take(&mut self.effects.cors);
         let session = self.session.take();
+        let auth_headers = std::mem::take(&mut self.effects.auth_response);
         let attempt = self.attempts(upgrade);
         let result = match timeouts.request {
             Some(d) => tokio::time::timeout(d, attempt)
@@ -334,13 +335,7 @@ where
         if let Some(c) = rule.backends.get(backend) {
             apply_response(&c.filters, headers);
         }
-        for (n, v) in cors {
-            if n == http::header::VARY {
-                headers.append(n, v);
-            } else {
-                headers.insert(n, v);
-            }
-        }
+        add_effect_headers(headers, cors, auth_headers);
         resp
     }
 
@@ -466,6 +461,37 @@ where
             }
             strip_hop_by_hop(resp.headers_mut(), false);
             return Ok((resp.map(|b| b.map_err(Into::into).boxed_unsync()), endpoint));
+        }
+    }
+}
+
+/// Adds CORS headers (`Vary` appended, the rest replaced) and the headers an auth service
+/// asked for (replacing the response's values of the same names).
+pub(super) fn add_effect_headers(
+    headers: &mut HeaderMap,
+    cors: Vec<(HeaderName, HeaderValue)>,
+    auth: HeaderMap,
+) {
+    for (n, v) in cors {
+        if n == http::header::VARY {
+            headers.append(n, v);
+        } else {
+            headers.insert(n, v);
+        }
+    }
+    let mut last: Option<HeaderName> = None;
+    for (name, value) in auth {
+        match name {
+            // The first value of a name replaces the response's values.
+            Some(n) => {
+                headers.insert(n.clone(), value);
+                last = Some(n);
+            }
+            None => {
+                if let Some(n) = &last {
+                    headers.append(n.clone(), value);
+                }
+            }
         }
     }
 }

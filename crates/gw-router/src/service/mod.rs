@@ -14,7 +14,8 @@
 //! 3. When the rule has a TrafficPolicy, run its layers (CORS, rate limit, basic auth, API
 //!    key, JWT; see [`policy`](crate::policy)): their answers (204, 401, 403, 429) end here.
 //! 4. Apply the rule's request filters in order (header modifiers, URL rewrite, mirror, CORS,
-//!    or a redirect / CORS preflight answered directly); unresolved filters answer 500.
+//!    or a redirect / CORS preflight answered directly); unresolved filters answer 500. An
+//!    ExternalAuth filter asks its auth service first (see below).
 //! 5. Pick a backend by weight (none, or all weights 0: 500; an invalid backend: 500); apply
 //!    its filters; a Service without endpoints is 503. A valid session (below) picks the
 //!    backend and endpoint instead, whatever the weights.
@@ -59,10 +60,22 @@
 //!   budget refuses is answered 503.
 //! - Mirrors (RequestMirror) get a copy of the request, fire-and-forget, when its body could
 //!   be buffered; their responses are discarded.
+//! - External authorization (ExternalAuth, GEP-1494): at the filter's place among the
+//!   filters, the request (as the filters before it left it) is checked by gw-policy's
+//!   [`ext_authz`](gw_policy::ext_authz) over HTTP or the Envoy `ext_authz` gRPC protocol,
+//!   sent through this client to the filter's backend (round-robin over its endpoints, TLS per
+//!   BackendTLSPolicy; gRPC over h2c). A denial goes to the client as the auth service sent it
+//!   (with the rule's ResponseHeaderModifier and CORS headers); on allow, the auth service's
+//!   headers are added to the request and the next filters apply. An auth service without
+//!   endpoints, down, or slower than 2 s fails closed with 403; an unresolvable backendRef is
+//!   500. Denials are plain HTTP responses even for gRPC clients, which map the status to a
+//!   gRPC code (403: PERMISSION_DENIED, 401: UNAUTHENTICATED). The client address and TLS SNI are passed on as gw-policy's `ClientAddr` and
+//!   `TlsPeer` (for the gRPC `CheckRequest`).
 //! - Transport failures are mapped to 502/503/504 once (see [`ForwardError::status`]); for
 //!   gRPC requests every answer of the gateway's own is a trailers-only response (HTTP 200,
 //!   `grpc-status` UNAVAILABLE(14), DEADLINE_EXCEEDED(4), INTERNAL(13) or UNIMPLEMENTED(12)).
 
+mod auth;
 mod client;
 mod error;
 mod forward;
@@ -374,10 +387,73 @@ impl Router {
         let rule = route.rule().clone();
         let ctx = route.ctx(incoming.scheme, incoming.port);
         let mut effects = RequestEffects::default();
-        if let Err(d) = apply_request(&rule.filters, &mut parts, &ctx, &mut effects) {
-            return ResponseFuture::ready(Self::direct(&rule, d, grpc));
+        match apply_request(&rule.filters, &mut parts, &ctx, &mut effects) {
+            Err(d) => return ResponseFuture::ready(Self::direct(&rule, d, grpc)),
+            Ok(Some(i)) => {
+                let state = auth::State {
+                    shared: self.shared.clone(),
+                    route,
+                    incoming,
+                    grpc,
+                    parts,
+                    effects,
+                    stage: auth::Stage::Rule(i),
+                };
+                return ResponseFuture::forward(state.run(body));
+            }
+            Ok(None) => {}
         }
-        // Session persistence (GEP-1619): a valid session picks backend and endpoint.
+        let picked = match Self::pick(&rule, &route, &parts, &incoming, grpc) {
+            Ok(p) => p,
+            Err(resp) => return ResponseFuture::ready(resp),
+        };
+        let backend_filters = rule
+            .backends
+            .get(picked.backend)
+            .map_or(&[][..], |c| &c.filters);
+        match apply_request(backend_filters, &mut parts, &ctx, &mut effects) {
+            Err(d) => return ResponseFuture::ready(Self::direct(&rule, d, grpc)),
+            Ok(Some(i)) => {
+                let state = auth::State {
+                    shared: self.shared.clone(),
+                    route,
+                    incoming,
+                    grpc,
+                    parts,
+                    effects,
+                    stage: auth::Stage::Backend(picked, i),
+                };
+                return ResponseFuture::forward(state.run(body));
+            }
+            Ok(None) => {}
+        }
+        match Self::forward(
+            &self.shared,
+            rule,
+            picked,
+            parts,
+            body,
+            effects,
+            incoming,
+            grpc,
+        ) {
+            Ok(forward) => ResponseFuture::forward(forward.run()),
+            Err(resp) => ResponseFuture::ready(resp),
+        }
+    }
+
+    /// Picks the rule's backend: the one a valid session names (GEP-1619), whatever the
+    /// weights, else one by weight; none (or all weights 0) is 500.
+    // The `Err` is the response itself, moved once to the caller: boxing it would only add
+    // an allocation.
+    #[allow(clippy::result_large_err)]
+    fn pick(
+        rule: &Rule,
+        route: &RouteMatch,
+        parts: &http::request::Parts,
+        incoming: &Incoming,
+        grpc: bool,
+    ) -> Result<Picked, Response<Body>> {
         let sticky = rule.backends.sticky();
         let found = sticky.and_then(|s| s.find(&parts.headers, &rule.backends, SystemTime::now()));
         let picked = match found {
@@ -389,8 +465,15 @@ impl Router {
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "rule has no backend with a weight above 0",
             );
-            return ResponseFuture::ready(Self::direct(&rule, d, grpc));
+            return Err(Self::direct(rule, d, grpc));
         };
+        if rule.backends.get(backend).is_none() {
+            let d = DirectResponse::error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "backend index out of range",
+            );
+            return Err(Self::direct(rule, d, grpc));
+        }
         let session = sticky.and_then(|s| {
             let source = found.map(|f| f.source).or_else(|| s.source_for(backend))?;
             let path = match (source, rule.http_entry()) {
@@ -409,23 +492,41 @@ impl Router {
                 secure: incoming.scheme == crate::Scheme::Https,
             })
         });
+        Ok(Picked {
+            backend,
+            pinned: found.map(|f| f.endpoint),
+            session,
+        })
+    }
+
+    /// The forwarding step for a request whose filters are all applied: an invalid backend
+    /// is 500, a Service without endpoints (or an external name that does not resolve) 503.
+    #[allow(clippy::too_many_arguments, clippy::result_large_err)]
+    fn forward<B>(
+        shared: &Arc<Shared>,
+        rule: Arc<Rule>,
+        picked: Picked,
+        parts: http::request::Parts,
+        body: B,
+        effects: RequestEffects,
+        incoming: Incoming,
+        grpc: bool,
+    ) -> Result<Forward<B>, Response<Body>> {
+        let backend = picked.backend;
         let Some(choice) = rule.backends.get(backend) else {
             let d = DirectResponse::error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "backend index out of range",
             );
-            return ResponseFuture::ready(Self::direct(&rule, d, grpc));
+            return Err(Self::direct(&rule, d, grpc));
         };
-        if let Err(d) = apply_request(&choice.filters, &mut parts, &ctx, &mut effects) {
-            return ResponseFuture::ready(Self::direct(&rule, d, grpc));
-        }
         match &*choice.target {
             BackendTarget::Invalid(reason) => {
                 let d = DirectResponse::error(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     format!("invalid backend: {reason}"),
                 );
-                return ResponseFuture::ready(Self::direct(&rule, d, grpc));
+                return Err(Self::direct(&rule, d, grpc));
             }
             BackendTarget::Service(s) if s.unavailable() => {
                 let e = match &s.dns {
@@ -442,12 +543,12 @@ impl Router {
                 };
                 let mut resp = error_response(&e, grpc);
                 apply_response(&rule.filters, resp.headers_mut());
-                return ResponseFuture::ready(resp);
+                return Err(resp);
             }
             BackendTarget::Service(_) => {}
         }
-        let forward = Forward {
-            shared: self.shared.clone(),
+        Ok(Forward {
+            shared: shared.clone(),
             rule,
             backend,
             parts,
@@ -455,11 +556,18 @@ impl Router {
             effects,
             incoming,
             grpc,
-            pinned: found.map(|f| f.endpoint),
-            session,
-        };
-        ResponseFuture::forward(forward.run())
+            pinned: picked.pinned,
+            session: picked.session,
+        })
     }
+}
+
+/// The backend chosen for a request, with its session (GEP-1619) when the rule has one.
+pub(super) struct Picked {
+    pub(super) backend: usize,
+    /// The endpoint a valid session names.
+    pinned: Option<std::net::SocketAddr>,
+    session: Option<SessionPlan>,
 }
 
 /// What the innermost service of a policy stack needs to go on with the request.
