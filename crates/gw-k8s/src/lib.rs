@@ -62,7 +62,7 @@ pub use kube;
 
 pub use crate::health::Health;
 pub use crate::leader::LeaderElection;
-pub use crate::watch::{DYNAMIC_KINDS, service_addresses};
+pub use crate::watch::{DYNAMIC_KINDS, STATUS_KINDS, service_addresses, watched_resources};
 
 /// The field manager gw's status writes use unless told otherwise.
 pub const DEFAULT_FIELD_MANAGER: &str = "gw.dev/gateway";

@@ -275,6 +275,60 @@ pub const DYNAMIC_KINDS: [(&str, &str, &str, &str); 2] = [
     ),
 ];
 
+/// Every resource the controller watches (list and watch, cluster-wide), as RBAC must grant
+/// it: the `gateway-api` and `k8s-openapi` types of [`start`] and the [`DYNAMIC_KINDS`].
+pub fn watched_resources() -> Vec<ApiResource> {
+    use gateway_api::experimental as x;
+    use k8s_openapi::api::core::v1 as core;
+    let mut out = vec![
+        ApiResource::erase::<x::gatewayclasses::GatewayClass>(&()),
+        ApiResource::erase::<x::gateways::Gateway>(&()),
+        ApiResource::erase::<x::httproutes::HttpRoute>(&()),
+        ApiResource::erase::<x::listenersets::ListenerSet>(&()),
+        ApiResource::erase::<x::grpcroutes::GrpcRoute>(&()),
+        ApiResource::erase::<x::tlsroutes::TlsRoute>(&()),
+        ApiResource::erase::<x::tcproutes::TcpRoute>(&()),
+        ApiResource::erase::<x::udproutes::UdpRoute>(&()),
+        ApiResource::erase::<x::referencegrants::ReferenceGrant>(&()),
+        ApiResource::erase::<gateway_api::backendtlspolicies::BackendTlsPolicy>(&()),
+        ApiResource::erase::<x::xbackendtrafficpolicies::XBackendTrafficPolicy>(&()),
+        ApiResource::erase::<core::Service>(&()),
+        ApiResource::erase::<k8s_openapi::api::discovery::v1::EndpointSlice>(&()),
+        ApiResource::erase::<core::Secret>(&()),
+        ApiResource::erase::<core::ConfigMap>(&()),
+        ApiResource::erase::<core::Namespace>(&()),
+    ];
+    out.extend(
+        DYNAMIC_KINDS
+            .iter()
+            .map(|(g, v, k, p)| dynamic_resource(g, v, k, p)),
+    );
+    out
+}
+
+fn dynamic_resource(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
+    ApiResource {
+        group: group.to_owned(),
+        version: version.to_owned(),
+        api_version: format!("{group}/{version}"),
+        kind: kind.to_owned(),
+        plural: plural.to_owned(),
+    }
+}
+
+/// The kinds whose status gw writes (the `/status` subresource RBAC must allow patching).
+pub const STATUS_KINDS: [&str; 9] = [
+    "GatewayClass",
+    "Gateway",
+    "ListenerSet",
+    "HTTPRoute",
+    "GRPCRoute",
+    "TLSRoute",
+    "TCPRoute",
+    "UDPRoute",
+    "BackendTLSPolicy",
+];
+
 macro_rules! typed {
     ($client:expr, $shared:expr, $config:expr, $tasks:expr, $kinds:expr, $ty:ty, $kind:literal, $optional:expr) => {{
         let kind: &'static str = $kind;
@@ -463,13 +517,7 @@ pub(crate) fn start(
         false
     );
     for (group, version, kind, plural) in DYNAMIC_KINDS {
-        let resource = ApiResource {
-            group: group.to_owned(),
-            version: version.to_owned(),
-            api_version: format!("{group}/{version}"),
-            kind: kind.to_owned(),
-            plural: plural.to_owned(),
-        };
+        let resource = dynamic_resource(group, version, kind, plural);
         let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
         let writer = reflector::store::Writer::new(resource.clone());
         let store = writer.as_reader();
@@ -668,6 +716,40 @@ pub(crate) async fn health_ticker(shared: Arc<Shared>, every: Duration) {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    /// The published lists (RBAC is checked against them) are what `start` watches.
+    #[tokio::test]
+    async fn watched_resources_are_what_start_watches() {
+        let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
+        let client = Client::try_from(config).unwrap();
+        let shared = Arc::new(Shared::new(Duration::from_secs(1)));
+        let mut tasks = Vec::new();
+        let stores = start(&client, &shared, &Config::new("x"), &mut tasks);
+        for t in &tasks {
+            t.abort();
+        }
+        let mut started: Vec<(String, String)> = stores
+            .kinds
+            .values()
+            .map(|w| {
+                (
+                    w.resource().api_version.clone(),
+                    w.resource().plural.clone(),
+                )
+            })
+            .collect();
+        let mut listed: Vec<(String, String)> = watched_resources()
+            .into_iter()
+            .map(|r| (r.api_version, r.plural))
+            .collect();
+        started.sort();
+        listed.sort();
+        assert_eq!(started, listed);
+        for kind in STATUS_KINDS {
+            assert!(stores.kinds.contains_key(kind), "{kind} is watched");
+            assert!(crate::gw_model::resources::Kind::from_name(kind).is_some());
+        }
+    }
 
     #[test]
     fn service_addresses_prefer_the_load_balancer() {

@@ -9,6 +9,8 @@ mod check;
 mod controller;
 mod demo;
 mod files;
+#[cfg(feature = "k8s")]
+mod kubernetes;
 mod l4;
 mod limits;
 mod serve;
@@ -60,6 +62,19 @@ struct Args {
     log_json: bool,
     #[command(flatten)]
     limits: limits::Limits,
+    #[cfg(feature = "k8s")]
+    #[command(flatten)]
+    kube: kubernetes::KubeArgs,
+}
+
+impl Args {
+    /// Whether the configuration comes from a Kubernetes cluster (`--kubernetes`).
+    fn kubernetes(&self) -> bool {
+        #[cfg(feature = "k8s")]
+        return self.kube.kubernetes;
+        #[cfg(not(feature = "k8s"))]
+        return false;
+    }
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -112,6 +127,7 @@ async fn main() -> std::process::ExitCode {
 async fn run(args: Args) -> Result<(), String> {
     let demo = match &args.config {
         Some(_) => None,
+        None if args.kubernetes() => None,
         None => {
             tracing::info!("no --config: serving the built-in demo on 127.0.0.1:8080");
             Some(demo::start(&args.controller_name).await?)
@@ -121,11 +137,16 @@ async fn run(args: Args) -> Result<(), String> {
     let mut controller = Controller::new(args.controller_name.clone(), args.gateway_address_pool);
     let metrics = Arc::new(Metrics::default());
     let (snapshot_tx, snapshot_rx) = watch::channel(None);
+    let (source_tx, source_rx) = watch::channel(String::new());
+    metrics
+        .kubernetes_mode
+        .store(args.kubernetes(), Ordering::Relaxed);
     let admin_addr = admin::serve(
         args.admin,
         AdminState {
             snapshot: snapshot_rx,
             metrics: metrics.clone(),
+            source: source_rx,
         },
     )
     .await
@@ -137,6 +158,25 @@ async fn run(args: Args) -> Result<(), String> {
         args.limits.clone(),
         metrics.clone(),
     );
+    #[cfg(feature = "k8s")]
+    if args.kube.kubernetes {
+        let mut terminate = Terminate::new()?;
+        kubernetes::serve(
+            &args.kube,
+            &args.controller_name,
+            controller,
+            &mut servers,
+            kubernetes::Outputs {
+                snapshot_tx,
+                source_tx,
+                metrics,
+            },
+            &mut terminate,
+        )
+        .await?;
+        return shutdown(servers, &args).await;
+    }
+    drop(source_tx);
     let read = |path: &Option<PathBuf>| match path {
         Some(p) => files::read(p),
         None => files::ConfigFiles {
@@ -196,6 +236,11 @@ async fn run(args: Args) -> Result<(), String> {
             apply(&current, &mut servers).await;
         }
     }
+    shutdown(servers, &args).await
+}
+
+/// Closes every listener and drains connections (see the README's Shutdown section).
+async fn shutdown(servers: serve::Servers, args: &Args) -> Result<(), String> {
     tracing::info!(
         deadline = ?args.limits.shutdown_timeout,
         "shutting down: no new connections; finishing requests in flight"
@@ -209,7 +254,7 @@ async fn run(args: Args) -> Result<(), String> {
 }
 
 /// SIGTERM (how Kubernetes and systemd stop a process).
-struct Terminate {
+pub(crate) struct Terminate {
     #[cfg(unix)]
     signal: tokio::signal::unix::Signal,
 }
@@ -223,7 +268,7 @@ impl Terminate {
         })
     }
 
-    async fn recv(&mut self) {
+    pub(crate) async fn recv(&mut self) {
         #[cfg(unix)]
         self.signal.recv().await;
         #[cfg(not(unix))]

@@ -205,9 +205,19 @@ impl FakeApi {
     }
 
     /// A kube client for this server.
-    pub fn client(&self) -> kube::Client {
-        let config = kube::Config::new(format!("http://{}", self.addr).parse().unwrap());
-        kube::Client::try_from(config).unwrap()
+    pub fn client(&self) -> gw_k8s::kube::Client {
+        let config = gw_k8s::kube::Config::new(format!("http://{}", self.addr).parse().unwrap());
+        gw_k8s::kube::Client::try_from(config).unwrap()
+    }
+
+    /// A kubeconfig file naming this server.
+    pub fn kubeconfig(&self) -> String {
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters: [{{name: fake, cluster: {{server: 'http://{}'}}}}]\n\
+             users: [{{name: fake, user: {{}}}}]\n\
+             contexts: [{{name: fake, context: {{cluster: fake, user: fake}}}}]\ncurrent-context: fake\n",
+            self.addr
+        )
     }
 
     /// Creates or updates an object (as `kubectl apply` would), notifying watchers.
