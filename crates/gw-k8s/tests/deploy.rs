@@ -8,9 +8,9 @@ use std::process::Command;
 
 use serde_json::Value;
 
-fn render() -> Option<Vec<Value>> {
-    let base = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/base");
-    let out = match Command::new("kubectl").args(["kustomize", base]).output() {
+fn render(dir: &str) -> Option<Vec<Value>> {
+    let base = format!("{}/../../deploy/{dir}", env!("CARGO_MANIFEST_DIR"));
+    let out = match Command::new("kubectl").args(["kustomize", &base]).output() {
         Ok(out) => out,
         Err(e) => {
             println!("SKIPPED: kubectl not found ({e}); install kubectl to check deploy/");
@@ -49,7 +49,7 @@ fn allows(role: &Value, group: &str, resource: &str, verb: &str) -> bool {
 
 #[test]
 fn deploy_base_renders_and_fits_the_controller() {
-    let Some(docs) = render() else { return };
+    let Some(docs) = render("base") else { return };
     let role = find(&docs, "ClusterRole", "gw-gateway");
     for r in gw_k8s::watched_resources() {
         for verb in ["list", "watch"] {
@@ -138,4 +138,36 @@ fn deploy_base_renders_and_fits_the_controller() {
 
 fn gw_model_default() -> &'static str {
     gw_k8s::gw_model::DEFAULT_CONTROLLER_NAME
+}
+
+#[test]
+fn the_conformance_overlay_exposes_every_listener_port_of_the_suite() {
+    let Some(docs) = render("overlays/conformance") else {
+        return;
+    };
+    let service = find(&docs, "Service", "gw-gateway");
+    let ports: Vec<(i64, &str)> = service["spec"]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["port"].as_i64().unwrap(),
+                p["protocol"].as_str().unwrap_or("TCP"),
+            )
+        })
+        .collect();
+    for wanted in [
+        (80, "TCP"),
+        (443, "TCP"),
+        (8080, "TCP"),
+        (5300, "TCP"),
+        (5300, "UDP"),
+        (5312, "UDP"),
+    ] {
+        assert!(ports.contains(&wanted), "{wanted:?} in {ports:?}");
+    }
+    // The base is unchanged otherwise.
+    find(&docs, "Deployment", "gw-gateway");
+    find(&docs, "GatewayClass", "gw");
 }
