@@ -14,7 +14,7 @@
 //!    when the API server does not serve them (CRD not installed), they count as empty;
 //! 2. converts every object with [`convert::convert`] (one code path: gw-model's loader) and
 //!    publishes a [`ClusterState`] after the stores stop changing for [`Config::debounce`];
-//! 3. takes the [`StatusReport`](gw_model::status::StatusReport) the embedder compiled from it
+//! 3. takes the [`StatusReport`] the embedder compiled from it
 //!    ([`Controller::report_status`]) and, on the replica holding the Lease
 //!    ([`LeaderElection`]), writes it with server-side apply ([`status`]).
 //!

@@ -276,7 +276,8 @@ pub const DYNAMIC_KINDS: [(&str, &str, &str, &str); 2] = [
 ];
 
 /// Every resource the controller watches (list and watch, cluster-wide), as RBAC must grant
-/// it: the `gateway-api` and `k8s-openapi` types of [`start`] and the [`DYNAMIC_KINDS`].
+/// it: the `gateway-api` and `k8s-openapi` types the controller watches, and the
+/// [`DYNAMIC_KINDS`].
 pub fn watched_resources() -> Vec<ApiResource> {
     use gateway_api::experimental as x;
     use k8s_openapi::api::core::v1 as core;
