@@ -65,6 +65,9 @@ pub struct TestSpec {
     /// Features the test needs (the suite skips it unless all are supported).
     #[serde(default)]
     pub features: Vec<String>,
+    /// Go `Provisional`: run, but not counted in conformance reports.
+    #[serde(default)]
+    pub provisional: bool,
     /// Go early returns, as prose naming a `SupportedFeatures.Has(...)` condition.
     #[serde(default)]
     pub preconditions: Vec<String>,

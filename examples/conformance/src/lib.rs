@@ -18,7 +18,8 @@
 //! - [`cluster`]: the emulated cluster (manifest preparation, addresses, compile);
 //! - [`mutations`]: the mid-test mutations that can be replayed exactly;
 //! - [`status`]: a status `List` read back as data;
-//! - [`checks`]: the status check kinds and the README's matching rules.
+//! - [`checks`]: the status check kinds and the README's matching rules;
+//! - [`report`]: the suite's `ConformanceReport` (GEP-1709) built from a live replay.
 
 pub mod certs;
 pub mod checks;
@@ -28,4 +29,5 @@ pub mod corpus;
 pub mod features;
 pub mod live;
 pub mod mutations;
+pub mod report;
 pub mod status;

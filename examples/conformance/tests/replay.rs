@@ -8,6 +8,8 @@
 //!   enforced); `GW_CONFORMANCE_JOBS=N` runs N tests at a time (default 3).
 //! - `GW_GATEWAY_BIN=path` names the binary; otherwise `target/<profile>/gw-gateway` is used,
 //!   built with `cargo build -p gw-gateway` first when it is missing or older than its sources.
+//! - `GW_CONFORMANCE_REPORT=path` writes the suite's `ConformanceReport` YAML (GEP-1709) for
+//!   the run to `path` (unfiltered runs only; see `gw_conformance::report`).
 //! - It fails when fewer tests pass than `replay_baseline.txt` says, or when the harness finds
 //!   the corpus (or itself) inconsistent.
 //!
@@ -41,6 +43,26 @@ fn conformance_replay_against_gw_gateway() {
         .expect("tokio runtime");
     let report = runtime.block_on(live::run(&corpus, options));
     println!("{}", report.render());
+    if let Some(path) = std::env::var_os("GW_CONFORMANCE_REPORT") {
+        let claimed = gw_conformance::features::Features::live(&corpus)
+            .expect("live features")
+            .supported();
+        let now = jiff::Timestamp::now();
+        let date = jiff::Timestamp::from_second(now.as_second())
+            .unwrap_or(now)
+            .to_string();
+        let conformance = gw_conformance::report::conformance_report(
+            &corpus,
+            &report,
+            &claimed,
+            &gw_conformance::report::Implementation::gw(),
+            &date,
+        )
+        .expect("conformance report");
+        let yaml = gw_conformance::report::to_yaml(&conformance).expect("YAML");
+        std::fs::write(&path, yaml).expect("write the conformance report");
+        println!("conformance report written to {}", path.to_string_lossy());
+    }
 
     assert!(
         report.harness_errors.is_empty(),

@@ -22,6 +22,11 @@ use crate::controller::Snapshot;
 pub(crate) struct Metrics {
     pub reloads: AtomicU64,
     pub reload_errors: AtomicU64,
+    /// Kubernetes mode: 1 while every watch of the API server works, 0 while one fails.
+    #[cfg_attr(not(feature = "k8s"), allow(dead_code))]
+    pub kubernetes_connected: AtomicU64,
+    /// Whether `kubernetes_connected` is reported (Kubernetes mode).
+    pub kubernetes_mode: std::sync::atomic::AtomicBool,
     /// By listener socket address, then Gateway; kept after a listener closes (counters never
     /// go back).
     listeners: Mutex<BTreeMap<(String, String), Arc<ListenerMetrics>>>,
@@ -201,6 +206,9 @@ pub(crate) struct AdminState {
     pub metrics: Arc<Metrics>,
     /// DNS answers of external backends, reported on their XBackend's status.
     pub resolver: gw_router::dns::Resolver,
+    /// What the configuration source says about itself (Kubernetes mode: the API server
+    /// connection), appended to `/readyz` and shown in `/status` as `source`; empty otherwise.
+    pub source: watch::Receiver<String>,
 }
 
 /// Binds the admin address and serves until the process ends.
@@ -260,10 +268,22 @@ fn handle(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> 
     let snapshot = state.snapshot.borrow().clone();
     match req.uri().path() {
         "/healthz" => respond(StatusCode::OK, "text/plain", "ok\n"),
-        "/readyz" => match snapshot {
-            Some(_) => respond(StatusCode::OK, "text/plain", "ready\n"),
-            None => respond(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "not ready\n"),
-        },
+        "/readyz" => {
+            let source = state.source.borrow().clone();
+            let detail = if source.is_empty() {
+                String::new()
+            } else {
+                format!("{source}\n")
+            };
+            match snapshot {
+                Some(_) => respond(StatusCode::OK, "text/plain", format!("ready\n{detail}")),
+                None => respond(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "text/plain",
+                    format!("not ready\n{detail}"),
+                ),
+            }
+        }
         "/status" => {
             let Some(s) = snapshot else {
                 return respond(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "not ready\n");
@@ -273,6 +293,10 @@ fn handle(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> 
             list["metadata"] = serde_json::json!({"resourceVersion": s.version.to_string()});
             list["errors"] = serde_json::json!(s.errors);
             list["warnings"] = serde_json::json!(s.warnings);
+            let source = state.source.borrow().clone();
+            if !source.is_empty() {
+                list["source"] = serde_json::json!(source);
+            }
             json(&list)
         }
         "/config_dump" => {
@@ -303,6 +327,15 @@ fn handle(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> 
                 state.metrics.reloads.load(Ordering::Relaxed),
                 state.metrics.reload_errors.load(Ordering::Relaxed),
             );
+            if state.metrics.kubernetes_mode.load(Ordering::Relaxed) {
+                let _ = write!(
+                    body,
+                    "# HELP gw_kubernetes_api_connected 1 while every watch of the Kubernetes API works.\n\
+                     # TYPE gw_kubernetes_api_connected gauge\n\
+                     gw_kubernetes_api_connected {}\n",
+                    state.metrics.kubernetes_connected.load(Ordering::Relaxed)
+                );
+            }
             state.metrics.write_listeners(&mut body);
             respond(StatusCode::OK, "text/plain; version=0.0.4", body)
         }

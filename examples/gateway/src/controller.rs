@@ -97,6 +97,28 @@ impl Controller {
         }
     }
 
+    /// Compiles the state a Kubernetes cluster published (gw-k8s): the same compile as for
+    /// files, with the addresses of the Service in front of the replicas. Objects come with
+    /// their metadata from the API server, so nothing is stamped.
+    #[cfg(feature = "k8s")]
+    pub(crate) fn compile_cluster(&mut self, state: &gw_k8s::ClusterState) -> Snapshot {
+        for w in &state.warnings {
+            tracing::warn!(warning = %w, "configuration warning");
+        }
+        let options = state.compile_options(&self.controller_name);
+        let mut compiled = compile(&state.resources, &options);
+        compiled
+            .status
+            .stamp_transition_times(None, &jiff::Timestamp::now().to_string());
+        self.version = state.version;
+        Snapshot {
+            compiled,
+            errors: state.errors.clone(),
+            warnings: state.warnings.clone(),
+            version: self.version,
+        }
+    }
+
     /// Fills `creationTimestamp` (first seen) and `generation` (bumped when the spec changes)
     /// of objects whose files do not set them.
     fn stamp(&mut self, o: &mut Object) {

@@ -10,6 +10,8 @@ mod controller;
 mod demo;
 mod files;
 mod guard;
+#[cfg(feature = "k8s")]
+mod kubernetes;
 mod l4;
 mod limits;
 mod resilience;
@@ -69,6 +71,19 @@ struct Args {
     limits: limits::Limits,
     #[command(flatten)]
     resilience: resilience::Resilience,
+    #[cfg(feature = "k8s")]
+    #[command(flatten)]
+    kube: kubernetes::KubeArgs,
+}
+
+impl Args {
+    /// Whether the configuration comes from a Kubernetes cluster (`--kubernetes`).
+    fn kubernetes(&self) -> bool {
+        #[cfg(feature = "k8s")]
+        return self.kube.kubernetes;
+        #[cfg(not(feature = "k8s"))]
+        return false;
+    }
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -136,6 +151,7 @@ async fn main() -> std::process::ExitCode {
 async fn run(args: Args) -> Result<(), String> {
     let demo = match &args.config {
         Some(_) => None,
+        None if args.kubernetes() => None,
         None => {
             tracing::info!("no --config: serving the built-in demo on 127.0.0.1:8080");
             Some(demo::start(&args.controller_name).await?)
@@ -151,12 +167,17 @@ async fn run(args: Args) -> Result<(), String> {
     }
     let resolver =
         gw_router::dns::Resolver::with_lookup(lookup, gw_router::dns::ResolverConfig::default());
+    let (source_tx, source_rx) = watch::channel(String::new());
+    metrics
+        .kubernetes_mode
+        .store(args.kubernetes(), Ordering::Relaxed);
     let admin_addr = admin::serve(
         args.admin,
         AdminState {
             snapshot: snapshot_rx,
             metrics: metrics.clone(),
             resolver: resolver.clone(),
+            source: source_rx,
         },
     )
     .await
@@ -171,6 +192,25 @@ async fn run(args: Args) -> Result<(), String> {
         args.limits.clone(),
         metrics.clone(),
     );
+    #[cfg(feature = "k8s")]
+    if args.kube.kubernetes {
+        let mut terminate = Terminate::new()?;
+        kubernetes::serve(
+            &args.kube,
+            &args.controller_name,
+            controller,
+            &mut servers,
+            kubernetes::Outputs {
+                snapshot_tx,
+                source_tx,
+                metrics,
+            },
+            &mut terminate,
+        )
+        .await?;
+        return shutdown(servers, &args).await;
+    }
+    drop(source_tx);
     let read = |path: &Option<PathBuf>| match path {
         Some(p) => files::read(p),
         None => files::ConfigFiles {
@@ -240,6 +280,11 @@ async fn run(args: Args) -> Result<(), String> {
             refresh_at = apply(&current, &mut servers).await;
         }
     }
+    shutdown(servers, &args).await
+}
+
+/// Closes every listener and drains connections (see the README's Shutdown section).
+async fn shutdown(servers: serve::Servers, args: &Args) -> Result<(), String> {
     tracing::info!(
         deadline = ?args.limits.shutdown_timeout,
         "shutting down: no new connections; finishing requests in flight"
@@ -283,7 +328,7 @@ async fn sleep_until(at: Option<jiff::Timestamp>) {
 }
 
 /// SIGTERM (how Kubernetes and systemd stop a process).
-struct Terminate {
+pub(crate) struct Terminate {
     #[cfg(unix)]
     signal: tokio::signal::unix::Signal,
 }
@@ -297,7 +342,7 @@ impl Terminate {
         })
     }
 
-    async fn recv(&mut self) {
+    pub(crate) async fn recv(&mut self) {
         #[cfg(unix)]
         self.signal.recv().await;
         #[cfg(not(unix))]

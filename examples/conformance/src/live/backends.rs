@@ -579,11 +579,13 @@ mod tests {
     fn echo_deployments_become_pods_with_their_own_ips() {
         let pods = plan(&cluster(), |n| Some(Ipv4Addr::new(127, 20, 0, n as u8 + 1))).unwrap();
         let names: Vec<&str> = pods.iter().map(|p| p.deployment.as_str()).collect();
-        assert_eq!(names, ["grpc", "web", "web"]);
-        assert_eq!(pods[0].kind, EchoKind::Grpc { port: 3000 });
-        assert_eq!(crate::live::expect::backend_of_pod(&pods[1].name), "web");
-        assert_ne!(pods[1].ip, pods[2].ip);
-        assert_ne!(pods[1].name, pods[2].name);
+        // coredns runs as gw-echo's DNS responder (the UDPRoute DNS check).
+        assert_eq!(names, ["dns", "grpc", "web", "web"]);
+        assert_eq!(pods[0].kind, EchoKind::Dns { port: 53 });
+        assert_eq!(pods[1].kind, EchoKind::Grpc { port: 3000 });
+        assert_eq!(crate::live::expect::backend_of_pod(&pods[2].name), "web");
+        assert_ne!(pods[2].ip, pods[3].ip);
+        assert_ne!(pods[2].name, pods[3].name);
     }
 
     #[test]
