@@ -34,6 +34,7 @@
 //! value.
 
 mod cond;
+mod explain;
 mod host;
 mod misdirected;
 mod path;
@@ -50,6 +51,10 @@ use gw_model::table::{
 use http::{HeaderMap, Method, Uri};
 
 use self::cond::{HeaderCond, MethodCond, QueryCond, ValueCond, full_regex};
+pub use self::explain::{
+    CandidateExplanation, ExplainRequest, Explanation, ListenerExplanation, Outcome,
+    UnattachedRoute, Verdict,
+};
 use self::host::HostIndex;
 pub(crate) use self::host::request_host;
 use self::misdirected::Selection;
@@ -81,6 +86,9 @@ struct PortRoutes {
 #[derive(Debug)]
 pub struct Listener {
     name: String,
+    /// `name` and the Gateway's `namespace/name`, shared with every [`RouteInfo`](crate::RouteInfo).
+    name_label: Arc<str>,
+    gateway_label: Arc<str>,
     owner: ListenerOwner,
     port: u16,
     protocol: Protocol,
@@ -112,6 +120,12 @@ impl Listener {
     pub fn hostname(&self) -> Option<&str> {
         self.hostname.as_deref()
     }
+    pub(crate) fn name_label(&self) -> &Arc<str> {
+        &self.name_label
+    }
+    pub(crate) fn gateway_label(&self) -> &Arc<str> {
+        &self.gateway_label
+    }
 }
 
 /// Which kind of route a rule comes from.
@@ -136,6 +150,9 @@ pub struct Rule {
     source: RuleSource,
     /// The single PathPrefix value of the rule, for ReplacePrefixMatch.
     prefix: Option<Box<str>>,
+    /// The route's `namespace/name`, and the rule's name (or index), for logs and metrics.
+    route_label: Arc<str>,
+    rule_label: Arc<str>,
     pub(crate) filters: Vec<Filter>,
     pub(crate) backends: Backends,
 }
@@ -155,6 +172,8 @@ impl Rule {
                 .collect(),
             backends: Backends::new(&e.action.backends, ctx),
             prefix,
+            route_label: e.route.key.to_string().into(),
+            rule_label: rule_label(e.rule_name.as_deref(), e.rule_index),
             source: RuleSource::Http(e.clone()),
         }
     }
@@ -169,6 +188,8 @@ impl Rule {
                 .collect(),
             backends: Backends::new(&e.action.backends, ctx),
             prefix: None,
+            route_label: e.route.key.to_string().into(),
+            rule_label: rule_label(e.rule_name.as_deref(), e.rule_index),
             source: RuleSource::Grpc(e.clone()),
         }
     }
@@ -203,6 +224,16 @@ impl Rule {
             RuleSource::Http(e) => e.rule_name.as_deref(),
             RuleSource::Grpc(e) => e.rule_name.as_deref(),
         }
+    }
+
+    /// The route as `namespace/name`.
+    pub fn route_label(&self) -> &str {
+        &self.route_label
+    }
+
+    /// The rule's name, or its index within the route when it has none.
+    pub fn rule_label(&self) -> &str {
+        &self.rule_label
     }
 
     /// The table entry of an HTTPRoute rule.
@@ -240,6 +271,13 @@ impl Rule {
     }
 }
 
+fn rule_label(name: Option<&str>, index: usize) -> Arc<str> {
+    match name {
+        Some(n) => n.into(),
+        None => index.to_string().into(),
+    }
+}
+
 #[derive(Debug)]
 enum PathCond {
     Exact(Box<str>),
@@ -264,6 +302,19 @@ pub(crate) fn prefix_matches(prefix: &str, path: &str) -> bool {
     prefix.is_empty()
         || (path.starts_with(prefix)
             && matches!(path.as_bytes().get(prefix.len()), None | Some(b'/')))
+}
+
+/// Which condition of a match a request failed (for [`Routes::explain`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mismatch {
+    Path,
+    Method,
+    /// The n-th header match.
+    Header(usize),
+    /// The n-th query parameter match.
+    Query(usize),
+    GrpcService,
+    GrpcMethod,
 }
 
 #[derive(Debug)]
@@ -295,10 +346,24 @@ impl HttpCand {
     }
 
     fn matches(&self, req: &RequestView<'_>) -> bool {
-        self.path.matches(req.uri.path())
-            && self.method.as_ref().is_none_or(|m| m.matches(req.method))
-            && self.headers.iter().all(|h| h.matches(req.headers))
-            && self.query.iter().all(|q| q.matches(req.uri.query()))
+        self.check(req).is_ok()
+    }
+
+    /// The first condition the request fails, in the order path, method, headers, query.
+    fn check(&self, req: &RequestView<'_>) -> Result<(), Mismatch> {
+        if !self.path.matches(req.uri.path()) {
+            return Err(Mismatch::Path);
+        }
+        if !self.method.as_ref().is_none_or(|m| m.matches(req.method)) {
+            return Err(Mismatch::Method);
+        }
+        if let Some(i) = self.headers.iter().position(|h| !h.matches(req.headers)) {
+            return Err(Mismatch::Header(i));
+        }
+        if let Some(i) = self.query.iter().position(|q| !q.matches(req.uri.query())) {
+            return Err(Mismatch::Query(i));
+        }
+        Ok(())
     }
 }
 
@@ -342,9 +407,21 @@ impl GrpcCand {
     }
 
     fn matches(&self, service: &str, method: &str, headers: &HeaderMap) -> bool {
-        self.service.as_ref().is_none_or(|c| c.matches(service))
-            && self.method.as_ref().is_none_or(|c| c.matches(method))
-            && self.headers.iter().all(|h| h.matches(headers))
+        self.check(service, method, headers).is_ok()
+    }
+
+    /// The first condition the request fails, in the order service, method, headers.
+    fn check(&self, service: &str, method: &str, headers: &HeaderMap) -> Result<(), Mismatch> {
+        if !self.service.as_ref().is_none_or(|c| c.matches(service)) {
+            return Err(Mismatch::GrpcService);
+        }
+        if !self.method.as_ref().is_none_or(|c| c.matches(method)) {
+            return Err(Mismatch::GrpcMethod);
+        }
+        if let Some(i) = self.headers.iter().position(|h| !h.matches(headers)) {
+            return Err(Mismatch::Header(i));
+        }
+        Ok(())
     }
 }
 
@@ -556,7 +633,7 @@ impl Routes {
                         "two listeners with the same port and hostname; the first one is used");
                     continue;
                 }
-                port.listeners.push(build_listener(l, ctx));
+                port.listeners.push(build_listener(l, &g.key, ctx));
             }
         }
         routes
@@ -715,9 +792,11 @@ fn order<M, K: Ord>(
     all
 }
 
-fn build_listener(l: &ListenerTable, ctx: BuildCtx<'_>) -> Listener {
+fn build_listener(l: &ListenerTable, gateway: &ObjectKey, ctx: BuildCtx<'_>) -> Listener {
     let mut listener = Listener {
         name: l.name.clone(),
+        name_label: l.name.as_str().into(),
+        gateway_label: gateway.to_string().into(),
         owner: l.owner.clone(),
         port: l.port,
         protocol: l.protocol,

@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{CONNECTION, HOST, UPGRADE};
@@ -20,6 +20,7 @@ use crate::body::{Body, BoxError, full};
 use crate::filters::{RequestEffects, apply_response};
 use crate::incoming::Incoming;
 use crate::index::{RouteKind, Rule};
+use crate::info::{RouteInfo, Upstream};
 use gw_model::table::AppProtocol;
 
 /// Default minimum backoff between retries when the rule sets none.
@@ -35,6 +36,16 @@ pub(super) struct Forward<B> {
     pub(super) effects: RequestEffects,
     pub(super) incoming: Incoming,
     pub(super) grpc: bool,
+    /// Reported in the response's extensions, with the upstream exchange filled in.
+    pub(super) info: RouteInfo,
+}
+
+/// The exchange with the backend as it goes (kept when a timeout drops the attempts).
+#[derive(Default)]
+struct Exchange {
+    started: Option<Instant>,
+    endpoint: Option<SocketAddr>,
+    attempts: u32,
 }
 
 /// Hop-by-hop headers (RFC 9110 7.6.1), never forwarded.
@@ -239,7 +250,9 @@ where
         let rule = self.rule.clone();
         let backend = self.backend;
         let cors = std::mem::take(&mut self.effects.cors);
-        let attempt = self.attempts(upgrade);
+        let mut info = std::mem::take(&mut self.info);
+        let mut exchange = Exchange::default();
+        let attempt = self.attempts(upgrade, &mut exchange);
         let result = match timeouts.request {
             Some(d) => tokio::time::timeout(d, attempt)
                 .await
@@ -262,12 +275,19 @@ where
                 headers.insert(n, v);
             }
         }
+        info.upstream = exchange.started.map(|started| Upstream {
+            endpoint: exchange.endpoint,
+            attempts: exchange.attempts,
+            duration: started.elapsed(),
+        });
+        resp.extensions_mut().insert(info);
         resp
     }
 
     async fn attempts(
         self,
         upgrade: Option<hyper::upgrade::OnUpgrade>,
+        exchange: &mut Exchange,
     ) -> Result<Response<Body>, ForwardError> {
         let Forward {
             shared,
@@ -278,6 +298,7 @@ where
             effects,
             incoming,
             grpc,
+            info: _,
         } = self;
         let target = rule
             .backends
@@ -320,6 +341,9 @@ where
                 return Err(ForwardError::Internal("request body already sent".into()));
             };
             let tls = svc.tls.as_ref();
+            exchange.started.get_or_insert_with(Instant::now);
+            exchange.endpoint = Some(endpoint);
+            exchange.attempts += 1;
             let send = shared.client.send(
                 endpoint,
                 wire,

@@ -2,6 +2,8 @@
 //!
 //! # Request path
 //!
+//! 0. Continue or start the request's W3C trace (see [`trace`](crate::trace)) and set
+//!    `traceparent` for the hop to the backend (unless turned off in [`RouterConfig`]).
 //! 1. Read the [`Incoming`] extension (missing: 404 and a log line).
 //! 2. Load the current [`Routes`] (an `Arc`; a concurrent [`Router::swap`] does not affect
 //!    this request) and [`Routes::resolve_sni`] the request: no match is 404 (gRPC:
@@ -12,6 +14,9 @@
 //! 4. Pick a backend by weight (none, or all weights 0: 500; an invalid backend: 500); apply
 //!    its filters; a Service without endpoints is 503.
 //! 5. Forward (see below); apply ResponseHeaderModifiers and CORS headers to the response.
+//! 6. Every response, forwarded or the gateway's own, carries a [`RouteInfo`] extension:
+//!    listener, route, rule, backend, upstream time and attempts, trace context. Forwarding
+//!    runs in a `request` tracing span with the trace id, route and rule.
 //!
 //! # Forwarding
 //!
@@ -65,7 +70,9 @@ use crate::backend::BackendTarget;
 use crate::body::{Body, BoxError};
 use crate::filters::{DirectResponse, RequestEffects, apply_request, apply_response};
 use crate::incoming::Incoming;
-use crate::index::{Resolution, Routes, Rule, is_grpc};
+use crate::index::{NotFound, Resolution, Routes, Rule, is_grpc};
+use crate::info::RouteInfo;
+use crate::trace::TraceContext;
 
 /// Settings of the [`Router`]'s backend client.
 #[derive(Debug, Clone)]
@@ -77,6 +84,9 @@ pub struct RouterConfig {
     pub pool_idle_timeout: Duration,
     /// Largest request body buffered so that it can be retried or mirrored (default 1 MiB).
     pub max_buffered_body: usize,
+    /// W3C Trace Context (default on): continue or start a trace per request and forward
+    /// `traceparent` with the gateway's span id (see [`trace`](crate::trace)).
+    pub trace_context: bool,
 }
 
 impl Default for RouterConfig {
@@ -85,6 +95,7 @@ impl Default for RouterConfig {
             connect_timeout: Duration::from_secs(5),
             pool_idle_timeout: Duration::from_secs(90),
             max_buffered_body: 1 << 20,
+            trace_context: true,
         }
     }
 }
@@ -103,6 +114,11 @@ impl RouterConfig {
     /// Sets [`max_buffered_body`](Self::max_buffered_body).
     pub fn with_max_buffered_body(mut self, bytes: usize) -> Self {
         self.max_buffered_body = bytes;
+        self
+    }
+    /// Sets [`trace_context`](Self::trace_context).
+    pub fn with_trace_context(mut self, on: bool) -> Self {
+        self.trace_context = on;
         self
     }
 }
@@ -154,7 +170,7 @@ impl Router {
         &self.shared.config
     }
 
-    fn direct(rule: &Rule, d: DirectResponse, grpc: bool) -> Response<Body> {
+    fn direct(rule: &Rule, d: DirectResponse, grpc: bool, info: RouteInfo) -> ResponseFuture {
         let mut resp = match d {
             DirectResponse::Error { status, reason } => {
                 tracing::warn!(route = %rule.route().key, rule = rule.rule_index(), %status, %reason, "answering an error");
@@ -163,7 +179,15 @@ impl Router {
             other => other.into_response(),
         };
         apply_response(&rule.filters, resp.headers_mut());
-        resp
+        resp.extensions_mut().insert(info);
+        ResponseFuture::ready(resp)
+    }
+
+    /// A response of the gateway's own, with what is known of the request.
+    fn answer(status: StatusCode, grpc: bool, message: &str, info: RouteInfo) -> ResponseFuture {
+        let mut resp = status_response(status, grpc, message);
+        resp.extensions_mut().insert(info);
+        ResponseFuture::ready(resp)
     }
 
     fn route<B>(&self, req: Request<B>) -> ResponseFuture
@@ -172,16 +196,18 @@ impl Router {
         B::Error: Into<BoxError>,
     {
         let grpc = is_grpc(req.headers());
-        let Some(incoming) = req.extensions().get::<Incoming>().cloned() else {
-            tracing::error!(uri = %req.uri(), "request without the gw_router::Incoming extension; the server must insert it");
-            return ResponseFuture::ready(status_response(
-                StatusCode::NOT_FOUND,
-                grpc,
-                "no listener information",
-            ));
+        let (mut parts, body) = req.into_parts();
+        let mut info = RouteInfo::default();
+        if self.shared.config.trace_context {
+            let trace = TraceContext::continue_or_start(&parts.headers);
+            trace.apply(&mut parts.headers);
+            info.trace = Some(trace);
+        }
+        let Some(incoming) = parts.extensions.get::<Incoming>().cloned() else {
+            tracing::error!(uri = %parts.uri, "request without the gw_router::Incoming extension; the server must insert it");
+            return Self::answer(StatusCode::NOT_FOUND, grpc, "no listener information", info);
         };
         let routes = self.shared.routes.load_full();
-        let (mut parts, body) = req.into_parts();
         let resolution = routes.resolve_sni(
             &incoming.gateway,
             incoming.port,
@@ -189,50 +215,58 @@ impl Router {
             &parts,
         );
         let route = match resolution {
-            Resolution::Matched(m) => m.to_route(),
+            Resolution::Matched(m) => {
+                info.gateway = Some(m.listener().gateway_label().clone());
+                info.listener = Some(m.listener().name_label().clone());
+                info.match_index = Some(m.match_index());
+                m.to_route()
+            }
             Resolution::Misdirected(why) => {
                 tracing::debug!(gateway = %incoming.gateway, port = incoming.port, sni = ?incoming.sni,
                     uri = %parts.uri, sni_listener = ?why.sni_listener, host_listener = %why.host_listener,
                     "misdirected request");
                 // A plain HTTP 421 even for gRPC: it tells the client's HTTP layer to retry on
                 // a new connection (RFC 9110 15.5.20), which a trailers-only answer would hide.
-                return ResponseFuture::ready(status_response(
+                return Self::answer(
                     StatusCode::MISDIRECTED_REQUEST,
                     false,
                     "misdirected request",
-                ));
+                    info,
+                );
             }
             Resolution::NotFound(why) => {
                 tracing::debug!(gateway = %incoming.gateway, port = incoming.port, uri = %parts.uri, ?why, "no route");
-                return ResponseFuture::ready(status_response(
-                    StatusCode::NOT_FOUND,
-                    grpc,
-                    "no route",
-                ));
+                if let NotFound::NoMatchingRule { listener } = why {
+                    info.listener = Some(listener.into());
+                    info.gateway = Some(incoming.gateway.to_string().into());
+                }
+                return Self::answer(StatusCode::NOT_FOUND, grpc, "no route", info);
             }
         };
         let rule = route.rule().clone();
+        info.rule = Some(rule.clone());
         let ctx = route.ctx(incoming.scheme, incoming.port);
         let mut effects = RequestEffects::default();
         if let Err(d) = apply_request(&rule.filters, &mut parts, &ctx, &mut effects) {
-            return ResponseFuture::ready(Self::direct(&rule, d, grpc));
+            return Self::direct(&rule, d, grpc, info);
         }
         let Some(backend) = rule.backends.pick() else {
             let d = DirectResponse::error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "rule has no backend with a weight above 0",
             );
-            return ResponseFuture::ready(Self::direct(&rule, d, grpc));
+            return Self::direct(&rule, d, grpc, info);
         };
         let Some(choice) = rule.backends.get(backend) else {
             let d = DirectResponse::error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "backend index out of range",
             );
-            return ResponseFuture::ready(Self::direct(&rule, d, grpc));
+            return Self::direct(&rule, d, grpc, info);
         };
+        info.backend = Some(choice.label.clone());
         if let Err(d) = apply_request(&choice.filters, &mut parts, &ctx, &mut effects) {
-            return ResponseFuture::ready(Self::direct(&rule, d, grpc));
+            return Self::direct(&rule, d, grpc, info);
         }
         match &*choice.target {
             BackendTarget::Invalid(reason) => {
@@ -240,7 +274,7 @@ impl Router {
                     StatusCode::INTERNAL_SERVER_ERROR,
                     format!("invalid backend: {reason}"),
                 );
-                return ResponseFuture::ready(Self::direct(&rule, d, grpc));
+                return Self::direct(&rule, d, grpc, info);
             }
             BackendTarget::Service(s) if s.endpoints.is_empty() => {
                 let e = ForwardError::NoEndpoints {
@@ -248,10 +282,17 @@ impl Router {
                 };
                 let mut resp = error_response(&e, grpc);
                 apply_response(&rule.filters, resp.headers_mut());
+                resp.extensions_mut().insert(info);
                 return ResponseFuture::ready(resp);
             }
             BackendTarget::Service(_) => {}
         }
+        let span = tracing::info_span!(
+            "request",
+            trace_id = info.trace.map(|t| tracing::field::display(t.trace_id())),
+            route = %rule.route_label(),
+            rule = %rule.rule_label(),
+        );
         let forward = Forward {
             shared: self.shared.clone(),
             rule,
@@ -261,8 +302,9 @@ impl Router {
             effects,
             incoming,
             grpc,
+            info,
         };
-        ResponseFuture::forward(forward.run())
+        ResponseFuture::forward(tracing::Instrument::instrument(forward.run(), span))
     }
 }
 
