@@ -53,12 +53,12 @@ pub struct RouteInfo {
 impl RouteInfo {
     /// The matched route as `namespace/name`.
     pub fn route_label(&self) -> Option<&str> {
-        self.rule.as_ref().map(|r| r.route_label())
+        self.rule.as_ref().map(|r| &**r.route_label())
     }
 
     /// The matched rule's name, or its index when it has none.
     pub fn rule_label(&self) -> Option<&str> {
-        self.rule.as_ref().map(|r| r.rule_label())
+        self.rule.as_ref().map(|r| &**r.rule_label())
     }
 }
 

@@ -105,4 +105,4 @@ pub use crate::index::{
     UnattachedRoute, Verdict, is_grpc,
 };
 pub use crate::info::{RouteInfo, Upstream};
-pub use crate::service::{ForwardError, ResponseFuture, Router, RouterConfig};
+pub use crate::service::{ForwardError, ResponseFuture, Router, RouterConfig, UpstreamConnections};

@@ -61,6 +61,10 @@ async fn route_info_names_listener_route_rule_backend_and_counts_attempts() {
     assert_eq!(up.attempts, 3);
     assert_eq!(up.endpoint, Some(addr(&v3)));
     assert!(up.duration > std::time::Duration::ZERO);
+    // The pooled HTTP/1.1 connection is counted (the retries reuse it).
+    let pool = r.upstream_connections();
+    assert!(pool.opened >= 1 && pool.open >= 1, "{pool:?}");
+    assert!(pool.open <= pool.opened);
 
     // A redirect is the gateway's own answer: a rule, no backend, no upstream.
     let resp = call(&r, get("/redirect", "example.com")).await;

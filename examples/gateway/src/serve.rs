@@ -25,6 +25,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinHandle;
 use tower::ServiceExt as _;
 
+use crate::access::Recorder;
 use crate::admin::{ListenerMetrics, Metrics};
 use crate::limits::{Limits, nonzero};
 use crate::{l4, tls};
@@ -56,6 +57,8 @@ pub(crate) struct Servers {
     l4: l4::L4,
     limits: Arc<Limits>,
     metrics: Arc<Metrics>,
+    /// Whether requests are written to the access log.
+    access_log: bool,
     /// The global connection cap.
     total: Arc<Semaphore>,
     /// Watches every connection; held by the accept loops too.
@@ -63,8 +66,14 @@ pub(crate) struct Servers {
 }
 
 impl Servers {
-    pub(crate) fn new(router: Router, limits: Limits, metrics: Arc<Metrics>) -> Self {
+    pub(crate) fn new(
+        router: Router,
+        limits: Limits,
+        metrics: Arc<Metrics>,
+        access_log: bool,
+    ) -> Self {
         Servers {
+            access_log,
             router,
             running: HashMap::new(),
             l4: l4::L4::new(limits.tls_handshake_timeout),
@@ -152,6 +161,11 @@ impl Servers {
                         metrics: self
                             .metrics
                             .listener(addr.to_string(), d.gateway.to_string()),
+                        recorder: Recorder::new(
+                            self.metrics.requests.clone(),
+                            d.gateway.to_string().into(),
+                            self.access_log,
+                        ),
                         graceful: self.graceful.clone(),
                     };
                     let task = tokio::spawn(accept.run(listener, stopped));
@@ -264,6 +278,8 @@ struct Accept {
     /// This listener's connection cap.
     listener: Arc<Semaphore>,
     metrics: Arc<ListenerMetrics>,
+    /// Access log and request metrics.
+    recorder: Recorder,
     graceful: Arc<GracefulShutdown>,
 }
 
@@ -329,6 +345,7 @@ impl Accept {
             };
             let conn = Connection {
                 router: self.router.clone(),
+                recorder: self.recorder.clone(),
                 limits: self.limits.clone(),
                 watcher: self.graceful.watcher(),
                 _guard: guard,
@@ -361,6 +378,7 @@ impl Accept {
 /// What serving one accepted connection needs.
 struct Connection {
     router: Router,
+    recorder: Recorder,
     limits: Arc<Limits>,
     /// Asks the connection to close gracefully on shutdown; shutdown waits until it is dropped.
     watcher: Watcher,
@@ -396,6 +414,7 @@ impl Connection {
         let peer = incoming.peer;
         let Connection {
             router,
+            recorder,
             limits,
             watcher,
             _guard,
@@ -407,16 +426,18 @@ impl Connection {
         let service =
             hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
                 let refused = check_request(&req, max_headers, max_uri);
+                let record = recorder.start(&req, peer);
                 req.extensions_mut().insert(incoming.clone());
                 let router = router.clone();
                 async move {
                     if let Some(status) = refused {
-                        return Ok::<_, Infallible>(status_response(status));
+                        return Ok::<_, Infallible>(record.respond(status_response(status)));
                     }
-                    Ok(match router.oneshot(req).await {
+                    let resp = match router.oneshot(req).await {
                         Ok(r) => r,
                         Err(never) => match never {},
-                    })
+                    };
+                    Ok(record.respond(resp))
                 }
             });
         let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());

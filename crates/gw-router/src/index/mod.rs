@@ -226,13 +226,13 @@ impl Rule {
         }
     }
 
-    /// The route as `namespace/name`.
-    pub fn route_label(&self) -> &str {
+    /// The route as `namespace/name` (shared: cloning it is a reference-count increment).
+    pub fn route_label(&self) -> &Arc<str> {
         &self.route_label
     }
 
-    /// The rule's name, or its index within the route when it has none.
-    pub fn rule_label(&self) -> &str {
+    /// The rule's name, or its index within the route when it has none (shared).
+    pub fn rule_label(&self) -> &Arc<str> {
         &self.rule_label
     }
 

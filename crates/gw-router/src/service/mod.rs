@@ -123,6 +123,16 @@ impl RouterConfig {
     }
 }
 
+/// Backend connection counts of a [`Router`] (see [`Router::upstream_connections`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct UpstreamConnections {
+    /// Open now (idle in the pool or in use).
+    pub open: u64,
+    /// Opened since the router was created.
+    pub opened: u64,
+}
+
 /// The routing `Service`: `http::Request<B>` in, `http::Response<`[`Body`]`>` out, never an
 /// error (failures are responses). Always ready; cloning is cheap (one `Arc`).
 ///
@@ -168,6 +178,13 @@ impl Router {
     /// The client settings.
     pub fn config(&self) -> &RouterConfig {
         &self.shared.config
+    }
+
+    /// Connections to backends (HTTP/1.1 pooled and HTTP/2, cleartext and TLS; mirrors
+    /// included), counted as they are opened and closed.
+    pub fn upstream_connections(&self) -> UpstreamConnections {
+        let (open, opened) = self.shared.client.connection_counts();
+        UpstreamConnections { open, opened }
     }
 
     fn direct(rule: &Rule, d: DirectResponse, grpc: bool, info: RouteInfo) -> ResponseFuture {
