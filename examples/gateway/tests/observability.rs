@@ -271,6 +271,22 @@ fn access_log_trace_context_metrics_and_explain() {
     let (code, body) = gw.get("/explain?hots=x").unwrap();
     assert_eq!(code, 400);
     assert!(body.contains("hots"), "{body}");
+
+    // A file that does not load: a rejected reload, counted, and its error in the gauge.
+    std::fs::write(
+        gw.config().join("bad.yaml"),
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: bad}\nspec:\n  rules: [{matches: [{path: {type: Prefix}}]}]\n",
+    )
+    .unwrap();
+    let metrics = wait_for("the rejected reload", || {
+        let (_, m) = gw.get("/metrics")?;
+        (sample(&m, "gw_config_reloads_total", &[("result", "error")]) == Some(1.0)).then_some(m)
+    });
+    assert_eq!(
+        sample(&metrics, "gw_config_errors", &[]),
+        Some(1.0),
+        "{metrics}"
+    );
     drop(gw);
     rt.block_on(echo.shutdown());
 }
