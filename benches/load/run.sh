@@ -140,7 +140,8 @@ PIDS+=($!)
 
 # ---- gw-gateway (1 route to the backend) ----------------------------------------------------
 $PY gen-base "$W/gw-conf" "$GW_ADDR"
-"$GW" --config "$W/gw-conf" --admin "$GW_ADDR:15000" >"$W/gw.log" 2>&1 &
+# Access log off, as in the nginx configurations above.
+"$GW" --config "$W/gw-conf" --admin "$GW_ADDR:15000" --access-log off >"$W/gw.log" 2>&1 &
 GW_PID=$!
 PIDS+=($GW_PID)
 
@@ -214,7 +215,7 @@ done
 echo "== scale: $ROUTES HTTPRoutes, each with its own Service and EndpointSlice" >&2
 $PY gen-scale "$W/scale-conf" "$SCALE_ADDR" "$ROUTES"
 t0=$(date +%s.%N)
-"$GW" --config "$W/scale-conf" --admin "$SCALE_ADDR:15000" >"$W/gw-scale.log" 2>&1 &
+"$GW" --config "$W/scale-conf" --admin "$SCALE_ADDR:15000" --access-log off >"$W/gw-scale.log" 2>&1 &
 SCALE_PID=$!
 PIDS+=($SCALE_PID)
 $PY wait-ready "$SCALE_ADDR:15000" "http://$SCALE_ADDR:8080/r/$((ROUTES - 1))" 120 >/dev/null

@@ -261,6 +261,92 @@ impl HttpMatchKey {
     }
 }
 
+impl HttpMatchKey {
+    /// The precedence criterion that orders `self` and `other`: the first one, in the order of
+    /// the spec's list, in which they differ. For "explain" tooling: why one match beat
+    /// another.
+    pub fn decided_by(&self, other: &Self) -> Precedence {
+        if self.path_class != other.path_class {
+            Precedence::PathType
+        } else if self.path_len != other.path_len {
+            Precedence::PathLength
+        } else if self.no_method != other.no_method {
+            Precedence::Method
+        } else if self.headers != other.headers {
+            Precedence::HeaderCount
+        } else if self.query != other.query {
+            Precedence::QueryCount
+        } else if (self.route_missing_ts, self.route_ts) != (other.route_missing_ts, other.route_ts)
+        {
+            Precedence::CreationTimestamp
+        } else if self.route_key != other.route_key {
+            Precedence::RouteName
+        } else if self.rule != other.rule {
+            Precedence::RuleOrder
+        } else if self.match_index != other.match_index {
+            Precedence::MatchOrder
+        } else {
+            Precedence::Same
+        }
+    }
+}
+
+/// A criterion of the route match precedence order (see [`HttpMatchKey`] and
+/// [`GrpcMatchKey`]), as reported by their `decided_by`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[non_exhaustive]
+pub enum Precedence {
+    /// Path match type: Exact, then PathPrefix, then RegularExpression.
+    PathType,
+    /// The longer path value (PathPrefix: "largest number of characters"; regular
+    /// expressions: the longer pattern).
+    PathLength,
+    /// A match with a method before one without.
+    Method,
+    /// More header matches.
+    HeaderCount,
+    /// More query parameter matches.
+    QueryCount,
+    /// gRPC: more characters in the matching service.
+    ServiceLength,
+    /// gRPC: more characters in the matching method.
+    MethodLength,
+    /// The older route by creation timestamp.
+    CreationTimestamp,
+    /// The route first in alphabetical order by `{namespace}/{name}`.
+    RouteName,
+    /// The earlier rule within the route.
+    RuleOrder,
+    /// The earlier match within the rule.
+    MatchOrder,
+    /// Equal keys: the same match.
+    Same,
+}
+
+impl Precedence {
+    /// The rule in words, as the spec states it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Precedence::PathType => {
+                "path match type: Exact before PathPrefix before RegularExpression"
+            }
+            Precedence::PathLength => "path match with the largest number of characters",
+            Precedence::Method => "method match",
+            Precedence::HeaderCount => "largest number of header matches",
+            Precedence::QueryCount => "largest number of query param matches",
+            Precedence::ServiceLength => "characters in a matching service",
+            Precedence::MethodLength => "characters in a matching method",
+            Precedence::CreationTimestamp => "the oldest Route based on creation timestamp",
+            Precedence::RouteName => {
+                "the Route appearing first in alphabetical order by {namespace}/{name}"
+            }
+            Precedence::RuleOrder => "the first matching rule (in list order) within the Route",
+            Precedence::MatchOrder => "the first match (in list order) within the rule",
+            Precedence::Same => "the same match",
+        }
+    }
+}
+
 /// One GRPCRoute match.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct GrpcMatch {
@@ -306,6 +392,31 @@ impl GrpcMatchKey {
             route_key: order.key.clone(),
             rule,
             match_index,
+        }
+    }
+}
+
+impl GrpcMatchKey {
+    /// The precedence criterion that orders `self` and `other` (see
+    /// [`HttpMatchKey::decided_by`]).
+    pub fn decided_by(&self, other: &Self) -> Precedence {
+        if self.service != other.service {
+            Precedence::ServiceLength
+        } else if self.method != other.method {
+            Precedence::MethodLength
+        } else if self.headers != other.headers {
+            Precedence::HeaderCount
+        } else if (self.route_missing_ts, self.route_ts) != (other.route_missing_ts, other.route_ts)
+        {
+            Precedence::CreationTimestamp
+        } else if self.route_key != other.route_key {
+            Precedence::RouteName
+        } else if self.rule != other.rule {
+            Precedence::RuleOrder
+        } else if self.match_index != other.match_index {
+            Precedence::MatchOrder
+        } else {
+            Precedence::Same
         }
     }
 }

@@ -313,6 +313,9 @@ pub(crate) struct Choice {
     /// Cumulative weight up to and including this backend.
     cumulative: u64,
     pub(crate) target: Arc<BackendTarget>,
+    /// `namespace/name:port` of the Service, or `invalid`: the backend's label in
+    /// [`RouteInfo`](crate::RouteInfo).
+    pub(crate) label: Arc<str>,
     /// Backend-level filters, applied after the rule's when this backend is chosen.
     pub(crate) filters: Vec<Filter>,
 }
@@ -339,6 +342,10 @@ impl Backends {
                 total += u64::from(b.weight);
                 Choice {
                     cumulative: total,
+                    label: match &b.backend {
+                        Backend::Service(s) => format!("{}:{}", s.service, s.port).into(),
+                        _ => "invalid".into(),
+                    },
                     target: BackendTarget::new(&b.backend, ctx),
                     filters: b.filters.iter().map(|f| Filter::compile(f, ctx)).collect(),
                 }

@@ -14,6 +14,8 @@
 //!   hostname, then path (see [`index`] for the exact matching rules). Building never fails.
 //! - [`Routes::resolve`] is the pure, synchronous matching function: which listener, route and
 //!   rule a request goes to, or why none ([`NotFound`]).
+//! - [`Routes::explain`] tells why: the listener, route and rule a request goes to, and why
+//!   every other candidate did not get it (for admin endpoints and CLI tools).
 //! - [`Router`] is the `tower::Service`: it resolves each request against the current `Routes`
 //!   (swapped atomically with [`Router::swap`]), applies filters, picks a backend and forwards
 //!   (see [`service`] for the forwarding rules).
@@ -75,6 +77,10 @@
 //! ([`normalize`]): the canonical path is the one matched and forwarded. [`Routes::resolve`]
 //! matches the path as given; call [`normalize::normalize_path`] first when using it alone.
 //!
+//! Every response of the [`Router`] carries a [`RouteInfo`] extension (listener, route, rule,
+//! backend, upstream time, attempts, trace context) for access logs and metrics; requests
+//! continue or start a W3C trace ([`trace`]).
+//!
 //! To serve, insert an [`Incoming`] extension into each request and call the [`Router`]
 //! (`Router::new(RouterConfig::default())`, then `router.swap(routes)`), for example from a
 //! hyper server or as an axum fallback service.
@@ -96,11 +102,13 @@ pub mod dns;
 pub mod filters;
 mod incoming;
 pub mod index;
+mod info;
 pub mod l4;
 pub mod normalize;
 pub mod policy;
 mod resilience;
 pub mod service;
+pub mod trace;
 
 pub use gw_model;
 
@@ -108,10 +116,12 @@ pub use crate::body::{Body, BoxError};
 pub use crate::filters::{DirectResponse, RequestEffects};
 pub use crate::incoming::{Incoming, Scheme};
 pub use crate::index::{
-    Listener, Matched, Misdirected, NotFound, RequestView, Resolution, RouteKind, RouteMatch,
-    Routes, Rule, is_grpc,
+    CandidateExplanation, ExplainRequest, Explanation, Listener, ListenerExplanation, Matched,
+    Misdirected, NotFound, Outcome, RequestView, Resolution, RouteKind, RouteMatch, Routes, Rule,
+    UnattachedRoute, Verdict, is_grpc,
 };
+pub use crate::info::{RouteInfo, Upstream};
 pub use crate::policy::policy_validator;
-pub use crate::service::{ForwardError, ResponseFuture, Router, RouterConfig};
+pub use crate::service::{ForwardError, ResponseFuture, Router, RouterConfig, UpstreamConnections};
 pub use gw_policy::outlier::{OutlierConfig, OutlierError};
 pub use gw_policy::session::SessionKey;

@@ -1,4 +1,4 @@
-//! The admin server: `/healthz`, `/readyz`, `/status`, `/config_dump`, `/metrics`.
+//! The admin server: `/healthz`, `/readyz`, `/status`, `/config_dump`, `/metrics`, `/explain`.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -16,6 +16,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::controller::Snapshot;
+use crate::explain::{self, Params};
+use crate::metrics::{RequestMetrics, escape_label};
 
 /// Counters the admin server exposes on `/metrics`.
 #[derive(Debug, Default)]
@@ -27,6 +29,10 @@ pub(crate) struct Metrics {
     pub kubernetes_connected: AtomicU64,
     /// Whether `kubernetes_connected` is reported (Kubernetes mode).
     pub kubernetes_mode: std::sync::atomic::AtomicBool,
+    /// Errors of the last reload (load errors and listeners that could not be served).
+    pub config_errors: AtomicU64,
+    /// Requests by route and backend.
+    pub requests: Arc<RequestMetrics>,
     /// By listener socket address, then Gateway; kept after a listener closes (counters never
     /// go back).
     listeners: Mutex<BTreeMap<(String, String), Arc<ListenerMetrics>>>,
@@ -192,13 +198,6 @@ fn add_dns_conditions(
     }
 }
 
-/// Escapes a Prometheus label value.
-fn escape_label(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
 /// What the admin server reads.
 #[derive(Clone)]
 pub(crate) struct AdminState {
@@ -209,6 +208,8 @@ pub(crate) struct AdminState {
     /// What the configuration source says about itself (Kubernetes mode: the API server
     /// connection), appended to `/readyz` and shown in `/status` as `source`; empty otherwise.
     pub source: watch::Receiver<String>,
+    /// The serving router, for `/explain` (its routes are the ones requests see).
+    pub router: gw_router::Router,
 }
 
 /// Binds the admin address and serves until the process ends.
@@ -314,18 +315,34 @@ fn handle(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> 
         }
         "/metrics" => {
             let version = snapshot.as_ref().map_or(0, |s| s.version);
+            let m = &state.metrics;
             let mut body = format!(
-                "# HELP gw_config_reloads_total Configuration reloads that were applied.\n\
+                "# HELP gw_config_reloads_total Configuration reloads, by result: success (applied) or error (rejected; the last good configuration keeps serving).\n\
                  # TYPE gw_config_reloads_total counter\n\
-                 gw_config_reloads_total {}\n\
-                 # HELP gw_config_reload_errors_total Reloads rejected because of errors.\n\
-                 # TYPE gw_config_reload_errors_total counter\n\
-                 gw_config_reload_errors_total {}\n\
+                 gw_config_reloads_total{{result=\"success\"}} {}\n\
+                 gw_config_reloads_total{{result=\"error\"}} {}\n\
+                 # HELP gw_config_errors Errors of the last reload (files or documents that do not load, listeners that cannot be served).\n\
+                 # TYPE gw_config_errors gauge\n\
+                 gw_config_errors {}\n\
                  # HELP gw_config_version Version of the configuration being served.\n\
                  # TYPE gw_config_version gauge\n\
                  gw_config_version {version}\n",
-                state.metrics.reloads.load(Ordering::Relaxed),
-                state.metrics.reload_errors.load(Ordering::Relaxed),
+                m.reloads.load(Ordering::Relaxed),
+                m.reload_errors.load(Ordering::Relaxed),
+                m.config_errors.load(Ordering::Relaxed),
+            );
+            m.write_listeners(&mut body);
+            m.requests.write(&mut body);
+            let pool = state.router.upstream_connections();
+            let _ = write!(
+                body,
+                "# HELP gw_upstream_connections_open Connections to backends open now.\n\
+                 # TYPE gw_upstream_connections_open gauge\n\
+                 gw_upstream_connections_open {}\n\
+                 # HELP gw_upstream_connections_total Connections to backends opened.\n\
+                 # TYPE gw_upstream_connections_total counter\n\
+                 gw_upstream_connections_total {}\n",
+                pool.open, pool.opened
             );
             if state.metrics.kubernetes_mode.load(Ordering::Relaxed) {
                 let _ = write!(
@@ -336,8 +353,29 @@ fn handle(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> 
                     state.metrics.kubernetes_connected.load(Ordering::Relaxed)
                 );
             }
-            state.metrics.write_listeners(&mut body);
             respond(StatusCode::OK, "text/plain; version=0.0.4", body)
+        }
+        "/explain" => {
+            let Some(s) = snapshot else {
+                return respond(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "not ready\n");
+            };
+            let (params, text) = match Params::from_query(req.uri().query().unwrap_or("")) {
+                Ok(p) => p,
+                Err(e) => return respond(StatusCode::BAD_REQUEST, "text/plain", format!("{e}\n")),
+            };
+            let routes = state.router.routes();
+            match explain::explain(&routes, &s.compiled.table, &s.compiled.status, &params) {
+                Ok(e) if text => respond(StatusCode::OK, "text/plain", e.to_text()),
+                Ok(e) => match serde_json::to_value(&e) {
+                    Ok(v) => json(&v),
+                    Err(e) => respond(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "text/plain",
+                        e.to_string(),
+                    ),
+                },
+                Err(e) => respond(StatusCode::BAD_REQUEST, "text/plain", format!("{e}\n")),
+            }
         }
         _ => respond(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
     }

@@ -2,7 +2,9 @@
 
 use std::path::Path;
 
-use gw_model::status::{ConditionStatus, StatusReport};
+use gw_model::resources::Object;
+use gw_model::status::{ConditionStatus, StatusEntry, StatusReport};
+use serde_json::{Value, json};
 
 use crate::controller::Controller;
 use crate::files;
@@ -14,9 +16,10 @@ pub(crate) const LOAD_ERRORS: u8 = 1;
 /// Exit code: everything loaded, but some object is not accepted or has unresolved references.
 pub(crate) const INVALID_OBJECTS: u8 = 2;
 
-/// Loads and compiles `path` as the gateway would, writes each object with its status as YAML
-/// documents to `out` (as `kubectl get -o yaml` shows them) and the errors and warnings to
-/// `err`; returns the exit code.
+/// Loads and compiles `path` as the gateway would, writes every object (in file order) as a YAML
+/// document the way `kubectl get -o yaml` shows it (apiVersion, kind, metadata, spec with the
+/// CRD defaults applied, and the status gw computes for the objects it manages; Secret values
+/// are redacted) to `out`, and the errors and warnings to `err`; returns the exit code.
 pub(crate) fn run(
     path: &Path,
     controller_name: &str,
@@ -32,17 +35,23 @@ pub(crate) fn run(
     for e in &snapshot.errors {
         let _ = writeln!(err, "error: {e}");
     }
-    for entry in &snapshot.compiled.status.entries {
-        match serde_saphyr::to_string(&entry.to_object()) {
+    let report = &snapshot.compiled.status;
+    let mut objects = Vec::new();
+    for (path, text) in &config.files {
+        objects.extend(gw_model::load::parse(&path.display().to_string(), text).objects);
+    }
+    for o in &objects {
+        let status = report
+            .entries
+            .binary_search_by(|e| (e.kind, &e.key).cmp(&(o.kind(), &o.key())))
+            .ok()
+            .and_then(|i| report.entries.get(i));
+        match serde_saphyr::to_string(&manifest(o, status)) {
             Ok(yaml) => {
                 let _ = write!(out, "---\n{yaml}");
             }
             Err(e) => {
-                let _ = writeln!(
-                    err,
-                    "error: cannot render {} {}: {e}",
-                    entry.kind, entry.key
-                );
+                let _ = writeln!(err, "error: cannot render {} {}: {e}", o.kind(), o.key());
             }
         }
     }
@@ -53,6 +62,53 @@ pub(crate) fn run(
     } else {
         OK
     }
+}
+
+/// An object as `kubectl get -o yaml` shows it.
+fn manifest(o: &Object, status: Option<&StatusEntry>) -> Value {
+    let kind = o.kind();
+    let mut metadata = serde_json::to_value(o.metadata()).unwrap_or(Value::Null);
+    if let (Some(entry), Some(m)) = (status, metadata.as_object_mut()) {
+        m.entry("generation").or_insert(json!(entry.generation));
+    }
+    let mut v = json!({
+        "apiVersion": kind.api_version(),
+        "kind": kind.as_str(),
+        "metadata": metadata,
+    });
+    let spec = o.spec_json();
+    match o {
+        Object::Secret(_) => {
+            // Key names only: check output ends up in CI logs.
+            if let Value::Object(data) = spec {
+                let redacted: serde_json::Map<String, Value> = data
+                    .into_iter()
+                    .map(|(k, _)| (k, json!("<redacted>")))
+                    .collect();
+                v["data"] = Value::Object(redacted);
+            }
+        }
+        Object::ConfigMap(_) | Object::EndpointSlice(_) => {
+            let names = if matches!(o, Object::ConfigMap(_)) {
+                ["data", "binaryData"]
+            } else {
+                ["endpoints", "ports"]
+            };
+            if let Value::Array(parts) = spec {
+                for (name, part) in names.into_iter().zip(parts) {
+                    if !part.is_null() {
+                        v[name] = part;
+                    }
+                }
+            }
+        }
+        Object::Namespace(_) => {}
+        _ => v["spec"] = spec,
+    }
+    if let Some(entry) = status {
+        v["status"] = serde_json::to_value(&entry.status).unwrap_or(Value::Null);
+    }
+    v
 }
 
 fn has_invalid(report: &StatusReport) -> bool {
@@ -104,6 +160,46 @@ spec:
         assert_eq!(code, OK, "{err}");
         assert!(out.contains("kind: Gateway"), "{out}");
         assert!(out.contains("reason: Accepted"), "{out}");
+    }
+
+    // Every object, in file order, as `kubectl get -o yaml` shows it: metadata, spec (with
+    // defaults), status; objects gw does not manage have no status; Secret values are redacted.
+    #[test]
+    fn every_object_is_printed_kubectl_style() {
+        let yaml = format!(
+            "{VALID}---\napiVersion: v1\nkind: Secret\nmetadata: {{name: tls, namespace: default}}\ntype: kubernetes.io/tls\ndata: {{tls.crt: Zm9v, tls.key: c2VjcmV0}}\n---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: r, namespace: default, labels: {{app: web}}}}\nspec:\n  parentRefs: [{{name: edge}}]\n  rules: [{{matches: [{{path: {{value: /x}}}}]}}]\n"
+        );
+        let (code, out, err) = check(&yaml);
+        let docs: Vec<Value> = out
+            .split("---\n")
+            .filter(|d| !d.trim().is_empty())
+            .map(|d| serde_saphyr::from_str(d).unwrap())
+            .collect();
+        assert_eq!(code, OK, "{err}");
+        let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
+        assert_eq!(kinds, ["GatewayClass", "Gateway", "Secret", "HTTPRoute"]);
+        let gateway = &docs[1];
+        assert_eq!(gateway["apiVersion"], "gateway.networking.k8s.io/v1");
+        assert_eq!(gateway["metadata"]["name"], "edge");
+        assert_eq!(gateway["metadata"]["generation"], 1);
+        assert_eq!(gateway["spec"]["listeners"][0]["port"], 80);
+        assert_eq!(gateway["status"]["listeners"][0]["name"], "http");
+        let secret = &docs[2];
+        assert_eq!(secret["data"]["tls.key"], "<redacted>");
+        assert!(secret.get("status").is_none());
+        assert!(!out.contains("c2VjcmV0"), "{out}");
+        let route = &docs[3];
+        assert_eq!(route["metadata"]["labels"]["app"], "web");
+        // Defaults applied: the PathPrefix type, the parentRef's group and kind.
+        assert_eq!(
+            route["spec"]["rules"][0]["matches"][0]["path"]["type"],
+            "PathPrefix"
+        );
+        assert_eq!(route["spec"]["parentRefs"][0]["kind"], "Gateway");
+        assert_eq!(
+            route["status"]["parents"][0]["conditions"][0]["type"],
+            "Accepted"
+        );
     }
 
     #[test]

@@ -4,16 +4,19 @@
 //! it, recursively), watches them and reloads on change; without `--config` it serves a built-in
 //! demo. See the README for the full contract.
 
+mod access;
 mod admin;
 mod check;
 mod controller;
 mod demo;
+mod explain;
 mod files;
 mod guard;
 #[cfg(feature = "k8s")]
 mod kubernetes;
 mod l4;
 mod limits;
+mod metrics;
 mod resilience;
 mod serve;
 mod slow_body;
@@ -57,16 +60,20 @@ struct Args {
     /// 127.0.10.0/24) and bind its listeners there. Without it, listeners bind 0.0.0.0.
     #[arg(long)]
     gateway_address_pool: Option<IpNet>,
-    /// Address of the admin server (/healthz, /readyz, /status, /config_dump, /metrics).
+    /// Address of the admin server (/healthz, /readyz, /status, /config_dump, /metrics,
+    /// /explain).
     #[arg(long, default_value = "127.0.0.1:15000")]
     admin: SocketAddr,
-    /// Log as JSON lines.
+    /// Write diagnostic logs (stderr) as JSON lines.
     #[arg(long)]
     log_json: bool,
     /// Answer DNS lookups of external backends (XBackend) for HOST with fixed addresses, like
     /// curl's --resolve: HOST=IP[,IP...]. Repeatable; other names use the system resolver.
     #[arg(long = "resolve", value_name = "HOST=IP[,IP...]", value_parser = parse_resolve)]
     resolve: Vec<(String, Vec<std::net::IpAddr>)>,
+    /// Access log on stdout, one line per request: off, text (key=value fields) or json.
+    #[arg(long, value_enum, default_value_t = access::AccessLogFormat::Text)]
+    access_log: access::AccessLogFormat,
     #[command(flatten)]
     limits: limits::Limits,
     #[command(flatten)]
@@ -98,19 +105,68 @@ enum Command {
     /// Print the CustomResourceDefinitions of gw's own kinds (TrafficPolicy) as YAML, for
     /// `kubectl apply -f -`.
     Crd,
+    /// Explain offline how a request would be routed by the manifests: the listener, route and
+    /// rule that match, and why every other candidate does not. Exit code 0: routed; 1: the
+    /// manifests do not load or the parameters are invalid; 2: not routed (404 or 421).
+    Explain {
+        /// File or directory of manifests.
+        #[arg(value_name = "PATH")]
+        manifests: PathBuf,
+        #[command(flatten)]
+        params: explain::Params,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
-fn init_logs(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+/// Diagnostic logs on stderr (`RUST_LOG`, default `info`; text or JSON), and the access log
+/// (events of target `gw::access`) on stdout in its own format.
+fn init_logs(json: bool, access: access::AccessLogFormat) {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
+    if let Ok(d) = format!("{}=off", access::TARGET).parse() {
+        filter = filter.add_directive(d);
     }
+    let diagnostics = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let diagnostics = if json {
+        diagnostics.json().with_filter(filter).boxed()
+    } else {
+        diagnostics.with_filter(filter).boxed()
+    };
+    let only_access = Targets::new().with_target(access::TARGET, LevelFilter::INFO);
+    let access_layer = match access {
+        access::AccessLogFormat::Off => None,
+        access::AccessLogFormat::Text => Some(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stdout)
+                .with_target(false)
+                .with_level(false)
+                .with_ansi(false)
+                .with_filter(only_access)
+                .boxed(),
+        ),
+        access::AccessLogFormat::Json => Some(
+            tracing_subscriber::fmt::layer()
+                .json()
+                .flatten_event(true)
+                .with_current_span(false)
+                .with_span_list(false)
+                .with_target(false)
+                .with_level(false)
+                .with_writer(std::io::stdout)
+                .with_filter(only_access)
+                .boxed(),
+        ),
+    };
+    tracing_subscriber::registry()
+        .with(diagnostics)
+        .with(access_layer)
+        .init();
 }
 
 #[tokio::main]
@@ -137,7 +193,23 @@ async fn main() -> std::process::ExitCode {
             }
         };
     }
-    init_logs(args.log_json);
+    if let Some(Command::Explain {
+        manifests,
+        params,
+        json,
+    }) = &args.command
+    {
+        let code = explain::run(
+            manifests,
+            &args.controller_name,
+            params,
+            *json,
+            &mut std::io::stdout(),
+            &mut std::io::stderr(),
+        );
+        return std::process::ExitCode::from(code);
+    }
+    init_logs(args.log_json, args.access_log);
     match run(args).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
@@ -160,6 +232,10 @@ async fn run(args: Args) -> Result<(), String> {
     let extra = demo.as_ref().map(|d| d.objects.clone()).unwrap_or_default();
     let mut controller = Controller::new(args.controller_name.clone(), args.gateway_address_pool);
     let metrics = Arc::new(Metrics::default());
+    let router =
+        gw_router::Router::new(args.resilience.apply(
+            gw_router::RouterConfig::default().with_path_policy(args.limits.path_policy()),
+        )?);
     let (snapshot_tx, snapshot_rx) = watch::channel(None);
     let mut lookup = gw_router::dns::StaticLookup::new(gw_router::dns::SystemLookup);
     for (host, ips) in &args.resolve {
@@ -178,6 +254,7 @@ async fn run(args: Args) -> Result<(), String> {
             metrics: metrics.clone(),
             resolver: resolver.clone(),
             source: source_rx,
+            router: router.clone(),
         },
     )
     .await
@@ -185,12 +262,11 @@ async fn run(args: Args) -> Result<(), String> {
     tracing::info!(%admin_addr, "admin server listening");
 
     let mut servers = serve::Servers::new(
-        gw_router::Router::new(args.resilience.apply(
-            gw_router::RouterConfig::default().with_path_policy(args.limits.path_policy()),
-        )?),
+        router,
         resolver,
         args.limits.clone(),
         metrics.clone(),
+        args.access_log != access::AccessLogFormat::Off,
     );
     #[cfg(feature = "k8s")]
     if args.kube.kubernetes {
@@ -237,6 +313,9 @@ async fn run(args: Args) -> Result<(), String> {
         }
         let bind_errors = servers.apply(&snapshot.compiled.table).await;
         snapshot.errors.extend(bind_errors);
+        metrics
+            .config_errors
+            .store(snapshot.errors.len() as u64, Ordering::Relaxed);
         let _ = snapshot_tx.send(Some(Arc::new(snapshot)));
         refresh_at
     };
@@ -385,4 +464,15 @@ fn watch_path(
         .watch(path, notify::RecursiveMode::Recursive)
         .map_err(|e| format!("cannot watch {}: {e}", path.display()))?;
     Ok(watcher)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_line_definition_is_consistent() {
+        use clap::CommandFactory as _;
+        Args::command().debug_assert();
+    }
 }

@@ -25,6 +25,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinHandle;
 use tower::ServiceExt as _;
 
+use crate::access::Recorder;
 use crate::admin::{ListenerMetrics, Metrics};
 use crate::guard::{Activity, GuardConfig, GuardedIo};
 use crate::limits::{Limits, nonzero};
@@ -60,6 +61,8 @@ pub(crate) struct Servers {
     l4: l4::L4,
     limits: Arc<Limits>,
     metrics: Arc<Metrics>,
+    /// Whether requests are written to the access log.
+    access_log: bool,
     /// The global connection cap.
     total: Arc<Semaphore>,
     /// Watches every connection; held by the accept loops too.
@@ -72,8 +75,10 @@ impl Servers {
         resolver: gw_router::dns::Resolver,
         limits: Limits,
         metrics: Arc<Metrics>,
+        access_log: bool,
     ) -> Self {
         Servers {
+            access_log,
             router,
             resolver,
             running: HashMap::new(),
@@ -162,6 +167,11 @@ impl Servers {
                         metrics: self
                             .metrics
                             .listener(addr.to_string(), d.gateway.to_string()),
+                        recorder: Recorder::new(
+                            self.metrics.requests.clone(),
+                            d.gateway.to_string().into(),
+                            self.access_log,
+                        ),
                         graceful: self.graceful.clone(),
                     };
                     let task = tokio::spawn(accept.run(listener, stopped));
@@ -274,6 +284,8 @@ struct Accept {
     /// This listener's connection cap.
     listener: Arc<Semaphore>,
     metrics: Arc<ListenerMetrics>,
+    /// Access log and request metrics.
+    recorder: Recorder,
     graceful: Arc<GracefulShutdown>,
 }
 
@@ -339,6 +351,7 @@ impl Accept {
             };
             let conn = Connection {
                 router: self.router.clone(),
+                recorder: self.recorder.clone(),
                 limits: self.limits.clone(),
                 watcher: self.graceful.watcher(),
                 _guard: guard,
@@ -371,6 +384,7 @@ impl Accept {
 /// What serving one accepted connection needs.
 struct Connection {
     router: Router,
+    recorder: Recorder,
     limits: Arc<Limits>,
     /// Asks the connection to close gracefully on shutdown; shutdown waits until it is dropped.
     watcher: Watcher,
@@ -407,6 +421,7 @@ impl Connection {
         let peer = incoming.peer;
         let Connection {
             router,
+            recorder,
             limits,
             watcher,
             _guard,
@@ -437,6 +452,7 @@ impl Connection {
             hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
                 let in_flight = activity.request();
                 let refused = check_request(&req, max_headers, max_uri);
+                let record = recorder.start(&req, peer);
                 let version = req.version();
                 let wants_upgrade = req.method() == http::Method::CONNECT
                     || req.headers().contains_key(http::header::UPGRADE);
@@ -483,6 +499,7 @@ impl Connection {
                         framing
                             .set_upgraded(resp.status() == http::StatusCode::SWITCHING_PROTOCOLS);
                     }
+                    let resp = record.respond(resp);
                     // The request counts as in flight until its response body is sent.
                     let resp = resp.map(|body| Tracked {
                         inner: body,

@@ -554,6 +554,136 @@ fn http_match_precedence_is_an_explicit_ranked_key() {
     assert!(key(&plain, &o, 0) < key(&plain, &o, 1), "rule order");
 }
 
+// The explainer names the precedence criterion that decided between two matches: the first of
+// the spec's list ("Exact path match. Prefix path match with largest number of characters.
+// Method match. Largest number of header matches. Largest number of query param matches.", then
+// the route tie-breakers and rule order) in which they differ, and it agrees with the order.
+#[test]
+fn http_precedence_decided_by_names_the_first_differing_criterion() {
+    use crate::resources::PathMatchType::{Exact, PathPrefix};
+    use crate::table::Precedence;
+    let o = order(Some(10), "a", "r");
+    let key = |m: &HttpMatch, o: &RouteOrder, rule| HttpMatchKey::new(m, o, rule, 0);
+    let mut get = m(PathPrefix, "/");
+    get.method = Some("GET".into());
+    let mut header = m(PathPrefix, "/");
+    header.headers = vec![ValueMatch {
+        name: "a".into(),
+        kind: crate::resources::StringMatchType::Exact,
+        value: "1".into(),
+    }];
+    let mut query = m(PathPrefix, "/");
+    query.query = header.headers.clone();
+    let plain = m(PathPrefix, "/");
+    let cases = [
+        (
+            key(&m(Exact, "/foo"), &o, 0),
+            key(&m(PathPrefix, "/foo"), &o, 0),
+            Precedence::PathType,
+        ),
+        (
+            key(&m(PathPrefix, "/foo/bar"), &o, 0),
+            key(&m(PathPrefix, "/foo"), &o, 0),
+            Precedence::PathLength,
+        ),
+        (key(&get, &o, 0), key(&header, &o, 0), Precedence::Method),
+        (
+            key(&header, &o, 0),
+            key(&query, &o, 0),
+            Precedence::HeaderCount,
+        ),
+        (
+            key(&query, &o, 0),
+            key(&plain, &o, 0),
+            Precedence::QueryCount,
+        ),
+        (
+            key(&plain, &order(Some(1), "z", "z"), 0),
+            key(&plain, &order(Some(2), "a", "a"), 0),
+            Precedence::CreationTimestamp,
+        ),
+        (
+            key(&plain, &order(Some(5), "z", "z"), 0),
+            key(&plain, &order(None, "a", "a"), 0),
+            Precedence::CreationTimestamp,
+        ),
+        (
+            key(&plain, &order(Some(1), "a", "b"), 0),
+            key(&plain, &order(Some(1), "a", "c"), 0),
+            Precedence::RouteName,
+        ),
+        (
+            key(&plain, &o, 0),
+            key(&plain, &o, 1),
+            Precedence::RuleOrder,
+        ),
+        (
+            key(&plain, &o, 0),
+            HttpMatchKey::new(&plain, &o, 0, 1),
+            Precedence::MatchOrder,
+        ),
+    ];
+    for (winner, loser, rule) in cases {
+        assert!(winner < loser, "{rule:?}");
+        assert_eq!(winner.decided_by(&loser), rule);
+        assert_eq!(loser.decided_by(&winner), rule);
+    }
+    assert_eq!(
+        key(&plain, &o, 0).decided_by(&key(&plain, &o, 0)),
+        Precedence::Same
+    );
+}
+
+// GRPCRoute: "Characters in a matching service. Characters in a matching method. Header
+// matches." then the route tie-breakers.
+#[test]
+fn grpc_precedence_decided_by_names_the_first_differing_criterion() {
+    use crate::resources::{GrpcMethodMatch, StringMatchType};
+    use crate::table::{GrpcMatch, GrpcMatchKey, Precedence};
+    let o = order(Some(10), "a", "r");
+    let gm = |service: Option<&str>, method: Option<&str>, headers: usize| GrpcMatch {
+        method: Some(GrpcMethodMatch {
+            type_: StringMatchType::Exact,
+            service: service.map(Into::into),
+            method: method.map(Into::into),
+        }),
+        headers: (0..headers)
+            .map(|i| ValueMatch {
+                name: format!("h{i}"),
+                kind: StringMatchType::Exact,
+                value: "1".into(),
+            })
+            .collect(),
+    };
+    let key = |m: &GrpcMatch, o: &RouteOrder| GrpcMatchKey::new(m, o, 0, 0);
+    let cases = [
+        (
+            key(&gm(Some("a.B"), None, 0), &o),
+            key(&gm(None, Some("Get"), 0), &o),
+            Precedence::ServiceLength,
+        ),
+        (
+            key(&gm(Some("a.B"), Some("Get"), 0), &o),
+            key(&gm(Some("a.B"), None, 0), &o),
+            Precedence::MethodLength,
+        ),
+        (
+            key(&gm(Some("a.B"), None, 1), &o),
+            key(&gm(Some("a.B"), None, 0), &o),
+            Precedence::HeaderCount,
+        ),
+        (
+            key(&gm(None, None, 0), &order(Some(1), "z", "z")),
+            key(&gm(None, None, 0), &order(Some(2), "a", "a")),
+            Precedence::CreationTimestamp,
+        ),
+    ];
+    for (winner, loser, rule) in cases {
+        assert!(winner < loser, "{rule:?}");
+        assert_eq!(winner.decided_by(&loser), rule);
+    }
+}
+
 // Listener TLS: HTTPS listeners need certificates; a missing Secret is InvalidCertificateRef
 // and the listener is not programmed, while routes still count as attached ("AttachedRoutes
 // MUST be set for Listeners with condition Accepted: false").

@@ -35,6 +35,7 @@
 //! expressions (paths, headers, query, gRPC) must match the whole value.
 
 mod cond;
+mod explain;
 mod host;
 mod misdirected;
 mod path;
@@ -51,6 +52,10 @@ use gw_model::table::{
 use http::{HeaderMap, Method, Uri};
 
 use self::cond::{HeaderCond, MethodCond, QueryCond, ValueCond, full_regex};
+pub use self::explain::{
+    CandidateExplanation, ExplainRequest, Explanation, ListenerExplanation, Outcome,
+    UnattachedRoute, Verdict,
+};
 use self::host::HostIndex;
 pub(crate) use self::host::request_host;
 use self::misdirected::Selection;
@@ -83,6 +88,9 @@ struct PortRoutes {
 #[derive(Debug)]
 pub struct Listener {
     name: String,
+    /// `name` and the Gateway's `namespace/name`, shared with every [`RouteInfo`](crate::RouteInfo).
+    name_label: Arc<str>,
+    gateway_label: Arc<str>,
     owner: ListenerOwner,
     port: u16,
     protocol: Protocol,
@@ -114,6 +122,12 @@ impl Listener {
     pub fn hostname(&self) -> Option<&str> {
         self.hostname.as_deref()
     }
+    pub(crate) fn name_label(&self) -> &Arc<str> {
+        &self.name_label
+    }
+    pub(crate) fn gateway_label(&self) -> &Arc<str> {
+        &self.gateway_label
+    }
 }
 
 /// Which kind of route a rule comes from.
@@ -138,6 +152,9 @@ pub struct Rule {
     source: RuleSource,
     /// The single PathPrefix value of the rule, for ReplacePrefixMatch.
     prefix: Option<Box<str>>,
+    /// The route's `namespace/name`, and the rule's name (or index), for logs and metrics.
+    route_label: Arc<str>,
+    rule_label: Arc<str>,
     pub(crate) filters: Vec<Filter>,
     pub(crate) backends: Backends,
     /// The TrafficPolicy layers, when a policy applies.
@@ -163,6 +180,8 @@ impl Rule {
             ),
             prefix,
             policy: e.policy.as_deref().map(|p| policies.build(p)),
+            route_label: e.route.key.to_string().into(),
+            rule_label: rule_label(e.rule_name.as_deref(), e.rule_index),
             source: RuleSource::Http(e.clone()),
         }
     }
@@ -181,6 +200,8 @@ impl Rule {
             ),
             prefix: None,
             policy: e.policy.as_deref().map(|p| policies.build(p)),
+            route_label: e.route.key.to_string().into(),
+            rule_label: rule_label(e.rule_name.as_deref(), e.rule_index),
             source: RuleSource::Grpc(e.clone()),
         }
     }
@@ -215,6 +236,16 @@ impl Rule {
             RuleSource::Http(e) => e.rule_name.as_deref(),
             RuleSource::Grpc(e) => e.rule_name.as_deref(),
         }
+    }
+
+    /// The route as `namespace/name` (shared: cloning it is a reference-count increment).
+    pub fn route_label(&self) -> &Arc<str> {
+        &self.route_label
+    }
+
+    /// The rule's name, or its index within the route when it has none (shared).
+    pub fn rule_label(&self) -> &Arc<str> {
+        &self.rule_label
     }
 
     /// The table entry of an HTTPRoute rule.
@@ -252,6 +283,13 @@ impl Rule {
     }
 }
 
+fn rule_label(name: Option<&str>, index: usize) -> Arc<str> {
+    match name {
+        Some(n) => n.into(),
+        None => index.to_string().into(),
+    }
+}
+
 #[derive(Debug)]
 enum PathCond {
     Exact(Box<str>),
@@ -276,6 +314,19 @@ pub(crate) fn prefix_matches(prefix: &str, path: &str) -> bool {
     prefix.is_empty()
         || (path.starts_with(prefix)
             && matches!(path.as_bytes().get(prefix.len()), None | Some(b'/')))
+}
+
+/// Which condition of a match a request failed (for [`Routes::explain`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mismatch {
+    Path,
+    Method,
+    /// The n-th header match.
+    Header(usize),
+    /// The n-th query parameter match.
+    Query(usize),
+    GrpcService,
+    GrpcMethod,
 }
 
 #[derive(Debug)]
@@ -307,10 +358,24 @@ impl HttpCand {
     }
 
     fn matches(&self, req: &RequestView<'_>) -> bool {
-        self.path.matches(req.uri.path())
-            && self.method.as_ref().is_none_or(|m| m.matches(req.method))
-            && self.headers.iter().all(|h| h.matches(req.headers))
-            && self.query.iter().all(|q| q.matches(req.uri.query()))
+        self.check(req).is_ok()
+    }
+
+    /// The first condition the request fails, in the order path, method, headers, query.
+    fn check(&self, req: &RequestView<'_>) -> Result<(), Mismatch> {
+        if !self.path.matches(req.uri.path()) {
+            return Err(Mismatch::Path);
+        }
+        if !self.method.as_ref().is_none_or(|m| m.matches(req.method)) {
+            return Err(Mismatch::Method);
+        }
+        if let Some(i) = self.headers.iter().position(|h| !h.matches(req.headers)) {
+            return Err(Mismatch::Header(i));
+        }
+        if let Some(i) = self.query.iter().position(|q| !q.matches(req.uri.query())) {
+            return Err(Mismatch::Query(i));
+        }
+        Ok(())
     }
 }
 
@@ -354,9 +419,21 @@ impl GrpcCand {
     }
 
     fn matches(&self, service: &str, method: &str, headers: &HeaderMap) -> bool {
-        self.service.as_ref().is_none_or(|c| c.matches(service))
-            && self.method.as_ref().is_none_or(|c| c.matches(method))
-            && self.headers.iter().all(|h| h.matches(headers))
+        self.check(service, method, headers).is_ok()
+    }
+
+    /// The first condition the request fails, in the order service, method, headers.
+    fn check(&self, service: &str, method: &str, headers: &HeaderMap) -> Result<(), Mismatch> {
+        if !self.service.as_ref().is_none_or(|c| c.matches(service)) {
+            return Err(Mismatch::GrpcService);
+        }
+        if !self.method.as_ref().is_none_or(|c| c.matches(method)) {
+            return Err(Mismatch::GrpcMethod);
+        }
+        if let Some(i) = self.headers.iter().position(|h| !h.matches(headers)) {
+            return Err(Mismatch::Header(i));
+        }
+        Ok(())
     }
 }
 
@@ -577,7 +654,8 @@ impl Routes {
                         "two listeners with the same port and hostname; the first one is used");
                     continue;
                 }
-                port.listeners.push(build_listener(l, ctx, &mut policies));
+                port.listeners
+                    .push(build_listener(l, &g.key, ctx, &mut policies));
             }
         }
         routes
@@ -736,9 +814,16 @@ fn order<M, K: Ord>(
     all
 }
 
-fn build_listener(l: &ListenerTable, ctx: BuildCtx<'_>, policies: &mut PolicyCache) -> Listener {
+fn build_listener(
+    l: &ListenerTable,
+    gateway: &ObjectKey,
+    ctx: BuildCtx<'_>,
+    policies: &mut PolicyCache,
+) -> Listener {
     let mut listener = Listener {
         name: l.name.clone(),
+        name_label: l.name.as_str().into(),
+        gateway_label: gateway.to_string().into(),
         owner: l.owner.clone(),
         port: l.port,
         protocol: l.protocol,

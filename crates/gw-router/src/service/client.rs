@@ -8,6 +8,7 @@
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -35,9 +36,129 @@ pub(crate) enum Wire {
 
 type H2Key = (SocketAddr, Option<TlsKey>);
 
+/// Connections to backends, counted by the connectors (hyper-util's pool exposes no counts).
+#[derive(Debug, Default)]
+pub(crate) struct ConnCounts {
+    open: AtomicU64,
+    opened: AtomicU64,
+}
+
+impl ConnCounts {
+    /// Counts a new connection; it counts as open until the guard is dropped.
+    fn open(self: &Arc<Self>) -> ConnGuard {
+        self.opened.fetch_add(1, Ordering::Relaxed);
+        self.open.fetch_add(1, Ordering::Relaxed);
+        ConnGuard(self.clone())
+    }
+
+    /// (open now, opened in total).
+    pub(crate) fn get(&self) -> (u64, u64) {
+        (
+            self.open.load(Ordering::Relaxed),
+            self.opened.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// Held by an open backend connection.
+#[derive(Debug)]
+struct ConnGuard(Arc<ConnCounts>);
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A connector whose connections are counted.
+#[derive(Clone)]
+struct Counted<C> {
+    inner: C,
+    counts: Arc<ConnCounts>,
+}
+
+impl<C> tower::Service<http::Uri> for Counted<C>
+where
+    C: tower::Service<http::Uri>,
+    C::Future: Send + 'static,
+{
+    type Response = CountedIo<C::Response>;
+    type Error = C::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, C::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, uri: http::Uri) -> Self::Future {
+        let connect = self.inner.call(uri);
+        let counts = self.counts.clone();
+        Box::pin(async move {
+            let io = connect.await?;
+            Ok(CountedIo {
+                io,
+                _guard: counts.open(),
+            })
+        })
+    }
+}
+
+/// A counted connection.
+struct CountedIo<T> {
+    io: T,
+    _guard: ConnGuard,
+}
+
+impl<T: Connection> Connection for CountedIo<T> {
+    fn connected(&self) -> Connected {
+        self.io.connected()
+    }
+}
+
+impl<T: hyper::rt::Read + Unpin> hyper::rt::Read for CountedIo<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<T: hyper::rt::Write + Unpin> hyper::rt::Write for CountedIo<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+}
+
 pub(crate) struct Client {
-    http1: LegacyClient<HttpConnector, Body>,
-    tls_http1: Mutex<HashMap<TlsKey, LegacyClient<TlsConnector, Body>>>,
+    http1: LegacyClient<Counted<HttpConnector>, Body>,
+    tls_http1: Mutex<HashMap<TlsKey, LegacyClient<Counted<TlsConnector>, Body>>>,
+    counts: Arc<ConnCounts>,
     h2: Mutex<HashMap<H2Key, http2::SendRequest<Body>>>,
     connect_timeout: Duration,
     pool_idle_timeout: Duration,
@@ -222,9 +343,17 @@ fn legacy_error(endpoint: SocketAddr, e: hyper_util::client::legacy::Error) -> F
 
 impl Client {
     pub(crate) fn new(connect_timeout: Duration, pool_idle_timeout: Duration) -> Client {
+        let counts = Arc::new(ConnCounts::default());
         Client {
-            http1: legacy(tcp_connector(connect_timeout), pool_idle_timeout),
+            http1: legacy(
+                Counted {
+                    inner: tcp_connector(connect_timeout),
+                    counts: counts.clone(),
+                },
+                pool_idle_timeout,
+            ),
             tls_http1: Mutex::new(HashMap::new()),
+            counts,
             h2: Mutex::new(HashMap::new()),
             connect_timeout,
             pool_idle_timeout,
@@ -278,7 +407,12 @@ impl Client {
         }
     }
 
-    fn tls_client(&self, t: &TlsTarget) -> LegacyClient<TlsConnector, Body> {
+    /// Backend connections: (open now, opened in total).
+    pub(crate) fn connection_counts(&self) -> (u64, u64) {
+        self.counts.get()
+    }
+
+    fn tls_client(&self, t: &TlsTarget) -> LegacyClient<Counted<TlsConnector>, Body> {
         let make = || {
             let connector = TlsConnector {
                 tcp: {
@@ -290,7 +424,11 @@ impl Client {
                 server_name: t.server_name.clone(),
                 timeout: self.connect_timeout,
             };
-            legacy(connector, self.pool_idle_timeout)
+            let counted = Counted {
+                inner: connector,
+                counts: self.counts.clone(),
+            };
+            legacy(counted, self.pool_idle_timeout)
         };
         match self.tls_http1.lock() {
             Ok(mut clients) => clients.entry(t.key.clone()).or_insert_with(make).clone(),
@@ -326,8 +464,9 @@ impl Client {
             .map_err(|e| connect_err(e.into()))?;
         // Nagle only delays small gRPC frames.
         let _ = stream.set_nodelay(true);
+        let guard = self.counts.open();
         let sender = match tls {
-            None => h2_handshake(endpoint, stream).await,
+            None => h2_handshake(endpoint, stream, guard).await,
             Some(t) => {
                 let connector = tokio_rustls::TlsConnector::from(t.h2.clone());
                 let stream = handshake(
@@ -338,7 +477,7 @@ impl Client {
                 )
                 .await
                 .map_err(|e| e.into_forward(endpoint))?;
-                h2_handshake(endpoint, stream).await
+                h2_handshake(endpoint, stream, guard).await
             }
         }
         .map_err(|e| connect_err(e.into()))?;
@@ -353,6 +492,7 @@ impl Client {
 async fn h2_handshake<S>(
     endpoint: SocketAddr,
     stream: S,
+    guard: ConnGuard,
 ) -> Result<http2::SendRequest<Body>, hyper::Error>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -365,6 +505,7 @@ where
         if let Err(e) = conn.await {
             tracing::debug!(%endpoint, error = %e, "HTTP/2 backend connection closed");
         }
+        drop(guard);
     });
     Ok(sender)
 }

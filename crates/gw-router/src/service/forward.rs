@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{CONNECTION, HOST, UPGRADE};
@@ -20,6 +20,7 @@ use crate::body::{Body, BoxError, full};
 use crate::filters::{RequestEffects, apply_response};
 use crate::incoming::Incoming;
 use crate::index::{RouteKind, Rule};
+use crate::info::{RouteInfo, Upstream};
 use gw_model::table::AppProtocol;
 use gw_policy::outlier::Outcome;
 use gw_policy::session::Session;
@@ -42,6 +43,16 @@ pub(super) struct Forward<B> {
     pub(super) pinned: Option<SocketAddr>,
     /// Session persistence to keep or begin with the response.
     pub(super) session: Option<SessionPlan>,
+    /// Reported in the response's extensions, with the upstream exchange filled in.
+    pub(super) info: RouteInfo,
+}
+
+/// The exchange with the backend as it goes (kept when a timeout drops the attempts).
+#[derive(Default)]
+struct Exchange {
+    started: Option<Instant>,
+    endpoint: Option<SocketAddr>,
+    attempts: u32,
 }
 
 /// The session of a request: the one it came with (if valid) or a new one, written to the
@@ -311,7 +322,9 @@ where
         let cors = std::mem::take(&mut self.effects.cors);
         let session = self.session.take();
         let auth_headers = std::mem::take(&mut self.effects.auth_response);
-        let attempt = self.attempts(upgrade);
+        let mut info = std::mem::take(&mut self.info);
+        let mut exchange = Exchange::default();
+        let attempt = self.attempts(upgrade, &mut exchange);
         let result = match timeouts.request {
             Some(d) => tokio::time::timeout(d, attempt)
                 .await
@@ -336,6 +349,12 @@ where
             apply_response(&c.filters, headers);
         }
         add_effect_headers(headers, cors, auth_headers);
+        info.upstream = exchange.started.map(|started| Upstream {
+            endpoint: exchange.endpoint,
+            attempts: exchange.attempts,
+            duration: started.elapsed(),
+        });
+        resp.extensions_mut().insert(info);
         resp
     }
 
@@ -343,6 +362,7 @@ where
     async fn attempts(
         self,
         upgrade: Option<hyper::upgrade::OnUpgrade>,
+        exchange: &mut Exchange,
     ) -> Result<(Response<Body>, SocketAddr), ForwardError> {
         let Forward {
             shared,
@@ -355,6 +375,7 @@ where
             grpc,
             pinned,
             session: _,
+            info: _,
         } = self;
         let target = rule
             .backends
@@ -395,6 +416,9 @@ where
                 Some(e) => e,
                 None => svc.resolve().await?,
             };
+            exchange.started.get_or_insert_with(Instant::now);
+            exchange.endpoint = Some(endpoint);
+            exchange.attempts += 1;
             if attempt == 0
                 && let Some(b) = budget
             {

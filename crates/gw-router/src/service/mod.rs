@@ -2,6 +2,8 @@
 //!
 //! # Request path
 //!
+//! 0. Continue or start the request's W3C trace (see [`trace`](crate::trace)) and set
+//!    `traceparent` for the hop to the backend (unless turned off in [`RouterConfig`]).
 //! 1. Read the [`Incoming`] extension (missing: 404 and a log line). Check the host and
 //!    normalize the path ([`crate::normalize`], options in [`RouterConfig::path`]): an
 //!    ambiguous host, a malformed path or (by default) an encoded slash or backslash is 400;
@@ -20,6 +22,9 @@
 //!    its filters; a Service without endpoints is 503. A valid session (below) picks the
 //!    backend and endpoint instead, whatever the weights.
 //! 6. Forward (see below); apply ResponseHeaderModifiers and CORS headers to the response.
+//! 7. Every response, forwarded or the gateway's own, carries a [`RouteInfo`] extension:
+//!    listener, route, rule, backend, upstream time and attempts, trace context. Forwarding
+//!    runs in a `request` tracing span with the trace id, route and rule.
 //!
 //! # Forwarding
 //!
@@ -98,10 +103,12 @@ use crate::backend::{BackendTarget, SessionSource};
 use crate::body::{Body, BoxError};
 use crate::filters::{DirectResponse, RequestEffects, apply_request, apply_response};
 use crate::incoming::Incoming;
-use crate::index::{Resolution, RouteMatch, Routes, Rule, is_grpc};
+use crate::index::{NotFound, Resolution, RouteMatch, Routes, Rule, is_grpc};
+use crate::info::RouteInfo;
 use crate::normalize::{NormalizedPath, PathPolicy, check_host, normalize_path};
 use crate::policy::PolicyStack;
 use crate::resilience::Registry;
+use crate::trace::TraceContext;
 use gw_policy::outlier::{OutlierConfig, OutlierDetector, OutlierError};
 use gw_policy::session::SessionKey;
 use http_body_util::BodyExt;
@@ -130,6 +137,9 @@ pub struct RouterConfig {
     /// How request paths are normalized before matching and forwarding (see
     /// [`crate::normalize`]; default: merge slashes, reject encoded slashes and backslashes).
     pub path: PathPolicy,
+    /// W3C Trace Context (default on): continue or start a trace per request and forward
+    /// `traceparent` with the gateway's span id (see [`trace`](crate::trace)).
+    pub trace_context: bool,
 }
 
 impl Default for RouterConfig {
@@ -141,6 +151,7 @@ impl Default for RouterConfig {
             outlier_detection: None,
             session_key: None,
             path: PathPolicy::default(),
+            trace_context: true,
         }
     }
 }
@@ -196,6 +207,22 @@ impl RouterConfig {
         self.path = policy;
         self
     }
+
+    /// Sets [`trace_context`](Self::trace_context).
+    pub fn with_trace_context(mut self, on: bool) -> Self {
+        self.trace_context = on;
+        self
+    }
+}
+
+/// Backend connection counts of a [`Router`] (see [`Router::upstream_connections`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct UpstreamConnections {
+    /// Open now (idle in the pool or in use).
+    pub open: u64,
+    /// Opened since the router was created.
+    pub opened: u64,
 }
 
 /// The routing `Service`: `http::Request<B>` in, `http::Response<`[`Body`]`>` out, never an
@@ -267,6 +294,20 @@ impl Router {
         &self.shared.config
     }
 
+    /// Connections to backends (HTTP/1.1 pooled and HTTP/2, cleartext and TLS; mirrors
+    /// included), counted as they are opened and closed.
+    pub fn upstream_connections(&self) -> UpstreamConnections {
+        let (open, opened) = self.shared.client.connection_counts();
+        UpstreamConnections { open, opened }
+    }
+
+    /// A response of the gateway's own, with what is known of the request.
+    fn answer(status: StatusCode, grpc: bool, message: &str, info: RouteInfo) -> ResponseFuture {
+        let mut resp = status_response(status, grpc, message);
+        resp.extensions_mut().insert(info);
+        ResponseFuture::ready(resp)
+    }
+
     fn direct(rule: &Rule, d: DirectResponse, grpc: bool) -> Response<Body> {
         let mut resp = match d {
             DirectResponse::Error { status, reason } => {
@@ -285,16 +326,19 @@ impl Router {
         B::Error: Into<BoxError>,
     {
         let grpc = is_grpc(req.headers());
-        let Some(incoming) = req.extensions().get::<Incoming>().cloned() else {
-            tracing::error!(uri = %req.uri(), "request without the gw_router::Incoming extension; the server must insert it");
-            return ResponseFuture::ready(status_response(
-                StatusCode::NOT_FOUND,
-                grpc,
-                "no listener information",
-            ));
-        };
         let (mut parts, body) = req.into_parts();
-        if let Some(resp) = canonicalize(&mut parts, &self.shared.config.path, grpc) {
+        let mut info = RouteInfo::default();
+        if self.shared.config.trace_context {
+            let trace = TraceContext::continue_or_start(&parts.headers);
+            trace.apply(&mut parts.headers);
+            info.trace = Some(trace);
+        }
+        let Some(incoming) = parts.extensions.get::<Incoming>().cloned() else {
+            tracing::error!(uri = %parts.uri, "request without the gw_router::Incoming extension; the server must insert it");
+            return Self::answer(StatusCode::NOT_FOUND, grpc, "no listener information", info);
+        };
+        if let Some(mut resp) = canonicalize(&mut parts, &self.shared.config.path, grpc) {
+            resp.extensions_mut().insert(info);
             return ResponseFuture::ready(resp);
         }
         let routes = self.shared.routes.load_full();
@@ -305,32 +349,62 @@ impl Router {
             &parts,
         );
         let route = match resolution {
-            Resolution::Matched(m) => m.to_route(),
+            Resolution::Matched(m) => {
+                info.gateway = Some(m.listener().gateway_label().clone());
+                info.listener = Some(m.listener().name_label().clone());
+                info.match_index = Some(m.match_index());
+                m.to_route()
+            }
             Resolution::Misdirected(why) => {
                 tracing::debug!(gateway = %incoming.gateway, port = incoming.port, sni = ?incoming.sni,
                     uri = %parts.uri, sni_listener = ?why.sni_listener, host_listener = %why.host_listener,
                     "misdirected request");
                 // A plain HTTP 421 even for gRPC: it tells the client's HTTP layer to retry on
                 // a new connection (RFC 9110 15.5.20), which a trailers-only answer would hide.
-                return ResponseFuture::ready(status_response(
+                return Self::answer(
                     StatusCode::MISDIRECTED_REQUEST,
                     false,
                     "misdirected request",
-                ));
+                    info,
+                );
             }
             Resolution::NotFound(why) => {
                 tracing::debug!(gateway = %incoming.gateway, port = incoming.port, uri = %parts.uri, ?why, "no route");
-                return ResponseFuture::ready(status_response(
-                    StatusCode::NOT_FOUND,
-                    grpc,
-                    "no route",
-                ));
+                if let NotFound::NoMatchingRule { listener } = why {
+                    info.listener = Some(listener.into());
+                    info.gateway = Some(incoming.gateway.to_string().into());
+                }
+                return Self::answer(StatusCode::NOT_FOUND, grpc, "no route", info);
             }
         };
-        if let Some(policy) = route.rule().policy.clone() {
-            return self.through_policy(policy, route, incoming, grpc, parts, body);
-        }
-        self.dispatch(route, incoming, grpc, parts, body)
+        let rule = route.rule().clone();
+        info.rule = Some(rule.clone());
+        // Forwarding fills in the backend and the upstream exchange; every other answer gets
+        // what is known here.
+        parts.extensions.insert(info.clone());
+        let span = tracing::info_span!(
+            "request",
+            trace_id = info.trace.map(|t| tracing::field::display(t.trace_id())),
+            route = %rule.route_label(),
+            rule = %rule.rule_label(),
+        );
+        let fut = match rule.policy.clone() {
+            Some(policy) => self.through_policy(policy, route, incoming, grpc, parts, body),
+            None => self.dispatch(route, incoming, grpc, parts, body),
+        };
+        ResponseFuture::forward(tracing::Instrument::instrument(
+            async move {
+                let mut resp = match fut.await {
+                    Ok(r) => r,
+                    Err(never) => match never {},
+                };
+                if resp.extensions().get::<RouteInfo>().is_none() {
+                    resp.extensions_mut().insert(info);
+                }
+                resp
+            },
+            span,
+        ))
     }
 
     /// Runs the rule's TrafficPolicy layers; the innermost service ([`after_policy`]) goes on
@@ -520,6 +594,12 @@ impl Router {
             );
             return Err(Self::direct(&rule, d, grpc));
         };
+        let mut info = parts
+            .extensions
+            .get::<RouteInfo>()
+            .cloned()
+            .unwrap_or_default();
+        info.backend = Some(choice.label.clone());
         match &*choice.target {
             BackendTarget::Invalid(reason) => {
                 let d = DirectResponse::error(
@@ -558,6 +638,7 @@ impl Router {
             grpc,
             pinned: picked.pinned,
             session: picked.session,
+            info,
         })
     }
 }

@@ -65,7 +65,11 @@ impl Gateway {
             .arg(pool)
             .args(args)
             .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
+            .stdout(
+                std::fs::File::create(dir.join("access.log"))
+                    .map(Stdio::from)
+                    .unwrap_or(Stdio::null()),
+            )
             .stderr(
                 std::fs::File::create(dir.join("gw.log"))
                     .map(Stdio::from)
@@ -100,6 +104,11 @@ impl Gateway {
     /// The gateway's log so far (for failure messages).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("gw.log")).unwrap_or_default()
+    }
+
+    /// The access log (stdout) so far.
+    pub fn access_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("access.log")).unwrap_or_default()
     }
 
     pub fn config(&self) -> PathBuf {
