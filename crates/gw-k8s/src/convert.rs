@@ -127,12 +127,26 @@ mod tests {
 
     #[test]
     fn kinds_gw_model_does_not_read_are_ignored() {
-        let gvk = GroupVersionKind::gvk("policy.gw.dev", "v1alpha1", "TrafficPolicy");
+        let gvk = GroupVersionKind::gvk("example.com", "v1", "Widget");
         let resource = ApiResource::from_gvk(&gvk);
-        let policy = DynamicObject::new("p", &resource).within("apps");
-        let converted = convert(&policy).unwrap();
+        let widget = DynamicObject::new("w", &resource).within("apps");
+        let converted = convert(&widget).unwrap();
         assert!(converted.object.is_none());
         assert!(converted.warnings.is_empty());
+    }
+
+    #[test]
+    fn gw_policy_kinds_convert_through_the_loader() {
+        let gvk = GroupVersionKind::gvk("policy.gw.dev", "v1alpha1", "TrafficPolicy");
+        let resource = ApiResource::from_gvk(&gvk);
+        let mut policy = DynamicObject::new("p", &resource).within("apps");
+        policy.data = serde_json::json!({"spec": {"targetRefs": [
+            {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "edge"}]}});
+        let converted = convert(&policy).unwrap();
+        assert!(
+            matches!(converted.object, Some(Object::TrafficPolicy(_))),
+            "{converted:?}"
+        );
     }
 
     #[test]

@@ -67,10 +67,12 @@ fn seed(api: &FakeApi) {
     for ns in ["apps", "infra", "gw-system"] {
         api.apply(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}));
     }
-    // A CRD installed but whose kind gw-model does not read yet: watched, ignored.
+    // gw's own policy kind, watched as a dynamic object and read by gw-model's loader.
     api.apply(
         json!({"apiVersion": "policy.gw.dev/v1alpha1", "kind": "TrafficPolicy",
-                     "metadata": {"name": "p", "namespace": "apps"}, "spec": {"anything": 1}}),
+               "metadata": {"name": "p", "namespace": "apps"},
+               "spec": {"targetRefs": [{"group": "gateway.networking.k8s.io",
+                                        "kind": "HTTPRoute", "name": "web"}]}}),
     );
     // Optional Gateway API kinds whose CRDs are not installed.
     for kind in ["TCPRoute", "UDPRoute"] {
