@@ -606,7 +606,9 @@ impl Router {
                     StatusCode::INTERNAL_SERVER_ERROR,
                     format!("invalid backend: {reason}"),
                 );
-                return Err(Self::direct(&rule, d, grpc));
+                let mut resp = Self::direct(&rule, d, grpc);
+                resp.extensions_mut().insert(info);
+                return Err(resp);
             }
             BackendTarget::Service(s) if s.unavailable() => {
                 let e = match &s.dns {
@@ -623,6 +625,7 @@ impl Router {
                 };
                 let mut resp = error_response(&e, grpc);
                 apply_response(&rule.filters, resp.headers_mut());
+                resp.extensions_mut().insert(info);
                 return Err(resp);
             }
             BackendTarget::Service(_) => {}
