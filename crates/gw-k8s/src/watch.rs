@@ -330,21 +330,48 @@ pub const STATUS_KINDS: [&str; 9] = [
     "BackendTLSPolicy",
 ];
 
-macro_rules! typed {
-    ($client:expr, $shared:expr, $config:expr, $tasks:expr, $kinds:expr, $ty:ty, $kind:literal, $optional:expr) => {{
-        let kind: &'static str = $kind;
-        let api: Api<$ty> = Api::all($client.clone());
-        let store = spawn_watch(api, (), kind, $optional, $shared.clone(), $config, $tasks);
+/// What starting a watch needs, shared by every kind.
+struct Starter<'a> {
+    client: &'a Client,
+    shared: &'a Arc<Shared>,
+    config: &'a Config,
+    tasks: &'a mut Vec<JoinHandle<()>>,
+    kinds: BTreeMap<&'static str, Arc<dyn Watched>>,
+}
+
+impl Starter<'_> {
+    /// Starts the watch of a typed kind and registers its store.
+    fn typed<K>(&mut self, kind: &'static str, optional: bool) -> Store<K>
+    where
+        K: Resource<DynamicType = ()>
+            + Clone
+            + DeserializeOwned
+            + Serialize
+            + Debug
+            + Send
+            + Sync
+            + 'static,
+    {
+        let api: Api<K> = Api::all(self.client.clone());
+        let store = spawn_watch(
+            api,
+            (),
+            kind,
+            optional,
+            self.shared.clone(),
+            self.config,
+            self.tasks,
+        );
         let namespaced = !matches!(kind, "GatewayClass" | "Namespace");
         let w: Arc<dyn Watched> = Arc::new(Typed {
             kind,
-            resource: ApiResource::erase::<$ty>(&()),
+            resource: ApiResource::erase::<K>(&()),
             namespaced,
             store: store.clone(),
         });
-        $kinds.insert(kind, w);
+        self.kinds.insert(kind, w);
         store
-    }};
+    }
 }
 
 /// Starts a watch for every kind.
@@ -356,174 +383,37 @@ pub(crate) fn start(
 ) -> Stores {
     use gateway_api::experimental as x;
     use k8s_openapi::api::core::v1 as core;
-    let mut kinds: BTreeMap<&'static str, Arc<dyn Watched>> = BTreeMap::new();
-    typed!(
+    let mut starter = Starter {
         client,
         shared,
         config,
         tasks,
-        kinds,
-        x::gatewayclasses::GatewayClass,
-        "GatewayClass",
-        false
-    );
-    typed!(
-        client,
-        shared,
-        config,
-        tasks,
-        kinds,
-        x::gateways::Gateway,
-        "Gateway",
-        false
-    );
-    typed!(
-        client,
-        shared,
-        config,
-        tasks,
-        kinds,
-        x::httproutes::HttpRoute,
-        "HTTPRoute",
-        false
-    );
-    typed!(
-        client,
-        shared,
-        config,
-        tasks,
-        kinds,
-        x::listenersets::ListenerSet,
-        "ListenerSet",
-        true
-    );
-    typed!(
-        client,
-        shared,
-        config,
-        tasks,
-        kinds,
-        x::grpcroutes::GrpcRoute,
-        "GRPCRoute",
-        true
-    );
-    typed!(
-        client,
-        shared,
-        config,
-        tasks,
-        kinds,
-        x::tlsroutes::TlsRoute,
-        "TLSRoute",
-        true
-    );
-    typed!(
-        client,
-        shared,
-        config,
-        tasks,
-        kinds,
-        x::tcproutes::TcpRoute,
-        "TCPRoute",
-        true
-    );
-    typed!(
-        client,
-        shared,
-        config,
-        tasks,
-        kinds,
-        x::udproutes::UdpRoute,
-        "UDPRoute",
-        true
-    );
-    typed!(
-        client,
-        shared,
-        config,
-        tasks,
-        kinds,
-        x::referencegrants::ReferenceGrant,
-        "ReferenceGrant",
-        true
-    );
-    typed!(
-        client,
-        shared,
-        config,
-        tasks,
-        kinds,
-        gateway_api::backendtlspolicies::BackendTlsPolicy,
-        "BackendTLSPolicy",
-        true
-    );
-    typed!(
-        client,
-        shared,
-        config,
-        tasks,
-        kinds,
-        x::xbackendtrafficpolicies::XBackendTrafficPolicy,
-        "XBackendTrafficPolicy",
-        true
-    );
-    let services = typed!(
-        client,
-        shared,
-        config,
-        tasks,
-        kinds,
-        core::Service,
-        "Service",
-        false
-    );
-    typed!(
-        client,
-        shared,
-        config,
-        tasks,
-        kinds,
-        k8s_openapi::api::discovery::v1::EndpointSlice,
-        "EndpointSlice",
-        false
-    );
-    typed!(
-        client,
-        shared,
-        config,
-        tasks,
-        kinds,
-        core::Secret,
-        "Secret",
-        false
-    );
-    typed!(
-        client,
-        shared,
-        config,
-        tasks,
-        kinds,
-        core::ConfigMap,
-        "ConfigMap",
-        false
-    );
-    typed!(
-        client,
-        shared,
-        config,
-        tasks,
-        kinds,
-        core::Namespace,
-        "Namespace",
-        false
-    );
+        kinds: BTreeMap::new(),
+    };
+    starter.typed::<x::gatewayclasses::GatewayClass>("GatewayClass", false);
+    starter.typed::<x::gateways::Gateway>("Gateway", false);
+    starter.typed::<x::httproutes::HttpRoute>("HTTPRoute", false);
+    starter.typed::<x::listenersets::ListenerSet>("ListenerSet", true);
+    starter.typed::<x::grpcroutes::GrpcRoute>("GRPCRoute", true);
+    starter.typed::<x::tlsroutes::TlsRoute>("TLSRoute", true);
+    starter.typed::<x::tcproutes::TcpRoute>("TCPRoute", true);
+    starter.typed::<x::udproutes::UdpRoute>("UDPRoute", true);
+    starter.typed::<x::referencegrants::ReferenceGrant>("ReferenceGrant", true);
+    starter.typed::<gateway_api::backendtlspolicies::BackendTlsPolicy>("BackendTLSPolicy", true);
+    starter
+        .typed::<x::xbackendtrafficpolicies::XBackendTrafficPolicy>("XBackendTrafficPolicy", true);
+    let services = starter.typed::<core::Service>("Service", false);
+    starter.typed::<k8s_openapi::api::discovery::v1::EndpointSlice>("EndpointSlice", false);
+    starter.typed::<core::Secret>("Secret", false);
+    starter.typed::<core::ConfigMap>("ConfigMap", false);
+    starter.typed::<core::Namespace>("Namespace", false);
     for (group, version, kind, plural) in DYNAMIC_KINDS {
         let resource = dynamic_resource(group, version, kind, plural);
         let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
         let writer = reflector::store::Writer::new(resource.clone());
         let store = writer.as_reader();
-        spawn_dynamic(api, writer, kind, shared.clone(), config, tasks);
-        kinds.insert(
+        spawn_dynamic(api, writer, kind, shared.clone(), config, starter.tasks);
+        starter.kinds.insert(
             kind,
             Arc::new(Typed {
                 kind,
@@ -533,7 +423,10 @@ pub(crate) fn start(
             }),
         );
     }
-    Stores { kinds, services }
+    Stores {
+        kinds: starter.kinds,
+        services,
+    }
 }
 
 /// [`spawn_watch`] for a dynamic kind (whose store writer needs its `ApiResource`).
