@@ -22,56 +22,18 @@ fn https_listener_terminates_tls_with_the_certificate_for_the_sni() {
     let (b_pem, b_key, b_der) = self_signed(&["*.b.example.com"]);
     let port = free_port();
     let gw = Gateway::start("https", "127.0.45.0/24");
-    let web_backend = common::web_backend(echo_port);
-    let yaml = format!(
-        "apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata: {{name: gw}}
-spec: {{controllerName: gw.dev/gateway}}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {{name: edge, namespace: default}}
-spec:
-  gatewayClassName: gw
-  listeners:
-  - name: a
-    port: {port}
-    protocol: HTTPS
-    hostname: a.example.com
-    tls: {{certificateRefs: [{{name: a}}]}}
-  - name: b
-    port: {port}
-    protocol: HTTPS
-    hostname: '*.b.example.com'
-    tls: {{certificateRefs: [{{name: b}}]}}
----
-{}---
-{}---
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {{name: web, namespace: default}}
-spec:
-  parentRefs: [{{name: edge}}]
-  rules: [{{backendRefs: [{{name: web, port: 80}}]}}]
----
-{web_backend}
-",
-        common::tls_secret("a", &a_pem, &a_key),
-        common::tls_secret("b", &b_pem, &b_key)
+    let yaml = two_https_listeners(
+        port,
+        [("a", "a.example.com"), ("b", "*.b.example.com")],
+        [
+            common::tls_secret("a", &a_pem, &a_key),
+            common::tls_secret("b", &b_pem, &b_key),
+        ],
+        echo_port,
     );
     std::fs::write(gw.config().join("all.yaml"), yaml).expect("write");
     let addr: SocketAddr = format!("127.0.45.1:{port}").parse().expect("addr");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let (code, body) = loop {
-        match https_get(addr, "a.example.com", "a.example.com", &a_der, None) {
-            Ok(r) => break r,
-            Err(e) => {
-                assert!(Instant::now() < deadline, "HTTPS never served: {e}");
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-    };
+    let (code, body) = first_https_get(addr, "a.example.com", &a_der);
     assert_eq!(code, 200, "{body}");
     assert!(body.contains("secure-abc-def"), "{body}");
     // The wildcard listener serves its own certificate (verified against b's root).
@@ -101,7 +63,46 @@ fn expired_certificates_are_reported_and_not_served() {
         common::self_signed_valid(&["old.example.com"], Some((2020, 2021)));
     let port = free_port();
     let gw = Gateway::start("https-expired", "127.0.48.0/24");
-    let yaml = format!(
+    let yaml = two_https_listeners(
+        port,
+        [("a", "a.example.com"), ("old", "old.example.com")],
+        [
+            common::tls_secret("a", &a_pem, &a_key),
+            common::tls_secret("old", &old_pem, &old_key),
+        ],
+        echo_port,
+    );
+    std::fs::write(gw.config().join("all.yaml"), yaml).expect("write");
+    let status = gw.wait_until("listener status", |s| {
+        s.to_string().contains("InvalidCertificateRef")
+    });
+    let text = status.to_string();
+    assert!(text.contains("certificate expired at 2021-01-01"), "{text}");
+    let addr: SocketAddr = format!("127.0.48.1:{port}").parse().expect("addr");
+    let (code, _) = first_https_get(addr, "a.example.com", &a_der);
+    assert_eq!(code, 200);
+    // The expired certificate is never presented: the handshake for its name fails.
+    let err = https_get(addr, "old.example.com", "old.example.com", &old_der, None)
+        .expect_err("an expired certificate must not be served");
+    assert!(
+        !err.contains("Expired"),
+        "the expired certificate was served: {err}"
+    );
+    rt.block_on(echo.shutdown());
+}
+
+/// A Gateway `default/edge` with two HTTPS listeners on `port`, each `(name, hostname)` with the
+/// certificate of the Secret of the same name, and an HTTPRoute to the `web` echo backend.
+fn two_https_listeners(
+    port: u16,
+    listeners: [(&str, &str); 2],
+    secrets: [String; 2],
+    echo_port: u16,
+) -> String {
+    let [(a, a_host), (b, b_host)] = listeners;
+    let [a_secret, b_secret] = secrets;
+    let web_backend = common::web_backend(echo_port);
+    format!(
         "apiVersion: gateway.networking.k8s.io/v1
 kind: GatewayClass
 metadata: {{name: gw}}
@@ -113,19 +114,19 @@ metadata: {{name: edge, namespace: default}}
 spec:
   gatewayClassName: gw
   listeners:
-  - name: a
+  - name: {a}
     port: {port}
     protocol: HTTPS
-    hostname: a.example.com
-    tls: {{certificateRefs: [{{name: a}}]}}
-  - name: old
+    hostname: '{a_host}'
+    tls: {{certificateRefs: [{{name: {a}}}]}}
+  - name: {b}
     port: {port}
     protocol: HTTPS
-    hostname: old.example.com
-    tls: {{certificateRefs: [{{name: old}}]}}
+    hostname: '{b_host}'
+    tls: {{certificateRefs: [{{name: {b}}}]}}
 ---
-{}---
-{}---
+{a_secret}---
+{b_secret}---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata: {{name: web, namespace: default}}
@@ -133,36 +134,25 @@ spec:
   parentRefs: [{{name: edge}}]
   rules: [{{backendRefs: [{{name: web, port: 80}}]}}]
 ---
-{}
-",
-        common::tls_secret("a", &a_pem, &a_key),
-        common::tls_secret("old", &old_pem, &old_key),
-        common::web_backend(echo_port),
-    );
-    std::fs::write(gw.config().join("all.yaml"), yaml).expect("write");
-    let status = gw.wait_until("listener status", |s| {
-        s.to_string().contains("InvalidCertificateRef")
-    });
-    let text = status.to_string();
-    assert!(text.contains("certificate expired at 2021-01-01"), "{text}");
-    let addr: SocketAddr = format!("127.0.48.1:{port}").parse().expect("addr");
+{web_backend}
+"
+    )
+}
+
+/// `GET /` over HTTPS once the listener serves (10 s at most).
+fn first_https_get(
+    addr: SocketAddr,
+    host: &str,
+    root: &rustls::pki_types::CertificateDer<'static>,
+) -> (u16, String) {
     let deadline = Instant::now() + Duration::from_secs(10);
-    let (code, _) = loop {
-        match https_get(addr, "a.example.com", "a.example.com", &a_der, None) {
-            Ok(r) => break r,
+    loop {
+        match https_get(addr, host, host, root, None) {
+            Ok(r) => return r,
             Err(e) => {
                 assert!(Instant::now() < deadline, "HTTPS never served: {e}");
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
-    };
-    assert_eq!(code, 200);
-    // The expired certificate is never presented: the handshake for its name fails.
-    let err = https_get(addr, "old.example.com", "old.example.com", &old_der, None)
-        .expect_err("an expired certificate must not be served");
-    assert!(
-        !err.contains("Expired"),
-        "the expired certificate was served: {err}"
-    );
-    rt.block_on(echo.shutdown());
+    }
 }
