@@ -10,7 +10,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::{Gateway, free_port, http_get};
+use common::http_get;
 
 /// A GatewayClass, a Gateway `edge` on `port`, and a route from `/` to an echo backend.
 fn config(port: u16, echo_port: u16) -> String {
@@ -42,42 +42,8 @@ spec:
     )
 }
 
-/// An echo backend, and a gateway routing `example.com` to it (other hosts: 404 from the
-/// gateway itself, so a limit is seen apart from the backend's own limits) on `<pool>.1:<port>`, serving.
-struct Setup {
-    gw: Gateway,
-    addr: SocketAddr,
-    _echo: gw_echo::EchoServer,
-    rt: tokio::runtime::Runtime,
-}
-
-fn setup(name: &str, pool_prefix: &str, args: &[&str]) -> Setup {
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let echo = rt
-        .block_on(gw_echo::EchoServer::start(
-            gw_echo::EchoConfig::loopback_http("web-abc-def", "default"),
-        ))
-        .expect("echo");
-    let echo_port = echo.http_addr().expect("echo addr").port();
-    let gw = Gateway::start_with(name, &format!("{pool_prefix}.0/24"), args);
-    let port = free_port();
-    std::fs::write(gw.config().join("all.yaml"), config(port, echo_port)).expect("write");
-    let addr: SocketAddr = format!("{pool_prefix}.1:{port}").parse().expect("addr");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while http_get(addr, "example.com", "/").map(|r| r.0) != Some(200) {
-        assert!(
-            Instant::now() < deadline,
-            "the route never served:\n{}",
-            gw.log()
-        );
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    Setup {
-        gw,
-        addr,
-        _echo: echo,
-        rt,
-    }
+fn setup(name: &str, pool_prefix: &str, args: &[&str]) -> common::Setup {
+    common::setup(name, pool_prefix, args, config, "/")
 }
 
 /// Sends `request` as is and reads until the server closes; `None` if it never closes

@@ -9,9 +9,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::time::{Duration, Instant};
-
-use common::{Gateway, free_port, http_get};
+use std::time::Duration;
 
 fn config(port: u16, echo_port: u16) -> String {
     let rule = |name: &str| {
@@ -57,36 +55,8 @@ spec:
     )
 }
 
-struct Setup {
-    gw: Gateway,
-    addr: SocketAddr,
-    _echo: gw_echo::EchoServer,
-    rt: tokio::runtime::Runtime,
-}
-
-fn setup(name: &str, pool_prefix: &str, args: &[&str]) -> Setup {
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let echo = rt
-        .block_on(gw_echo::EchoServer::start(
-            gw_echo::EchoConfig::loopback_http("web-abc-def", "default"),
-        ))
-        .expect("echo");
-    let echo_port = echo.http_addr().expect("echo addr").port();
-    let gw = Gateway::start_with(name, &format!("{pool_prefix}.0/24"), args);
-    let port = free_port();
-    std::fs::write(gw.config().join("all.yaml"), config(port, echo_port)).expect("write");
-    let addr: SocketAddr = format!("{pool_prefix}.1:{port}").parse().expect("addr");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while http_get(addr, "example.com", "/public").map(|r| r.0) != Some(200) {
-        assert!(Instant::now() < deadline, "never served:\n{}", gw.log());
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    Setup {
-        gw,
-        addr,
-        _echo: echo,
-        rt,
-    }
+fn setup(name: &str, pool_prefix: &str, args: &[&str]) -> common::Setup {
+    common::setup(name, pool_prefix, args, config, "/public")
 }
 
 /// One raw request (`Connection: close` is added); (status, x-rule, echoed path, echoed host,

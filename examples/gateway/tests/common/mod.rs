@@ -286,3 +286,47 @@ endpoints: [{{addresses: [127.0.0.1]}}]
 "
     )
 }
+
+/// An echo backend and a gateway serving `config(port, echo_port)` on `<pool_prefix>.1:<port>`,
+/// once `GET ready_path` for `example.com` answers 200.
+pub struct Setup {
+    pub gw: Gateway,
+    pub addr: SocketAddr,
+    pub _echo: gw_echo::EchoServer,
+    pub rt: tokio::runtime::Runtime,
+}
+
+pub fn setup(
+    name: &str,
+    pool_prefix: &str,
+    args: &[&str],
+    config: impl Fn(u16, u16) -> String,
+    ready_path: &str,
+) -> Setup {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let echo = rt
+        .block_on(gw_echo::EchoServer::start(
+            gw_echo::EchoConfig::loopback_http("web-abc-def", "default"),
+        ))
+        .expect("echo");
+    let echo_port = echo.http_addr().expect("echo addr").port();
+    let gw = Gateway::start_with(name, &format!("{pool_prefix}.0/24"), args);
+    let port = free_port();
+    std::fs::write(gw.config().join("all.yaml"), config(port, echo_port)).expect("write");
+    let addr: SocketAddr = format!("{pool_prefix}.1:{port}").parse().expect("addr");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while http_get(addr, "example.com", ready_path).map(|r| r.0) != Some(200) {
+        assert!(
+            Instant::now() < deadline,
+            "the route never served:\n{}",
+            gw.log()
+        );
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    Setup {
+        gw,
+        addr,
+        _echo: echo,
+        rt,
+    }
+}
