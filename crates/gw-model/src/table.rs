@@ -218,6 +218,44 @@ pub struct HttpMatch {
     pub query: Vec<ValueMatch>,
 }
 
+/// The tie-breakers shared by HTTPRoute and GRPCRoute matches, after their own criteria:
+/// [`RouteOrder`] (oldest route first; objects without a creation time last; then
+/// namespace/name), then rule order, then match order.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct TieBreak {
+    route_missing_ts: bool,
+    route_ts: i128,
+    route_key: ObjectKey,
+    rule: usize,
+    match_index: usize,
+}
+
+impl TieBreak {
+    fn new(order: &RouteOrder, rule: usize, match_index: usize) -> Self {
+        TieBreak {
+            route_missing_ts: order.created.is_none(),
+            route_ts: order.created.unwrap_or(0),
+            route_key: order.key.clone(),
+            rule,
+            match_index,
+        }
+    }
+
+    fn decided_by(&self, other: &Self) -> Precedence {
+        if (self.route_missing_ts, self.route_ts) != (other.route_missing_ts, other.route_ts) {
+            Precedence::CreationTimestamp
+        } else if self.route_key != other.route_key {
+            Precedence::RouteName
+        } else if self.rule != other.rule {
+            Precedence::RuleOrder
+        } else if self.match_index != other.match_index {
+            Precedence::MatchOrder
+        } else {
+            Precedence::Same
+        }
+    }
+}
+
 /// The explicit precedence key of an HTTPRoute match; smaller sorts first.
 ///
 /// HTTPRoute spec: "precedence must be given to the match having: Exact path match. Prefix path
@@ -232,11 +270,7 @@ pub struct HttpMatchKey {
     no_method: bool,
     headers: Reverse<usize>,
     query: Reverse<usize>,
-    route_missing_ts: bool,
-    route_ts: i128,
-    route_key: ObjectKey,
-    rule: usize,
-    match_index: usize,
+    tie: TieBreak,
 }
 
 impl HttpMatchKey {
@@ -252,11 +286,7 @@ impl HttpMatchKey {
             no_method: m.method.is_none(),
             headers: Reverse(m.headers.len()),
             query: Reverse(m.query.len()),
-            route_missing_ts: order.created.is_none(),
-            route_ts: order.created.unwrap_or(0),
-            route_key: order.key.clone(),
-            rule,
-            match_index,
+            tie: TieBreak::new(order, rule, match_index),
         }
     }
 }
@@ -276,17 +306,8 @@ impl HttpMatchKey {
             Precedence::HeaderCount
         } else if self.query != other.query {
             Precedence::QueryCount
-        } else if (self.route_missing_ts, self.route_ts) != (other.route_missing_ts, other.route_ts)
-        {
-            Precedence::CreationTimestamp
-        } else if self.route_key != other.route_key {
-            Precedence::RouteName
-        } else if self.rule != other.rule {
-            Precedence::RuleOrder
-        } else if self.match_index != other.match_index {
-            Precedence::MatchOrder
         } else {
-            Precedence::Same
+            self.tie.decided_by(&other.tie)
         }
     }
 }
@@ -367,11 +388,7 @@ pub struct GrpcMatchKey {
     service: Reverse<usize>,
     method: Reverse<usize>,
     headers: Reverse<usize>,
-    route_missing_ts: bool,
-    route_ts: i128,
-    route_key: ObjectKey,
-    rule: usize,
-    match_index: usize,
+    tie: TieBreak,
 }
 
 impl GrpcMatchKey {
@@ -387,11 +404,7 @@ impl GrpcMatchKey {
             service: Reverse(service),
             method: Reverse(method),
             headers: Reverse(m.headers.len()),
-            route_missing_ts: order.created.is_none(),
-            route_ts: order.created.unwrap_or(0),
-            route_key: order.key.clone(),
-            rule,
-            match_index,
+            tie: TieBreak::new(order, rule, match_index),
         }
     }
 }
@@ -406,17 +419,8 @@ impl GrpcMatchKey {
             Precedence::MethodLength
         } else if self.headers != other.headers {
             Precedence::HeaderCount
-        } else if (self.route_missing_ts, self.route_ts) != (other.route_missing_ts, other.route_ts)
-        {
-            Precedence::CreationTimestamp
-        } else if self.route_key != other.route_key {
-            Precedence::RouteName
-        } else if self.rule != other.rule {
-            Precedence::RuleOrder
-        } else if self.match_index != other.match_index {
-            Precedence::MatchOrder
         } else {
-            Precedence::Same
+            self.tie.decided_by(&other.tie)
         }
     }
 }
