@@ -11,8 +11,8 @@
 //! - `best`: `Exact /health` on an exact hostname (the first rule looked at matches).
 //! - `worst`: requests that look at every candidate and fall through: a conditioned
 //!   `/api/v2/items` match whose header and query conditions fail (falls back to the
-//!   unconditioned rule), an exact hostname with no matching path (falls through the exact
-//!   and wildcard hostnames to the catch-all route), and a regex rule.
+//!   unconditioned rule), a deep path under a prefix shared by every route, with headers and
+//!   a query string, and a regex rule.
 //!
 //! Run: `cargo bench -p gw-router --bench routing`. With `GW_BENCH_QUICK=1` only 10 and
 //! 1,000 routes are built (CI runs it that way, in test mode: `cargo test --benches`).
@@ -200,9 +200,9 @@ fn worst(n: usize) -> Vec<Req> {
         ));
         out.push((
             "GET",
-            "/no/such/path/on/this/host".to_owned(),
+            "/api/v1/items/a/b/c/d/e/f/g/h/i/j?x=1&y=2&z=3".to_owned(),
             host.clone(),
-            vec![],
+            vec![("x-version", "3"), ("x-canary", "false")],
         ));
         let j = i - i % 4;
         let j = if j.is_multiple_of(10) { j + 4 } else { j };
