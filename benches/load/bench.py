@@ -7,9 +7,13 @@ Subcommands:
   wait-ready ADMIN URL TIMEOUT      /readyz is 200, /status has a resourceVersion, URL answers 200
   rss PID                           VmRSS and VmHWM in KiB
   propagate ADMIN BASE CONFDIR STAGEDIR COUNT OUT   one-route changes, write -> first 200
+  edit-loop CONFDIR ADDR ADMIN COUNT   edit the base route COUNT times (backend port flips,
+                                    header filter toggles), each applied before the next;
+                                    -> "applied slowest_ms"
   parse-wrk FILE                    -> "rps p50_us p99_us errors"
   parse-h2load FILE LOG             -> "rps p50_us p99_us errors"
   table RESULTS                     print the throughput / latency tables with ratios
+  routing-table / compile-table     criterion `--output-format bencher` (stdin) -> table
 """
 import http.client
 import json
@@ -52,6 +56,11 @@ ports: [{{name: http, port: {port}}}]
 endpoints: [{{addresses: [{ip}]}}]
 """
 
+FILTER = """    filters:
+    - type: RequestHeaderModifier
+      requestHeaderModifier: {{set: [{{name: x-bench-edit, value: "{k}"}}]}}
+"""
+
 ROUTE = """---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
@@ -64,20 +73,58 @@ spec:
 """
 
 
-def svc(name):
-    return SVC.format(svc=name, port=BACKEND_PORT, ip=BACKEND_IP)
+def svc(name, port=BACKEND_PORT):
+    return SVC.format(svc=name, port=port, ip=BACKEND_IP)
 
 
 def route(name, path, service, gw, ptype="PathPrefix"):
     return ROUTE.format(name=name, path=path, svc=service, gw=gw, ptype=ptype)
 
 
+def base_config(addr, k=0):
+    """Edit k of the base config: even edits use backend port 3000, odd ones 3002; every
+    other pair of edits adds a request header filter."""
+    port = BACKEND_PORT if k % 2 == 0 else BACKEND_PORT + 2
+    text = HEADER.format(gw="bench", addr=addr) + svc("backend", port) + route("all", "/", "backend", "bench")
+    if (k // 2) % 2 == 1:
+        text += FILTER.format(k=k)
+    return text
+
+
 def gen_base(d, addr):
     os.makedirs(d, exist_ok=True)
     with open(os.path.join(d, "gw.yaml"), "w") as f:
-        f.write(HEADER.format(gw="bench", addr=addr))
-        f.write(svc("backend"))
-        f.write(route("all", "/", "backend", "bench"))
+        f.write(base_config(addr))
+
+
+def config_version(admin):
+    st, body = get(f"http://{admin}/metrics")
+    if st != 200:
+        return None
+    m = re.search(rb"^gw_config_version (\d+)", body, re.M)
+    return int(m.group(1)) if m else None
+
+
+def edit_loop(confdir, addr, admin, count):
+    applied = 0
+    slowest = 0.0
+    staged = os.path.join(os.path.dirname(confdir.rstrip("/")), "edit-stage.yaml")
+    for k in range(1, int(count) + 1):
+        before = config_version(admin)
+        with open(staged, "w") as f:
+            f.write(base_config(addr, k))
+        t0 = time.perf_counter()
+        os.rename(staged, os.path.join(confdir, "gw.yaml"))
+        while time.perf_counter() - t0 < 10.0:
+            v = config_version(admin)
+            if v is not None and before is not None and v > before:
+                applied += 1
+                slowest = max(slowest, (time.perf_counter() - t0) * 1000.0)
+                break
+            time.sleep(0.002)
+        time.sleep(0.15)  # traffic on the new config before the next edit
+    print(f"{applied} {slowest:.1f}")
+    return 0 if applied == int(count) else 1
 
 
 def gen_scale(d, addr, n):
@@ -312,6 +359,52 @@ def table(results):
         emit("Fixed rate (h2load --rps; the rate column is the offered total req/s)", fixed, list(fixed), "rate")
 
 
+def bencher(stream):
+    """criterion's bencher format: `test GROUP/ID ... bench: 1,234 ns/iter (+/- 56)`."""
+    out = {}
+    for line in stream:
+        m = re.match(r"test (\S+) \.\.\. bench:\s+([\d,]+) ns/iter", line)
+        if m:
+            out[m.group(1)] = int(m.group(2).replace(",", ""))
+    return out
+
+
+def fmt_ns(ns):
+    if ns >= 1e6:
+        return f"{ns / 1e6:.1f} ms"
+    if ns >= 1e3:
+        return f"{ns / 1e3:.2f} us"
+    return f"{ns} ns"
+
+
+def routing_table():
+    r = bencher(sys.stdin)
+    sizes = sorted({int(k.rsplit("/", 1)[1]) for k in r})
+    kinds = ["typical", "best", "worst"]
+    print("Routing: resolve + request filters per request (criterion median)")
+    print("| HTTPRoutes | " + " | ".join(kinds) + " | typical vs 10 routes | worst vs 10 routes |")
+    print("|---:|" + "---:|" * (len(kinds) + 2))
+    base = {k: r.get(f"resolve_and_filters/{k}/10") for k in kinds}
+    for n in sizes:
+        cells = [fmt_ns(r[f"resolve_and_filters/{k}/{n}"]) if f"resolve_and_filters/{k}/{n}" in r else "n/a" for k in kinds]
+        ratios = []
+        for k in ("typical", "worst"):
+            v = r.get(f"resolve_and_filters/{k}/{n}")
+            ratios.append(f"{v / base[k]:.2f}x" if v and base[k] else "n/a")
+        print(f"| {n:,} | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
+    print()
+
+
+def compile_table():
+    r = bencher(sys.stdin)
+    print("Compile: gw_model::compile (criterion median)")
+    print("| HTTPRoutes | time |")
+    print("|---:|---:|")
+    for k in sorted(r, key=lambda k: int(k.rsplit("/", 1)[1])):
+        print(f"| {int(k.rsplit('/', 1)[1]):,} | {fmt_ns(r[k])} |")
+    print()
+
+
 def main():
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "gen-base":
@@ -324,12 +417,18 @@ def main():
         rss(*args)
     elif cmd == "propagate":
         return propagate(*args)
+    elif cmd == "edit-loop":
+        return edit_loop(*args)
     elif cmd == "parse-wrk":
         parse_wrk(*args)
     elif cmd == "parse-h2load":
         parse_h2load(*args)
     elif cmd == "table":
         table(*args)
+    elif cmd == "routing-table":
+        routing_table()
+    elif cmd == "compile-table":
+        compile_table()
     else:
         print(__doc__, file=sys.stderr)
         return 2

@@ -4,6 +4,9 @@
 #
 #   benches/load/run.sh            full run (~15 min)
 #   benches/load/run.sh --quick    smoke run (~2 min): 1 s points, fewer points, 500 routes
+#   GW_BENCH_PROFILE=dev benches/load/run.sh --quick
+#                                  the same with the debug build (CI: checks that the harness
+#                                  works, figures meaningless)
 #
 # Only loopback addresses are used (127.0.90.0/24). Everything started is stopped on exit.
 set -euo pipefail
@@ -12,7 +15,7 @@ QUICK=0
 for a in "$@"; do
   case "$a" in
     --quick) QUICK=1 ;;
-    -h|--help) sed -n 2,8p "$0"; exit 0 ;;
+    -h|--help) sed -n 2,11p "$0"; exit 0 ;;
     *) echo "unknown argument: $a" >&2; exit 2 ;;
   esac
 done
@@ -22,9 +25,9 @@ HERE="$ROOT/benches/load"
 PY="python3 $HERE/bench.py"
 
 if [[ $QUICK == 1 ]]; then
-  DUR=1; WARM=1; CONNS=(1 64); ROUTES=500; CHANGES=20
+  DUR=1; WARM=1; CONNS=(1 64); ROUTES=500; CHANGES=20; EDITS=20
 else
-  DUR=10; WARM=2; CONNS=(1 16 64 256); ROUTES=5000; CHANGES=100
+  DUR=10; WARM=2; CONNS=(1 16 64 256); ROUTES=5000; CHANGES=100; EDITS=20
 fi
 BODIES=(0 4k)
 FIXED_CONNS=16
@@ -49,8 +52,10 @@ fi
 command -v python3 >/dev/null || { echo "python3 is required" >&2; exit 1; }
 
 # ---- build ----------------------------------------------------------------------------------
-(cd "$ROOT" && cargo build --release -q -p gw-gateway -p gw-echo)
-GW="$ROOT/target/release/gw-gateway"
+PROFILE=${GW_BENCH_PROFILE:-release}
+(cd "$ROOT" && cargo build --profile "$PROFILE" -q -p gw-gateway -p gw-echo)
+PROFILE_DIR=$PROFILE; [[ $PROFILE == dev ]] && PROFILE_DIR=debug
+GW="${CARGO_TARGET_DIR:-$ROOT/target}/$PROFILE_DIR/gw-gateway"
 
 # ---- work dir, process tracking -------------------------------------------------------------
 W="$(mktemp -d /tmp/gw-load.XXXXXX)"
@@ -96,6 +101,7 @@ http {
   server {
     listen $BACKEND:3000 reuseport;
     listen $BACKEND:3001 http2;
+    listen $BACKEND:3002 reuseport;  # second port: route edits flip between 3000 and 3002
     location = /4k { root $W/www; }
     location / { return 200 ""; }   # every other path: 200, empty body
   }
@@ -211,6 +217,22 @@ for proto in h1 h2; do
   done
 done
 
+# ---- route changes under load: constant traffic while the route is edited -------------------
+# Each edit flips the EndpointSlice port (3000 <-> 3002) and toggles a request header filter,
+# renamed into place like a ConfigMap update; wrk counts every non-2xx answer and socket error.
+echo "== route changes under load: $EDITS edits while wrk runs (4 connections)" >&2
+EDIT_OUT="$W/edits.txt"
+wrk -t 2 -c 4 -d "$((EDITS / 2 + 5))s" --latency "${H1[gw]}/0" >"$W/edits-wrk.txt" 2>&1 &
+WRK_PID=$!
+PIDS+=($WRK_PID)
+sleep 1
+$PY edit-loop "$W/gw-conf" "$GW_ADDR" "$GW_ADDR:15000" "$EDITS" >"$EDIT_OUT" || true
+wait "$WRK_PID" || true
+read -r EDITS_APPLIED EDITS_MAX_MS <"$EDIT_OUT" || true
+read -r E_RPS _ _ E_ERRS < <($PY parse-wrk "$W/edits-wrk.txt")
+E_TOTAL=$(awk '/requests in/ {print $1}' "$W/edits-wrk.txt")
+E_NON2XX=$(awk '/Non-2xx or 3xx responses/ {print $NF}' "$W/edits-wrk.txt"); E_NON2XX=${E_NON2XX:-0}
+
 # ---- memory and propagation at N routes -----------------------------------------------------
 echo "== scale: $ROUTES HTTPRoutes, each with its own Service and EndpointSlice" >&2
 $PY gen-scale "$W/scale-conf" "$SCALE_ADDR" "$ROUTES"
@@ -241,4 +263,11 @@ $PY table "$RES"
 awk -v base="$RSS_BASE" -v n="$RSS_N" -v hwm="$HWM_N" -v r="$ROUTES" -v t0="$t0" -v t1="$t1" 'BEGIN {
   printf "Memory: gw-gateway VmRSS with 1 route %.1f MiB; with %d routes %.1f MiB (VmHWM %.1f MiB); (RSS_N - RSS_1) / N = %.0f bytes per route; start to ready %.2f s\n",
     base/1024, r, n/1024, hwm/1024, (n-base)*1024/r, t1-t0 }'
+echo "Route changes under load: $EDITS_APPLIED of $EDITS edits applied (slowest ${EDITS_MAX_MS} ms), ${E_TOTAL:-0} requests at ${E_RPS} req/s, non-2xx answers ${E_NON2XX} (with socket errors: ${E_ERRS})"
 echo "Propagation at $ROUTES routes: $P_N changes seen, median ${P_MED} ms, p99 ${P_P99} ms (min ${P_MIN}, max ${P_MAX}), failures ${P_FAIL}"
+if [[ ${GW_BENCH_STRICT:-0} == 1 ]]; then
+  # CI: the harness must have worked end to end, and route changes must not fail requests.
+  [[ $EDITS_APPLIED == "$EDITS" ]] || { echo "only $EDITS_APPLIED of $EDITS edits were applied" >&2; exit 1; }
+  [[ $E_NON2XX == 0 ]] || { echo "$E_NON2XX non-2xx answers during route changes" >&2; exit 1; }
+  [[ $P_FAIL == 0 ]] || { echo "$P_FAIL route changes were not seen within 10 s" >&2; exit 1; }
+fi

@@ -1,7 +1,8 @@
 //! `gw_model::compile` at 500, 5,000 and 50,000 HTTPRoutes, each with its own Service and
 //! EndpointSlice (loading excluded: the resources are built once).
 //!
-//! Run: `cargo bench -p gw-model --bench compile`.
+//! Run: `cargo bench -p gw-model --bench compile`. With `GW_BENCH_QUICK=1` only 500 routes
+//! (CI runs it that way, in test mode: `cargo test --benches`).
 
 #![allow(missing_docs, clippy::unwrap_used, clippy::panic)]
 
@@ -71,7 +72,12 @@ endpoints: [{{addresses: [10.0.{}.{}]}}]
 fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("compile");
     group.sample_size(10);
-    for n in [500usize, 5_000, 50_000] {
+    let sizes: &[usize] = if std::env::var_os("GW_BENCH_QUICK").is_some() {
+        &[500]
+    } else {
+        &[500, 5_000, 50_000]
+    };
+    for &n in sizes {
         let loaded = load::parse("bench.yaml", &manifests(n));
         assert!(loaded.errors.is_empty(), "{:?}", loaded.errors.first());
         let mut res = Resources::new();

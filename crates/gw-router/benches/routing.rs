@@ -1,4 +1,5 @@
-//! `Routes::resolve` + request filters at 10, 1,000 and 10,000 HTTPRoutes (no network).
+//! `Routes::resolve` + request filters at 10, 1,000, 10,000 and 50,000 HTTPRoutes (no
+//! network): a typical mix of requests, the best case and the worst case.
 //!
 //! Routes come from realistic templates: one exact hostname per route (some with a second,
 //! wildcard hostname, some wildcard-only), ~20 routes per team domain, shared path prefixes,
@@ -6,7 +7,15 @@
 //! rewrites, plus a few catch-all routes. Requests hit exact hosts, wildcard hosts and the
 //! catch-all, with Exact, PathPrefix, regex and header/query-conditioned paths.
 //!
-//! Run: `cargo bench -p gw-router --bench routing`.
+//! - `typical`: that mix.
+//! - `best`: `Exact /health` on an exact hostname (the first rule looked at matches).
+//! - `worst`: requests that look at every candidate and fall through: a conditioned
+//!   `/api/v2/items` match whose header and query conditions fail (falls back to the
+//!   unconditioned rule), a deep path under a prefix shared by every route, with headers and
+//!   a query string, and a regex rule.
+//!
+//! Run: `cargo bench -p gw-router --bench routing`. With `GW_BENCH_QUICK=1` only 10 and
+//! 1,000 routes are built (CI runs it that way, in test mode: `cargo test --benches`).
 
 #![allow(missing_docs, clippy::unwrap_used, clippy::panic)]
 
@@ -160,14 +169,80 @@ fn requests(n: usize) -> Vec<Req> {
     out
 }
 
+/// The best case: the first rule looked at matches.
+fn best(n: usize) -> Vec<Req> {
+    (0..16)
+        .map(|k| {
+            let i = (k * n / 16 + 1).min(n - 1);
+            let i = if i.is_multiple_of(10) { i + 1 } else { i }.min(n - 1);
+            (
+                "GET",
+                "/health".to_owned(),
+                format!("s{i}.t{}.example.com", i / 20),
+                vec![],
+            )
+        })
+        .collect()
+}
+
+/// The worst cases: every candidate is looked at before the match.
+fn worst(n: usize) -> Vec<Req> {
+    let mut out = Vec::new();
+    for k in 0..16 {
+        let i = (k * n / 16 + 1).min(n - 1);
+        let i = if i.is_multiple_of(10) { i + 1 } else { i }.min(n - 1);
+        let host = format!("s{i}.t{}.example.com", i / 20);
+        out.push((
+            "GET",
+            "/api/v2/items/42?debug=0&x=1&y=2".to_owned(),
+            host.clone(),
+            vec![("x-version", "3"), ("x-canary", "false")],
+        ));
+        out.push((
+            "GET",
+            "/api/v1/items/a/b/c/d/e/f/g/h/i/j?x=1&y=2&z=3".to_owned(),
+            host.clone(),
+            vec![("x-version", "3"), ("x-canary", "false")],
+        ));
+        let j = i - i % 4;
+        let j = if j.is_multiple_of(10) { j + 4 } else { j };
+        out.push((
+            "GET",
+            "/users/1234567890/profile".to_owned(),
+            format!("s{j}.t{}.example.com", j / 20),
+            vec![],
+        ));
+    }
+    out
+}
+
+fn sizes() -> Vec<usize> {
+    if std::env::var_os("GW_BENCH_QUICK").is_some() {
+        vec![10, 1_000]
+    } else {
+        vec![10, 1_000, 10_000, 50_000]
+    }
+}
+
 fn bench(c: &mut Criterion) {
-    let gateway = ObjectKey::new("default", "edge");
-    let mut group = c.benchmark_group("resolve_and_filters");
-    for n in [10usize, 1_000, 10_000] {
+    for n in sizes() {
         let routes = build(n);
-        let reqs = requests(n);
+        for (name, reqs) in [
+            ("typical", requests(n)),
+            ("best", best(n)),
+            ("worst", worst(n)),
+        ] {
+            bench_requests(c, name, n, &routes, &reqs);
+        }
+    }
+}
+
+fn bench_requests(c: &mut Criterion, name: &str, n: usize, routes: &Routes, reqs: &[Req]) {
+    let gateway = ObjectKey::new("default", "edge");
+    let mut group = c.benchmark_group(format!("resolve_and_filters/{name}"));
+    {
         // Every request must match, at every size.
-        for (m, uri, host, hs) in &reqs {
+        for (m, uri, host, hs) in reqs {
             let mut b = http::Request::builder()
                 .method(*m)
                 .uri(uri)
@@ -178,7 +253,7 @@ fn bench(c: &mut Criterion) {
             let req = b.body(()).unwrap();
             assert!(
                 matches!(routes.resolve(&gateway, 80, &req), Resolution::Matched(_)),
-                "{n}: {uri} {host}"
+                "{name} {n}: {uri} {host}"
             );
         }
         let mut next = 0usize;

@@ -26,7 +26,7 @@ pub(crate) fn run(
     out: &mut dyn std::io::Write,
     err: &mut dyn std::io::Write,
 ) -> u8 {
-    let config = files::read(path);
+    let config = files::Scanner::default().scan(path);
     let mut controller = Controller::new(controller_name.to_owned(), None);
     let snapshot = controller.reload(&config, &[]);
     for w in &snapshot.warnings {
@@ -37,8 +37,17 @@ pub(crate) fn run(
     }
     let report = &snapshot.compiled.status;
     let mut objects = Vec::new();
-    for (path, text) in &config.files {
-        objects.extend(gw_model::load::parse(&path.display().to_string(), text).objects);
+    for path in config.files.keys() {
+        // The controller read these files a moment ago; a file that cannot be read now was
+        // reported by then or is reported here.
+        match files::read_text(path) {
+            Ok(text) => {
+                objects.extend(gw_model::load::parse(&path.display().to_string(), &text).objects);
+            }
+            Err(e) => {
+                let _ = writeln!(err, "error: {e}");
+            }
+        }
     }
     for o in &objects {
         let status = report

@@ -170,7 +170,7 @@ pub(crate) fn run(
     out: &mut dyn std::io::Write,
     err: &mut dyn std::io::Write,
 ) -> u8 {
-    let config = files::read(path);
+    let config = files::Scanner::default().scan(path);
     let mut controller = Controller::new(controller_name.to_owned(), None);
     let snapshot = controller.reload(&config, &[]);
     for e in &snapshot.errors {

@@ -30,13 +30,14 @@ use std::time::Duration;
 
 use clap::Parser;
 use ipnet::IpNet;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use crate::admin::{AdminState, Metrics};
 use crate::controller::Controller;
 
-/// Files must read the same twice this far apart (with no event in between) before a reload:
-/// an in-place write (truncate, then write) is never loaded half-written.
+/// While a write is in progress, files must read the same twice this far apart (with no event
+/// in between) before a reload: an in-place write (truncate, then write) is never loaded
+/// half-written.
 const SETTLE: Duration = Duration::from_millis(10);
 /// Give up waiting for files to settle after this many reads (a file rewritten continuously).
 const MAX_SETTLE_READS: usize = 100;
@@ -287,25 +288,25 @@ async fn run(args: Args) -> Result<(), String> {
         return shutdown(servers, &args).await;
     }
     drop(source_tx);
-    let read = |path: &Option<PathBuf>| match path {
-        Some(p) => files::read(p),
-        None => files::ConfigFiles {
-            files: Vec::new(),
-            errors: Vec::new(),
-        },
+    let mut scanner = files::Scanner::default();
+    let mut scan = |path: &Option<PathBuf>| match path {
+        Some(p) => scanner.scan(p),
+        None => files::ConfigFiles::default(),
     };
 
-    let (events_tx, mut events) = mpsc::channel::<()>(1);
+    let changes = Arc::new(Changes::default());
     let _watcher = match &args.config {
-        Some(path) => Some(watch_path(path, events_tx)?),
+        Some(path) => Some(watch_path(path, changes.clone())?),
         None => None,
     };
 
-    let mut current = read(&args.config);
+    let mut current = scan(&args.config);
     // When a certificate expires or becomes valid, the same files compile differently.
     let mut apply = async |files: &files::ConfigFiles, servers: &mut serve::Servers| {
+        let started = std::time::Instant::now();
         let mut snapshot = controller.reload(files, &extra);
         let refresh_at = snapshot.compiled.refresh_at;
+        let compiled = started.elapsed();
         if snapshot.errors.is_empty() {
             metrics.reloads.fetch_add(1, Ordering::Relaxed);
         } else {
@@ -316,6 +317,12 @@ async fn run(args: Args) -> Result<(), String> {
         metrics
             .config_errors
             .store(snapshot.errors.len() as u64, Ordering::Relaxed);
+        tracing::debug!(
+            compile_ms = compiled.as_secs_f64() * 1e3,
+            total_ms = started.elapsed().as_secs_f64() * 1e3,
+            version = snapshot.version,
+            "configuration applied"
+        );
         let _ = snapshot_tx.send(Some(Arc::new(snapshot)));
         refresh_at
     };
@@ -327,7 +334,7 @@ async fn run(args: Args) -> Result<(), String> {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
             () = terminate.recv() => break,
-            Some(()) = events.recv() => {}
+            () = changes.notify.notified() => {}
             _ = poll.tick() => {}
             () = sleep_until(refresh_at) => {
                 if refresh_at.is_some_and(|at| at <= jiff::Timestamp::now()) {
@@ -337,22 +344,29 @@ async fn run(args: Args) -> Result<(), String> {
                 continue;
             }
         }
-        let mut next = read(&args.config);
+        let mut events = changes.events();
+        let mut next = scan(&args.config);
         if next == current {
             continue;
         }
+        // A file still being written (created or modified, not yet closed) could be read
+        // half-written: wait until every write is closed and nothing else happened, or until
+        // the files read the same twice SETTLE apart with no event in between. Renames and
+        // closed writes (how ConfigMap volumes and careful tools update files) apply at once.
         for _ in 0..MAX_SETTLE_READS {
-            tokio::time::sleep(SETTLE).await;
-            let mut nudged = false;
-            while events.try_recv().is_ok() {
-                nudged = true;
+            if !changes.writing() && changes.events() == events {
+                break;
             }
-            let again = read(&args.config);
-            if again == next && !nudged {
+            tokio::time::sleep(SETTLE).await;
+            let seen = changes.events();
+            let again = scan(&args.config);
+            if again == next && seen == events {
                 break;
             }
             next = again;
+            events = seen;
         }
+        changes.settled();
         if next != current {
             tracing::info!(files = next.files.len(), "configuration changed; reloading");
             current = next;
@@ -429,37 +443,83 @@ impl Terminate {
     }
 }
 
-/// Watches `path` recursively; every event nudges the reload loop (which re-reads and compares
+/// What the file watcher saw since the reload loop last looked.
+#[derive(Default)]
+struct Changes {
+    /// Wakes the reload loop.
+    notify: tokio::sync::Notify,
+    /// Events seen so far.
+    events: std::sync::atomic::AtomicU64,
+    /// Paths created or modified and not closed since (writes in progress).
+    writing: std::sync::Mutex<std::collections::HashSet<PathBuf>>,
+}
+
+impl Changes {
+    fn events(&self) -> u64 {
+        self.events.load(Ordering::Acquire)
+    }
+
+    fn writing(&self) -> bool {
+        self.writing.lock().map(|w| !w.is_empty()).unwrap_or(true)
+    }
+
+    /// After a reload decision: writes still marked open are forgotten (a symlink, or a
+    /// writer that never closes, would otherwise slow every later reload).
+    fn settled(&self) {
+        if let Ok(mut w) = self.writing.lock() {
+            w.clear();
+        }
+    }
+
+    fn record(&self, event: notify::Result<notify::Event>) {
+        use notify::EventKind;
+        use notify::event::{AccessKind, AccessMode, CreateKind, MetadataKind, ModifyKind};
+        // Our own reads are events too (opens, access times): only changes count, or every
+        // reload would trigger the next one.
+        let (writing, paths) = match event {
+            Ok(e) => {
+                let writing = match e.kind {
+                    EventKind::Access(AccessKind::Close(AccessMode::Write)) => Some(false),
+                    EventKind::Access(_) => None,
+                    EventKind::Modify(ModifyKind::Metadata(MetadataKind::AccessTime)) => None,
+                    EventKind::Create(CreateKind::Folder) => Some(false),
+                    EventKind::Create(_) | EventKind::Modify(ModifyKind::Data(_)) => Some(true),
+                    EventKind::Modify(_)
+                    | EventKind::Remove(_)
+                    | EventKind::Any
+                    | EventKind::Other => Some(false),
+                };
+                match writing {
+                    Some(w) => (w, e.paths),
+                    None => return,
+                }
+            }
+            // Overflowed queues and watch errors: re-read to be safe.
+            Err(_) => (false, Vec::new()),
+        };
+        if let Ok(mut open) = self.writing.lock() {
+            for p in paths {
+                if writing {
+                    open.insert(p);
+                } else {
+                    open.remove(&p);
+                }
+            }
+        }
+        self.events.fetch_add(1, Ordering::AcqRel);
+        self.notify.notify_one();
+    }
+}
+
+/// Watches `path` recursively; every change nudges the reload loop (which scans and compares
 /// everything, so renames, symlink swaps and in-place writes are all noticed).
 fn watch_path(
     path: &std::path::Path,
-    events: mpsc::Sender<()>,
+    changes: Arc<Changes>,
 ) -> Result<notify::RecommendedWatcher, String> {
-    use notify::EventKind;
     use notify::Watcher as _;
-    use notify::event::{AccessKind, AccessMode, MetadataKind, ModifyKind};
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        // Our own reads are events too (opens, access times): only changes count, or every
-        // reload would trigger the next one.
-        let relevant = match event {
-            Ok(e) => match e.kind {
-                EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
-                EventKind::Access(_) => false,
-                EventKind::Modify(ModifyKind::Metadata(MetadataKind::AccessTime)) => false,
-                EventKind::Create(_)
-                | EventKind::Modify(_)
-                | EventKind::Remove(_)
-                | EventKind::Any
-                | EventKind::Other => true,
-            },
-            // Overflowed queues and watch errors: re-read to be safe.
-            Err(_) => true,
-        };
-        if relevant {
-            let _ = events.try_send(());
-        }
-    })
-    .map_err(|e| format!("cannot watch {}: {e}", path.display()))?;
+    let mut watcher = notify::recommended_watcher(move |event| changes.record(event))
+        .map_err(|e| format!("cannot watch {}: {e}", path.display()))?;
     watcher
         .watch(path, notify::RecursiveMode::Recursive)
         .map_err(|e| format!("cannot watch {}: {e}", path.display()))?;

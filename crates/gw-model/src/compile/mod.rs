@@ -698,6 +698,10 @@ fn resolve_http_grpc_conflicts(
     for g in gateways.iter_mut() {
         let mut losers: Map<(Kind, ObjectKey), (Kind, ObjectKey)> = Map::new();
         for t in &g.tables {
+            if t.http.is_empty() || t.grpc.is_empty() {
+                // No pair to compare; skips indexing every route of the listener.
+                continue;
+            }
             let mut http: Map<&ObjectKey, (&RouteOrder, &[String])> = Map::new();
             for e in &t.http {
                 http.entry(&e.route.key).or_insert((&e.route, &e.hostnames));

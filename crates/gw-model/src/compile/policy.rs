@@ -208,6 +208,10 @@ pub(crate) fn apply(
         .iter()
         .map(|(k, p)| evaluate(res, k, p))
         .collect();
+    if policies.is_empty() {
+        // Nothing to apply or report; skips a Service lookup per backend.
+        return;
+    }
     policies.sort_by(|a, b| {
         created(&a.policy.metadata)
             .map_or((true, 0), |t| (false, t))
