@@ -44,4 +44,4 @@ pub mod udp;
 #[cfg(test)]
 mod tests;
 
-pub use self::select::{L4Routes, Listener, Route, SelectError, TlsAction};
+pub use self::select::{BackendChoice, L4Routes, Listener, Route, SelectError, TlsAction};
