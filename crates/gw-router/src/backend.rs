@@ -313,7 +313,7 @@ pub(crate) struct Choice {
     /// Cumulative weight up to and including this backend.
     cumulative: u64,
     pub(crate) target: Arc<BackendTarget>,
-    /// `namespace/name:port` of the Service, or `invalid`: the backend's label in
+    /// `namespace/name:port` of the Service or XBackend, or `invalid`: the backend's label in
     /// [`RouteInfo`](crate::RouteInfo).
     pub(crate) label: Arc<str>,
     /// Backend-level filters, applied after the rule's when this backend is chosen.
@@ -344,6 +344,7 @@ impl Backends {
                     cumulative: total,
                     label: match &b.backend {
                         Backend::Service(s) => format!("{}:{}", s.service, s.port).into(),
+                        Backend::External(x) => format!("{}:{}", x.backend, x.port).into(),
                         _ => "invalid".into(),
                     },
                     target: BackendTarget::new(&b.backend, ctx),

@@ -40,8 +40,8 @@ pub struct RouteInfo {
     pub rule: Option<Arc<Rule>>,
     /// Which of the rule's matches matched.
     pub match_index: Option<usize>,
-    /// The backend the request was sent to (`namespace/name:port` of the Service), when one was
-    /// picked; `invalid` for a backend reference that did not resolve.
+    /// The backend the request was sent to (`namespace/name:port` of the Service or XBackend),
+    /// when one was picked; `invalid` for a backend reference that did not resolve.
     pub backend: Option<Arc<str>>,
     /// The exchange with the backend, when the request was forwarded.
     pub upstream: Option<Upstream>,

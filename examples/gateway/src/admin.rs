@@ -17,7 +17,7 @@ use tokio::sync::watch;
 
 use crate::controller::Snapshot;
 use crate::explain::{self, Params};
-use crate::metrics::{RequestMetrics, escape_label};
+use crate::metrics::{L4Metrics, RequestMetrics, escape_label};
 
 /// Counters the admin server exposes on `/metrics`.
 #[derive(Debug, Default)]
@@ -33,6 +33,8 @@ pub(crate) struct Metrics {
     pub config_errors: AtomicU64,
     /// Requests by route and backend.
     pub requests: Arc<RequestMetrics>,
+    /// TCP and TLS connections, UDP sessions and datagrams, by route and backend.
+    pub l4: Arc<L4Metrics>,
     /// By listener socket address, then Gateway; kept after a listener closes (counters never
     /// go back).
     listeners: Mutex<BTreeMap<(String, String), Arc<ListenerMetrics>>>,
@@ -333,6 +335,7 @@ fn handle(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> 
             );
             m.write_listeners(&mut body);
             m.requests.write(&mut body);
+            m.l4.write(&mut body);
             let pool = state.router.upstream_connections();
             let _ = write!(
                 body,

@@ -9,23 +9,33 @@
 //!
 //! The table lives in an `ArcSwap`: a reload changes where new connections and sessions go;
 //! established ones keep their backend.
+//!
+//! Every connection is counted once by outcome (`gw_tcp_connections_total`), and every UDP
+//! session and datagram (`gw_udp_*`), by gateway, listener, route and backend as far as they
+//! are known (see [`crate::metrics`]). A connection or session looks its series up once; its
+//! bytes are atomic additions per read or write.
 
 use std::collections::HashMap;
+use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use gw_model::resources::ObjectKey;
 use gw_model::table::{Protocol, RouteTable};
-use gw_router::l4::sni::{self, PeekConfig, Prefixed};
+use gw_router::l4::sni::{self, PeekConfig, PeekError, Prefixed};
 use gw_router::l4::tcp::{self, TcpProxyConfig};
-use gw_router::l4::udp::{UdpProxy, UdpProxyConfig};
-use gw_router::l4::{L4Routes, SelectError, TlsAction};
-use tokio::io::{AsyncRead, AsyncWrite};
+use gw_router::l4::udp::{Direction, SessionEnd, SessionObserver, UdpProxy, UdpProxyConfig};
+use gw_router::l4::{BackendChoice, L4Routes, Listener, SelectError, TlsAction};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::task::JoinHandle;
 
+use crate::metrics::{L4Key, L4Metrics, Outcome, TcpSeries, UdpDrop, UdpSeries};
 use crate::tls;
 
 /// How a TCP socket's connections are dispatched.
@@ -105,14 +115,16 @@ pub(crate) struct L4 {
     /// How long a client may take to send its ClientHello, and to complete a terminated TLS
     /// handshake (`--tls-handshake-timeout`).
     handshake_timeout: Duration,
+    metrics: Arc<L4Metrics>,
 }
 
 impl L4 {
-    pub(crate) fn new(handshake_timeout: Duration) -> L4 {
+    pub(crate) fn new(handshake_timeout: Duration, metrics: Arc<L4Metrics>) -> L4 {
         L4 {
             table: Arc::new(ArcSwap::from_pointee(Table::default())),
             udp: HashMap::new(),
             handshake_timeout,
+            metrics,
         }
     }
 
@@ -131,10 +143,12 @@ impl L4 {
     pub(crate) fn socket(&self, mode: Mode, gateway: ObjectKey, port: u16) -> Socket {
         Socket {
             mode,
+            labels: Labels::new(&gateway),
             gateway,
             port,
             table: self.table.clone(),
             handshake_timeout: self.handshake_timeout,
+            metrics: self.metrics.clone(),
         }
     }
 
@@ -161,21 +175,17 @@ impl L4 {
                 Ok(socket) => {
                     tracing::info!(%addr, %gateway, "listening (UDP)");
                     let proxy = UdpProxy::new(Arc::new(socket), UdpProxyConfig::default());
-                    let table = self.table.clone();
-                    let (gw, port) = (gateway.clone(), addr.port());
+                    let relay = UdpRelay {
+                        table: self.table.clone(),
+                        metrics: self.metrics.clone(),
+                        labels: Labels::new(&gateway),
+                        gateway: gateway.clone(),
+                        port: addr.port(),
+                    };
                     let task = tokio::spawn(async move {
-                        let route = move |client: SocketAddr| {
-                            let t = table.load();
-                            let backend = t
-                                .routes
-                                .udp_listener(&gw, port)
-                                .and_then(|l| l.route(None))
-                                .and_then(|r| r.backend());
-                            backend
-                                .inspect_err(|e| tracing::debug!(%client, error = %e, "UDP datagram dropped"))
-                                .ok()
-                        };
-                        let e = proxy.run(route).await;
+                        let e = proxy
+                            .run_observed(|client| relay.route(client), |_| relay.over_limit())
+                            .await;
                         tracing::error!(%addr, error = %e, "UDP listener failed");
                     });
                     self.udp.insert(addr, (gateway, task));
@@ -206,13 +216,86 @@ pub(crate) struct Socket {
     port: u16,
     table: Arc<ArcSwap<Table>>,
     handshake_timeout: Duration,
+    metrics: Arc<L4Metrics>,
+    /// The Gateway's label, and the empty one.
+    labels: Labels,
 }
 
 /// Where a TLS connection goes.
 enum TlsTarget {
     Https,
-    Passthrough(SocketAddr),
-    Terminate(SocketAddr, Arc<rustls::ServerConfig>),
+    Passthrough(BackendChoice),
+    Terminate(BackendChoice, Arc<rustls::ServerConfig>),
+}
+
+/// Label strings made once per socket.
+#[derive(Clone)]
+struct Labels {
+    gateway: Arc<str>,
+    empty: Arc<str>,
+}
+
+impl Labels {
+    fn new(gateway: &ObjectKey) -> Labels {
+        Labels {
+            gateway: gateway.to_string().into(),
+            empty: Arc::from(""),
+        }
+    }
+
+    /// The series key of a connection or datagram that got as far as `listener`, `route` and
+    /// `backend`.
+    fn key(
+        &self,
+        listener: Option<&Listener>,
+        route: Option<&Arc<str>>,
+        backend: Option<&BackendChoice>,
+    ) -> L4Key {
+        L4Key {
+            gateway: self.gateway.clone(),
+            listener: listener.map_or_else(|| self.empty.clone(), |l| l.label().clone()),
+            route: route.unwrap_or(&self.empty).clone(),
+            backend: backend.map_or_else(|| self.empty.clone(), |b| b.label().clone()),
+        }
+    }
+}
+
+/// Why a connection or datagram has nowhere to go, with the series it counts in.
+struct Unrouted {
+    key: L4Key,
+    /// Boxed: a rare error keeps the common result small.
+    error: Box<SelectError>,
+}
+
+/// The outcome a selection error counts as.
+fn outcome(e: &SelectError) -> Outcome {
+    match e {
+        SelectError::NoListener { .. }
+        | SelectError::UnknownServerName { .. }
+        | SelectError::NoRoute { .. } => Outcome::NoRoute,
+        // NoBackend, InvalidBackend, NoEndpoints, Unresolved (and any later variant).
+        _ => Outcome::NoBackend,
+    }
+}
+
+/// The route of `listener` for server name `sni`, and a backend of it.
+fn choose(
+    labels: &Labels,
+    listener: &Listener,
+    sni: Option<&str>,
+) -> Result<(L4Key, BackendChoice), Unrouted> {
+    let route = listener.route(sni).map_err(|error| Unrouted {
+        key: labels.key(Some(listener), None, None),
+        error: Box::new(error),
+    })?;
+    let backend = route.choose().map_err(|error| Unrouted {
+        key: labels.key(Some(listener), Some(route.label()), None),
+        error: Box::new(error),
+    })?;
+    Ok((
+        labels.key(Some(listener), Some(route.label()), Some(&backend)),
+        backend,
+    ))
 }
 
 impl Socket {
@@ -226,16 +309,23 @@ impl Socket {
         let config = TcpProxyConfig::default();
         match self.mode {
             Mode::Tcp => {
-                let backend = {
+                let chosen = {
                     let t = self.table.load();
                     t.routes
                         .tcp_listener(&self.gateway, self.port)
-                        .and_then(|l| l.route(None))
-                        .and_then(|r| r.backend())
+                        .map_err(|error| Unrouted {
+                            key: self.labels.key(None, None, None),
+                            error: Box::new(error),
+                        })
+                        .and_then(|l| choose(&self.labels, l, None))
                 };
-                match backend {
-                    Ok(backend) => forward(&mut stream, backend, peer, &config).await,
-                    Err(e) => tracing::debug!(%peer, error = %e, "TCP connection closed"),
+                match chosen {
+                    Ok((key, backend)) => {
+                        if let Some(addr) = self.resolve(&key, &backend, peer).await {
+                            self.forward(&mut stream, addr, &key, peer, &config).await;
+                        }
+                    }
+                    Err(u) => self.unrouted(u, peer),
                 }
                 None
             }
@@ -248,6 +338,13 @@ impl Socket {
                 {
                     Ok(p) => p,
                     Err(e) => {
+                        let outcome = match e {
+                            PeekError::Timeout(_) => Outcome::PeekTimeout,
+                            PeekError::Eof | PeekError::Io(_) => Outcome::ClientClosed,
+                            // Parse, TooLarge (and any later variant).
+                            _ => Outcome::InvalidClientHello,
+                        };
+                        self.count(&self.labels.key(None, None, None), outcome);
                         tracing::debug!(%peer, error = %e, "no TLS ClientHello; connection closed");
                         return None;
                     }
@@ -255,75 +352,300 @@ impl Socket {
                 let target = self.tls_target(peeked.server_name.as_deref());
                 let stream = peeked.into_stream(stream);
                 match target {
-                    Ok(TlsTarget::Https) => return Some(stream),
-                    Ok(TlsTarget::Passthrough(backend)) => {
-                        let mut stream = stream;
-                        forward(&mut stream, backend, peer, &config).await;
+                    Ok((key, TlsTarget::Https)) => {
+                        self.count(&key, Outcome::Https);
+                        return Some(stream);
                     }
-                    Ok(TlsTarget::Terminate(backend, tls)) => {
+                    Ok((key, TlsTarget::Passthrough(backend))) => {
+                        let mut stream = stream;
+                        if let Some(addr) = self.resolve(&key, &backend, peer).await {
+                            self.forward(&mut stream, addr, &key, peer, &config).await;
+                        }
+                    }
+                    Ok((key, TlsTarget::Terminate(backend, tls))) => {
+                        let addr = self.resolve(&key, &backend, peer).await?;
                         let acceptor = tokio_rustls::TlsAcceptor::from(tls);
                         match tokio::time::timeout(self.handshake_timeout, acceptor.accept(stream))
                             .await
                         {
                             Ok(Ok(mut tls_stream)) => {
-                                forward(&mut tls_stream, backend, peer, &config).await;
+                                self.forward(&mut tls_stream, addr, &key, peer, &config)
+                                    .await;
                             }
                             Ok(Err(e)) => {
-                                tracing::debug!(%peer, error = %e, "TLS handshake failed")
+                                self.count(&key, Outcome::TlsHandshakeError);
+                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
                             }
-                            Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                            Err(_) => {
+                                self.count(&key, Outcome::TlsHandshakeError);
+                                tracing::debug!(%peer, "TLS handshake timed out");
+                            }
                         }
                     }
-                    Err(e) => tracing::debug!(%peer, error = %e, "TLS connection closed"),
+                    Err(u) => self.unrouted(u, peer),
                 }
                 None
             }
         }
     }
 
-    fn tls_target(&self, sni: Option<&str>) -> Result<TlsTarget, SelectError> {
+    fn tls_target(&self, sni: Option<&str>) -> Result<(L4Key, TlsTarget), Unrouted> {
         let t = self.table.load();
-        let listener = t.routes.tls_listener(&self.gateway, self.port, sni)?;
+        let listener = t
+            .routes
+            .tls_listener(&self.gateway, self.port, sni)
+            .map_err(|error| Unrouted {
+                key: self.labels.key(None, None, None),
+                error: Box::new(error),
+            })?;
         match listener.action() {
             Some(TlsAction::Passthrough) => {
-                Ok(TlsTarget::Passthrough(listener.route(sni)?.backend()?))
+                let (key, backend) = choose(&self.labels, listener, sni)?;
+                Ok((key, TlsTarget::Passthrough(backend)))
             }
             Some(TlsAction::Terminate) => {
-                let backend = listener.route(sni)?.backend()?;
-                let key = (
+                let tls_key = (
                     self.gateway.clone(),
                     listener.owner().clone(),
                     listener.name().to_owned(),
                 );
                 // Without a usable certificate the listener is not served (the error was
                 // reported when the table was applied).
-                let Some(tls) = t.terminate.get(&key) else {
-                    return Err(SelectError::NoRoute {
-                        listener: listener.name().to_owned(),
-                        sni: sni.map(str::to_owned),
+                let Some(tls) = t.terminate.get(&tls_key) else {
+                    return Err(Unrouted {
+                        key: self.labels.key(Some(listener), None, None),
+                        error: Box::new(SelectError::NoRoute {
+                            listener: listener.name().to_owned(),
+                            sni: sni.map(str::to_owned),
+                        }),
                     });
                 };
-                Ok(TlsTarget::Terminate(backend, tls.clone()))
+                let (key, backend) = choose(&self.labels, listener, sni)?;
+                Ok((key, TlsTarget::Terminate(backend, tls.clone())))
             }
-            _ => Ok(TlsTarget::Https),
+            _ => Ok((
+                self.labels.key(Some(listener), None, None),
+                TlsTarget::Https,
+            )),
+        }
+    }
+
+    fn count(&self, key: &L4Key, outcome: Outcome) {
+        self.metrics.tcp(key).count(outcome);
+    }
+
+    fn unrouted(&self, u: Unrouted, peer: SocketAddr) {
+        self.count(&u.key, outcome(&u.error));
+        tracing::debug!(%peer, error = %u.error, "connection closed");
+    }
+
+    /// The backend's endpoint, waiting (boundedly) for the first DNS answer of an external
+    /// backend; `None` (counted) when there is none.
+    async fn resolve(
+        &self,
+        key: &L4Key,
+        backend: &BackendChoice,
+        peer: SocketAddr,
+    ) -> Option<SocketAddr> {
+        match backend.resolve().await {
+            Ok(addr) => Some(addr),
+            Err(error) => {
+                self.unrouted(
+                    Unrouted {
+                        key: key.clone(),
+                        error: Box::new(error),
+                    },
+                    peer,
+                );
+                None
+            }
+        }
+    }
+
+    /// Connects to `backend` and copies both ways until both sides are done.
+    async fn forward<S>(
+        &self,
+        client: &mut S,
+        backend: SocketAddr,
+        key: &L4Key,
+        peer: SocketAddr,
+        config: &TcpProxyConfig,
+    ) where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let series = self.metrics.tcp(key);
+        let mut upstream = match tcp::connect(backend, config).await {
+            Ok(s) => s,
+            Err(e) => {
+                series.count(Outcome::BackendConnectError);
+                tracing::debug!(%peer, error = %e, "backend unreachable; connection closed");
+                return;
+            }
+        };
+        series.count(Outcome::Forwarded);
+        let _open = series.open();
+        let started = Instant::now();
+        let mut client = Counted {
+            inner: client,
+            series: &series,
+        };
+        let result = tcp::proxy(&mut client, &mut upstream, config).await;
+        series.observe_duration(started.elapsed());
+        match result {
+            Ok((up, down)) => tracing::debug!(%peer, %backend, up, down, "connection done"),
+            Err(e) => {
+                tracing::debug!(%peer, %backend, error = %e, "connection ended with an error")
+            }
         }
     }
 }
 
-/// Connects to `backend` and copies both ways until both sides are done.
-async fn forward<S>(client: &mut S, backend: SocketAddr, peer: SocketAddr, config: &TcpProxyConfig)
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let mut upstream = match tcp::connect(backend, config).await {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::debug!(%peer, error = %e, "backend unreachable; connection closed");
-            return;
+/// A client stream that adds the bytes read from it and written to it to its series.
+struct Counted<'a, S> {
+    inner: &'a mut S,
+    series: &'a TcpSeries,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Counted<'_, S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut *self.inner).poll_read(cx, buf);
+        let n = buf.filled().len().saturating_sub(before);
+        if n > 0 {
+            self.series.received.fetch_add(n as u64, Ordering::Relaxed);
         }
-    };
-    match tcp::proxy(client, &mut upstream, config).await {
-        Ok((up, down)) => tracing::debug!(%peer, %backend, up, down, "connection done"),
-        Err(e) => tracing::debug!(%peer, %backend, error = %e, "connection ended with an error"),
+        r
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<'_, S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut *self.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = r {
+            self.series.sent.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        r
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Routes the new clients of one UDP socket and counts their datagrams.
+struct UdpRelay {
+    table: Arc<ArcSwap<Table>>,
+    metrics: Arc<L4Metrics>,
+    labels: Labels,
+    gateway: ObjectKey,
+    port: u16,
+}
+
+impl UdpRelay {
+    /// The backend of a new client, with its session's counters; `None` (counted) drops its
+    /// datagram. UDP does not wait for DNS: a datagram for an external backend whose name
+    /// has not been answered yet is dropped (`no_backend`), and the client's next one opens
+    /// the session once it is.
+    fn route(&self, client: SocketAddr) -> Option<(SocketAddr, UdpSession)> {
+        let chosen = {
+            let t = self.table.load();
+            t.routes
+                .udp_listener(&self.gateway, self.port)
+                .map_err(|error| Unrouted {
+                    key: self.labels.key(None, None, None),
+                    error: Box::new(error),
+                })
+                .and_then(|l| choose(&self.labels, l, None))
+                .and_then(|(key, backend)| match backend.endpoint() {
+                    Ok(addr) => Ok((key, addr)),
+                    Err(error) => Err(Unrouted {
+                        key,
+                        error: Box::new(error),
+                    }),
+                })
+        };
+        match chosen {
+            Ok((key, addr)) => Some((
+                addr,
+                UdpSession {
+                    series: self.metrics.udp(&key),
+                    opened: AtomicBool::new(false),
+                },
+            )),
+            Err(u) => {
+                let why = match outcome(&u.error) {
+                    Outcome::NoRoute => UdpDrop::NoRoute,
+                    _ => UdpDrop::NoBackend,
+                };
+                self.metrics.udp(&u.key).drop_datagram(why);
+                tracing::debug!(%client, error = %u.error, "UDP datagram dropped");
+                None
+            }
+        }
+    }
+
+    /// Counts a new client's datagram dropped at the session limit.
+    fn over_limit(&self) {
+        let key = {
+            let t = self.table.load();
+            let listener = t.routes.udp_listener(&self.gateway, self.port).ok();
+            self.labels.key(listener, None, None)
+        };
+        self.metrics.udp(&key).drop_datagram(UdpDrop::SessionLimit);
+    }
+}
+
+/// The counters of one UDP session.
+struct UdpSession {
+    series: Arc<UdpSeries>,
+    opened: AtomicBool,
+}
+
+impl SessionObserver for UdpSession {
+    fn opened(&self) {
+        self.opened.store(true, Ordering::Relaxed);
+        self.series.sessions.fetch_add(1, Ordering::Relaxed);
+        self.series.open.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn relayed(&self, direction: Direction, bytes: usize) {
+        let (datagrams, total) = match direction {
+            Direction::ToBackend => (&self.series.received_datagrams, &self.series.received_bytes),
+            // ToClient (and any later direction).
+            _ => (&self.series.sent_datagrams, &self.series.sent_bytes),
+        };
+        datagrams.fetch_add(1, Ordering::Relaxed);
+        total.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    fn dropped(&self, _: Direction) {
+        self.series.drop_datagram(UdpDrop::SendError);
+    }
+
+    fn closed(&self, end: SessionEnd) {
+        if end == SessionEnd::Idle {
+            self.series.expired.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Drop for UdpSession {
+    /// The session ended, or the listener closed.
+    fn drop(&mut self) {
+        if self.opened.load(Ordering::Relaxed) {
+            self.series.open.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }

@@ -82,7 +82,7 @@ impl Servers {
             router,
             resolver,
             running: HashMap::new(),
-            l4: l4::L4::new(limits.tls_handshake_timeout),
+            l4: l4::L4::new(limits.tls_handshake_timeout, metrics.l4.clone()),
             total: Arc::new(Semaphore::new(limits.max_connections as usize)),
             limits: Arc::new(limits),
             metrics,

@@ -1,6 +1,6 @@
 //! TLS, TCP and UDP listeners end to end: TCPRoute (oldest route wins, connections survive a
 //! reload), UDPRoute, TLSRoute Passthrough and Terminate mixed with HTTPS on one port
-//! (GEP-2643), unknown SNI refused.
+//! (GEP-2643), unknown SNI refused, and the L4 metrics of all of them.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -11,7 +11,7 @@ use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Gateway, free_port, self_signed, tls_secret as secret};
+use common::{Gateway, free_port, self_signed, tcp_backend, tls_secret as secret};
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::Value;
 
@@ -396,4 +396,189 @@ spec:
     drop(gw);
     rt.block_on(tls_backend.shutdown());
     rt.block_on(plain_backend.shutdown());
+}
+
+/// The value of the sample whose series (name and every label, in order) is exactly `series`.
+fn value(metrics: &str, series: &str) -> Option<f64> {
+    metrics.lines().find_map(|line| {
+        let (s, v) = line.rsplit_once(' ')?;
+        (s == series).then(|| v.parse().ok()).flatten()
+    })
+}
+
+/// A UDP backend that answers `n` datagrams with `echo:` and the datagram.
+fn udp_backend(n: usize) -> (u16, std::thread::JoinHandle<()>) {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let port = s.local_addr().unwrap().port();
+    let t = std::thread::spawn(move || {
+        let mut buf = [0u8; 1500];
+        for _ in 0..n {
+            let Ok((len, from)) = s.recv_from(&mut buf) else {
+                return;
+            };
+            let _ = s.send_to(&[b"echo:".as_slice(), &buf[..len]].concat(), from);
+        }
+    });
+    (port, t)
+}
+
+#[test]
+fn l4_metrics_count_connections_bytes_sessions_and_datagrams_exactly() {
+    let (tcp_port, tcp_thread) = tcp_backend();
+    let (udp_port, udp_thread) = udp_backend(2);
+    let closed = free_port();
+    let (port, tls_port, down_port) = (free_port(), free_port(), free_port());
+    let gw = Gateway::start_with(
+        "l4-metrics",
+        "127.0.142.0/24",
+        &["--tls-handshake-timeout", "300ms"],
+    );
+    let (_, _, der) = self_signed(&["pass.example.com"]);
+    let yaml = [
+        CLASS.to_owned(),
+        format!(
+            "apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: edge, namespace: default}}
+spec:
+  gatewayClassName: gw
+  listeners:
+  - {{name: tcp, port: {port}, protocol: TCP}}
+  - {{name: udp, port: {port}, protocol: UDP}}
+  - {{name: down, port: {down_port}, protocol: TCP}}
+  - {{name: pass, port: {tls_port}, protocol: TLS, hostname: pass.example.com, tls: {{mode: Passthrough}}}}
+  - {{name: bare, port: {tls_port}, protocol: TLS, hostname: bare.example.com, tls: {{mode: Passthrough}}}}
+"
+        ),
+        service("raw", "TCP", tcp_port),
+        service("dns", "UDP", udp_port),
+        service("closed", "TCP", closed),
+        route("TCPRoute", "raw", "2024-01-01T00:00:00Z", "tcp", "", "raw"),
+        route("UDPRoute", "dns", "2024-01-01T00:00:00Z", "udp", "", "dns"),
+        route("TCPRoute", "down", "2024-01-01T00:00:00Z", "down", "", "closed"),
+        route(
+            "TLSRoute",
+            "pass",
+            "2024-01-01T00:00:00Z",
+            "pass",
+            "  hostnames: [pass.example.com]\n",
+            "raw",
+        ),
+    ]
+    .join("---\n");
+    std::fs::write(gw.config().join("all.yaml"), yaml).expect("write");
+    let ip = "127.0.142.1";
+    let addr: SocketAddr = format!("{ip}:{port}").parse().unwrap();
+    let tls_addr: SocketAddr = format!("{ip}:{tls_port}").parse().unwrap();
+
+    // TCP: 5 bytes up, 10 down, then both sides close.
+    let mut s = connect(addr);
+    s.write_all(b"hello").unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut reply = Vec::new();
+    s.read_to_end(&mut reply).unwrap();
+    assert_eq!(reply, b"pong:hello", "{}", gw.log());
+    tcp_thread.join().unwrap();
+
+    // A backend that refuses connections.
+    let mut refused = connect(format!("{ip}:{down_port}").parse().unwrap());
+    assert!(matches!(refused.read(&mut [0u8; 8]), Ok(0) | Err(_)));
+
+    // TLS: a server name no listener accepts, one the listener accepts but no route claims,
+    // something that is not TLS, and a client that sends nothing.
+    for sni in ["nope.example.com", "bare.example.com"] {
+        let mut unknown = tls(tls_addr, sni, &der, &[]);
+        assert!(
+            unknown.conn.complete_io(&mut unknown.sock).is_err(),
+            "{sni}"
+        );
+    }
+    let mut plain = connect(tls_addr);
+    plain.write_all(b"TEST\n\r\n\r\n").unwrap();
+    assert!(matches!(plain.read(&mut [0u8; 8]), Ok(0) | Err(_)));
+    let mut silent = connect(tls_addr);
+    let started = Instant::now();
+    assert!(matches!(silent.read(&mut [0u8; 8]), Ok(0) | Err(_)));
+    assert!(started.elapsed() < Duration::from_secs(3));
+
+    // UDP, once the socket is bound (UDP sockets are bound after the TCP ones): two
+    // datagrams of one client, one session.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !gw.log().contains("listening (UDP)") {
+        assert!(Instant::now() < deadline, "{}", gw.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    for (msg, want) in [(&b"abc"[..], &b"echo:abc"[..]), (b"defg", b"echo:defg")] {
+        client.send_to(msg, addr).unwrap();
+        let (n, _) = client.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], want);
+    }
+    udp_thread.join().unwrap();
+
+    let l = |listener: &str, route: &str, backend: &str| {
+        format!(
+            "gateway=\"default/edge\",listener=\"{listener}\",route=\"{route}\",backend=\"{backend}\""
+        )
+    };
+    let raw = l("tcp", "default/raw", "default/raw:9000");
+    let dns = l("udp", "default/dns", "default/dns:9000");
+    let none = l("", "", "");
+    let expected = [
+        format!("gw_tcp_connections_total{{{raw},outcome=\"forwarded\"}}"),
+        format!("gw_tcp_connections_open{{{raw}}}"),
+        format!("gw_tcp_bytes_total{{{raw},direction=\"received\"}}"),
+        format!("gw_tcp_bytes_total{{{raw},direction=\"sent\"}}"),
+        format!("gw_tcp_connection_duration_seconds_count{{{raw}}}"),
+        format!(
+            "gw_tcp_connections_total{{{},outcome=\"backend_connect_error\"}}",
+            l("down", "default/down", "default/closed:9000")
+        ),
+        format!("gw_tcp_connections_total{{{none},outcome=\"no_route\"}}"),
+        format!(
+            "gw_tcp_connections_total{{{},outcome=\"no_route\"}}",
+            l("bare", "", "")
+        ),
+        format!("gw_tcp_connections_total{{{none},outcome=\"invalid_client_hello\"}}"),
+        format!("gw_tcp_connections_total{{{none},outcome=\"peek_timeout\"}}"),
+        format!("gw_udp_sessions_total{{{dns}}}"),
+        format!("gw_udp_sessions_open{{{dns}}}"),
+        format!("gw_udp_sessions_expired_total{{{dns}}}"),
+        format!("gw_udp_datagrams_total{{{dns},direction=\"received\"}}"),
+        format!("gw_udp_datagrams_total{{{dns},direction=\"sent\"}}"),
+        format!("gw_udp_bytes_total{{{dns},direction=\"received\"}}"),
+        format!("gw_udp_bytes_total{{{dns},direction=\"sent\"}}"),
+    ];
+    let want = [
+        1.0, 0.0, 5.0, 10.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 2.0, 2.0, 7.0, 17.0,
+    ];
+    // The gateway records a connection's end just after the client sees it: poll briefly.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (code, metrics) = gw.get("/metrics").unwrap();
+        assert_eq!(code, 200);
+        let got: Vec<Option<f64>> = expected.iter().map(|e| value(&metrics, e)).collect();
+        if got == want.map(Some) {
+            // The passthrough listener never got a connection: no series of its own.
+            assert!(!metrics.contains("listener=\"pass\""), "{metrics}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{}\n{metrics}",
+            expected
+                .iter()
+                .zip(&got)
+                .zip(want)
+                .filter(|((_, g), w)| **g != Some(*w))
+                .map(|((e, g), w)| format!("{e}: got {g:?}, want {w}\n"))
+                .collect::<String>()
+        );
+        std::thread::sleep(Duration::from_millis(25));
+    }
 }

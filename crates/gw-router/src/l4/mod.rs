@@ -11,9 +11,12 @@
 //!    and TLS listeners of the port together, GEP-2643), then the route
 //!    ([`Listener::route`]: the TLSRoute with the most specific hostname, or the oldest
 //!    TCPRoute/UDPRoute), then a backend ([`Route::backend`]: by weight, then round-robin over
-//!    the endpoints). Every failure is a [`SelectError`]: close the connection.
+//!    the endpoints; [`Route::choose`] then [`BackendChoice::resolve`] to wait for the first
+//!    DNS answer of an external backend). Every failure is a [`SelectError`]: close the
+//!    connection.
 //! 3. [`tcp::connect`] and [`tcp::proxy`] carry the bytes (with the peeked ones replayed
-//!    first: [`sni::Peeked::into_stream`]); [`udp::UdpProxy`] relays datagrams per client.
+//!    first: [`sni::Peeked::into_stream`]); [`udp::UdpProxy`] relays datagrams per client
+//!    (with a [`udp::SessionObserver`] per session for metrics).
 //!
 //! ```no_run
 //! # async fn serve(routes: gw_router::l4::L4Routes, gateway: gw_router::gw_model::resources::ObjectKey)
@@ -44,4 +47,4 @@ pub mod udp;
 #[cfg(test)]
 mod tests;
 
-pub use self::select::{L4Routes, Listener, Route, SelectError, TlsAction};
+pub use self::select::{BackendChoice, L4Routes, Listener, Route, SelectError, TlsAction};

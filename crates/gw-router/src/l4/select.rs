@@ -1,16 +1,18 @@
 //! [`L4Routes`]: which listener, route and backend a TLS, TCP or UDP connection goes to.
 //!
-//! Pure and synchronous: built once per table, then queried per connection.
+//! Built once per table, then queried per connection: choosing is synchronous; only
+//! [`BackendChoice::resolve`] waits, for the first DNS answer of an external backend.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use gw_model::compile::hostname::{specificity_cmp, wildcard_matches};
 use gw_model::resources::{ObjectKey, TlsMode};
 use gw_model::table::{L4RouteEntry, ListenerTable, Protocol, RouteTable};
 
 use crate::backend::{BackendTarget, Backends, BuildCtx};
-use crate::dns::Resolver;
+use crate::dns::{ResolveError, Resolver};
 
 /// Why a connection has nowhere to go. The connection is closed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -62,6 +64,18 @@ pub enum SelectError {
         route: ObjectKey,
         /// The Service.
         service: ObjectKey,
+    },
+    /// The DNS name of the chosen external backend (XBackend) gives no address: its lookup
+    /// failed, or it has not been answered yet (within the wait for a first answer, when
+    /// waiting with [`BackendChoice::resolve`]).
+    #[error("route {route}: external backend {backend}: {error}")]
+    Unresolved {
+        /// The route.
+        route: ObjectKey,
+        /// The XBackend.
+        backend: ObjectKey,
+        /// Why (boxed: a rare error keeps the common result small).
+        error: Box<ResolveError>,
     },
 }
 
@@ -153,7 +167,7 @@ pub enum TlsAction {
 /// A TLS, HTTPS, TCP or UDP listener with its routes.
 #[derive(Debug)]
 pub struct Listener {
-    name: String,
+    name: Arc<str>,
     owner: ObjectKey,
     protocol: Protocol,
     hostname: Option<String>,
@@ -167,8 +181,20 @@ pub struct Listener {
 /// A TLSRoute, TCPRoute or UDPRoute on one listener, with its weighted backends.
 #[derive(Debug)]
 pub struct Route {
-    key: ObjectKey,
+    key: Arc<ObjectKey>,
+    /// `namespace/name`.
+    label: Arc<str>,
     backends: Backends,
+}
+
+/// The backend [`Route::choose`] picked for one connection or session. It owns what it needs
+/// (no borrow of the table), so it can be held across an `await`.
+#[derive(Debug, Clone)]
+pub struct BackendChoice {
+    route: Arc<ObjectKey>,
+    /// `namespace/name:port` of the Service or XBackend.
+    label: Arc<str>,
+    target: Arc<BackendTarget>,
 }
 
 impl L4Routes {
@@ -319,7 +345,7 @@ impl Listener {
             _ => None,
         };
         Listener {
-            name: l.name.clone(),
+            name: l.name.as_str().into(),
             owner: l.owner.key.clone(),
             protocol: l.protocol,
             hostname: l.hostname.clone(),
@@ -331,6 +357,12 @@ impl Listener {
 
     /// The listener's name.
     pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The listener's name as a shared string, for metric labels (cloning it is a
+    /// reference-count increment).
+    pub fn label(&self) -> &Arc<str> {
         &self.name
     }
 
@@ -376,7 +408,7 @@ impl Listener {
             self.routes.first()
         };
         found.ok_or_else(|| SelectError::NoRoute {
-            listener: self.name.clone(),
+            listener: self.name.to_string(),
             sni: sni.map(str::to_owned),
         })
     }
@@ -389,7 +421,8 @@ impl Route {
             resolver,
         };
         Route {
-            key: e.route.key.clone(),
+            key: Arc::new(e.route.key.clone()),
+            label: e.route.key.to_string().into(),
             backends: Backends::new(&e.backends, ctx),
         }
     }
@@ -399,26 +432,151 @@ impl Route {
         &self.key
     }
 
-    /// Picks a backend in proportion to the weights, then one of its endpoints (round-robin).
-    /// An invalid backend or a Service without endpoints is an error: the connection is
-    /// closed (the L4 analogue of HTTP's 500).
-    pub fn backend(&self) -> Result<SocketAddr, SelectError> {
+    /// The route as `namespace/name`, a shared string for metric labels.
+    pub fn label(&self) -> &Arc<str> {
+        &self.label
+    }
+
+    /// Picks a backend in proportion to the weights. Its endpoint comes from
+    /// [`BackendChoice::endpoint`] or, waiting for the first DNS answer of an external
+    /// backend, [`BackendChoice::resolve`].
+    pub fn choose(&self) -> Result<BackendChoice, SelectError> {
         let choice = self
             .backends
             .pick()
             .and_then(|i| self.backends.get(i))
             .ok_or_else(|| SelectError::NoBackend {
-                route: self.key.clone(),
+                route: ObjectKey::clone(&self.key),
             })?;
-        match &*choice.target {
-            BackendTarget::Service(s) => s.endpoint().ok_or_else(|| SelectError::NoEndpoints {
-                route: self.key.clone(),
-                service: s.service.clone(),
-            }),
-            BackendTarget::Invalid(reason) => Err(SelectError::InvalidBackend {
-                route: self.key.clone(),
-                reason: reason.to_string(),
-            }),
+        Ok(BackendChoice {
+            route: self.key.clone(),
+            label: choice.label.clone(),
+            target: choice.target.clone(),
+        })
+    }
+
+    /// Picks a backend in proportion to the weights, then one of its endpoints (round-robin),
+    /// without waiting: an external backend whose name has not been answered yet is an
+    /// [`Unresolved`](SelectError::Unresolved) error. An invalid backend or a Service without
+    /// endpoints is an error: the connection is closed (the L4 analogue of HTTP's 500 and 503).
+    pub fn backend(&self) -> Result<SocketAddr, SelectError> {
+        self.choose()?.endpoint()
+    }
+}
+
+impl BackendChoice {
+    /// The backend as `namespace/name:port` (`invalid` for a reference that did not
+    /// resolve), a shared string for metric labels.
+    pub fn label(&self) -> &Arc<str> {
+        &self.label
+    }
+
+    /// The next endpoint (round-robin), without waiting.
+    pub fn endpoint(&self) -> Result<SocketAddr, SelectError> {
+        match &*self.target {
+            BackendTarget::Service(s) => match &s.dns {
+                Some(name) => name.endpoint().ok_or_else(|| {
+                    let status = name.status();
+                    let error = match status.error {
+                        Some(reason) if status.answered => ResolveError::Failed {
+                            host: status.host,
+                            reason,
+                        },
+                        _ => ResolveError::Pending {
+                            host: status.host,
+                            waited: std::time::Duration::ZERO,
+                        },
+                    };
+                    self.unresolved(&s.service, error)
+                }),
+                None => s.endpoint().ok_or_else(|| SelectError::NoEndpoints {
+                    route: ObjectKey::clone(&self.route),
+                    service: s.service.clone(),
+                }),
+            },
+            BackendTarget::Invalid(reason) => Err(self.invalid(reason)),
+        }
+    }
+
+    /// The next endpoint, waiting for the first DNS answer of an external backend (XBackend)
+    /// no longer than [`ResolverConfig::first_answer_wait`](crate::dns::ResolverConfig) (2 s
+    /// by default), as an HTTP request does. A name whose lookup failed is an error at once;
+    /// a Service endpoint never waits.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use gw_router::dns::{Resolver, ResolverConfig, StaticLookup, SystemLookup};
+    /// use gw_router::gw_model::{self, CompileOptions, resources::{ObjectKey, Resources}};
+    /// use gw_router::l4::L4Routes;
+    ///
+    /// let yaml = r#"
+    /// apiVersion: gateway.networking.k8s.io/v1
+    /// kind: GatewayClass
+    /// metadata: {name: gw}
+    /// spec: {controllerName: gw.dev/gateway}
+    /// ---
+    /// apiVersion: gateway.networking.k8s.io/v1
+    /// kind: Gateway
+    /// metadata: {name: edge, namespace: default}
+    /// spec:
+    ///   gatewayClassName: gw
+    ///   listeners: [{name: db, port: 5432, protocol: TCP}]
+    /// ---
+    /// apiVersion: gateway.networking.x-k8s.io/v1alpha1
+    /// kind: XBackend
+    /// metadata: {name: db, namespace: default}
+    /// spec:
+    ///   type: ExternalHostname
+    ///   externalHostname: {hostname: db.internal}
+    ///   port: {port: 5432}
+    ///   protocol: TCP
+    /// ---
+    /// apiVersion: gateway.networking.k8s.io/v1alpha2
+    /// kind: TCPRoute
+    /// metadata: {name: db, namespace: default}
+    /// spec:
+    ///   parentRefs: [{name: edge}]
+    ///   rules: [{backendRefs: [{group: gateway.networking.x-k8s.io, kind: XBackend, name: db}]}]
+    /// "#;
+    /// let mut resources = Resources::new();
+    /// resources.extend(gw_model::load::parse("db.yaml", yaml).objects);
+    /// let compiled = gw_model::compile(&resources, &CompileOptions::new("gw.dev/gateway"));
+    /// let lookup = StaticLookup::new(SystemLookup).with("db.internal", ["127.0.0.5".parse().unwrap()]);
+    /// let resolver = Resolver::with_lookup(lookup, ResolverConfig::default());
+    /// let routes = L4Routes::build_with(&compiled.table, &resolver);
+    ///
+    /// let route = routes.tcp_listener(&ObjectKey::new("default", "edge"), 5432).unwrap().route(None).unwrap();
+    /// let backend = route.choose().unwrap();
+    /// assert_eq!(&**backend.label(), "default/db:5432");
+    /// // A connection that arrives before the name's first answer waits for it.
+    /// assert_eq!(backend.resolve().await.unwrap(), "127.0.0.5:5432".parse().unwrap());
+    /// # }
+    /// ```
+    pub async fn resolve(&self) -> Result<SocketAddr, SelectError> {
+        match &*self.target {
+            BackendTarget::Service(s) => match &s.dns {
+                Some(name) => name
+                    .resolve()
+                    .await
+                    .map_err(|e| self.unresolved(&s.service, e)),
+                None => self.endpoint(),
+            },
+            BackendTarget::Invalid(reason) => Err(self.invalid(reason)),
+        }
+    }
+
+    fn unresolved(&self, backend: &ObjectKey, error: ResolveError) -> SelectError {
+        SelectError::Unresolved {
+            route: ObjectKey::clone(&self.route),
+            backend: backend.clone(),
+            error: Box::new(error),
+        }
+    }
+
+    fn invalid(&self, reason: &str) -> SelectError {
+        SelectError::InvalidBackend {
+            route: ObjectKey::clone(&self.route),
+            reason: reason.to_owned(),
         }
     }
 }

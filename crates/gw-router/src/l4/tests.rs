@@ -580,3 +580,135 @@ fn invalid_backends_and_missing_listeners_are_errors() {
         Err(SelectError::NoListener { .. })
     ));
 }
+
+/// A lookup that answers `delay` after it is asked: `Some(ip)`, or a failure for `None`.
+#[derive(Debug)]
+struct Delayed {
+    delay: Duration,
+    answer: Option<std::net::IpAddr>,
+}
+
+impl crate::dns::Lookup for Delayed {
+    fn lookup(&self, host: &str) -> crate::dns::LookupFuture {
+        let (delay, answer, host) = (self.delay, self.answer, host.to_owned());
+        Box::pin(async move {
+            tokio::time::sleep(delay).await;
+            answer
+                .map(|ip| vec![ip])
+                .ok_or_else(|| io::Error::other(format!("{host}: NXDOMAIN")))
+        })
+    }
+}
+
+/// A TCP listener on port 5432 whose TCPRoute goes to an XBackend named `db.internal`,
+/// resolved by `lookup`.
+fn external(lookup: Delayed) -> L4Routes {
+    let resources = format!(
+        "{CLASS}---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: edge, namespace: default}}
+spec:
+  gatewayClassName: gw
+  listeners: [{{name: db, port: 5432, protocol: TCP}}]
+---
+apiVersion: gateway.networking.x-k8s.io/v1alpha1
+kind: XBackend
+metadata: {{name: db, namespace: default}}
+spec: {{type: ExternalHostname, externalHostname: {{hostname: db.internal}}, port: {{port: 5432}}, protocol: TCP}}
+---
+apiVersion: gateway.networking.k8s.io/v1alpha2
+kind: TCPRoute
+metadata: {{name: db, namespace: default}}
+spec:
+  parentRefs: [{{name: edge}}]
+  rules: [{{backendRefs: [{{group: gateway.networking.x-k8s.io, kind: XBackend, name: db}}]}}]
+"
+    );
+    let loaded = load::parse("test.yaml", &resources);
+    assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+    let mut r = Resources::new();
+    r.extend(loaded.objects);
+    let compiled = compile(&r, &CompileOptions::new("gw.dev/gateway"));
+    let resolver = crate::dns::Resolver::with_lookup(lookup, crate::dns::ResolverConfig::default());
+    L4Routes::build_with(&compiled.table, &resolver)
+}
+
+// An L4 connection to an XBackend that arrives before the name's first DNS answer waits for
+// it (up to `first_answer_wait`, 2 s by default), as an HTTP request does, instead of being
+// closed at once.
+#[tokio::test(start_paused = true)]
+async fn a_connection_waits_for_the_first_answer_of_an_external_backend() {
+    let routes = external(Delayed {
+        delay: Duration::from_millis(700),
+        answer: Some("127.0.0.5".parse().unwrap()),
+    });
+    let route = routes
+        .tcp_listener(&edge(), 5432)
+        .unwrap()
+        .route(None)
+        .unwrap();
+    assert_eq!(&**route.label(), "default/db");
+    let backend = route.choose().unwrap();
+    assert_eq!(&**backend.label(), "default/db:5432");
+    // Without waiting, the name is not answered yet.
+    assert!(
+        matches!(route.backend(), Err(SelectError::Unresolved { error, .. }) if matches!(*error, crate::dns::ResolveError::Pending { .. }))
+    );
+    let started = tokio::time::Instant::now();
+    assert_eq!(
+        backend.resolve().await,
+        Ok("127.0.0.5:5432".parse().unwrap())
+    );
+    assert_eq!(started.elapsed(), Duration::from_millis(700));
+    // Answered: later connections do not wait.
+    assert_eq!(route.backend(), Ok("127.0.0.5:5432".parse().unwrap()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_name_that_does_not_resolve_closes_l4_connections_quickly() {
+    // The lookup fails after 100 ms: the waiting connection gets the failure then, not after
+    // the 2 s wait, and later connections get it at once.
+    let routes = external(Delayed {
+        delay: Duration::from_millis(100),
+        answer: None,
+    });
+    let route = routes
+        .tcp_listener(&edge(), 5432)
+        .unwrap()
+        .route(None)
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    let err = route.choose().unwrap().resolve().await.unwrap_err();
+    assert_eq!(started.elapsed(), Duration::from_millis(100));
+    assert!(
+        matches!(&err, SelectError::Unresolved { error, .. } if matches!(&**error, crate::dns::ResolveError::Failed { reason, .. } if reason.contains("NXDOMAIN"))),
+        "{err}"
+    );
+    let started = tokio::time::Instant::now();
+    assert!(route.choose().unwrap().resolve().await.is_err());
+    assert_eq!(started.elapsed(), Duration::ZERO);
+    assert!(
+        matches!(route.backend(), Err(SelectError::Unresolved { error, .. }) if matches!(*error, crate::dns::ResolveError::Failed { .. }))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_name_holds_an_l4_connection_no_longer_than_the_first_answer_wait() {
+    let routes = external(Delayed {
+        delay: Duration::from_secs(4),
+        answer: Some("127.0.0.5".parse().unwrap()),
+    });
+    let route = routes
+        .tcp_listener(&edge(), 5432)
+        .unwrap()
+        .route(None)
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    let err = route.choose().unwrap().resolve().await.unwrap_err();
+    assert_eq!(started.elapsed(), Duration::from_secs(2));
+    assert!(
+        matches!(&err, SelectError::Unresolved { error, .. } if matches!(**error, crate::dns::ResolveError::Pending { .. })),
+        "{err}"
+    );
+}

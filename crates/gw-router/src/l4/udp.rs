@@ -47,12 +47,67 @@ impl UdpProxyConfig {
     }
 }
 
+/// Which way a datagram goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Direction {
+    /// From the client to its backend.
+    ToBackend,
+    /// From the backend back to the client.
+    ToClient,
+}
+
+/// Why a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SessionEnd {
+    /// No datagram went either way for [`UdpProxyConfig::idle_timeout`].
+    Idle,
+    /// Receiving from the backend failed.
+    Failed,
+}
+
+/// What a [`UdpProxy`] reports about one session, for metrics. The route function of
+/// [`UdpProxy::run_observed`] gives one per new session; it is dropped when the session ends,
+/// and when the proxy stops (then without [`closed`](Self::closed)). Every method does nothing
+/// by default; `()` observes nothing.
+///
+/// The methods are called on the datagram path: keep them cheap (atomic additions on
+/// counters resolved when the session was opened).
+pub trait SessionObserver: Send + Sync + 'static {
+    /// The session is open: its upstream socket is bound and connected to the backend.
+    fn opened(&self) {}
+    /// A datagram of `bytes` bytes was relayed.
+    fn relayed(&self, direction: Direction, bytes: usize) {
+        let _ = (direction, bytes);
+    }
+    /// A datagram could not be relayed: sending it failed or, for the first datagram of a
+    /// client, its session could not be opened.
+    fn dropped(&self, direction: Direction) {
+        let _ = direction;
+    }
+    /// The session ended.
+    fn closed(&self, end: SessionEnd) {
+        let _ = end;
+    }
+}
+
+impl SessionObserver for () {}
+
 /// A session: the upstream socket of one client.
-#[derive(Debug)]
 struct Session {
     upstream: Arc<UdpSocket>,
     /// When a datagram last went either way.
     last: Arc<Mutex<Instant>>,
+    observer: Arc<dyn SessionObserver>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("upstream", &self.upstream)
+            .finish_non_exhaustive()
+    }
 }
 
 type Sessions = Arc<Mutex<HashMap<SocketAddr, Session>>>;
@@ -116,6 +171,20 @@ impl UdpProxy {
     where
         F: Fn(SocketAddr) -> Option<SocketAddr>,
     {
+        self.run_observed(move |client| route(client).map(|b| (b, ())), |_| {})
+            .await
+    }
+
+    /// [`run`](Self::run), observing every session: `route` gives the backend of a new
+    /// client with the [`SessionObserver`] of its session (or `None` to drop its datagram),
+    /// and `over_limit` is told of each datagram from a new client dropped because
+    /// [`UdpProxyConfig::max_sessions`] sessions are open.
+    pub async fn run_observed<F, O, L>(self, route: F, over_limit: L) -> io::Error
+    where
+        F: Fn(SocketAddr) -> Option<(SocketAddr, O)>,
+        O: SessionObserver,
+        L: Fn(SocketAddr),
+    {
         let mut tasks = JoinSet::new();
         let mut buf = vec![0u8; MAX_DATAGRAM];
         loop {
@@ -132,31 +201,42 @@ impl UdpProxy {
                 let sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
                 sessions
                     .get(&client)
-                    .map(|s| (s.upstream.clone(), s.last.clone()))
+                    .map(|s| (s.upstream.clone(), s.last.clone(), s.observer.clone()))
             };
-            let (upstream, last) = match existing {
+            let (upstream, last, observer) = match existing {
                 Some(s) => s,
-                None => match self.open(client, &route, &mut tasks).await {
+                None => match self.open(client, &route, &over_limit, &mut tasks).await {
                     Some(s) => s,
                     None => continue,
                 },
             };
             *last.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now();
-            if let Err(e) = upstream.send(datagram).await {
-                tracing::debug!(%client, error = %e, "udp datagram to backend failed");
+            match upstream.send(datagram).await {
+                Ok(_) => observer.relayed(Direction::ToBackend, n),
+                Err(e) => {
+                    observer.dropped(Direction::ToBackend);
+                    tracing::debug!(%client, error = %e, "udp datagram to backend failed");
+                }
             }
         }
     }
 
     /// Opens a session for `client`; `None` when it has no backend or the limit is reached.
-    async fn open<F>(
+    async fn open<F, O, L>(
         &self,
         client: SocketAddr,
         route: &F,
+        over_limit: &L,
         tasks: &mut JoinSet<()>,
-    ) -> Option<(Arc<UdpSocket>, Arc<Mutex<Instant>>)>
+    ) -> Option<(
+        Arc<UdpSocket>,
+        Arc<Mutex<Instant>>,
+        Arc<dyn SessionObserver>,
+    )>
     where
-        F: Fn(SocketAddr) -> Option<SocketAddr>,
+        F: Fn(SocketAddr) -> Option<(SocketAddr, O)>,
+        O: SessionObserver,
+        L: Fn(SocketAddr),
     {
         let len = self
             .sessions
@@ -165,16 +245,20 @@ impl UdpProxy {
             .len();
         if len >= self.config.max_sessions {
             tracing::debug!(%client, max = self.config.max_sessions, "udp session limit reached; datagram dropped");
+            over_limit(client);
             return None;
         }
-        let backend = route(client)?;
+        let (backend, observer) = route(client)?;
+        let observer: Arc<dyn SessionObserver> = Arc::new(observer);
         let upstream = match bind_connected(backend).await {
             Ok(s) => Arc::new(s),
             Err(e) => {
+                observer.dropped(Direction::ToBackend);
                 tracing::debug!(%client, %backend, error = %e, "cannot open udp session");
                 return None;
             }
         };
+        observer.opened();
         let last = Arc::new(Mutex::new(Instant::now()));
         self.sessions
             .lock()
@@ -184,6 +268,7 @@ impl UdpProxy {
                 Session {
                     upstream: upstream.clone(),
                     last: last.clone(),
+                    observer: observer.clone(),
                 },
             );
         tracing::debug!(%client, %backend, "udp session opened");
@@ -192,10 +277,11 @@ impl UdpProxy {
             upstream.clone(),
             client,
             last.clone(),
+            observer.clone(),
             self.config.idle_timeout,
             self.sessions.clone(),
         ));
-        Some((upstream, last))
+        Some((upstream, last, observer))
     }
 
     /// How many sessions are open.
@@ -225,38 +311,44 @@ async fn relay_back(
     upstream: Arc<UdpSocket>,
     client: SocketAddr,
     last: Arc<Mutex<Instant>>,
+    observer: Arc<dyn SessionObserver>,
     idle: Duration,
     sessions: Sessions,
 ) {
     let mut buf = vec![0u8; MAX_DATAGRAM];
-    loop {
+    let end = loop {
         let deadline = *last.lock().unwrap_or_else(PoisonError::into_inner) + idle;
         match tokio::time::timeout_at(deadline, upstream.recv(&mut buf)).await {
             Ok(Ok(n)) => {
                 *last.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now();
-                if let Err(e) = socket.send_to(&buf[..n], client).await {
-                    tracing::debug!(%client, error = %e, "udp datagram to client failed");
+                match socket.send_to(&buf[..n], client).await {
+                    Ok(_) => observer.relayed(Direction::ToClient, n),
+                    Err(e) => {
+                        observer.dropped(Direction::ToClient);
+                        tracing::debug!(%client, error = %e, "udp datagram to client failed");
+                    }
                 }
             }
             Ok(Err(e)) if is_transient(&e) => {}
             Ok(Err(e)) => {
                 tracing::debug!(%client, error = %e, "udp session failed");
-                break;
+                break SessionEnd::Failed;
             }
             Err(_) => {
                 // The client may have sent since the deadline was computed.
                 let last = *last.lock().unwrap_or_else(PoisonError::into_inner);
                 if last + idle <= Instant::now() {
-                    break;
+                    break SessionEnd::Idle;
                 }
             }
         }
-    }
-    tracing::debug!(%client, "udp session closed");
+    };
+    tracing::debug!(%client, ?end, "udp session closed");
     sessions
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .remove(&client);
+    observer.closed(end);
 }
 
 /// Errors a UDP socket reports for an earlier datagram (ICMP unreachable), not for itself.
@@ -272,6 +364,8 @@ fn is_transient(e: &io::Error) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
     use super::*;
 
     async fn echo_backend() -> (SocketAddr, tokio::task::JoinHandle<()>) {
@@ -342,6 +436,88 @@ mod tests {
             roundtrip(&c, addr, b"5").await.as_deref(),
             Some(&b"echo:5"[..])
         );
+        task.abort();
+        backend_task.abort();
+    }
+
+    /// Counts what a session observer is told.
+    #[derive(Debug, Default)]
+    struct Counts {
+        opened: AtomicUsize,
+        to_backend: AtomicUsize,
+        to_client: AtomicUsize,
+        idle: AtomicUsize,
+        dropped: AtomicUsize,
+        over_limit: AtomicUsize,
+    }
+
+    struct Observer(Arc<Counts>);
+
+    impl SessionObserver for Observer {
+        fn opened(&self) {
+            self.0.opened.fetch_add(1, Ordering::SeqCst);
+        }
+        fn relayed(&self, direction: Direction, bytes: usize) {
+            match direction {
+                Direction::ToBackend => self.0.to_backend.fetch_add(bytes, Ordering::SeqCst),
+                Direction::ToClient => self.0.to_client.fetch_add(bytes, Ordering::SeqCst),
+            };
+        }
+        fn dropped(&self, _: Direction) {
+            self.0.dropped.fetch_add(1, Ordering::SeqCst);
+        }
+        fn closed(&self, end: SessionEnd) {
+            if end == SessionEnd::Idle {
+                self.0.idle.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn observers_see_sessions_datagrams_expiry_and_the_limit() {
+        let (backend, backend_task) = echo_backend().await;
+        let listen = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        let addr = listen.local_addr().unwrap();
+        let proxy = UdpProxy::new(
+            listen,
+            UdpProxyConfig::default()
+                .idle_timeout(Duration::from_millis(300))
+                .max_sessions(1),
+        );
+        let counts = Arc::new(Counts::default());
+        let (c1, c2) = (counts.clone(), counts.clone());
+        let task = tokio::spawn(proxy.run_observed(
+            move |_| Some((backend, Observer(c1.clone()))),
+            move |_| {
+                c2.over_limit.fetch_add(1, Ordering::SeqCst);
+            },
+        ));
+        let a = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let b = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        assert_eq!(
+            roundtrip(&a, addr, b"123").await.as_deref(),
+            Some(&b"echo:123"[..])
+        );
+        assert_eq!(
+            roundtrip(&a, addr, b"45").await.as_deref(),
+            Some(&b"echo:45"[..])
+        );
+        // Over the limit of one session.
+        b.send_to(b"x", addr).await.unwrap();
+        let mut buf = [0u8; 64];
+        assert!(
+            tokio::time::timeout(Duration::from_millis(150), b.recv_from(&mut buf))
+                .await
+                .is_err()
+        );
+        assert_eq!(counts.opened.load(Ordering::SeqCst), 1);
+        assert_eq!(counts.to_backend.load(Ordering::SeqCst), 5);
+        assert_eq!(counts.to_client.load(Ordering::SeqCst), 5 + 2 * 5);
+        assert_eq!(counts.over_limit.load(Ordering::SeqCst), 1);
+        assert_eq!(counts.idle.load(Ordering::SeqCst), 0);
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert_eq!(counts.idle.load(Ordering::SeqCst), 1);
+        assert_eq!(counts.dropped.load(Ordering::SeqCst), 0);
         task.abort();
         backend_task.abort();
     }

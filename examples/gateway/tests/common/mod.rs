@@ -330,3 +330,20 @@ pub fn setup(
         rt,
     }
 }
+
+/// A TCP backend for one connection on 127.0.0.1: reads until the client's half-close,
+/// answers `pong:` and what it read, and closes. Returns its port; the thread ends after the
+/// connection.
+pub fn tcp_backend() -> (u16, std::thread::JoinHandle<()>) {
+    use std::io::{Read, Write};
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    let t = std::thread::spawn(move || {
+        if let Ok((mut s, _)) = l.accept() {
+            let mut got = Vec::new();
+            let _ = s.read_to_end(&mut got);
+            let _ = s.write_all(&[b"pong:".as_slice(), &got].concat());
+        }
+    });
+    (port, t)
+}
