@@ -746,6 +746,9 @@ pub struct ExternalBackend {
     /// The client certificate of mode `ClientAndServer`; it replaces the Gateway's
     /// (GEP-3155) for this backend.
     pub client_certificate: Option<CertificatePair>,
+    /// Retry budget and session persistence (XBackendTrafficPolicy), when an accepted policy
+    /// targets this XBackend.
+    pub traffic: Option<Box<BackendTraffic>>,
 }
 
 /// TLS towards a backend (BackendTLSPolicy, GEP-1897).
