@@ -668,6 +668,22 @@ fn jwks_remote_compiles_with_its_defaults() {
     assert_eq!(r.cache_duration, Duration::from_secs(3600));
 }
 
+// The config dump shows where keys come from, never the keys or CA bundles themselves.
+#[test]
+fn jwks_settings_serialize_without_documents() {
+    let remote = crate::table::JwksSettings::Remote(crate::table::RemoteJwksSettings {
+        uri: "https://idp.example.com/keys".to_owned(),
+        cache_duration: Duration::from_secs(300),
+        ca_pem: vec!["-----BEGIN CERTIFICATE-----".to_owned()],
+    });
+    let json = serde_json::to_string(&remote).expect("json");
+    assert!(json.contains("https://idp.example.com/keys"), "{json}");
+    assert!(!json.contains("BEGIN CERTIFICATE"), "{json}");
+    let inline = crate::table::JwksSettings::Static(r#"{"keys": ["secret-ish"]}"#.to_owned());
+    let json = serde_json::to_string(&inline).expect("json");
+    assert!(!json.contains("secret-ish"), "{json}");
+}
+
 // `jwks.remote.uri` must be an absolute https URL (keys fetched in cleartext could be
 // replaced in transit, RFC 7517 §9.3 "the JWK Set MUST be ... obtained over a mutually
 // authenticated or ... TLS-protected channel"), with a host, a valid port, no credentials and
