@@ -417,6 +417,10 @@ fn unauthorized<B: Default>(challenge: &'static str) -> Response<B> {
 }
 
 /// The JWT middleware; see the [module docs](self).
+///
+/// The inner service must be `Clone + Send + 'static`: a request that waits for a source's
+/// first keys ([`JwksSource::loading`]) is served, after the wait, by the clone that was polled
+/// ready (tower's rule), moved into the response future.
 #[derive(Debug, Clone)]
 pub struct Jwt<S> {
     inner: S,
