@@ -746,6 +746,9 @@ pub struct ExternalBackend {
     /// The client certificate of mode `ClientAndServer`; it replaces the Gateway's
     /// (GEP-3155) for this backend.
     pub client_certificate: Option<CertificatePair>,
+    /// Retry budget and session persistence (XBackendTrafficPolicy), when an accepted policy
+    /// targets this XBackend.
+    pub traffic: Option<Box<BackendTraffic>>,
 }
 
 /// TLS towards a backend (BackendTLSPolicy, GEP-1897).
@@ -902,6 +905,33 @@ pub struct ApiKeySettings {
     pub keys: Vec<(String, Vec<u8>)>,
 }
 
+/// Where a JWT provider's keys come from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub enum JwksSettings {
+    /// A JWKS document (JSON) given in the configuration (inline, Secret or ConfigMap); never
+    /// serialized.
+    Static(#[serde(skip)] String),
+    /// A JWKS fetched over HTTPS.
+    Remote(RemoteJwksSettings),
+}
+
+/// A JWKS served over HTTPS: fetched by the data plane, cached for `cache_duration` and
+/// refreshed in the background.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RemoteJwksSettings {
+    /// The `https://` URL, validated (scheme, host, optional port, no user information, no
+    /// fragment).
+    pub uri: String,
+    /// How long a fetched set is used before it is fetched again.
+    pub cache_duration: Duration,
+    /// CA bundles (PEM) trusted for the server's certificate; empty: the platform's roots.
+    #[serde(skip)]
+    pub ca_pem: Vec<String>,
+}
+
 /// Validated JWT settings: a token passes when one provider accepts it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct JwtSettings {
@@ -919,11 +949,10 @@ pub struct JwtProviderSettings {
     pub issuer: Option<String>,
     /// Accepted audiences (empty: any).
     pub audiences: Vec<String>,
-    /// Where the keys came from (`inline`, `Secret ns/name key`, ...), for humans.
+    /// Where the keys came from (`inline`, `Secret ns/name key`, the URL, ...), for humans.
     pub jwks_source: String,
-    /// The JWKS document (JSON).
-    #[serde(skip)]
-    pub jwks: String,
+    /// The keys: a document, or a URL to fetch them from.
+    pub jwks: JwksSettings,
     /// `(claim, header)` pairs; header names validated and lowercase.
     pub claim_to_headers: Vec<(String, String)>,
     /// Tolerance for `exp` and `nbf`.

@@ -60,6 +60,7 @@ impl BackendTarget {
                                 .map(|e| EndpointId::new(&name, s.port, *e))
                                 .collect(),
                             endpoints: s.endpoints.clone(),
+                            id_name: name.into(),
                             dns: None,
                             next: AtomicUsize::new(0),
                             tls,
@@ -83,11 +84,12 @@ impl BackendTarget {
                         protocol: x.app_protocol,
                         endpoint_ids: Vec::new(),
                         endpoints: Vec::new(),
+                        id_name: x.backend.to_string().into(),
                         dns: Some(ctx.resolver.name(&x.hostname, x.port)),
                         next: AtomicUsize::new(0),
                         tls,
-                        session: None,
-                        budget: None,
+                        session: x.traffic.as_ref().and_then(|t| t.session.clone()),
+                        budget: x.traffic.as_ref().and_then(|t| t.retry_budget),
                         resilience: OnceLock::new(),
                     }),
                     Err(reason) => {
@@ -122,12 +124,14 @@ pub(crate) struct ServiceTarget {
     pub(crate) dns: Option<Arc<Name>>,
     /// Session ids of `endpoints`, same order.
     endpoint_ids: Vec<EndpointId>,
+    /// `namespace/name` of the Service or XBackend, the base of its endpoints' session ids.
+    id_name: Box<str>,
     next: AtomicUsize,
     /// TLS towards the backend (BackendTLSPolicy or `appProtocol: https`).
     pub(crate) tls: Option<Arc<TlsTarget>>,
-    /// Session persistence of the Service (XBackendTrafficPolicy).
+    /// Session persistence of the Service or XBackend (XBackendTrafficPolicy).
     pub(crate) session: Option<SessionConfig>,
-    /// Retry budget of the Service (XBackendTrafficPolicy).
+    /// Retry budget of the Service or XBackend (XBackendTrafficPolicy).
     pub(crate) budget: Option<RetryBudgetConfig>,
     /// Set once when the routes are installed in a router.
     pub(crate) resilience: OnceLock<Resilience>,
@@ -182,8 +186,12 @@ impl ServiceTarget {
         }
     }
 
-    /// The endpoint a session names, if it is still an endpoint and not ejected.
+    /// The endpoint a session names, if it is still an endpoint and not ejected. For an
+    /// external backend: an address of the name's current answer.
     pub(crate) fn sticky_endpoint(&self, id: EndpointId) -> Option<SocketAddr> {
+        if let Some(name) = &self.dns {
+            return name.find(|a| EndpointId::new(&self.id_name, self.port, *a) == id);
+        }
         let i = self.endpoint_ids.iter().position(|e| *e == id)?;
         let addr = *self.endpoints.get(i)?;
         if self.outlier().is_some_and(|d| d.is_ejected(addr)) {
@@ -194,6 +202,11 @@ impl ServiceTarget {
 
     /// The session id of one of the endpoints.
     pub(crate) fn endpoint_id(&self, addr: SocketAddr) -> Option<EndpointId> {
+        if let Some(name) = &self.dns {
+            return name
+                .find(|a| *a == addr)
+                .map(|a| EndpointId::new(&self.id_name, self.port, a));
+        }
         let i = self.endpoints.iter().position(|e| *e == addr)?;
         self.endpoint_ids.get(i).copied()
     }

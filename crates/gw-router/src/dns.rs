@@ -356,6 +356,13 @@ impl Name {
         }
     }
 
+    /// The first address of the current usable answer that `pred` accepts (no waiting, no
+    /// refresh): how a session finds the address it sticks to.
+    pub(crate) fn find(&self, pred: impl FnMut(&SocketAddr) -> bool) -> Option<SocketAddr> {
+        let s = self.state.load();
+        self.usable(&s)?.iter().copied().find(pred)
+    }
+
     /// The status for admin pages.
     pub fn status(&self) -> NameStatus {
         let s = self.state.load();

@@ -13,6 +13,11 @@
 //! and block ([`Applied::origin`]): a limit on a Gateway counts the Gateway's traffic as a whole,
 //! one on a route that route's. Buckets start empty again when the table is rebuilt.
 //!
+//! A remote JWKS (`jwks.remote`) is fetched by gw-policy's
+//! [`RemoteJwks`](gw_policy::jwt::RemoteJwks), one per URL, cache duration and CAs, shared by
+//! the tables alive at once: a reload that keeps a provider keeps its cached keys and fetch
+//! schedule; a changed or removed provider's fetcher stops with the last table that used it.
+//!
 //! For gRPC requests, the answers of the layers (401, 403, 429) become trailers-only gRPC
 //! answers (`UNAUTHENTICATED`, `PERMISSION_DENIED`, `RESOURCE_EXHAUSTED`), their headers kept.
 //!
@@ -21,18 +26,21 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 
 use gw_model::compile::{PolicySection, PolicyValidator};
 use gw_model::resources::{Cors, ObjectKey};
 use gw_model::table::{
-    ApiKeyLocation, ApiKeySettings, Applied, BasicAuthSettings, JwtSettings, PolicyBlock,
-    RateLimitKey, RateLimitSettings, RulePolicy,
+    ApiKeyLocation, ApiKeySettings, Applied, BasicAuthSettings, JwksSettings, JwtSettings,
+    PolicyBlock, RateLimitKey, RateLimitSettings, RemoteJwksSettings, RulePolicy,
 };
 use gw_policy::api_key::{ApiKeyLayer, CompiledApiKeys, KeyLocation};
 use gw_policy::basic_auth::{BasicAuthLayer, CompiledBasicAuth};
 use gw_policy::cors::{CompiledCors, CorsLayer};
-use gw_policy::jwt::{CompiledJwt, JwtConfig, JwtLayer, StaticJwks};
+use gw_policy::jwt::{
+    CompiledJwt, JwkSet, JwksSource, JwtConfig, JwtError, JwtLayer, RemoteJwks, RemoteJwksConfig,
+    StaticJwks,
+};
 use gw_policy::ratelimit::{KeySource, RateLimitConfig, RateLimitLayer};
 use http::{HeaderName, Request, Response};
 use tower::ServiceBuilder;
@@ -100,11 +108,64 @@ fn api_key(a: &ApiKeySettings) -> Result<ApiKeyLayer, String> {
         .map_err(|e| e.to_string())
 }
 
-fn jwt(j: &JwtSettings) -> Result<JwtLayer, String> {
+/// Whether a layer is built to check settings (the validator: nothing starts) or to serve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Build {
+    Check,
+    Serve,
+}
+
+fn remote_config(r: &RemoteJwksSettings) -> Result<RemoteJwksConfig, JwtError> {
+    let config = if r.ca_pem.is_empty() {
+        RemoteJwksConfig::new(&r.uri)?
+    } else {
+        RemoteJwksConfig::with_ca_pem(&r.uri, r.ca_pem.iter().map(String::as_str))?
+    };
+    Ok(config.cache_duration(r.cache_duration))
+}
+
+/// The fetcher of a remote JWKS, shared by every table that uses the same settings while one
+/// of them is alive: a reload builds the new table while the old one still serves, so an
+/// unchanged provider keeps its cached keys (and its schedule) instead of fetching again.
+fn shared_remote(r: &RemoteJwksSettings) -> Result<Arc<RemoteJwks>, JwtError> {
+    static SOURCES: OnceLock<Mutex<HashMap<RemoteJwksSettings, Weak<RemoteJwks>>>> =
+        OnceLock::new();
+    // Poisoning only means a panic while inserting a Weak; the map is still consistent.
+    let mut sources = SOURCES
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    sources.retain(|_, s| s.strong_count() > 0);
+    if let Some(s) = sources.get(r).and_then(Weak::upgrade) {
+        return Ok(s);
+    }
+    let source = Arc::new(RemoteJwks::new(remote_config(r)?));
+    sources.insert(r.clone(), Arc::downgrade(&source));
+    Ok(source)
+}
+
+fn jwks_source(jwks: &JwksSettings, build: Build) -> Result<Arc<dyn JwksSource>, JwtError> {
+    Ok(match (jwks, build) {
+        (JwksSettings::Static(doc), _) => Arc::new(StaticJwks::from_json(doc.as_bytes())?),
+        // Checking: the URL and the CAs are usable; the keys are fetched when serving.
+        (JwksSettings::Remote(r), Build::Check) => {
+            remote_config(r)?;
+            Arc::new(StaticJwks::new(JwkSet::default()))
+        }
+        (JwksSettings::Remote(r), Build::Serve) => shared_remote(r)?,
+        (other, _) => {
+            return Err(JwtError::JwksSyntax(format!(
+                "JWKS source {other:?} is not supported by gw-router"
+            )));
+        }
+    })
+}
+
+fn jwt(j: &JwtSettings, build: Build) -> Result<JwtLayer, String> {
     let mut providers = Vec::with_capacity(j.providers.len());
     for p in &j.providers {
         let err = |e: &dyn std::fmt::Display| format!("provider {:?}: {e}", p.name);
-        let jwks = StaticJwks::from_json(p.jwks.as_bytes()).map_err(|e| err(&e))?;
+        let jwks = jwks_source(&p.jwks, build).map_err(|e| err(&e))?;
         let mut config = JwtConfig::new().clock_skew(p.clock_skew);
         if let Some(iss) = &p.issuer {
             config = config.issuer(iss.clone());
@@ -116,7 +177,7 @@ fn jwt(j: &JwtSettings) -> Result<JwtLayer, String> {
             let name = HeaderName::from_bytes(header.as_bytes()).map_err(|e| err(&e))?;
             config = config.claim_to_header(claim.clone(), name);
         }
-        providers.push(CompiledJwt::new(config, Arc::new(jwks)).map_err(|e| err(&e))?);
+        providers.push(CompiledJwt::new(config, jwks).map_err(|e| err(&e))?);
     }
     Ok(JwtLayer::any_of(providers))
 }
@@ -139,7 +200,7 @@ pub fn policy_validator() -> PolicyValidator {
         PolicySection::RateLimit(r) => rate_limit(r).map(drop),
         PolicySection::BasicAuth(b) => basic_auth(b).map(drop),
         PolicySection::ApiKeyAuth(a) => api_key(a).map(drop),
-        PolicySection::Jwt(j) => jwt(j).map(drop),
+        PolicySection::Jwt(j) => jwt(j, Build::Check).map(drop),
         _ => Err("this section is not supported by gw-router".to_owned()),
     })
 }
@@ -193,7 +254,7 @@ impl PolicyCache {
         let rate = cached(&mut self.rate_limit, p.rate_limit.as_ref(), rate_limit)?;
         let basic = cached(&mut self.basic_auth, p.basic_auth.as_ref(), basic_auth)?;
         let keys = cached(&mut self.api_key, p.api_key_auth.as_ref(), api_key)?;
-        let jwt = cached(&mut self.jwt, p.jwt.as_ref(), jwt)?;
+        let jwt = cached(&mut self.jwt, p.jwt.as_ref(), |j| jwt(j, Build::Serve))?;
         let svc = ServiceBuilder::new()
             .option_layer(cors)
             .option_layer(rate)
@@ -202,5 +263,63 @@ impl PolicyCache {
             .option_layer(jwt)
             .service(tower::service_fn(crate::service::after_policy));
         Ok(BoxCloneSyncService::new(svc))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn settings(uri: &str, cache: u64, ca: &str) -> RemoteJwksSettings {
+        RemoteJwksSettings {
+            uri: uri.to_owned(),
+            cache_duration: Duration::from_secs(cache),
+            ca_pem: vec![ca.to_owned()],
+        }
+    }
+
+    fn ca() -> String {
+        let key = rcgen::KeyPair::generate().unwrap();
+        rcgen::CertificateParams::new(Vec::<String>::new())
+            .unwrap()
+            .self_signed(&key)
+            .unwrap()
+            .pem()
+    }
+
+    // A reload with an unchanged remote provider keeps its fetcher (and so its cached keys);
+    // other settings get their own; once no table uses a fetcher, it is gone.
+    #[test]
+    fn remote_jwks_fetchers_are_shared_while_a_table_uses_them() {
+        let ca = ca();
+        let a = settings("https://idp.example.com/a", 300, &ca);
+        let first = shared_remote(&a).unwrap();
+        let again = shared_remote(&a).unwrap();
+        assert!(Arc::ptr_eq(&first, &again));
+        let other = shared_remote(&settings("https://idp.example.com/a", 600, &ca)).unwrap();
+        assert!(!Arc::ptr_eq(&first, &other));
+        assert_eq!(other.config().cache_duration, Duration::from_secs(600));
+        let weak = Arc::downgrade(&first);
+        drop((first, again));
+        assert!(
+            weak.upgrade().is_none(),
+            "the registry holds no strong reference"
+        );
+        let fresh = shared_remote(&a).unwrap();
+        assert_eq!(fresh.config().uri, "https://idp.example.com/a");
+    }
+
+    // Checking a policy starts no fetch, but refuses unusable settings.
+    #[test]
+    fn checking_a_remote_jwks_validates_without_fetching() {
+        let ok = JwksSettings::Remote(settings("https://idp.example.com/b", 300, &ca()));
+        assert!(jwks_source(&ok, Build::Check).unwrap().keys().is_empty());
+        let no_ca = JwksSettings::Remote(settings("https://idp.example.com/b", 300, "junk"));
+        assert!(matches!(
+            jwks_source(&no_ca, Build::Check),
+            Err(JwtError::NoTrustedCa)
+        ));
     }
 }

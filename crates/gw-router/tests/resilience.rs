@@ -7,8 +7,9 @@ mod common;
 
 use std::net::SocketAddr;
 
-use common::{GATEWAY, addr, call, echo, echoed, get, req, routes, service};
-use gw_router::{OutlierConfig, Router, RouterConfig};
+use common::{GATEWAY, addr, call, echo, echoed, get, req, routes, service, table};
+use gw_router::dns::{Resolver, ResolverConfig, StaticLookup, SystemLookup};
+use gw_router::{OutlierConfig, Router, RouterConfig, Routes};
 use http::StatusCode;
 
 fn split_route(weight_a: u32, weight_b: u32) -> String {
@@ -135,4 +136,89 @@ spec:
     let (_, again) = echoed(call(&router, with(&moved)).await).await;
     assert_eq!(again["pod"], json["pod"]);
     other.shutdown().await;
+}
+
+/// An XBackend `default/ext` reaching `ext.test:{port}`, a route to it, and an
+/// XBackendTrafficPolicy on it with `spec`.
+fn external_backend(port: u16, spec: &str) -> String {
+    format!(
+        "{GATEWAY}---
+apiVersion: gateway.networking.x-k8s.io/v1alpha1
+kind: XBackend
+metadata: {{name: ext, namespace: default}}
+spec:
+  type: ExternalHostname
+  externalHostname: {{hostname: ext.test}}
+  port: {{port: {port}}}
+  protocol: HTTP
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: r, namespace: default}}
+spec:
+  parentRefs: [{{name: edge}}]
+  rules:
+  - backendRefs: [{{group: gateway.networking.x-k8s.io, kind: XBackend, name: ext}}]
+---
+apiVersion: gateway.networking.x-k8s.io/v1alpha1
+kind: XBackendTrafficPolicy
+metadata: {{name: p, namespace: default}}
+spec:
+  targetRefs: [{{group: gateway.networking.x-k8s.io, kind: XBackend, name: ext}}]
+{spec}
+"
+    )
+}
+
+// GEP-1619 through an XBackendTrafficPolicy on an XBackend: a session sticks to one address
+// of the external name (its DNS answer has two), while requests without a session are
+// balanced over both.
+#[tokio::test]
+async fn a_session_sticks_to_one_address_of_an_external_backend() {
+    let first = gw_echo::EchoServer::start(gw_echo::EchoConfig {
+        http: Some(SocketAddr::from(([127, 0, 93, 1], 0))),
+        ..gw_echo::EchoConfig::loopback_http("first", "default")
+    })
+    .await
+    .unwrap();
+    let port = addr(&first).port();
+    let second = gw_echo::EchoServer::start(gw_echo::EchoConfig {
+        http: Some(SocketAddr::from(([127, 0, 93, 2], port))),
+        ..gw_echo::EchoConfig::loopback_http("second", "default")
+    })
+    .await
+    .unwrap();
+    let lookup = StaticLookup::new(SystemLookup).with(
+        "ext.test",
+        ["127.0.93.1".parse().unwrap(), "127.0.93.2".parse().unwrap()],
+    );
+    let resolver = Resolver::with_lookup(lookup, ResolverConfig::default());
+    let yaml = external_backend(
+        port,
+        "  sessionPersistence: {sessionName: s, type: Header}\n  retryConstraint: {budget: {percent: 20}}",
+    );
+    let router = Router::new(RouterConfig::default());
+    router.swap(Routes::build_with(&table(&yaml), &resolver));
+
+    let mut pods = std::collections::BTreeSet::new();
+    for _ in 0..4 {
+        let (_, json) = echoed(call(&router, get("/", "e.com")).await).await;
+        pods.insert(json["pod"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(pods.len(), 2, "without a session both addresses answer");
+
+    let (parts, json) = echoed(call(&router, get("/", "e.com")).await).await;
+    let token = parts.headers.get("s").cloned().expect("a session header");
+    let pod = json["pod"].as_str().unwrap().to_owned();
+    for _ in 0..6 {
+        let r = req("GET", "/", "e.com")
+            .header("s", token.clone())
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let (parts, json) = echoed(call(&router, r).await).await;
+        assert_eq!(json["pod"], pod.as_str(), "the session keeps its address");
+        assert!(parts.headers.get("s").is_none(), "no new session is issued");
+    }
+    first.shutdown().await;
+    second.shutdown().await;
 }

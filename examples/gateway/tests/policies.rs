@@ -398,6 +398,149 @@ spec:
     rt.block_on(echo.shutdown());
 }
 
+/// A loopback HTTPS server (127.0.0.1, port 0) serving `jwks` on every path with a
+/// certificate for 127.0.0.1 signed by its own CA: its address, the CA (PEM) and a count of
+/// the requests it answered.
+fn jwks_server(
+    rt: &tokio::runtime::Runtime,
+    jwks: String,
+) -> (
+    SocketAddr,
+    String,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    tokio::task::JoinHandle<()>,
+) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let ca_key = rcgen::KeyPair::generate().expect("key");
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_pem = ca_params.self_signed(&ca_key).expect("ca").pem();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .expect("params")
+        .signed_by(&key, &issuer)
+        .expect("cert");
+    let key = rustls_pki_types::PrivateKeyDer::try_from(key.serialize_der()).expect("key");
+    let tls = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_no_client_auth()
+    .with_single_cert(vec![cert.der().clone()], key)
+    .expect("server config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    let task = rt.spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, jwks, counter) = (acceptor.clone(), jwks.clone(), counter.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let svc = hyper::service::service_fn(move |_req| {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    let body = http_body_util::Full::new(bytes::Bytes::from(jwks.clone()));
+                    async move { Ok::<_, std::convert::Infallible>(http::Response::new(body)) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                    .await;
+            });
+        }
+    });
+    (addr, ca_pem, hits, task)
+}
+
+// `jwks.remote`: the keys come from an HTTPS URL (its private CA given by a ConfigMap), fetched
+// once and cached; a token they verify passes, one signed by another key is refused.
+#[test]
+fn jwt_with_a_remote_jwks() {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let echo = start_echo(&rt);
+    let echo_port = echo.http_addr().expect("addr").port();
+    let rng = ring::rand::SystemRandom::new();
+    let new_key = || {
+        Ed25519KeyPair::from_pkcs8(Ed25519KeyPair::generate_pkcs8(&rng).expect("key").as_ref())
+            .expect("key")
+    };
+    let (key, stranger) = (new_key(), new_key());
+    let jwks = serde_json::json!({"keys": [
+        {"kty": "OKP", "crv": "Ed25519", "kid": "k1", "x": b64(key.public_key().as_ref())}
+    ]});
+    let (jwks_addr, ca_pem, hits, server) = jwks_server(&rt, jwks.to_string());
+    let ca_indented = ca_pem.trim_end().replace('\n', "\n    ");
+    let port = free_port();
+    let gw = Gateway::start("policy-jwt-remote", "127.0.94.0/24");
+    let yaml = format!(
+        "{}---
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: idp-ca, namespace: default}}
+data:
+  ca.crt: |
+    {ca_indented}
+---
+apiVersion: policy.gw.dev/v1alpha1
+kind: TrafficPolicy
+metadata: {{name: jwt, namespace: default}}
+spec:
+  targetRefs: [{{group: gateway.networking.k8s.io, kind: HTTPRoute, name: web}}]
+  default:
+    jwt:
+      providers:
+      - name: idp
+        issuer: https://idp.example.com
+        jwks:
+          remote:
+            uri: https://{jwks_addr}/.well-known/jwks.json
+            cacheDuration: 10m
+            caCertificateRefs: [{{group: '', kind: ConfigMap, name: idp-ca}}]
+",
+        base(
+            &format!("[{{name: http, port: {port}, protocol: HTTP}}]"),
+            echo_port
+        )
+    );
+    std::fs::write(gw.config().join("all.yaml"), yaml).expect("write");
+    let addr: SocketAddr = format!("127.0.94.1:{port}").parse().expect("addr");
+    wait_for(addr, "/", &[], 401);
+
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("time")
+        .as_secs();
+    let claims =
+        serde_json::json!({"iss": "https://idp.example.com", "sub": "bob", "exp": now + 300});
+    let good = format!("Bearer {}", token(&key, &claims));
+    for _ in 0..5 {
+        assert_eq!(get(addr, "/", &[("authorization", &good)]).0, 200);
+    }
+    let forged = format!("Bearer {}", token(&stranger, &claims));
+    let (code, head, _) = get(addr, "/", &[("authorization", &forged)]);
+    assert_eq!(code, 401);
+    assert!(head.contains("error=\"invalid_token\""), "{head}");
+    assert_eq!(
+        hits.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "one fetch serves every request"
+    );
+    assert_eq!(
+        policy_reasons(&gw.status().expect("status"), "jwt"),
+        ["Accepted"]
+    );
+    server.abort();
+    rt.block_on(echo.shutdown());
+}
+
 const BAD_POLICIES: &str = "---
 apiVersion: policy.gw.dev/v1alpha1
 kind: TrafficPolicy

@@ -4,17 +4,19 @@
 //!
 //! # Status (GEP-713)
 //!
+//! - Targets are Services and XBackends (`gateway.networking.x-k8s.io`, the external backends
+//!   of [`xbackend`](super::xbackend)); both get the retry budget and session persistence.
 //! - Ancestors are the Gateways (of ours) whose HTTPRoute or GRPCRoute rules send traffic to a
-//!   targeted Service, as for BackendTLSPolicy: `Accepted=True` / `Accepted`.
+//!   targeted Service or XBackend, as for BackendTLSPolicy: `Accepted=True` / `Accepted`.
 //! - A policy that does not validate gets `Accepted=False` / `Invalid` on those ancestors and
 //!   changes nothing; when no Gateway uses its targets, the targets themselves are the
 //!   ancestors, so that the problem is still visible.
-//! - A targetRef naming a Service that does not exist, a kind other than Service or XBackend,
-//!   or an XBackend (gw serves no XBackend backends) gets an ancestor entry for that target with
-//!   `Accepted=False` / `TargetNotFound`.
-//! - Several valid policies on one Service: the oldest (`creationTimestamp`), then the first by
+//! - A targetRef naming a Service or XBackend that does not exist, or a kind other than
+//!   Service or XBackend, gets an ancestor entry for that target with `Accepted=False` /
+//!   `TargetNotFound`.
+//! - Several valid policies on one backend: the oldest (`creationTimestamp`), then the first by
 //!   namespace/name, applies; the others get `Accepted=False` / `Conflicted` on the Gateways
-//!   where they lost, and apply nowhere on that Service.
+//!   where they lost, and apply nowhere on that backend.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -252,13 +254,19 @@ fn evaluate<'a>(
                     }
                     format!("Service {}/{} does not exist", key.namespace, t.name)
                 }
-                (GATEWAY_X_GROUP, "XBackend") => format!(
-                    "XBackend {}/{}: gw does not serve XBackend backends",
-                    key.namespace, t.name
-                ),
-                (group, kind) => {
-                    format!("target kind {group}/{kind} is not a backend gw serves; use a Service")
+                (GATEWAY_X_GROUP, "XBackend") => {
+                    if res
+                        .x_backends
+                        .contains_key(&ObjectKey::new(key.namespace.clone(), t.name.clone()))
+                    {
+                        return None;
+                    }
+                    format!("XBackend {}/{} does not exist", key.namespace, t.name)
                 }
+                (group, kind) => format!(
+                    "target kind {group}/{kind} is not a backend gw serves; use a Service or an \
+                     XBackend"
+                ),
             };
             Some((t, why))
         })
@@ -271,13 +279,14 @@ fn evaluate<'a>(
     }
 }
 
-fn targets(p: &Evaluated<'_>, service: &ObjectKey) -> bool {
-    p.key.namespace == service.namespace
+/// Whether `p` targets the backend object `(group, kind)` `backend`.
+fn targets(p: &Evaluated<'_>, group: &str, kind: &str, backend: &ObjectKey) -> bool {
+    p.key.namespace == backend.namespace
         && p.policy
             .spec
             .target_refs
             .iter()
-            .any(|t| t.group == CORE_GROUP && t.kind == "Service" && t.name == service.name)
+            .any(|t| t.group == group && t.kind == kind && t.name == backend.name)
 }
 
 /// Every backend that HTTPRoute and GRPCRoute rules send requests to (not mirrors, not L4).
@@ -322,10 +331,16 @@ pub(crate) fn apply(
         let gw_key = g.key.clone();
         for table in &mut g.tables {
             for_each_rule_backend(table, &mut |backend| {
-                let Backend::Service(s) = backend else { return };
+                let (group, kind, key, traffic) = match backend {
+                    Backend::Service(s) => (CORE_GROUP, "Service", &s.service, &mut s.traffic),
+                    Backend::External(x) => {
+                        (GATEWAY_X_GROUP, "XBackend", &x.backend, &mut x.traffic)
+                    }
+                    _ => return,
+                };
                 let mut winner = None;
                 for (i, p) in policies.iter().enumerate() {
-                    if !targets(p, &s.service) {
+                    if !targets(p, group, kind, key) {
                         continue;
                     }
                     match (&p.traffic, winner) {
@@ -337,7 +352,7 @@ pub(crate) fn apply(
                         (Ok(t), None) => {
                             winner = Some(i);
                             applied[i].insert(gw_key.clone());
-                            s.traffic = Some(Box::new(t.clone()));
+                            *traffic = Some(Box::new(t.clone()));
                         }
                         (Ok(_), Some(_)) => {
                             conflicted[i].insert(gw_key.clone());
@@ -387,7 +402,7 @@ pub(crate) fn apply(
                 Err(why) => accepted("Invalid", why),
                 Ok(_) if conflicted[i].contains(*gw) && !applied[i].contains(*gw) => accepted(
                     "Conflicted",
-                    "an older XBackendTrafficPolicy targets the same Service and takes precedence",
+                    "an older XBackendTrafficPolicy targets the same backend and takes precedence",
                 ),
                 Ok(_) => accepted("Accepted", "policy accepted"),
             };
@@ -426,7 +441,7 @@ mod tests {
     use super::*;
     use crate::resources::{CookieConfig, RequestRate, RetryBudgetSpec};
     use crate::status::{ConditionStatus, find};
-    use crate::table::{PathMatch, ServiceBackend};
+    use crate::table::{ExternalBackend, PathMatch, ServiceBackend};
     use crate::{CompileOptions, Compiled, compile, load};
 
     fn sp(type_: &str) -> SessionPersistence {
@@ -740,11 +755,12 @@ spec:
             .collect()
     }
 
+    /// The Service backend of rule `rule` of the route `web`.
     fn backend(c: &Compiled, rule: usize) -> ServiceBackend {
         let e = &c.table.gateways[0].listeners[0].http;
         let entry = e
             .iter()
-            .find(|e| e.rule_index == rule)
+            .find(|e| e.rule_index == rule && e.route.key.name == "web")
             .unwrap_or_else(|| panic!("rule {rule}"));
         match &entry.action.backends[0].backend {
             Backend::Service(s) => s.clone(),
@@ -937,6 +953,161 @@ spec:
                 "missing".into(),
                 ConditionStatus::False,
                 "TargetNotFound".into()
+            )),
+            "{got:?}"
+        );
+    }
+
+    /// An XBackend `echo` (the name of a Service too) and a route rule `/c` sending to it.
+    const EXTERNAL: &str = "apiVersion: gateway.networking.x-k8s.io/v1alpha1
+kind: XBackend
+metadata: {name: echo, namespace: default}
+spec:
+  type: ExternalHostname
+  externalHostname: {hostname: api.example.com}
+  port: {port: 443}
+  protocol: HTTP
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: ext, namespace: default}
+spec:
+  parentRefs: [{name: edge}]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /c}}]
+    backendRefs: [{group: gateway.networking.x-k8s.io, kind: XBackend, name: echo}]
+---
+";
+
+    const XECHO: &str = "[{group: gateway.networking.x-k8s.io, kind: XBackend, name: echo}]";
+
+    fn external(c: &Compiled) -> ExternalBackend {
+        let found = c.table.gateways[0].listeners[0]
+            .http
+            .iter()
+            .flat_map(|e| &e.action.backends)
+            .find_map(|b| match &b.backend {
+                Backend::External(x) => Some(x.clone()),
+                _ => None,
+            });
+        found.unwrap_or_else(|| panic!("no external backend"))
+    }
+
+    // XBackendTrafficPolicy: "TargetRefs identifies API object(s) to apply this policy to.
+    // Currently, Backends (A grouping of like endpoints such as Service, ServiceImport, or any
+    // implementation-specific backendRef) are the only valid API target references." An
+    // XBackend is such a backendRef: the retry budget (GEP-3388) and session persistence
+    // (GEP-1619) apply to it as to a Service, and its ancestors are the Gateways using it
+    // (GEP-713).
+    #[test]
+    fn a_policy_on_an_xbackend_sets_the_external_backend() {
+        let c = run(&format!(
+            "{EXTERNAL}{}",
+            policy(
+                "p",
+                "2024-01-01T00:00:00Z",
+                XECHO,
+                "  retryConstraint: {budget: {percent: 25}}\n  sessionPersistence: {type: Cookie, sessionName: sticky}",
+            )
+        ));
+        assert_eq!(
+            ancestors(&c, "p"),
+            vec![(
+                "Gateway".into(),
+                "edge".into(),
+                ConditionStatus::True,
+                "Accepted".into()
+            )]
+        );
+        let traffic = external(&c)
+            .traffic
+            .unwrap_or_else(|| panic!("no traffic settings on the XBackend"));
+        assert_eq!(traffic.policy, ObjectKey::new("default", "p"));
+        assert_eq!(traffic.retry_budget.map(|b| b.percent), Some(25));
+        let session = traffic.session.unwrap_or_else(|| panic!("no session"));
+        assert_eq!(
+            (session.kind, session.name.as_str()),
+            (SessionKind::Cookie { permanent: false }, "sticky")
+        );
+        // The Service of the same name is another object: untouched.
+        assert_eq!(backend(&c, 0).traffic, None);
+    }
+
+    // GEP-713: a policy targets the object its targetRef names, group and kind included: a
+    // Service policy does not reach the XBackend of the same name, and conflicts are decided
+    // per backend ("the oldest (by creation timestamp) wins").
+    #[test]
+    fn service_and_xbackend_targets_are_distinct_objects() {
+        let c = run(&format!(
+            "{EXTERNAL}{}{}{}",
+            policy(
+                "svc",
+                "2023-01-01T00:00:00Z",
+                ECHO,
+                "  retryConstraint: {budget: {percent: 10}}"
+            ),
+            policy(
+                "x-old",
+                "2024-01-01T00:00:00Z",
+                XECHO,
+                "  retryConstraint: {budget: {percent: 20}}"
+            ),
+            policy(
+                "x-new",
+                "2024-06-01T00:00:00Z",
+                XECHO,
+                "  retryConstraint: {budget: {percent: 30}}"
+            ),
+        ));
+        let percent =
+            |t: Option<Box<BackendTraffic>>| t.and_then(|t| t.retry_budget).map(|b| b.percent);
+        assert_eq!(percent(backend(&c, 0).traffic), Some(10));
+        assert_eq!(percent(external(&c).traffic), Some(20));
+        let gw = |s: ConditionStatus, r: &str| {
+            vec![("Gateway".to_owned(), "edge".to_owned(), s, r.to_owned())]
+        };
+        assert_eq!(ancestors(&c, "svc"), gw(ConditionStatus::True, "Accepted"));
+        assert_eq!(
+            ancestors(&c, "x-old"),
+            gw(ConditionStatus::True, "Accepted")
+        );
+        assert_eq!(
+            ancestors(&c, "x-new"),
+            gw(ConditionStatus::False, "Conflicted")
+        );
+    }
+
+    // GEP-713: "TargetNotFound: the policy is attached to an invalid target resource": an
+    // XBackend that does not exist is not found; one that exists is a valid target.
+    #[test]
+    fn an_existing_xbackend_is_a_target_and_a_missing_one_is_not_found() {
+        let c = run(&format!(
+            "{EXTERNAL}{}",
+            policy(
+                "p",
+                "2024-01-01T00:00:00Z",
+                "[{group: gateway.networking.x-k8s.io, kind: XBackend, name: echo}, {group: gateway.networking.x-k8s.io, kind: XBackend, name: gone}]",
+                "  retryConstraint: {}",
+            )
+        ));
+        let got = ancestors(&c, "p");
+        assert!(
+            got.contains(&(
+                "XBackend".into(),
+                "gone".into(),
+                ConditionStatus::False,
+                "TargetNotFound".into()
+            )),
+            "{got:?}"
+        );
+        // The existing XBackend is reported through the Gateway that uses it, not as missing.
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert!(
+            got.contains(&(
+                "Gateway".into(),
+                "edge".into(),
+                ConditionStatus::True,
+                "Accepted".into()
             )),
             "{got:?}"
         );

@@ -50,18 +50,21 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::gateway::ca_bundle;
+use super::hostname::is_valid_hostname;
 use super::refs::{From, reference_allowed};
 use super::rules::{check_cors, check_header_name, parse_duration};
 use super::{CompileOptions, GatewayState, created};
 use crate::resources::{
     ApiKeyAuthSpec, BasicAuthSpec, CORE_GROUP, Cors, GATEWAY_GROUP, GATEWAY_X_GROUP, JwtSpec, Kind,
-    ObjectKey, POLICY_GROUP, ParentReference, PolicySettings, PolicyTargetReference,
-    RateLimitKeyType, RateLimitSpec, Resources, SecretKeyReference, TrafficPolicy,
+    ObjectKey, ObjectReference, POLICY_GROUP, ParentReference, PolicySettings,
+    PolicyTargetReference, RateLimitKeyType, RateLimitSpec, RemoteJwks, Resources,
+    SecretKeyReference, TrafficPolicy,
 };
 use crate::status::{Condition, ObjectStatus, PolicyAncestorStatus, PolicyStatus, StatusEntry};
 use crate::table::{
-    ApiKeyLocation, ApiKeySettings, Applied, BasicAuthSettings, JwtProviderSettings, JwtSettings,
-    PolicyBlock, RateLimitKey, RateLimitSettings, RulePolicy,
+    ApiKeyLocation, ApiKeySettings, Applied, BasicAuthSettings, JwksSettings, JwtProviderSettings,
+    JwtSettings, PolicyBlock, RateLimitKey, RateLimitSettings, RemoteJwksSettings, RulePolicy,
 };
 
 /// The most ancestors reported per policy ("A maximum of 16 ancestors will be represented in
@@ -425,6 +428,136 @@ fn api_key_auth(
     })
 }
 
+/// A JWKS document from the configuration: UTF-8 JSON with a `keys` array (the data plane's
+/// validator checks the keys themselves).
+fn static_jwks(
+    field: &str,
+    source: String,
+    bytes: Vec<u8>,
+) -> Result<(String, JwksSettings), String> {
+    let jwks = String::from_utf8(bytes)
+        .map_err(|_| format!("{field}.jwks: the JWKS ({source}) is not UTF-8"))?;
+    let doc: serde_json::Value = serde_json::from_str(&jwks)
+        .map_err(|e| format!("{field}.jwks: the JWKS ({source}) is not JSON: {e}"))?;
+    if !doc.get("keys").is_some_and(serde_json::Value::is_array) {
+        return Err(format!(
+            "{field}.jwks: the JWKS ({source}) has no `keys` array"
+        ));
+    }
+    Ok((source, JwksSettings::Static(jwks)))
+}
+
+/// `jwks.remote.cacheDuration` when unset.
+pub(crate) const DEFAULT_JWKS_CACHE: Duration = Duration::from_secs(5 * 60);
+/// The shortest `cacheDuration`: shorter would poll the issuer for nothing (keys rotate in
+/// days), and a `kid` the set lacks triggers an early fetch anyway.
+pub(crate) const MIN_JWKS_CACHE: Duration = Duration::from_secs(30);
+/// The longest `cacheDuration`.
+pub(crate) const MAX_JWKS_CACHE: Duration = Duration::from_secs(24 * 3600);
+/// The longest `jwks.remote.uri`.
+const MAX_URI: usize = 2048;
+
+/// `jwks.remote`: an `https://` URL, a cache duration within bounds and the CA bundles that
+/// verify the server.
+fn remote_jwks(
+    res: &Resources,
+    policy: &ObjectKey,
+    field: &str,
+    r: &RemoteJwks,
+) -> Result<RemoteJwksSettings, String> {
+    check_https_uri(&r.uri).map_err(|why| format!("{field}.uri {:?} {why}", r.uri))?;
+    let cache_duration = match r.cache_duration.as_deref() {
+        None => DEFAULT_JWKS_CACHE,
+        Some(s) => parse_duration(s)
+            .ok_or_else(|| format!("{field}.cacheDuration {s:?} is not a valid duration"))?,
+    };
+    if !(MIN_JWKS_CACHE..=MAX_JWKS_CACHE).contains(&cache_duration) {
+        return Err(format!(
+            "{field}.cacheDuration {:?} is out of range; use 30s to 24h",
+            r.cache_duration.as_deref().unwrap_or_default()
+        ));
+    }
+    let from = From {
+        group: POLICY_GROUP,
+        kind: "TrafficPolicy",
+        namespace: &policy.namespace,
+    };
+    let mut ca_pem = Vec::new();
+    for (i, c) in r.ca_certificate_refs.iter().enumerate() {
+        let reference = ObjectReference {
+            group: c.group.clone(),
+            kind: c.kind.clone(),
+            name: c.name.clone(),
+            namespace: None,
+        };
+        let pem = ca_bundle(res, from, &reference)
+            .map_err(|p| format!("{field}.caCertificateRefs[{i}]: {}", p.message))?;
+        ca_pem.push(pem);
+    }
+    Ok(RemoteJwksSettings {
+        uri: r.uri.clone(),
+        cache_duration,
+        ca_pem,
+    })
+}
+
+/// Why `uri` is not an absolute `https://` URL that a JWKS can be fetched from: the scheme is
+/// `https` (keys fetched in cleartext could be replaced in transit), the host a DNS name or an
+/// IP address, the port (if any) 1 to 65535; no user information (credentials would end up in
+/// logs and status), no fragment, no spaces or non-ASCII characters (percent-encode them).
+pub(crate) fn check_https_uri(uri: &str) -> Result<(), &'static str> {
+    if uri.len() > MAX_URI {
+        return Err("is longer than 2048 characters");
+    }
+    if uri.bytes().any(|b| b <= b' ' || b >= 0x7f) {
+        return Err("contains spaces, control or non-ASCII characters; percent-encode them");
+    }
+    let rest = match uri.get(..8) {
+        Some(scheme) if scheme.eq_ignore_ascii_case("https://") => &uri[8..],
+        _ => return Err("is not an https:// URL; JWKS must be fetched over TLS"),
+    };
+    if rest.contains('#') {
+        return Err("has a fragment (`#...`); remove it");
+    }
+    let authority = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
+    if authority.contains('@') {
+        return Err("carries user information (`user@`); credentials do not belong in the URL");
+    }
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let Some((addr, after)) = v6.split_once(']') else {
+            return Err("has an unterminated IPv6 address (`[...`)");
+        };
+        if addr.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err("has an invalid IPv6 address");
+        }
+        match after {
+            "" => (None, None),
+            p => match p.strip_prefix(':') {
+                Some(port) => (None, Some(port)),
+                None => return Err("has characters after the IPv6 address"),
+            },
+        }
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (Some(h), Some(p)),
+            None => (Some(authority), None),
+        }
+    };
+    if let Some(host) = host {
+        let lower = host.to_ascii_lowercase();
+        let ip = lower.parse::<std::net::Ipv4Addr>().is_ok();
+        if host.is_empty() || !(ip || (is_valid_hostname(&lower) && !lower.starts_with('*'))) {
+            return Err("has no valid host (a DNS name or an IP address)");
+        }
+    }
+    if let Some(port) = port
+        && !port.parse::<u16>().is_ok_and(|p| p != 0)
+    {
+        return Err("has an invalid port (1 to 65535)");
+    }
+    Ok(())
+}
+
 fn jwt(res: &Resources, policy: &ObjectKey, spec: &JwtSpec) -> Result<JwtSettings, String> {
     if spec.providers.is_empty() {
         return Err(invalid("jwt.providers must not be empty"));
@@ -445,21 +578,24 @@ fn jwt(res: &Resources, policy: &ObjectKey, spec: &JwtSpec) -> Result<JwtSetting
             return Err(format!("{field}: issuer and audiences must not be empty"));
         }
         let j = &p.jwks;
-        let (jwks_source, bytes) = match (&j.inline, &j.value_ref, &j.remote) {
-            (Some(inline), None, None) => ("inline".to_owned(), inline.clone().into_bytes()),
-            (None, Some(r), None) => value_ref(
-                res,
-                policy,
-                r,
-                "jwks.json",
-                true,
-                &format!("{field}.jwks.valueRef"),
-            )?,
-            (None, None, Some(_)) => {
-                return Err(format!(
-                    "{field}.jwks.remote is not supported by this build; put the JWKS in \
-                     `inline` or a Secret/ConfigMap (`valueRef`)"
-                ));
+        let (jwks_source, jwks) = match (&j.inline, &j.value_ref, &j.remote) {
+            (Some(inline), None, None) => {
+                static_jwks(&field, "inline".to_owned(), inline.clone().into_bytes())?
+            }
+            (None, Some(r), None) => {
+                let (source, bytes) = value_ref(
+                    res,
+                    policy,
+                    r,
+                    "jwks.json",
+                    true,
+                    &format!("{field}.jwks.valueRef"),
+                )?;
+                static_jwks(&field, source, bytes)?
+            }
+            (None, None, Some(r)) => {
+                let remote = remote_jwks(res, policy, &format!("{field}.jwks.remote"), r)?;
+                (remote.uri.clone(), JwksSettings::Remote(remote))
             }
             _ => {
                 return Err(format!(
@@ -467,15 +603,6 @@ fn jwt(res: &Resources, policy: &ObjectKey, spec: &JwtSpec) -> Result<JwtSetting
                 ));
             }
         };
-        let jwks = String::from_utf8(bytes)
-            .map_err(|_| format!("{field}.jwks: the JWKS ({jwks_source}) is not UTF-8"))?;
-        let doc: serde_json::Value = serde_json::from_str(&jwks)
-            .map_err(|e| format!("{field}.jwks: the JWKS ({jwks_source}) is not JSON: {e}"))?;
-        if !doc.get("keys").is_some_and(serde_json::Value::is_array) {
-            return Err(format!(
-                "{field}.jwks: the JWKS ({jwks_source}) has no `keys` array"
-            ));
-        }
         let mut claim_to_headers = Vec::new();
         for (k, c) in p.claim_to_headers.iter().enumerate() {
             if c.claim.is_empty() {

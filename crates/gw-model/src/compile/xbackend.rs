@@ -177,6 +177,7 @@ fn evaluate(
         app_protocol,
         tls,
         client_certificate,
+        traffic: None,
     });
     out
 }

@@ -98,6 +98,7 @@ pub struct SecretObjectReference {
 
 /// A reference to an object in the same namespace (`LocalObjectReference`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct LocalObjectReference {
     /// API group (`""` for core).

@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::meta::{ObjectMeta, PolicyTargetReference};
+use super::meta::{LocalObjectReference, ObjectMeta, PolicyTargetReference};
 use super::route::{Cors, ExternalAuth};
 
 /// The API group of gw's policies.
@@ -274,8 +274,7 @@ pub struct JwksSpec {
     /// A Secret or ConfigMap key holding the JWKS document (key `jwks.json` by default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value_ref: Option<SecretKeyReference>,
-    /// An HTTPS URL serving the JWKS. Reserved: not accepted (`Invalid`) by builds without a
-    /// JWKS fetcher.
+    /// An HTTPS URL serving the JWKS, fetched by the data plane, cached and refreshed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remote: Option<RemoteJwks>,
 }
@@ -285,11 +284,18 @@ pub struct JwksSpec {
 #[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct RemoteJwks {
-    /// The `https://` URL.
+    /// The `https://` URL (no user information, no fragment).
+    #[cfg_attr(feature = "schemars", schemars(length(min = 9, max = 2048)))]
     pub uri: String,
-    /// How long a fetched set is used before it is fetched again, a duration such as `5m`.
+    /// How long a fetched set is used before it is fetched again, a Gateway API duration
+    /// between `30s` and `24h`. Defaults to `5m`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_duration: Option<String>,
+    /// CA bundles (ConfigMaps or Secrets in the policy's namespace, key `ca.crt`) that verify
+    /// the JWKS server's certificate, for a private CA. Empty: the platform's trusted roots.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "schemars", schemars(length(max = 8)))]
+    pub ca_certificate_refs: Vec<LocalObjectReference>,
 }
 
 /// A claim copied into a request header.

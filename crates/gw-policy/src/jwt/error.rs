@@ -35,6 +35,21 @@ pub enum JwtError {
         "JWT algorithm {0:?} is not supported; use RS256/384/512, PS256/384/512, ES256, ES384 or EdDSA"
     )]
     UnsupportedAlgorithm(String),
+    /// A remote JWKS URL is not a valid `https://` URL.
+    #[error("JWKS URL {uri:?} is not usable: {reason}")]
+    BadUri {
+        /// The URL.
+        uri: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// No CA certificate to verify a JWKS server with: the PEM bundles given hold none, or the
+    /// platform has no trusted CAs (set `SSL_CERT_FILE`, or give the CA explicitly).
+    #[error("no trusted CA certificate to verify the JWKS server with")]
+    NoTrustedCa,
+    /// The TLS client settings could not be built.
+    #[error("TLS settings for the JWKS server: {0}")]
+    Tls(String),
     /// An issuer or audience in the configuration is empty.
     #[error("JWT {field} contains an empty string")]
     EmptyValue {

@@ -1,7 +1,9 @@
 //! JSON Web Key Sets (RFC 7517) and where they come from.
 
 use std::fmt;
+use std::future::Future;
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use base64::Engine;
@@ -11,9 +13,13 @@ use serde_json::Value;
 
 use super::{Algorithm, JwtError};
 
-/// Where the layer gets its keys. [`StaticJwks`] serves a set loaded once; a source that fetches
-/// an HTTPS JWKS URL implements this trait by refreshing in the background and serving its last
-/// good set, so the request path never waits on the network.
+/// What [`JwksSource::loading`] returns: resolves when the source's first keys are in, or when
+/// the source stops waiting for them.
+pub type Loading = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Where the layer gets its keys. [`StaticJwks`] serves a set loaded once;
+/// [`RemoteJwks`](super::RemoteJwks) fetches an HTTPS JWKS URL, refreshing in the background
+/// and serving its last good set, so the request path never waits on the network.
 pub trait JwksSource: Send + Sync + fmt::Debug + 'static {
     /// The keys to verify with now. Must not block.
     fn keys(&self) -> Arc<JwkSet>;
@@ -23,6 +29,15 @@ pub trait JwksSource: Send + Sync + fmt::Debug + 'static {
     /// default does nothing.
     fn unknown_kid(&self, kid: &str) {
         let _ = kid;
+    }
+
+    /// `Some` while the source has not loaded its first keys yet: a future that resolves when
+    /// it has tried (or when the source's own bound on the wait is reached). The layer awaits
+    /// it before refusing a token for want of keys, so the first requests after a start or a
+    /// reload are not refused needlessly. `None` (the default) when the keys are there, or
+    /// when waiting would not help.
+    fn loading(&self) -> Option<Loading> {
+        None
     }
 }
 

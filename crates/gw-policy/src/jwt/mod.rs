@@ -6,6 +6,10 @@
 //! `nbf` are checked with the configured clock skew, and `iss` and `aud` against the accepted
 //! issuers and audiences. Signatures are verified with `ring`.
 //!
+//! Keys come from a [`StaticJwks`] (a document loaded once) or a [`RemoteJwks`] (an HTTPS URL,
+//! cached and refreshed in the background; a request that arrives before its first fetch waits
+//! for it, boundedly).
+//!
 //! A request without a token is answered `401` with `WWW-Authenticate: Bearer`; a request with
 //! a refused token `401` with `WWW-Authenticate: Bearer error="invalid_token"`. A valid
 //! token's claims are a [`JwtClaims`] request extension (a `serde_json::Value`), for later
@@ -52,6 +56,7 @@ mod error;
 mod future;
 mod jwks;
 mod layer;
+mod remote;
 #[cfg(test)]
 mod tests;
 
@@ -68,8 +73,11 @@ use tower::Service;
 
 pub use self::error::{JwtError, TokenError};
 pub use self::future::ResponseFuture;
-pub use self::jwks::{JwkSet, JwksSource, StaticJwks};
+pub use self::jwks::{JwkSet, JwksSource, Loading, StaticJwks};
 pub use self::layer::JwtLayer;
+pub use self::remote::{
+    FetchError, FetchFuture, FetchJwks, HttpsFetcher, RemoteJwks, RemoteJwksConfig,
+};
 use crate::outcome::{Outcome, response_with};
 
 /// A signature algorithm this crate verifies.
@@ -409,6 +417,10 @@ fn unauthorized<B: Default>(challenge: &'static str) -> Response<B> {
 }
 
 /// The JWT middleware; see the [module docs](self).
+///
+/// The inner service must be `Clone + Send + 'static`: a request that waits for a source's
+/// first keys ([`JwksSource::loading`]) is served, after the wait, by the clone that was polled
+/// ready (tower's rule), moved into the response future.
 #[derive(Debug, Clone)]
 pub struct Jwt<S> {
     inner: S,
@@ -427,10 +439,66 @@ impl<S> Jwt<S> {
     }
 }
 
-impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Jwt<S>
+/// What the providers say about a request's token.
+enum Verdict {
+    /// No bearer token.
+    NoToken,
+    /// Provider `usize` (the first that accepts it) accepted it, with these claims.
+    Accepted(usize, Value),
+    /// No provider accepts it.
+    Refused,
+}
+
+fn verdict(providers: &[CompiledJwt], headers: &HeaderMap) -> Verdict {
+    let Some(token) = bearer(headers) else {
+        return Verdict::NoToken;
+    };
+    providers
+        .iter()
+        .enumerate()
+        .find_map(|(i, p)| {
+            p.validate(token)
+                .ok()
+                .map(|claims| Verdict::Accepted(i, claims))
+        })
+        .unwrap_or(Verdict::Refused)
+}
+
+/// Answers the request or passes it on, as `verdict` says.
+fn finish<S, ReqBody, ResBody>(
+    providers: &[CompiledJwt],
+    inner: &mut S,
+    mut req: Request<ReqBody>,
+    verdict: Verdict,
+) -> Outcome<S::Future, ResBody>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     ResBody: Default,
+{
+    match verdict {
+        Verdict::Accepted(i, claims) => {
+            for p in providers {
+                for (_, header) in &p.claim_to_headers {
+                    req.headers_mut().remove(header);
+                }
+            }
+            if let Some(provider) = providers.get(i) {
+                provider.set_claim_headers(req.headers_mut(), &claims);
+            }
+            req.extensions_mut().insert(JwtClaims(Arc::new(claims)));
+            Outcome::inner(inner.call(req))
+        }
+        // RFC 6750 §3.1: no error code when the request has no authentication information.
+        Verdict::NoToken => Outcome::ready(unauthorized("Bearer")),
+        Verdict::Refused => Outcome::ready(unauthorized(r#"Bearer error="invalid_token""#)),
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Jwt<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    ReqBody: Send + 'static,
+    ResBody: Default + 'static,
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
@@ -440,28 +508,33 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        let accepted = bearer(req.headers()).map(|token| {
-            // The first provider that accepts the token wins.
-            self.providers
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        let v = verdict(&self.providers, req.headers());
+        if matches!(v, Verdict::Refused) {
+            // A source still loading its first keys (a remote JWKS just configured): wait for
+            // it, boundedly, then check the token again.
+            let waits: Vec<Loading> = self
+                .providers
                 .iter()
-                .find_map(|p| p.validate(token).ok().map(|claims| (p, claims)))
-        });
-        let inner = match accepted {
-            Some(Some((provider, claims))) => {
-                for p in self.providers.iter() {
-                    for (_, header) in &p.claim_to_headers {
-                        req.headers_mut().remove(header);
-                    }
-                }
-                provider.set_claim_headers(req.headers_mut(), &claims);
-                req.extensions_mut().insert(JwtClaims(Arc::new(claims)));
-                Outcome::inner(self.inner.call(req))
+                .filter_map(|p| p.jwks.loading())
+                .collect();
+            if !waits.is_empty() {
+                // The clone that was polled ready serves the request (tower's rule).
+                let clone = self.inner.clone();
+                let mut inner = std::mem::replace(&mut self.inner, clone);
+                let providers = self.providers.clone();
+                let wait = Box::pin(async move {
+                    futures_util::future::join_all(waits).await;
+                });
+                return ResponseFuture::waiting(
+                    wait,
+                    Box::new(move || {
+                        let v = verdict(&providers, req.headers());
+                        finish(&providers, &mut inner, req, v)
+                    }),
+                );
             }
-            // RFC 6750 §3.1: no error code when the request has no authentication information.
-            None => Outcome::ready(unauthorized("Bearer")),
-            Some(None) => Outcome::ready(unauthorized(r#"Bearer error="invalid_token""#)),
-        };
-        ResponseFuture { inner }
+        }
+        ResponseFuture::decided(finish(&self.providers, &mut self.inner, req, v))
     }
 }

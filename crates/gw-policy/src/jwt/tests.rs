@@ -1,3 +1,5 @@
+mod remote;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use http::{Request, StatusCode};

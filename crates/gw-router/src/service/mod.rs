@@ -46,9 +46,10 @@
 //!   resets and backend timeouts count as failures); when all are ejected, round-robin over
 //!   all of them.
 //! - Session persistence (GEP-1619), from the rule's `sessionPersistence` or an
-//!   XBackendTrafficPolicy on the Service (the rule's wins and covers all its backends): a
-//!   request whose cookie or header carries a valid token goes to the endpoint it names, if
-//!   that endpoint still exists and is not ejected; otherwise it is balanced and the response
+//!   XBackendTrafficPolicy on the Service or XBackend (the rule's wins and covers all its
+//!   backends): a request whose cookie or header carries a valid token goes to the endpoint
+//!   it names (for an XBackend: an address of the name's current DNS answer), if that
+//!   endpoint still exists and is not ejected; otherwise it is balanced and the response
 //!   starts a new session (`Set-Cookie`, or the session header). Tokens are signed with
 //!   [`RouterConfig::session_key`] and bound to the rule (see `gw_policy::session`); an idle
 //!   timeout makes every response renew the token.
@@ -60,8 +61,8 @@
 //!   doubled per retry (at most 8 times). Only requests whose body length is known and within
 //!   [`RouterConfig::max_buffered_body`] are retried (streams are never buffered). After the
 //!   last attempt the backend's response (e.g. its 503) is returned as is. With a retry budget
-//!   on the Service (XBackendTrafficPolicy `retryConstraint`, GEP-3388; shared by every rule
-//!   that uses the Service, kept across reloads) every attempt is counted, and a retry the
+//!   on the Service or XBackend (XBackendTrafficPolicy `retryConstraint`, GEP-3388; shared by
+//!   every rule that uses the backend, kept across reloads) every attempt is counted, and a retry the
 //!   budget refuses is answered 503.
 //! - Mirrors (RequestMirror) get a copy of the request, fire-and-forget, when its body could
 //!   be buffered; their responses are discarded.

@@ -407,7 +407,7 @@ fn invalid_policies_change_nothing() {
         "  default: {transformation: {request: {path: '\"/x\"'}}}".to_owned(),
         "  override: {extAuth: {protocol: HTTP, backendRef: {name: auth, port: 80}}}".to_owned(),
         "  default: {jwt: {providers: [{name: p, jwks: {inline: 'not json'}}]}}".to_owned(),
-        "  default: {jwt: {providers: [{name: p, jwks: {remote: {uri: 'https://idp/keys'}}}]}}"
+        "  default: {jwt: {providers: [{name: p, jwks: {remote: {uri: 'http://idp/keys'}}}]}}"
             .to_owned(),
         "  default: {rateLimit: {requests: 0, unit: Second}}".to_owned(),
         "  default: {rateLimit: {requests: 1, unit: Second, key: {type: Header}}}".to_owned(),
@@ -613,4 +613,196 @@ fn unsupported_target_kind_is_invalid() {
         .collect();
     assert!(reasons.contains(&"Invalid"), "{reasons:?}");
     assert!(rule_policy(&c, "http", "api").is_none());
+}
+
+/// The compiled `jwks` of the only provider of a Gateway-wide policy `jwt` with `remote`, or
+/// the policy's `Accepted` condition when it is not accepted.
+fn remote_jwks(remote: &str, extra: &str) -> Result<crate::table::JwksSettings, Condition> {
+    let body = format!(
+        "  default:\n    jwt:\n      providers:\n      - name: idp\n        jwks: {{remote: {remote}}}"
+    );
+    let c = run(&(policy("jwt", "2024-01-01T00:00:00Z", GW, &body) + extra));
+    let a = accepted(&c, "jwt");
+    if a[0].reason != "Accepted" {
+        return Err(a[0].clone());
+    }
+    let j = rule_policy(&c, "http", "api")
+        .and_then(|p| p.jwt)
+        .expect("jwt");
+    let p = &j.settings.providers[0];
+    if let crate::table::JwksSettings::Remote(r) = &p.jwks {
+        assert_eq!(p.jwks_source, r.uri);
+    }
+    Ok(p.jwks.clone())
+}
+
+fn remote_settings(remote: &str, extra: &str) -> crate::table::RemoteJwksSettings {
+    match remote_jwks(remote, extra) {
+        Ok(crate::table::JwksSettings::Remote(r)) => r,
+        other => panic!("{remote}: {other:?}"),
+    }
+}
+
+fn refused(remote: &str, extra: &str) -> String {
+    match remote_jwks(remote, extra) {
+        Err(c) => {
+            assert_eq!(c.reason, "Invalid", "{remote}");
+            c.message
+        }
+        Ok(j) => panic!("{remote} was accepted: {j:?}"),
+    }
+}
+
+// `jwks.remote`: an https URL; `cacheDuration` defaults to 5m; without caCertificateRefs the
+// platform's roots are trusted (no CA bundle).
+#[test]
+fn jwks_remote_compiles_with_its_defaults() {
+    let r = remote_settings("{uri: 'https://idp.example.com/.well-known/jwks.json'}", "");
+    assert_eq!(r.uri, "https://idp.example.com/.well-known/jwks.json");
+    assert_eq!(r.cache_duration, Duration::from_secs(300));
+    assert!(r.ca_pem.is_empty());
+    let r = remote_settings(
+        "{uri: 'https://idp.example.com/keys', cacheDuration: 1h}",
+        "",
+    );
+    assert_eq!(r.cache_duration, Duration::from_secs(3600));
+}
+
+// The config dump shows where keys come from, never the keys or CA bundles themselves.
+#[test]
+fn jwks_settings_serialize_without_documents() {
+    let remote = crate::table::JwksSettings::Remote(crate::table::RemoteJwksSettings {
+        uri: "https://idp.example.com/keys".to_owned(),
+        cache_duration: Duration::from_secs(300),
+        ca_pem: vec!["-----BEGIN CERTIFICATE-----".to_owned()],
+    });
+    let json = serde_json::to_string(&remote).expect("json");
+    assert!(json.contains("https://idp.example.com/keys"), "{json}");
+    assert!(!json.contains("BEGIN CERTIFICATE"), "{json}");
+    let inline = crate::table::JwksSettings::Static(r#"{"keys": ["secret-ish"]}"#.to_owned());
+    let json = serde_json::to_string(&inline).expect("json");
+    assert!(!json.contains("secret-ish"), "{json}");
+}
+
+// `jwks.remote.uri` must be an absolute https URL (keys fetched in cleartext could be
+// replaced in transit, RFC 7517 §9.3 "the JWK Set MUST be ... obtained over a mutually
+// authenticated or ... TLS-protected channel"), with a host, a valid port, no credentials and
+// no fragment.
+#[test]
+fn jwks_remote_uri_must_be_https_with_a_host() {
+    for (uri, why) in [
+        ("http://idp.example.com/keys", "https://"),
+        ("ftp://idp.example.com/keys", "https://"),
+        ("idp.example.com/keys", "https://"),
+        ("https://", "host"),
+        ("https:///keys", "host"),
+        ("https://user:pw@idp.example.com/keys", "user information"),
+        ("https://idp.example.com/keys#frag", "fragment"),
+        ("https://idp.example.com:0/keys", "port"),
+        ("https://idp.example.com:70000/keys", "port"),
+        ("https://idp.example.com:x/keys", "port"),
+        ("https://idp_example.com/keys", "host"),
+        ("https://*.example.com/keys", "host"),
+        ("https://[::1/keys", "IPv6"),
+        ("https://idp.example.com/a b", "spaces"),
+    ] {
+        let message = refused(&format!("{{uri: '{uri}'}}"), "");
+        assert!(
+            message.contains("jwt.providers[0].jwks.remote.uri") && message.contains(why),
+            "{uri}: {message}"
+        );
+    }
+    for uri in [
+        "HTTPS://IdP.Example.com:8443/keys?tenant=a",
+        "https://127.0.0.1/keys",
+        "https://[::1]:9443/keys",
+        "https://idp.example.com",
+    ] {
+        assert_eq!(super::check_https_uri(uri), Ok(()), "{uri}");
+    }
+}
+
+// `jwks.remote.cacheDuration`: a Gateway API duration from 30s to 24h.
+#[test]
+fn jwks_remote_cache_duration_is_bounded() {
+    for d in ["29s", "25h", "5x", "0s"] {
+        let message = refused(
+            &format!("{{uri: 'https://idp.example.com/keys', cacheDuration: '{d}'}}"),
+            "",
+        );
+        assert!(message.contains("cacheDuration"), "{d}: {message}");
+    }
+    for (d, secs) in [("30s", 30), ("24h", 86_400)] {
+        let r = remote_settings(
+            &format!("{{uri: 'https://idp.example.com/keys', cacheDuration: '{d}'}}"),
+            "",
+        );
+        assert_eq!(r.cache_duration, Duration::from_secs(secs), "{d}");
+    }
+}
+
+fn ca_pem() -> String {
+    let key = rcgen::KeyPair::generate().expect("key");
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params.self_signed(&key).expect("cert").pem()
+}
+
+// `jwks.remote.caCertificateRefs`: as BackendTLSPolicy's, ConfigMaps (or Secrets) in the
+// policy's namespace with a PEM bundle under `ca.crt`; a missing object, a missing or invalid
+// bundle, or another kind makes the policy Invalid.
+#[test]
+fn jwks_remote_ca_certificate_refs_load_ca_bundles() {
+    let pem = ca_pem();
+    let indented = pem.replace('\n', "\n    ");
+    let config_map = format!(
+        "---
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: idp-ca, namespace: default}}
+data:
+  ca.crt: |
+    {indented}
+"
+    );
+    let r = remote_settings(
+        "{uri: 'https://idp.internal/keys', caCertificateRefs: [{group: '', kind: ConfigMap, name: idp-ca}]}",
+        &config_map,
+    );
+    assert_eq!(r.ca_pem.len(), 1);
+    assert!(r.ca_pem[0].contains("BEGIN CERTIFICATE"));
+
+    let message = refused(
+        "{uri: 'https://idp.internal/keys', caCertificateRefs: [{group: '', kind: ConfigMap, name: missing}]}",
+        "",
+    );
+    assert!(
+        message.contains("caCertificateRefs[0]") && message.contains("not found"),
+        "{message}"
+    );
+    let message = refused(
+        "{uri: 'https://idp.internal/keys', caCertificateRefs: [{group: '', kind: ConfigMap, name: junk}]}",
+        "---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: junk, namespace: default}
+data: {ca.crt: not a certificate}
+",
+    );
+    assert!(message.contains("caCertificateRefs[0]"), "{message}");
+    let message = refused(
+        "{uri: 'https://idp.internal/keys', caCertificateRefs: [{group: apps, kind: Deployment, name: x}]}",
+        "",
+    );
+    assert!(message.contains("not supported"), "{message}");
+}
+
+// `jwks` takes exactly one source.
+#[test]
+fn jwks_takes_exactly_one_source() {
+    let message = refused(
+        "{uri: 'https://idp.example.com/keys'}, inline: '{\"keys\": []}'",
+        "",
+    );
+    assert!(message.contains("exactly one of"), "{message}");
 }
