@@ -95,6 +95,7 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 
+pub(crate) use self::auth::PolicyAuthLayer;
 pub use self::error::ForwardError;
 use self::error::{error_response, status_response};
 use self::forward::{Forward, SessionPlan};
@@ -429,9 +430,7 @@ impl Router {
                 return ResponseFuture::ready(Self::direct(route.rule(), d, grpc));
             }
         };
-        if let Some(peer) = incoming.peer {
-            parts.extensions.insert(gw_policy::ClientAddr(peer));
-        }
+        auth::add_connection_extensions(&mut parts, &incoming);
         parts.extensions.insert(Next {
             router: self.clone(),
             route,
