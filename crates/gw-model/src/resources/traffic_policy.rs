@@ -347,15 +347,20 @@ pub struct TransformationSpec {
 pub struct RequestTransformation {
     /// Headers set (replacing any value) to the value of a CEL expression.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "schemars", schemars(length(max = 16)))]
     pub set: Vec<CelHeader>,
     /// Headers added (appended) with the value of a CEL expression.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "schemars", schemars(length(max = 16)))]
     pub add: Vec<CelHeader>,
     /// Headers removed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "schemars", schemars(length(max = 16)))]
     pub remove: Vec<String>,
-    /// A CEL expression whose string value replaces the request path.
+    /// A CEL expression whose string value replaces the request path (the query is kept;
+    /// `null` keeps the path).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schemars", schemars(length(min = 1, max = 4096)))]
     pub path: Option<String>,
 }
 
@@ -366,12 +371,15 @@ pub struct RequestTransformation {
 pub struct HeaderTransformation {
     /// Headers set to the value of a CEL expression.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "schemars", schemars(length(max = 16)))]
     pub set: Vec<CelHeader>,
     /// Headers added with the value of a CEL expression.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "schemars", schemars(length(max = 16)))]
     pub add: Vec<CelHeader>,
     /// Headers removed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "schemars", schemars(length(max = 16)))]
     pub remove: Vec<String>,
 }
 
@@ -382,6 +390,8 @@ pub struct HeaderTransformation {
 pub struct CelHeader {
     /// Header name.
     pub name: String,
-    /// CEL expression evaluating to a string.
+    /// CEL expression evaluating to a string (numbers and booleans are formatted; `null`
+    /// leaves the header alone).
+    #[cfg_attr(feature = "schemars", schemars(length(min = 1, max = 4096)))]
     pub value: String,
 }
