@@ -60,8 +60,9 @@ pub(crate) type PolicyService = BoxCloneSyncService<Request<Body>, Response<Body
 pub(crate) enum PolicyStack {
     /// The layers.
     Layers(PolicyService),
-    /// The policy could not be built (gw-model was compiled without the gw-router validator):
-    /// requests are answered 500 rather than let through unchecked.
+    /// The policy could not be built (gw-model was compiled without the gw-router validator, or
+    /// an `extAuth` backendRef does not resolve): requests are answered 500 rather than let
+    /// through unchecked.
     Broken(Arc<str>),
 }
 
