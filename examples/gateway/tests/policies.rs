@@ -508,6 +508,20 @@ fn echoed_path(body: &str) -> String {
     v["path"].as_str().unwrap_or_default().to_owned()
 }
 
+/// `/status` once it reports every TrafficPolicy in `names` (it is published a little after
+/// the routes serve).
+fn status_with(gw: &Gateway, names: &[&str]) -> Value {
+    gw.wait_until("the TrafficPolicy status", |s| {
+        names.iter().all(|n| {
+            s["items"].as_array().is_some_and(|items| {
+                items
+                    .iter()
+                    .any(|i| i["kind"] == "TrafficPolicy" && i["metadata"]["name"] == *n)
+            })
+        })
+    })
+}
+
 /// A TrafficPolicy's `status.ancestors[0]` conditions as JSON text.
 fn policy_conditions(status: &Value, name: &str) -> String {
     item(status, "TrafficPolicy", name)["status"]["ancestors"][0]["conditions"].to_string()
@@ -611,7 +625,7 @@ spec:
 
     // The policy with the bad expression is Invalid with the CEL error; its route keeps
     // serving, untransformed.
-    let s = gw.status().expect("status");
+    let s = status_with(&gw, &["cel", "bad-cel"]);
     assert_eq!(policy_reasons(&s, "cel"), ["Accepted"]);
     assert_eq!(policy_reasons(&s, "bad-cel"), ["Invalid"]);
     let conditions = policy_conditions(&s, "bad-cel");
@@ -770,7 +784,7 @@ fn ext_auth_allows_denies_and_fails_closed_or_open() {
     // A backendRef that does not resolve: the policy still applies and refuses (500), and
     // says why.
     assert_eq!(get(addr, "/missing", &[]).0, 500);
-    let s = gw.status().expect("status");
+    let s = status_with(&gw, &["shop", "closed", "open", "missing"]);
     for name in ["shop", "closed", "open", "missing"] {
         assert_eq!(policy_reasons(&s, name), ["Accepted"], "{name}");
     }

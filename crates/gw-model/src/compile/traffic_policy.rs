@@ -16,7 +16,8 @@
 //! # Merging (GEP-713 "Merge strategies")
 //!
 //! Each section of a block (`cors`, `rateLimit`, `basicAuth`, `apiKeyAuth`, `jwt`, `extAuth`,
-//! `transformation`) is atomic and merged on its own (a custom, per-section merge): for every rule and section,
+//! `transformation`) is atomic and merged on its own (a custom, per-section merge): for every
+//! rule and section,
 //!
 //! 1. the `override` of the least specific level that sets the section wins ("Overrides: less
 //!    specific specs beats more specific ones");
@@ -100,9 +101,9 @@ pub enum PolicySection<'a> {
 type ValidateFn = dyn Fn(PolicySection<'_>) -> Result<(), String> + Send + Sync;
 
 /// Checks compiled TrafficPolicy sections with the data plane's own code (the htpasswd hash
-/// schemes and JWKS key types it can use, the CEL expressions it compiles), so that a policy the data plane could not build is
-/// reported `Invalid` instead of failing later. gw-model checks structure and references; the
-/// validator checks what only the data plane knows.
+/// schemes and JWKS key types it can use, the CEL expressions it compiles), so that a policy
+/// the data plane could not build is reported `Invalid` instead of failing later. gw-model
+/// checks structure and references; the validator checks what only the data plane knows.
 ///
 /// ```
 /// use gw_model::compile::{PolicySection, PolicyValidator};
