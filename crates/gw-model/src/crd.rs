@@ -163,8 +163,9 @@ pub fn traffic_policy_crd() -> Value {
                 ],
                 "name": TRAFFIC_POLICY_VERSION,
                 "schema": {"openAPIV3Schema": {
-                    "description": "TrafficPolicy configures CORS, rate limits and authentication \
-                        (basic, API keys, JWT) for the Gateways, listeners, ListenerSets, routes \
+                    "description": "TrafficPolicy configures CORS, rate limits, authentication \
+                        (basic, API keys, JWT), external authorization and CEL transformations \
+                        for the Gateways, listeners, ListenerSets, routes \
                         and route rules it targets (GEP-713 policy attachment with defaults and \
                         overrides).",
                     "properties": properties,

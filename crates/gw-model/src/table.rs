@@ -798,6 +798,12 @@ pub struct RulePolicy {
     /// JWT.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub jwt: Option<Applied<JwtSettings>>,
+    /// External authorization.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ext_auth: Option<Applied<ExtAuthSettings>>,
+    /// CEL transformations.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transformation: Option<Applied<TransformationSettings>>,
 }
 
 impl RulePolicy {
@@ -808,7 +814,58 @@ impl RulePolicy {
             && self.basic_auth.is_none()
             && self.api_key_auth.is_none()
             && self.jwt.is_none()
+            && self.ext_auth.is_none()
+            && self.transformation.is_none()
     }
+}
+
+/// Validated external authorization settings (TrafficPolicy `extAuth`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExtAuthSettings {
+    /// The auth service, resolved as the `ExternalAuth` filter's backendRef is;
+    /// [`Backend::Invalid`] when it does not resolve (requests through the policy then get
+    /// 500, and the policy reports `ResolvedRefs` false).
+    pub backend: Backend,
+    /// The `ExternalAuth` fields as written (protocol, `http`, `grpc`, `forwardBody`),
+    /// validated as the filter's are.
+    pub config: crate::resources::ExternalAuth,
+    /// How long the auth service has to answer.
+    pub timeout: Duration,
+    /// Whether a request goes on when the auth service cannot be asked (`false`: 403).
+    pub fail_open: bool,
+}
+
+/// Header edits of a transformation: header names validated and lowercase, each named once
+/// across `set`, `add` and `remove`; values are CEL expressions.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct HeaderEdits {
+    /// `(name, expression)`: the header is replaced by the value.
+    pub set: Vec<(String, String)>,
+    /// `(name, expression)`: the value is appended.
+    pub add: Vec<(String, String)>,
+    /// Headers removed.
+    pub remove: Vec<String>,
+}
+
+impl HeaderEdits {
+    /// Whether there is no edit.
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty() && self.add.is_empty() && self.remove.is_empty()
+    }
+}
+
+/// Validated transformation settings (TrafficPolicy `transformation`). gw-model checks the
+/// structure; the expressions are compiled by the data plane's
+/// [`PolicyValidator`](crate::compile::PolicyValidator).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct TransformationSettings {
+    /// Request header edits.
+    pub request: HeaderEdits,
+    /// A CEL expression giving the new request path.
+    pub path: Option<String>,
+    /// Response header edits.
+    pub response: HeaderEdits,
 }
 
 /// Which block of a policy a section comes from.

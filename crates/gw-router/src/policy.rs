@@ -6,8 +6,16 @@
 //! order, outermost first:
 //!
 //! 1. CORS: preflights are answered here (browsers send them without credentials);
-//! 2. rate limit: 429 before any password hashing, so guessing is bounded too;
-//! 3. basic auth, 4. API key, 5. JWT: every configured one must pass (401/403).
+//! 2. rate limit: 429 before any password hashing or auth service call, so guessing is
+//!    bounded too and a flood never reaches the auth service;
+//! 3. basic auth, 4. API key, 5. JWT: every configured one must pass (401/403);
+//! 6. extAuth: the external auth service, asked only for requests the local checks passed,
+//!    and seeing the headers JWT `claimToHeaders` set. It is the `ExternalAuth` filter's check
+//!    (same client, same answers); the auth service's timeout and failure mode are the
+//!    policy's (default 2 s, fail closed with 403);
+//! 7. transformation: last, so that its CEL expressions see the validated JWT claims (`jwt`),
+//!    the headers the auth service added, the client address (`source`) and the TLS peer
+//!    (`connection`).
 //!
 //! Rate-limit buckets are shared by every rule whose limit comes from the same policy, target
 //! and block ([`Applied::origin`]): a limit on a Gateway counts the Gateway's traffic as a whole,
@@ -31,22 +39,27 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use gw_model::compile::{PolicySection, PolicyValidator};
 use gw_model::resources::{Cors, ObjectKey};
 use gw_model::table::{
-    ApiKeyLocation, ApiKeySettings, Applied, BasicAuthSettings, JwksSettings, JwtSettings,
-    PolicyBlock, RateLimitKey, RateLimitSettings, RemoteJwksSettings, RulePolicy,
+    ApiKeyLocation, ApiKeySettings, Applied, BasicAuthSettings, ExtAuthSettings, JwksSettings,
+    JwtSettings, PolicyBlock, RateLimitKey, RateLimitSettings, RemoteJwksSettings, RulePolicy,
+    TransformationSettings,
 };
 use gw_policy::api_key::{ApiKeyLayer, CompiledApiKeys, KeyLocation};
 use gw_policy::basic_auth::{BasicAuthLayer, CompiledBasicAuth};
 use gw_policy::cors::{CompiledCors, CorsLayer};
+use gw_policy::ext_authz::{CompiledExtAuthz, ExtAuthzConfig, FailureMode};
 use gw_policy::jwt::{
     CompiledJwt, JwkSet, JwksSource, JwtConfig, JwtError, JwtLayer, RemoteJwks, RemoteJwksConfig,
     StaticJwks,
 };
 use gw_policy::ratelimit::{KeySource, RateLimitConfig, RateLimitLayer};
+use gw_policy::transform::{TransformConfig, TransformLayer};
 use http::{HeaderName, Request, Response};
 use tower::ServiceBuilder;
 use tower::util::BoxCloneSyncService;
 
+use crate::backend::{BackendTarget, BuildCtx};
 use crate::body::Body;
+use crate::service::PolicyAuthLayer;
 
 /// A rule's policy layers over the rest of the request path.
 pub(crate) type PolicyService = BoxCloneSyncService<Request<Body>, Response<Body>, Infallible>;
@@ -56,8 +69,9 @@ pub(crate) type PolicyService = BoxCloneSyncService<Request<Body>, Response<Body
 pub(crate) enum PolicyStack {
     /// The layers.
     Layers(PolicyService),
-    /// The policy could not be built (gw-model was compiled without the gw-router validator):
-    /// requests are answered 500 rather than let through unchecked.
+    /// The policy could not be built (gw-model was compiled without the gw-router validator, or
+    /// an `extAuth` backendRef does not resolve): requests are answered 500 rather than let
+    /// through unchecked.
     Broken(Arc<str>),
 }
 
@@ -182,9 +196,65 @@ fn jwt(j: &JwtSettings, build: Build) -> Result<JwtLayer, String> {
     Ok(JwtLayer::any_of(providers))
 }
 
+/// The auth settings of an `extAuth` section: the `ExternalAuth` filter's, with the policy's
+/// timeout and failure mode.
+fn ext_auth_config(a: &ExtAuthSettings) -> Result<CompiledExtAuthz, String> {
+    let mode = if a.fail_open {
+        FailureMode::Open
+    } else {
+        FailureMode::Closed
+    };
+    ExtAuthzConfig::from_filter(&a.config)
+        .and_then(|c| c.timeout(a.timeout).failure_mode(mode).compile())
+        .map_err(|e| e.to_string())
+}
+
+/// The `extAuth` layer. A backendRef that does not resolve is an error here, so the rule
+/// answers 500 (fail closed), as an `ExternalAuth` filter in that state does.
+fn ext_auth(a: &ExtAuthSettings, ctx: BuildCtx<'_>) -> Result<PolicyAuthLayer, String> {
+    let config = ext_auth_config(a)?;
+    let backend = BackendTarget::new(&a.backend, ctx);
+    if let BackendTarget::Invalid(reason) = &*backend {
+        return Err(format!("extAuth backendRef: {reason}"));
+    }
+    Ok(PolicyAuthLayer::new(config, backend))
+}
+
+/// The `transformation` layer: the CEL expressions compiled by gw-policy.
+fn transformation(t: &TransformationSettings) -> Result<TransformLayer, String> {
+    let mut config = TransformConfig::new();
+    for (name, expr) in &t.request.set {
+        config = config.set_request_header(name, expr);
+    }
+    for (name, expr) in &t.request.add {
+        config = config.add_request_header(name, expr);
+    }
+    for name in &t.request.remove {
+        config = config.remove_request_header(name);
+    }
+    if let Some(path) = &t.path {
+        config = config.rewrite_path(path);
+    }
+    for (name, expr) in &t.response.set {
+        config = config.set_response_header(name, expr);
+    }
+    for (name, expr) in &t.response.add {
+        config = config.add_response_header(name, expr);
+    }
+    for name in &t.response.remove {
+        config = config.remove_response_header(name);
+    }
+    config
+        .compile()
+        .map(TransformLayer::new)
+        .map_err(|e| e.to_string())
+}
+
 /// The validator gw-model calls on every TrafficPolicy section: it builds the section's layer
 /// with gw-policy, so that what gw-model accepts, the router can serve (htpasswd hash schemes,
-/// JWKS key types, rate limits within range). Pass it in
+/// JWKS key types, rate limits within range, auth settings, CEL expressions). An `extAuth`
+/// whose backendRef does not resolve is not refused: the policy applies and its rules answer
+/// 500 until it resolves, so that authorization never silently turns off. Pass it in
 /// [`CompileOptions::policy_validator`](gw_model::CompileOptions::policy_validator).
 ///
 /// ```
@@ -201,6 +271,8 @@ pub fn policy_validator() -> PolicyValidator {
         PolicySection::BasicAuth(b) => basic_auth(b).map(drop),
         PolicySection::ApiKeyAuth(a) => api_key(a).map(drop),
         PolicySection::Jwt(j) => jwt(j, Build::Check).map(drop),
+        PolicySection::ExtAuth(a) => ext_auth_config(a).map(drop),
+        PolicySection::Transformation(t) => transformation(t).map(drop),
         _ => Err("this section is not supported by gw-router".to_owned()),
     })
 }
@@ -220,6 +292,8 @@ pub(crate) struct PolicyCache {
     basic_auth: HashMap<Origin, BasicAuthLayer>,
     api_key: HashMap<Origin, ApiKeyLayer>,
     jwt: HashMap<Origin, JwtLayer>,
+    ext_auth: HashMap<Origin, PolicyAuthLayer>,
+    transformation: HashMap<Origin, TransformLayer>,
 }
 
 fn cached<T, L: Clone>(
@@ -239,8 +313,8 @@ fn cached<T, L: Clone>(
 
 impl PolicyCache {
     /// The stack of a rule's effective policy over `inner`.
-    pub(crate) fn build(&mut self, p: &RulePolicy) -> PolicyStack {
-        match self.layers(p) {
+    pub(crate) fn build(&mut self, p: &RulePolicy, ctx: BuildCtx<'_>) -> PolicyStack {
+        match self.layers(p, ctx) {
             Ok(service) => PolicyStack::Layers(service),
             Err(why) => {
                 tracing::error!(%why, "TrafficPolicy cannot be applied; requests to its rules get 500");
@@ -249,18 +323,28 @@ impl PolicyCache {
         }
     }
 
-    fn layers(&mut self, p: &RulePolicy) -> Result<PolicyService, String> {
+    fn layers(&mut self, p: &RulePolicy, ctx: BuildCtx<'_>) -> Result<PolicyService, String> {
         let cors = cached(&mut self.cors, p.cors.as_ref(), cors)?;
         let rate = cached(&mut self.rate_limit, p.rate_limit.as_ref(), rate_limit)?;
         let basic = cached(&mut self.basic_auth, p.basic_auth.as_ref(), basic_auth)?;
         let keys = cached(&mut self.api_key, p.api_key_auth.as_ref(), api_key)?;
         let jwt = cached(&mut self.jwt, p.jwt.as_ref(), |j| jwt(j, Build::Serve))?;
+        let auth = cached(&mut self.ext_auth, p.ext_auth.as_ref(), |a| {
+            ext_auth(a, ctx)
+        })?;
+        let transform = cached(
+            &mut self.transformation,
+            p.transformation.as_ref(),
+            transformation,
+        )?;
         let svc = ServiceBuilder::new()
             .option_layer(cors)
             .option_layer(rate)
             .option_layer(basic)
             .option_layer(keys)
             .option_layer(jwt)
+            .option_layer(auth)
+            .option_layer(transform)
             .service(tower::service_fn(crate::service::after_policy));
         Ok(BoxCloneSyncService::new(svc))
     }

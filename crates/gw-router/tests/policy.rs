@@ -173,3 +173,103 @@ spec:
         StatusCode::SERVICE_UNAVAILABLE
     );
 }
+
+// The transformation layer runs after authentication and before the rule's filters: its CEL
+// expressions see the validated request as it reached the policy (not the filters' edits), and
+// its path rewrite is what the backend gets.
+#[tokio::test]
+async fn transformation_runs_after_auth_and_before_filters() {
+    let e = echo("web-1").await;
+    let policies = format!(
+        r#"{KEYS}---
+apiVersion: policy.gw.dev/v1alpha1
+kind: TrafficPolicy
+metadata: {{name: cel, namespace: default}}
+spec:
+  targetRefs: [{{group: gateway.networking.k8s.io, kind: HTTPRoute, name: web, sectionName: a}}]
+  default:
+    apiKeyAuth: {{credentialRefs: [{{name: keys}}]}}
+    transformation:
+      request:
+        set: [{{name: x-filter-seen, value: '"x-filter" in request.headers ? "yes" : "no"'}}]
+        path: '"/v2" + request.path'
+      response:
+        set: [{{name: x-path, value: request.path}}]
+"#
+    );
+    let r = router(&yaml(&service("web", &[addr(&e)], None), &policies));
+    // Refused by the API key layer: the transformation never ran.
+    let refused = call(&r, get("/a", "example.com")).await;
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    assert!(refused.headers().get("x-path").is_none());
+    let req = common::req("GET", "/a?q=1", "example.com")
+        .header("x-api-key", "k-1")
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let (parts, json) = echoed(call(&r, req).await).await;
+    assert_eq!(parts.status, StatusCode::OK);
+    assert_eq!(parts.headers["x-path"], "/a");
+    assert_eq!(json["path"], "/v2/a?q=1");
+    assert_eq!(echoed_header(&json, "X-Filter-Seen").as_deref(), Some("no"));
+    assert_eq!(echoed_header(&json, "X-Filter").as_deref(), Some("ran"));
+    e.shutdown().await;
+}
+
+// With the router's validator, a CEL expression that does not compile makes the policy
+// Invalid with the compiler's message (and nothing panics); a valid one and an extAuth whose
+// settings the router can use are accepted.
+#[test]
+fn the_validator_compiles_cel_and_ext_auth_settings() {
+    let status = |policies: &str| {
+        let text = yaml(&service("web", &[], None), policies);
+        let loaded = gw_router::gw_model::load::parse("t.yaml", &text);
+        let mut res = gw_router::gw_model::resources::Resources::new();
+        res.extend(loaded.objects);
+        let options = gw_router::gw_model::CompileOptions {
+            policy_validator: Some(gw_router::policy_validator()),
+            ..gw_router::gw_model::CompileOptions::new("gw.dev/gateway")
+        };
+        let list = gw_router::gw_model::compile(&res, &options)
+            .status
+            .to_list();
+        list["items"]
+            .as_array()
+            .and_then(|i| i.iter().find(|i| i["kind"] == "TrafficPolicy"))
+            .expect("policy status")["status"]["ancestors"][0]["conditions"][0]
+            .clone()
+    };
+    let policy = |section: &str| {
+        format!(
+            "---
+apiVersion: policy.gw.dev/v1alpha1
+kind: TrafficPolicy
+metadata: {{name: p, namespace: default}}
+spec:
+  targetRefs: [{{group: gateway.networking.k8s.io, kind: HTTPRoute, name: web}}]
+  default: {{{section}}}
+"
+        )
+    };
+    let bad = status(&policy(
+        "transformation: {response: {set: [{name: x-a, value: 'request.path + ('}]}}",
+    ));
+    assert_eq!(bad["reason"], "Invalid");
+    let message = bad["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("default.transformation: CEL expression \"request.path + (\""),
+        "{message}"
+    );
+    // `response` is for response headers only.
+    let bad = status(&policy(
+        "transformation: {request: {set: [{name: x-a, value: 'string(response.code)'}]}}",
+    ));
+    assert_eq!(bad["reason"], "Invalid");
+    let good = status(&policy(
+        "transformation: {request: {set: [{name: x-a, value: 'request.path'}]}}",
+    ));
+    assert_eq!(good["reason"], "Accepted", "{good}");
+    let auth = status(&policy(
+        "extAuth: {protocol: GRPC, backendRef: {name: web, port: 8080}, timeout: 1s, failOpen: true, forwardBody: {maxSize: 1024}}",
+    ));
+    assert_eq!(auth["reason"], "Accepted", "{auth}");
+}

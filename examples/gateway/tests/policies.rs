@@ -644,3 +644,297 @@ fn bad_policies_get_their_status_and_the_rest_keeps_serving() {
     }
     rt.block_on(echo.shutdown());
 }
+
+/// The path (and query) the echo backend saw.
+fn echoed_path(body: &str) -> String {
+    let v: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    v["path"].as_str().unwrap_or_default().to_owned()
+}
+
+/// `/status` once it reports every TrafficPolicy in `names` (it is published a little after
+/// the routes serve).
+fn status_with(gw: &Gateway, names: &[&str]) -> Value {
+    gw.wait_until("the TrafficPolicy status", |s| {
+        names.iter().all(|n| {
+            s["items"].as_array().is_some_and(|items| {
+                items
+                    .iter()
+                    .any(|i| i["kind"] == "TrafficPolicy" && i["metadata"]["name"] == *n)
+            })
+        })
+    })
+}
+
+/// A TrafficPolicy's `status.ancestors[0]` conditions as JSON text.
+fn policy_conditions(status: &Value, name: &str) -> String {
+    item(status, "TrafficPolicy", name)["status"]["ancestors"][0]["conditions"].to_string()
+}
+
+#[test]
+fn transformation_edits_requests_and_responses_with_cel() {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let echo = start_echo(&rt);
+    let echo_port = echo.http_addr().expect("addr").port();
+    let rng = ring::rand::SystemRandom::new();
+    let key =
+        Ed25519KeyPair::from_pkcs8(Ed25519KeyPair::generate_pkcs8(&rng).expect("key").as_ref())
+            .expect("key");
+    let jwks = serde_json::json!({"keys": [
+        {"kty": "OKP", "crv": "Ed25519", "kid": "k1", "x": b64(key.public_key().as_ref())}
+    ]});
+    let port = free_port();
+    let gw = Gateway::start("policy-cel", "127.0.93.0/24");
+    // `web`: JWT, then a transformation reading the request, the client address and the
+    // token's claims. `admin`: a policy whose expression does not compile.
+    let yaml = format!(
+        r#"{}---
+apiVersion: policy.gw.dev/v1alpha1
+kind: TrafficPolicy
+metadata: {{name: cel, namespace: default}}
+spec:
+  targetRefs: [{{group: gateway.networking.k8s.io, kind: HTTPRoute, name: web}}]
+  default:
+    jwt:
+      providers: [{{name: idp, jwks: {{inline: '{jwks}'}}}}]
+    transformation:
+      request:
+        set:
+        - {{name: x-tenant, value: 'request.params["tenant"].lowerAscii()'}}
+        - {{name: x-subject, value: 'has(jwt.sub) ? jwt.sub : "anonymous"'}}
+        - {{name: x-client, value: 'has(source.address) ? source.address : "unknown"'}}
+        add: [{{name: x-seen-by, value: 'request.method + " " + request.path'}}]
+        remove: [x-internal-secret]
+        path: '"/v2" + request.path'
+      response:
+        set:
+        - {{name: x-upstream-status, value: response.code}}
+        - {{name: x-original-path, value: request.path}}
+---
+apiVersion: policy.gw.dev/v1alpha1
+kind: TrafficPolicy
+metadata: {{name: bad-cel, namespace: default}}
+spec:
+  targetRefs: [{{group: gateway.networking.k8s.io, kind: HTTPRoute, name: admin}}]
+  default:
+    transformation:
+      request:
+        set: [{{name: x-tenant, value: 'request.path +'}}]
+"#,
+        base(
+            &format!("[{{name: http, port: {port}, protocol: HTTP}}]"),
+            echo_port
+        )
+    );
+    std::fs::write(gw.config().join("all.yaml"), yaml).expect("write");
+    let addr: SocketAddr = format!("127.0.93.1:{port}").parse().expect("addr");
+    wait_for(addr, "/", &[], 401);
+
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("time")
+        .as_secs();
+    let bearer = format!(
+        "Bearer {}",
+        token(&key, &serde_json::json!({"sub": "bob", "exp": now + 300}))
+    );
+    let (code, head, body) = get(
+        addr,
+        "/orders?tenant=ACME",
+        &[("authorization", &bearer), ("x-internal-secret", "s3cr3t")],
+    );
+    assert_eq!(code, 200, "{head}\n{body}");
+    // The request: headers from CEL over the query, the claims and the client address; the
+    // secret header removed; the path rewritten with the query kept.
+    let headers = echoed_headers(&body);
+    assert_eq!(headers["X-Tenant"], serde_json::json!(["acme"]), "{body}");
+    assert_eq!(headers["X-Subject"], serde_json::json!(["bob"]), "{body}");
+    assert_eq!(
+        headers["X-Seen-By"],
+        serde_json::json!(["GET /orders"]),
+        "{body}"
+    );
+    let client = headers["X-Client"][0].as_str().unwrap_or_default();
+    assert!(
+        client
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback()),
+        "{body}"
+    );
+    assert!(headers.get("X-Internal-Secret").is_none(), "{body}");
+    assert_eq!(echoed_path(&body), "/v2/orders?tenant=ACME");
+    // The response: headers from CEL over the response and the request as it arrived.
+    assert!(head.contains("x-upstream-status: 200"), "{head}");
+    assert!(head.contains("x-original-path: /orders"), "{head}");
+
+    // The policy with the bad expression is Invalid with the CEL error; its route keeps
+    // serving, untransformed.
+    let s = status_with(&gw, &["cel", "bad-cel"]);
+    assert_eq!(policy_reasons(&s, "cel"), ["Accepted"]);
+    assert_eq!(policy_reasons(&s, "bad-cel"), ["Invalid"]);
+    let conditions = policy_conditions(&s, "bad-cel");
+    assert!(conditions.contains("request.path +"), "{conditions}");
+    assert!(conditions.contains("does not compile"), "{conditions}");
+    let (code, _, body) = get(addr, "/admin?tenant=acme", &[]);
+    assert_eq!(code, 200);
+    assert!(echoed_headers(&body).get("X-Tenant").is_none(), "{body}");
+    assert_eq!(echoed_path(&body), "/admin?tenant=acme");
+    rt.block_on(echo.shutdown());
+}
+
+/// A Service `default/<name>` on port 80 whose endpoint is `addr`.
+fn service_at(name: &str, addr: SocketAddr) -> String {
+    format!(
+        "---
+apiVersion: v1
+kind: Service
+metadata: {{name: {name}, namespace: default}}
+spec: {{ports: [{{name: http, port: 80}}]}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: {name}-1, namespace: default, labels: {{kubernetes.io/service-name: {name}}}}}
+addressType: IPv4
+ports: [{{name: http, port: {}}}]
+endpoints: [{{addresses: ['{}']}}]
+",
+        addr.port(),
+        addr.ip()
+    )
+}
+
+/// An HTTPRoute `name` for `PathPrefix /<name>` to the echo backend, and a TrafficPolicy
+/// `name` on it with `ext_auth` (the fields of its `extAuth` section).
+fn route_with_ext_auth(name: &str, ext_auth: &str) -> String {
+    format!(
+        "---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: {name}, namespace: default}}
+spec:
+  parentRefs: [{{name: edge}}]
+  rules:
+  - matches: [{{path: {{type: PathPrefix, value: /{name}}}}}]
+    backendRefs: [{{name: web, port: 80}}]
+---
+apiVersion: policy.gw.dev/v1alpha1
+kind: TrafficPolicy
+metadata: {{name: {name}, namespace: default}}
+spec:
+  targetRefs: [{{group: gateway.networking.k8s.io, kind: HTTPRoute, name: {name}}}]
+  default:
+    extAuth: {{{ext_auth}}}
+"
+    )
+}
+
+#[test]
+fn ext_auth_allows_denies_and_fails_closed_or_open() {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let echo = start_echo(&rt);
+    let echo_port = echo.http_addr().expect("addr").port();
+    let auth = rt
+        .block_on(gw_echo::authz::AuthServer::http())
+        .expect("auth server");
+    // An auth service that accepts connections and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = free_port();
+    let gw = Gateway::start("policy-ext-auth", "127.0.94.0/24");
+    let yaml = format!(
+        "{}{}{}{}{}{}{}",
+        base(
+            &format!("[{{name: http, port: {port}, protocol: HTTP}}]"),
+            echo_port
+        ),
+        service_at("auth", auth.addr()),
+        service_at("silent", silent.local_addr().expect("addr")),
+        route_with_ext_auth(
+            "shop",
+            "protocol: HTTP, backendRef: {name: auth, port: 80}, \
+             http: {path: /verify, allowedResponseHeaders: [x-auth-user]}"
+        ),
+        route_with_ext_auth(
+            "closed",
+            "protocol: HTTP, backendRef: {name: silent, port: 80}, timeout: 300ms"
+        ),
+        route_with_ext_auth(
+            "open",
+            "protocol: HTTP, backendRef: {name: silent, port: 80}, timeout: 300ms, failOpen: true"
+        ),
+        route_with_ext_auth(
+            "missing",
+            "protocol: HTTP, backendRef: {name: no-such-service, port: 80}"
+        ),
+    );
+    std::fs::write(gw.config().join("all.yaml"), yaml).expect("write");
+    let addr: SocketAddr = format!("127.0.94.1:{port}").parse().expect("addr");
+    // The auth service's denial reaches the client as it was sent.
+    wait_for(addr, "/shop/cart", &[], 302);
+    let (code, head, body) = get(addr, "/shop/cart", &[("authorization", "Bearer nope")]);
+    assert_eq!(code, 302);
+    assert!(
+        head.contains("location: https://login.example.com/signin"),
+        "{head}"
+    );
+    assert_eq!(body, "sign in first");
+    assert_eq!(auth.seen().last_path, "/verify/shop/cart");
+
+    // Allowed, with the auth service's header on the upstream request.
+    let (code, _, body) = get(
+        addr,
+        "/shop/cart",
+        &[("authorization", gw_echo::authz::TOKEN)],
+    );
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        echoed_headers(&body)["X-Auth-User"],
+        serde_json::json!(["alice"]),
+        "{body}"
+    );
+    // Routes without the policy are not checked.
+    let checks = auth.seen().checks;
+    assert_eq!(get(addr, "/", &[]).0, 200);
+    assert_eq!(auth.seen().checks, checks);
+
+    // An auth service that does not answer within the timeout: 403, or the request goes on
+    // when the policy fails open.
+    let started = Instant::now();
+    assert_eq!(
+        get(addr, "/closed", &[("authorization", gw_echo::authz::TOKEN)]).0,
+        403
+    );
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(300) && took < Duration::from_secs(2),
+        "{took:?}"
+    );
+    let started = Instant::now();
+    let (code, _, body) = get(addr, "/open", &[]);
+    assert_eq!(code, 200, "{body}");
+    assert!(started.elapsed() >= Duration::from_millis(300));
+
+    // The auth service goes away: fail closed.
+    rt.block_on(auth.stop());
+    assert_eq!(
+        get(
+            addr,
+            "/shop/cart",
+            &[("authorization", gw_echo::authz::TOKEN)]
+        )
+        .0,
+        403
+    );
+
+    // A backendRef that does not resolve: the policy still applies and refuses (500), and
+    // says why.
+    assert_eq!(get(addr, "/missing", &[]).0, 500);
+    let s = status_with(&gw, &["shop", "closed", "open", "missing"]);
+    for name in ["shop", "closed", "open", "missing"] {
+        assert_eq!(policy_reasons(&s, name), ["Accepted"], "{name}");
+    }
+    let missing = policy_conditions(&s, "missing");
+    assert!(missing.contains("BackendNotFound"), "{missing}");
+    let shop = policy_conditions(&s, "shop");
+    assert!(shop.contains("\"ResolvedRefs\""), "{shop}");
+    drop(silent);
+    rt.block_on(echo.shutdown());
+}

@@ -310,7 +310,7 @@ pub fn compile(res: &Resources, options: &CompileOptions) -> Compiled {
     resolve_http_grpc_conflicts(res, &mut gateways, &mut entries);
 
     // TrafficPolicies: the effective policy of every rule, and their status.
-    let affected = traffic_policy::apply(res, &mut gateways, &mut entries, options);
+    let affected = traffic_policy::apply(&lookup, &mut gateways, &mut entries, options);
 
     // BackendTLSPolicies: status, and TLS settings on the backends they target.
     policy::apply(res, &mut gateways, &mut entries, options);

@@ -12,7 +12,8 @@ use crate::resources::{
 };
 use crate::status::{Condition, ObjectStatus, PolicyAncestorStatus, PolicyStatus, StatusEntry};
 use crate::table::{
-    Backend, BackendTls, HttpFilter, ListenerTable, SubjectAltNameMatch, WeightedBackend,
+    Backend, BackendTls, HttpFilter, ListenerTable, RulePolicy, SubjectAltNameMatch,
+    WeightedBackend,
 };
 
 /// A validated policy, or why it is not accepted.
@@ -178,13 +179,25 @@ fn for_each_backend(table: &mut ListenerTable, f: &mut dyn FnMut(&mut Backend)) 
             filters(&mut b.filters, f);
         }
     }
+    // The auth service of a TrafficPolicy `extAuth`, like that of an `ExternalAuth` filter.
+    // Rules sharing the section share its settings until TLS is set on them; the data plane
+    // builds one layer per section origin either way.
+    fn policy(p: Option<&mut Box<RulePolicy>>, f: &mut dyn FnMut(&mut Backend)) {
+        if let Some(a) = p.and_then(|p| p.ext_auth.as_mut())
+            && matches!(a.settings.backend, Backend::Service(_))
+        {
+            f(&mut std::sync::Arc::make_mut(&mut a.settings).backend);
+        }
+    }
     for e in &mut table.http {
         filters(&mut e.action.filters, f);
         backends(&mut e.action.backends, f);
+        policy(e.policy.as_mut(), f);
     }
     for e in &mut table.grpc {
         filters(&mut e.action.filters, f);
         backends(&mut e.action.backends, f);
+        policy(e.policy.as_mut(), f);
     }
     for e in &mut table.l4 {
         backends(&mut e.backends, f);

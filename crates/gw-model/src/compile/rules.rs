@@ -6,8 +6,9 @@ use std::collections::HashSet;
 use super::Problem;
 use super::refs::{From, Lookup, Unresolved};
 use crate::resources::{
-    BackendRef, FilterType, GrpcRouteRule, HeaderMatch, HeaderModifier, HttpBackendRef,
-    HttpRouteFilter, HttpRouteRule, PathMatchType, PathModifier, PathModifierType, StringMatchType,
+    BackendRef, ExternalAuth, FilterType, GrpcRouteRule, HeaderMatch, HeaderModifier,
+    HttpBackendRef, HttpRouteFilter, HttpRouteRule, PathMatchType, PathModifier, PathModifierType,
+    StringMatchType,
 };
 use crate::table::{
     Backend, GrpcMatch, HttpFilter, HttpMatch, PathMatch, Retry, RuleAction, Timeouts, ValueMatch,
@@ -33,6 +34,80 @@ pub(crate) fn check_regex(pattern: &str) -> Result<(), Problem> {
             format!("invalid regular expression {pattern:?}: {e}"),
         )
     })
+}
+
+/// Checks an `ExternalAuth` (GEP-1494) as the HTTPRoute CRD does, then resolves its backendRef
+/// like any backendRef of the referrer (kind, ReferenceGrant, Service and port). Shared by the
+/// HTTPRoute and GRPCRoute `ExternalAuth` filter and TrafficPolicy `extAuth`.
+///
+/// The outer `Err` is a structural problem (the filter or policy is invalid); the inner one a
+/// reference that does not resolve (ResolvedRefs false; requests get 500).
+pub(crate) fn external_auth(
+    res: &Lookup<'_>,
+    from: From<'_>,
+    a: &ExternalAuth,
+) -> Result<Result<Backend, Unresolved>, Problem> {
+    let bad = |m: String| Problem::new("UnsupportedValue", format!("externalAuth: {m}"));
+    // CRD: `protocol` is "HTTP" or "GRPC"; "protocol must be 'GRPC' when grpc is set",
+    // "protocol must be 'HTTP' when http is set". A missing block means its defaults ("If
+    // unset, implementations must assume the default behavior for each included field").
+    match (a.protocol.as_str(), a.http.is_some(), a.grpc.is_some()) {
+        ("HTTP", _, false) | ("GRPC", false, _) => {}
+        ("HTTP" | "GRPC", _, _) => {
+            return Err(bad(format!(
+                "protocol {} does not go with the `{}` block",
+                a.protocol,
+                if a.protocol == "HTTP" { "grpc" } else { "http" }
+            )));
+        }
+        (other, _, _) => return Err(bad(format!("protocol {other:?} is not HTTP or GRPC"))),
+    }
+    let mut headers: Vec<&String> = Vec::new();
+    if let Some(h) = &a.http {
+        // CRD: `path` "^(?:[-A-Za-z0-9/._~!$&'()*+,;=:@]|[%][0-9a-fA-F]{2})+$", at most 1024.
+        if let Some(p) = &h.path
+            && !auth_path(p)
+        {
+            return Err(bad(format!("http.path {p:?} is not a valid path prefix")));
+        }
+        headers.extend(&h.allowed_headers);
+        headers.extend(&h.allowed_response_headers);
+    }
+    if let Some(g) = &a.grpc {
+        headers.extend(&g.allowed_headers);
+    }
+    for h in headers {
+        check_header_name(h).map_err(|p| bad(p.message))?;
+    }
+    // `forwardBody.maxSize`: "If 0, the body will not be sent"; a size cannot be negative.
+    if let Some(b) = &a.forward_body
+        && b.max_size < 0
+    {
+        return Err(bad(format!(
+            "forwardBody.maxSize {} must not be negative",
+            b.max_size
+        )));
+    }
+    Ok(res.resolve(from, &a.backend_ref.as_backend_ref(), false))
+}
+
+fn auth_path(p: &str) -> bool {
+    let b = p.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' => {
+                let hex = |j: usize| b.get(j).is_some_and(u8::is_ascii_hexdigit);
+                if !(hex(i + 1) && hex(i + 2)) {
+                    return false;
+                }
+                i += 3;
+            }
+            c if c.is_ascii_alphanumeric() || b"-/._~!$&'()*+,;=:@".contains(&c) => i += 1,
+            _ => return false,
+        }
+    }
+    !p.is_empty() && p.len() <= 1024
 }
 
 /// Outcome of compiling one rule: the rule (or why it is invalid), plus the reference problems
@@ -275,7 +350,13 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn backend(&mut self, b: &BackendRef) -> Backend {
-        match self.res.resolve(self.from, b, false) {
+        let resolved = self.res.resolve(self.from, b, false);
+        self.record(resolved)
+    }
+
+    /// A resolved backend, or an invalid one whose problem is recorded for ResolvedRefs.
+    fn record(&mut self, resolved: Result<Backend, Unresolved>) -> Backend {
+        match resolved {
             Ok(b) => b,
             Err(u) => {
                 let reason = u.message.clone();
@@ -423,15 +504,10 @@ impl Ctx<'_> {
                         .external_auth
                         .as_ref()
                         .ok_or_else(|| missing_config("externalAuth"))?;
-                    if a.protocol != "HTTP" && a.protocol != "GRPC" {
-                        return Err(Problem::new(
-                            "UnsupportedValue",
-                            format!("externalAuth protocol {:?}", a.protocol),
-                        ));
-                    }
+                    let backend = external_auth(self.res, self.from, a)?;
                     HttpFilter::ExternalAuth {
                         protocol: a.protocol.clone(),
-                        backend: self.backend(&a.backend_ref.as_backend_ref()),
+                        backend: self.record(backend),
                         config: Box::new(a.clone()),
                     }
                 }

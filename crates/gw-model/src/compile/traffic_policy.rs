@@ -15,8 +15,9 @@
 //!
 //! # Merging (GEP-713 "Merge strategies")
 //!
-//! Each section of a block (`cors`, `rateLimit`, `basicAuth`, `apiKeyAuth`, `jwt`) is atomic and
-//! merged on its own (a custom, per-section merge): for every rule and section,
+//! Each section of a block (`cors`, `rateLimit`, `basicAuth`, `apiKeyAuth`, `jwt`, `extAuth`,
+//! `transformation`) is atomic and merged on its own (a custom, per-section merge): for every
+//! rule and section,
 //!
 //! 1. the `override` of the least specific level that sets the section wins ("Overrides: less
 //!    specific specs beats more specific ones");
@@ -34,12 +35,19 @@
 //!
 //! - `Accepted`: valid and attached;
 //! - `Invalid`: the policy does not compile (a bad htpasswd file or JWKS, a missing Secret, a
-//!   section this build does not support); it changes nothing;
+//!   CEL expression that does not compile, a section this build does not support); it
+//!   changes nothing;
 //! - `Conflicted`: an older policy targets the same object (and section) and sets the same
 //!   section in the same block, so the two cannot be merged; the younger changes nothing
 //!   through that target;
 //! - `TargetNotFound`: the target (or its section) does not exist; the ancestor entry names the
 //!   target itself, as there is no Gateway to name.
+//!
+//! A policy with `extAuth` also gets a `ResolvedRefs` condition per ancestor: `False` (reason
+//! `InvalidKind`, `RefNotPermitted`, `BackendNotFound` or `UnsupportedProtocol`) when the auth
+//! service's backendRef does not resolve. The policy still applies, failing closed: requests
+//! through it get 500, as they do through an `ExternalAuth` filter whose backendRef does not
+//! resolve, so that deleting a Service or a ReferenceGrant never turns authorization off.
 //!
 //! Targets of an accepted policy get a `<domain>/TrafficPolicyAffected` condition (GEP-713
 //! "Target object status"), where `<domain>` is the domain of the controller name: on the
@@ -52,19 +60,20 @@ use std::time::Duration;
 
 use super::gateway::ca_bundle;
 use super::hostname::is_valid_hostname;
-use super::refs::{From, reference_allowed};
-use super::rules::{check_cors, check_header_name, parse_duration};
+use super::refs::{From, Lookup, Unresolved, reference_allowed};
+use super::rules::{check_cors, check_header_name, external_auth, parse_duration};
 use super::{CompileOptions, GatewayState, created};
 use crate::resources::{
-    ApiKeyAuthSpec, BasicAuthSpec, CORE_GROUP, Cors, GATEWAY_GROUP, GATEWAY_X_GROUP, JwtSpec, Kind,
-    ObjectKey, ObjectReference, POLICY_GROUP, ParentReference, PolicySettings,
-    PolicyTargetReference, RateLimitKeyType, RateLimitSpec, RemoteJwks, Resources,
-    SecretKeyReference, TrafficPolicy,
+    ApiKeyAuthSpec, BasicAuthSpec, CORE_GROUP, CelHeader, Cors, ExtAuthSpec, GATEWAY_GROUP,
+    GATEWAY_X_GROUP, JwtSpec, Kind, ObjectKey, ObjectReference, POLICY_GROUP, ParentReference,
+    PolicySettings, PolicyTargetReference, RateLimitKeyType, RateLimitSpec, RemoteJwks, Resources,
+    SecretKeyReference, TrafficPolicy, TransformationSpec,
 };
 use crate::status::{Condition, ObjectStatus, PolicyAncestorStatus, PolicyStatus, StatusEntry};
 use crate::table::{
-    ApiKeyLocation, ApiKeySettings, Applied, BasicAuthSettings, JwksSettings, JwtProviderSettings,
-    JwtSettings, PolicyBlock, RateLimitKey, RateLimitSettings, RemoteJwksSettings, RulePolicy,
+    ApiKeyLocation, ApiKeySettings, Applied, Backend, BasicAuthSettings, ExtAuthSettings,
+    HeaderEdits, JwksSettings, JwtProviderSettings, JwtSettings, PolicyBlock, RateLimitKey,
+    RateLimitSettings, RemoteJwksSettings, RulePolicy, TransformationSettings,
 };
 
 /// The most ancestors reported per policy ("A maximum of 16 ancestors will be represented in
@@ -85,14 +94,18 @@ pub enum PolicySection<'a> {
     ApiKeyAuth(&'a ApiKeySettings),
     /// `jwt`.
     Jwt(&'a JwtSettings),
+    /// `extAuth`.
+    ExtAuth(&'a ExtAuthSettings),
+    /// `transformation`: the validator compiles the CEL expressions.
+    Transformation(&'a TransformationSettings),
 }
 
 type ValidateFn = dyn Fn(PolicySection<'_>) -> Result<(), String> + Send + Sync;
 
 /// Checks compiled TrafficPolicy sections with the data plane's own code (the htpasswd hash
-/// schemes and JWKS key types it can use), so that a policy the data plane could not build is
-/// reported `Invalid` instead of failing later. gw-model checks structure and references; the
-/// validator checks what only the data plane knows.
+/// schemes and JWKS key types it can use, the CEL expressions it compiles), so that a policy
+/// the data plane could not build is reported `Invalid` instead of failing later. gw-model
+/// checks structure and references; the validator checks what only the data plane knows.
 ///
 /// ```
 /// use gw_model::compile::{PolicySection, PolicyValidator};
@@ -140,10 +153,20 @@ struct Sections {
     basic_auth: Option<Arc<BasicAuthSettings>>,
     api_key_auth: Option<Arc<ApiKeySettings>>,
     jwt: Option<Arc<JwtSettings>>,
+    ext_auth: Option<Arc<ExtAuthSettings>>,
+    transformation: Option<Arc<TransformationSettings>>,
 }
 
 /// Section names, in the order they are merged and reported.
-const SECTIONS: [&str; 5] = ["cors", "rateLimit", "basicAuth", "apiKeyAuth", "jwt"];
+const SECTIONS: [&str; 7] = [
+    "cors",
+    "rateLimit",
+    "basicAuth",
+    "apiKeyAuth",
+    "jwt",
+    "extAuth",
+    "transformation",
+];
 
 impl Sections {
     fn has(&self, section: &str) -> bool {
@@ -153,6 +176,8 @@ impl Sections {
             "basicAuth" => self.basic_auth.is_some(),
             "apiKeyAuth" => self.api_key_auth.is_some(),
             "jwt" => self.jwt.is_some(),
+            "extAuth" => self.ext_auth.is_some(),
+            "transformation" => self.transformation.is_some(),
             _ => false,
         }
     }
@@ -173,6 +198,8 @@ struct Evaluated<'a> {
     created: Option<i128>,
     /// Why the policy is `Invalid`.
     invalid: Option<String>,
+    /// Whether it has an `extAuth` section, and why its backendRef does not resolve.
+    resolved: Option<Result<(), Unresolved>>,
     blocks: [Sections; 2],
 }
 
@@ -631,26 +658,169 @@ fn jwt(res: &Resources, policy: &ObjectKey, spec: &JwtSpec) -> Result<JwtSetting
     Ok(JwtSettings { providers })
 }
 
+/// The default time an `extAuth` service has to answer (as for the `ExternalAuth` filter).
+const EXT_AUTH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// `extAuth`: the `ExternalAuth` filter's checks and backendRef resolution (shared with the
+/// filter), then the policy's own fields. A backendRef that does not resolve gives
+/// [`Backend::Invalid`] and the problem, not an error: the policy applies and fails closed.
+fn ext_auth(
+    lookup: &Lookup<'_>,
+    policy: &ObjectKey,
+    spec: &ExtAuthSpec,
+) -> Result<(ExtAuthSettings, Result<(), Unresolved>), String> {
+    let from = From {
+        group: POLICY_GROUP,
+        kind: "TrafficPolicy",
+        namespace: &policy.namespace,
+    };
+    let resolved = external_auth(lookup, from, &spec.service).map_err(|p| p.message)?;
+    // `timeout`: a Gateway API duration above zero (a zero timeout would refuse everything).
+    let timeout = match spec.timeout.as_deref() {
+        None => EXT_AUTH_TIMEOUT,
+        Some(t) => parse_duration(t)
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| format!("extAuth.timeout {t:?} is not a duration above zero"))?,
+    };
+    let (backend, resolved) = match resolved {
+        Ok(b) => (b, Ok(())),
+        Err(u) => (
+            Backend::Invalid {
+                reason: u.message.clone(),
+            },
+            Err(u),
+        ),
+    };
+    Ok((
+        ExtAuthSettings {
+            backend,
+            config: spec.service.clone(),
+            timeout,
+            fail_open: spec.fail_open.unwrap_or(false),
+        },
+        resolved,
+    ))
+}
+
+/// The most edits in one `set`, `add` or `remove` list (as HTTPRoute's header modifiers).
+const MAX_EDITS: usize = 16;
+/// The longest CEL expression, in bytes.
+const MAX_EXPRESSION: usize = 4096;
+/// Headers that frame the message or the connection: a transformation editing them could
+/// desynchronize the client, gw and the backend (request smuggling), so they are refused.
+const FRAMING_HEADERS: [&str; 8] = [
+    "connection",
+    "content-length",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+fn expression(field: &str, e: &str) -> Result<String, String> {
+    if e.trim().is_empty() {
+        return Err(format!("{field}: the CEL expression is empty"));
+    }
+    if e.len() > MAX_EXPRESSION {
+        return Err(format!(
+            "{field}: the CEL expression is {} bytes long; at most {MAX_EXPRESSION} are allowed",
+            e.len()
+        ));
+    }
+    Ok(e.to_owned())
+}
+
+/// One side's header edits: valid names, not framing headers, each name once across `set`,
+/// `add` and `remove`, at most [`MAX_EDITS`] per list, non-empty expressions.
+fn header_edits(
+    field: &str,
+    set: &[CelHeader],
+    add: &[CelHeader],
+    remove: &[String],
+) -> Result<HeaderEdits, String> {
+    let mut seen = BTreeSet::new();
+    let mut name = |list: &str, i: usize, n: &str| -> Result<String, String> {
+        let at = format!("{field}.{list}[{i}]");
+        let n = header_name(&at, n)?;
+        if FRAMING_HEADERS.contains(&n.as_str()) {
+            return Err(format!(
+                "{at}: {n:?} frames the message and cannot be transformed"
+            ));
+        }
+        if !seen.insert(n.clone()) {
+            return Err(format!(
+                "{at}: header {n:?} appears twice; name each header once across set, add and \
+                 remove"
+            ));
+        }
+        Ok(n)
+    };
+    for (list, len) in [
+        ("set", set.len()),
+        ("add", add.len()),
+        ("remove", remove.len()),
+    ] {
+        if len > MAX_EDITS {
+            return Err(format!(
+                "{field}.{list} has {len} entries; at most {MAX_EDITS} are allowed"
+            ));
+        }
+    }
+    let mut out = HeaderEdits::default();
+    for (list, src, dst) in [("set", set, &mut out.set), ("add", add, &mut out.add)] {
+        for (i, h) in src.iter().enumerate() {
+            let n = name(list, i, &h.name)?;
+            dst.push((
+                n,
+                expression(&format!("{field}.{list}[{i}].value"), &h.value)?,
+            ));
+        }
+    }
+    for (i, h) in remove.iter().enumerate() {
+        out.remove.push(name("remove", i, h)?);
+    }
+    Ok(out)
+}
+
+/// `transformation`: validated structure; the expressions are compiled by the validator.
+fn transformation(spec: &TransformationSpec) -> Result<TransformationSettings, String> {
+    let mut out = TransformationSettings::default();
+    if let Some(r) = &spec.request {
+        out.request = header_edits("transformation.request", &r.set, &r.add, &r.remove)?;
+        out.path = r
+            .path
+            .as_deref()
+            .map(|p| expression("transformation.request.path", p))
+            .transpose()?;
+    }
+    if let Some(r) = &spec.response {
+        out.response = header_edits("transformation.response", &r.set, &r.add, &r.remove)?;
+    }
+    if out.request.is_empty() && out.path.is_none() && out.response.is_empty() {
+        return Err(invalid(
+            "transformation: set at least one request or response header edit or the path",
+        ));
+    }
+    Ok(out)
+}
+
+/// A compiled block, and whether its `extAuth` backendRef resolves.
+type Block = (Sections, Option<Result<(), Unresolved>>);
+
 /// Validates and compiles one block.
 fn sections(
-    res: &Resources,
+    lookup: &Lookup<'_>,
     policy: &ObjectKey,
     block: &str,
     s: &PolicySettings,
     validator: Option<&PolicyValidator>,
-) -> Result<Sections, String> {
+) -> Result<Block, String> {
+    let res = lookup.res;
     let at = |e: String| format!("{block}.{e}");
-    if s.transformation.is_some() {
-        return Err(at(
-            "transformation is not supported by this build (no CEL transformation layer)".into(),
-        ));
-    }
-    if s.ext_auth.is_some() {
-        return Err(at(
-            "extAuth is not supported by this build (no external authorization layer)".into(),
-        ));
-    }
     let mut out = Sections::default();
+    let mut resolved = None;
     if let Some(c) = &s.cors {
         check_cors(c).map_err(|p| at(format!("cors: {}", p.message)))?;
         out.cors = Some(Arc::new(c.clone()));
@@ -667,6 +837,14 @@ fn sections(
     if let Some(j) = &s.jwt {
         out.jwt = Some(Arc::new(jwt(res, policy, j).map_err(at)?));
     }
+    if let Some(a) = &s.ext_auth {
+        let (settings, r) = ext_auth(lookup, policy, a).map_err(at)?;
+        out.ext_auth = Some(Arc::new(settings));
+        resolved = Some(r);
+    }
+    if let Some(t) = &s.transformation {
+        out.transformation = Some(Arc::new(transformation(t).map_err(at)?));
+    }
     if let Some(v) = validator {
         let checks = [
             out.cors.as_deref().map(PolicySection::Cors),
@@ -674,6 +852,10 @@ fn sections(
             out.basic_auth.as_deref().map(PolicySection::BasicAuth),
             out.api_key_auth.as_deref().map(PolicySection::ApiKeyAuth),
             out.jwt.as_deref().map(PolicySection::Jwt),
+            out.ext_auth.as_deref().map(PolicySection::ExtAuth),
+            out.transformation
+                .as_deref()
+                .map(PolicySection::Transformation),
         ];
         for (name, section) in SECTIONS.iter().zip(checks) {
             if let Some(section) = section {
@@ -681,11 +863,11 @@ fn sections(
             }
         }
     }
-    Ok(out)
+    Ok((out, resolved))
 }
 
 fn evaluate<'a>(
-    res: &Resources,
+    lookup: &Lookup<'_>,
     key: &ObjectKey,
     policy: &'a TrafficPolicy,
     options: &CompileOptions,
@@ -695,6 +877,7 @@ fn evaluate<'a>(
         policy,
         created: created(&policy.metadata),
         invalid: None,
+        resolved: None,
         blocks: [Sections::default(), Sections::default()],
     };
     for (i, t) in policy.spec.target_refs.iter().enumerate() {
@@ -716,8 +899,15 @@ fn evaluate<'a>(
     .enumerate()
     {
         if let Some(b) = block {
-            match sections(res, key, name, b, validator) {
-                Ok(s) => out.blocks[i] = s,
+            match sections(lookup, key, name, b, validator) {
+                Ok((s, resolved)) => {
+                    out.blocks[i] = s;
+                    // The first problem of either block is reported.
+                    out.resolved = match (out.resolved.take(), resolved) {
+                        (Some(Err(u)), _) | (_, Some(Err(u))) => Some(Err(u)),
+                        (a, b) => a.or(b),
+                    };
+                }
                 Err(e) => {
                     out.invalid = Some(e);
                     return out;
@@ -906,6 +1096,8 @@ fn effective(policies: &[Evaluated<'_>], found: &[Attachment]) -> Option<RulePol
         basic_auth: pick(policies, found, |s| s.basic_auth.as_ref()),
         api_key_auth: pick(policies, found, |s| s.api_key_auth.as_ref()),
         jwt: pick(policies, found, |s| s.jwt.as_ref()),
+        ext_auth: pick(policies, found, |s| s.ext_auth.as_ref()),
+        transformation: pick(policies, found, |s| s.transformation.as_ref()),
     };
     (!out.is_empty()).then_some(out)
 }
@@ -965,18 +1157,19 @@ fn conflicts(policies: &[Evaluated<'_>]) -> HashMap<(usize, usize), String> {
 /// pushes the policies' status, and returns the targets to mark as affected once every
 /// status entry exists (see [`mark_affected`]).
 pub(crate) fn apply(
-    res: &Resources,
+    lookup: &Lookup<'_>,
     gateways: &mut [GatewayState<'_>],
     entries: &mut Vec<StatusEntry>,
     options: &CompileOptions,
 ) -> Vec<Affected> {
+    let res = lookup.res;
     if res.traffic_policies.is_empty() {
         return Vec::new();
     }
     let mut policies: Vec<Evaluated<'_>> = res
         .traffic_policies
         .iter()
-        .map(|(k, p)| evaluate(res, k, p, options))
+        .map(|(k, p)| evaluate(lookup, k, p, options))
         .collect();
     policies.sort_by(|a, b| {
         let rank = |e: &Evaluated<'_>| (e.created.is_none(), e.created.unwrap_or(0));
@@ -1134,10 +1327,33 @@ pub(crate) fn apply(
         // ancestor: "An empty list means the Policy is not relevant for any ancestors."
         let mut status = PolicyStatus::default();
         for (k, (_, c)) in ancestors.into_iter().take(MAX_ANCESTORS) {
+            let mut conditions = vec![c];
+            // Where the policy applies, whether its auth service resolves.
+            if conditions[0].reason == "Accepted"
+                && let Some(resolved) = &p.resolved
+            {
+                conditions.push(match resolved {
+                    Ok(()) => Condition::ok(
+                        "ResolvedRefs",
+                        "ResolvedRefs",
+                        "the extAuth backendRef resolves",
+                        generation,
+                    ),
+                    Err(u) => Condition::fail(
+                        "ResolvedRefs",
+                        u.reason,
+                        format!(
+                            "extAuth.backendRef: {}; requests through this policy get 500",
+                            u.message
+                        ),
+                        generation,
+                    ),
+                });
+            }
             status.ancestors.push(PolicyAncestorStatus {
                 ancestor_ref: k.into_ref(),
                 controller_name: options.controller_name.clone(),
-                conditions: vec![c],
+                conditions,
             });
         }
         entries.push(StatusEntry {

@@ -86,8 +86,13 @@ pub struct BackendTlsValidation {
     /// CA certificates (ConfigMaps with `ca.crt`).
     #[serde(default)]
     pub ca_certificate_refs: Vec<LocalObjectReference>,
-    /// `System` to trust the platform roots.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// `System` to trust the platform roots. (The field is `wellKnownCACertificates`, which
+    /// camelCase renaming would spell `wellKnownCaCertificates`.)
+    #[serde(
+        default,
+        rename = "wellKnownCACertificates",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub well_known_ca_certificates: Option<String>,
     /// SNI and the name to verify.
     #[serde(default)]

@@ -3,7 +3,7 @@
 //!
 //! A policy names its targets in `targetRefs` and carries settings in a `default` block, an
 //! `override` block, or both. Each block holds the same optional sections (`cors`, `rateLimit`,
-//! `basicAuth`, `apiKeyAuth`, `jwt`, and the reserved `transformation` and `extAuth`). See
+//! `basicAuth`, `apiKeyAuth`, `jwt`, `extAuth` and `transformation`). See
 //! [`compile`](crate::compile()) for how policies at different levels combine.
 
 use serde::{Deserialize, Serialize};
@@ -17,8 +17,8 @@ pub const POLICY_GROUP: &str = "policy.gw.dev";
 /// The version of `TrafficPolicy` gw reads and writes.
 pub const TRAFFIC_POLICY_VERSION: &str = "v1alpha1";
 
-/// `TrafficPolicy`: CORS, rate limits, authentication (and, reserved, transformations and
-/// external authorization) for the traffic of the objects it targets.
+/// `TrafficPolicy`: CORS, rate limits, authentication, external authorization and CEL
+/// transformations for the traffic of the objects it targets.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
@@ -73,15 +73,38 @@ pub struct PolicySettings {
     /// JWT bearer tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwt: Option<JwtSpec>,
-    /// Request and response transformations written in CEL. Reserved: a policy using it is
-    /// not accepted (`Invalid`) by builds without CEL support.
+    /// Request and response edits computed by CEL expressions over the request (its headers,
+    /// path, client address, TLS peer and validated JWT claims).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transformation: Option<TransformationSpec>,
-    /// External authorization, with the fields of the HTTPRoute `ExternalAuth` filter
-    /// (GEP-1494). Reserved: a policy using it is not accepted (`Invalid`) by builds without
-    /// external authorization.
+    /// External authorization: the fields of the HTTPRoute `ExternalAuth` filter (GEP-1494),
+    /// plus a timeout and an opt-in fail-open mode.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ext_auth: Option<ExternalAuth>,
+    pub ext_auth: Option<ExtAuthSpec>,
+}
+
+/// `extAuth`: every request is checked by an external auth service before it goes on.
+///
+/// The fields of the HTTPRoute `ExternalAuth` filter (`protocol`, `backendRef`, `http`,
+/// `grpc`, `forwardBody`) mean what they mean there; `backendRef` needs a ReferenceGrant to
+/// reach another namespace, with `from` naming `policy.gw.dev` `TrafficPolicy`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct ExtAuthSpec {
+    /// The auth service and how to talk to it, as in the `ExternalAuth` filter.
+    #[serde(flatten)]
+    pub service: ExternalAuth,
+    /// How long the auth service has to answer (connecting, the response head and a denial
+    /// body), a Gateway API duration such as `500ms`. Defaults to `2s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    /// What happens when the auth service cannot be asked (no endpoints, down, slower than
+    /// `timeout`, a broken answer): `false` (default) refuses the request with 403, as the
+    /// `ExternalAuth` filter must; `true` lets it through unchanged, for services where
+    /// availability matters more than the check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fail_open: Option<bool>,
 }
 
 impl PolicySettings {
@@ -309,7 +332,8 @@ pub struct ClaimToHeader {
     pub header: String,
 }
 
-/// `transformation` (reserved): CEL expressions editing requests and responses.
+/// `transformation`: CEL expressions editing requests and responses. Every expression sees
+/// the request as it reached the policy; see the README for the variables.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
@@ -329,15 +353,20 @@ pub struct TransformationSpec {
 pub struct RequestTransformation {
     /// Headers set (replacing any value) to the value of a CEL expression.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "schemars", schemars(length(max = 16)))]
     pub set: Vec<CelHeader>,
     /// Headers added (appended) with the value of a CEL expression.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "schemars", schemars(length(max = 16)))]
     pub add: Vec<CelHeader>,
     /// Headers removed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "schemars", schemars(length(max = 16)))]
     pub remove: Vec<String>,
-    /// A CEL expression whose string value replaces the request path.
+    /// A CEL expression whose string value replaces the request path (the query is kept;
+    /// `null` keeps the path).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schemars", schemars(length(min = 1, max = 4096)))]
     pub path: Option<String>,
 }
 
@@ -348,12 +377,15 @@ pub struct RequestTransformation {
 pub struct HeaderTransformation {
     /// Headers set to the value of a CEL expression.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "schemars", schemars(length(max = 16)))]
     pub set: Vec<CelHeader>,
     /// Headers added with the value of a CEL expression.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "schemars", schemars(length(max = 16)))]
     pub add: Vec<CelHeader>,
     /// Headers removed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "schemars", schemars(length(max = 16)))]
     pub remove: Vec<String>,
 }
 
@@ -364,6 +396,8 @@ pub struct HeaderTransformation {
 pub struct CelHeader {
     /// Header name.
     pub name: String,
-    /// CEL expression evaluating to a string.
+    /// CEL expression evaluating to a string (numbers and booleans are formatted; `null`
+    /// leaves the header alone).
+    #[cfg_attr(feature = "schemars", schemars(length(min = 1, max = 4096)))]
     pub value: String,
 }

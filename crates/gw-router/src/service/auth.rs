@@ -153,9 +153,10 @@ impl State {
     }
 }
 
-/// Passes what the listener knows about the connection to the auth check: the client
-/// address, and SNI for TLS connections (unless the server inserted richer ones).
-fn add_connection_extensions(parts: &mut http::request::Parts, incoming: &Incoming) {
+/// Passes what the listener knows about the connection to the auth check and the policy
+/// layers: the client address, and SNI for TLS connections (unless the server inserted richer
+/// ones).
+pub(super) fn add_connection_extensions(parts: &mut http::request::Parts, incoming: &Incoming) {
     if ClientAddr::of(&parts.extensions).is_none()
         && let Some(peer) = incoming.peer
     {
@@ -233,6 +234,115 @@ impl tower::Service<Request<AuthBody>> for AuthClient {
                 .client
                 .send(endpoint, wire, tls, Request::from_parts(parts, body))
                 .await
+        })
+    }
+}
+
+/// TrafficPolicy `extAuth` as a layer of a rule's policy stack: the `ExternalAuth` filter's
+/// check (the same [`Authorizer`], the router's backend client, and the configured timeout
+/// and failure mode), before the rule's filters.
+#[derive(Clone)]
+pub(crate) struct PolicyAuthLayer {
+    config: Arc<gw_policy::ext_authz::CompiledExtAuthz>,
+    backend: Arc<BackendTarget>,
+}
+
+impl PolicyAuthLayer {
+    pub(crate) fn new(
+        config: gw_policy::ext_authz::CompiledExtAuthz,
+        backend: Arc<BackendTarget>,
+    ) -> Self {
+        PolicyAuthLayer {
+            config: Arc::new(config),
+            backend,
+        }
+    }
+}
+
+impl<S> tower::Layer<S> for PolicyAuthLayer
+where
+    S: tower::Service<Request<Body>, Response = Response<Body>, Error = std::convert::Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
+    type Service = PolicyAuth;
+
+    fn layer(&self, inner: S) -> PolicyAuth {
+        PolicyAuth {
+            // Boxed: the inner service's future is then a concrete type, whose `Send` rustc
+            // can prove inside the check's future.
+            inner: crate::policy::PolicyService::new(inner),
+            config: self.config.clone(),
+            backend: self.backend.clone(),
+        }
+    }
+}
+
+/// The service of [`PolicyAuthLayer`].
+#[derive(Clone)]
+pub(crate) struct PolicyAuth {
+    inner: crate::policy::PolicyService,
+    config: Arc<gw_policy::ext_authz::CompiledExtAuthz>,
+    backend: Arc<BackendTarget>,
+}
+
+type PolicyAuthFuture =
+    Pin<Box<dyn Future<Output = Result<Response<Body>, std::convert::Infallible>> + Send>>;
+
+impl tower::Service<Request<Body>> for PolicyAuth {
+    type Response = Response<Body>;
+    type Error = std::convert::Infallible;
+    type Future = PolicyAuthFuture;
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        // Call the service that was polled ready; leave a fresh clone in its place.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        // The router serving the request: its backend client asks the auth service.
+        let Some(next) = req.extensions().get::<super::Next>() else {
+            tracing::error!("policy stack called without its continuation; answering 500");
+            let resp = super::status_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                false,
+                "policy continuation missing",
+            );
+            return Box::pin(std::future::ready(Ok(resp)));
+        };
+        let client = AuthClient {
+            shared: next.router.shared.clone(),
+            target: self.backend.clone(),
+            grpc: self.config.is_grpc(),
+        };
+        let authorizer = Authorizer::from_shared(self.config.clone(), client);
+        Box::pin(async move {
+            let (mut parts, body) = req.into_parts();
+            match authorizer.check(&mut parts, body).await {
+                Decision::Allow {
+                    body,
+                    response_headers,
+                } => {
+                    let req = Request::from_parts(parts, body.boxed_unsync());
+                    let mut resp = inner.call(req).await?;
+                    add_effect_headers(resp.headers_mut(), Vec::new(), response_headers);
+                    Ok(resp)
+                }
+                Decision::Deny(resp) => {
+                    tracing::debug!(status = %resp.status(), "external auth (TrafficPolicy) denied the request");
+                    Ok(resp.map(crate::body::full))
+                }
+                // `Decision` is non-exhaustive; a future kind of answer is refused safely.
+                _ => Ok(super::status_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    false,
+                    "unknown external auth decision",
+                )),
+            }
         })
     }
 }

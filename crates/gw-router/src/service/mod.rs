@@ -14,7 +14,8 @@
 //!    `UNIMPLEMENTED`); a host that belongs to another HTTPS listener than the connection's SNI
 //!    selected is 421 Misdirected Request (GEP-3567).
 //! 3. When the rule has a TrafficPolicy, run its layers (CORS, rate limit, basic auth, API
-//!    key, JWT; see [`policy`](crate::policy)): their answers (204, 401, 403, 429) end here.
+//!    key, JWT, external auth, CEL transformation; see [`policy`](crate::policy)): their
+//!    answers (204, 401, 403, 429, an auth service's denial) end here.
 //! 4. Apply the rule's request filters in order (header modifiers, URL rewrite, mirror, CORS,
 //!    or a redirect / CORS preflight answered directly); unresolved filters answer 500. An
 //!    ExternalAuth filter asks its auth service first (see below).
@@ -96,6 +97,7 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 
+pub(crate) use self::auth::PolicyAuthLayer;
 pub use self::error::ForwardError;
 use self::error::{error_response, status_response};
 use self::forward::{Forward, SessionPlan};
@@ -430,9 +432,7 @@ impl Router {
                 return ResponseFuture::ready(Self::direct(route.rule(), d, grpc));
             }
         };
-        if let Some(peer) = incoming.peer {
-            parts.extensions.insert(gw_policy::ClientAddr(peer));
-        }
+        auth::add_connection_extensions(&mut parts, &incoming);
         parts.extensions.insert(Next {
             router: self.clone(),
             route,

@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::{PolicySection, PolicyValidator};
 use crate::resources::{Kind, ObjectKey, Resources};
 use crate::status::{Condition, ConditionStatus, ObjectStatus, PolicyStatus, find};
-use crate::table::{PolicyBlock, RateLimitKey, RulePolicy};
+use crate::table::{Backend, HeaderEdits, PolicyBlock, RateLimitKey, RulePolicy};
 use crate::{CompileOptions, Compiled, compile, load};
 
 const BASE: &str = "
@@ -398,14 +398,14 @@ fn missing_targets_are_target_not_found() {
 }
 
 // PolicyConditionReason Invalid: "the policy is syntactically or semantically invalid". A
-// missing Secret, a section this build does not support, and what the data plane's validator
-// refuses all make the policy Invalid, and it changes nothing.
+// missing Secret, a section this build does not support, a bad transformation or extAuth, and
+// what the data plane's validator refuses all make the policy Invalid, and it changes nothing.
 #[test]
 fn invalid_policies_change_nothing() {
     let cases = [
         "  default: {basicAuth: {secretRef: {name: missing}}}".to_owned(),
-        "  default: {transformation: {request: {path: '\"/x\"'}}}".to_owned(),
-        "  override: {extAuth: {protocol: HTTP, backendRef: {name: auth, port: 80}}}".to_owned(),
+        "  default: {transformation: {request: {remove: ['bad name']}}}".to_owned(),
+        "  override: {extAuth: {protocol: SOAP, backendRef: {name: auth, port: 80}}}".to_owned(),
         "  default: {jwt: {providers: [{name: p, jwks: {inline: 'not json'}}]}}".to_owned(),
         "  default: {jwt: {providers: [{name: p, jwks: {remote: {uri: 'http://idp/keys'}}}]}}"
             .to_owned(),
@@ -432,6 +432,7 @@ fn invalid_policies_change_nothing() {
         // The rest keeps working: the good policy applies, nothing of the bad one does.
         let p = rule_policy(&c, "http", "api").expect("good policy");
         assert!(p.rate_limit.is_none() && p.basic_auth.is_none() && p.jwt.is_none());
+        assert!(p.ext_auth.is_none() && p.transformation.is_none());
         assert!(p.cors.is_some());
         let g = c
             .status
@@ -643,7 +644,7 @@ fn remote_settings(remote: &str, extra: &str) -> crate::table::RemoteJwksSetting
     }
 }
 
-fn refused(remote: &str, extra: &str) -> String {
+fn refused_remote(remote: &str, extra: &str) -> String {
     match remote_jwks(remote, extra) {
         Err(c) => {
             assert_eq!(c.reason, "Invalid", "{remote}");
@@ -706,7 +707,7 @@ fn jwks_remote_uri_must_be_https_with_a_host() {
         ("https://[::1/keys", "IPv6"),
         ("https://idp.example.com/a b", "spaces"),
     ] {
-        let message = refused(&format!("{{uri: '{uri}'}}"), "");
+        let message = refused_remote(&format!("{{uri: '{uri}'}}"), "");
         assert!(
             message.contains("jwt.providers[0].jwks.remote.uri") && message.contains(why),
             "{uri}: {message}"
@@ -726,7 +727,7 @@ fn jwks_remote_uri_must_be_https_with_a_host() {
 #[test]
 fn jwks_remote_cache_duration_is_bounded() {
     for d in ["29s", "25h", "5x", "0s"] {
-        let message = refused(
+        let message = refused_remote(
             &format!("{{uri: 'https://idp.example.com/keys', cacheDuration: '{d}'}}"),
             "",
         );
@@ -772,7 +773,7 @@ data:
     assert_eq!(r.ca_pem.len(), 1);
     assert!(r.ca_pem[0].contains("BEGIN CERTIFICATE"));
 
-    let message = refused(
+    let message = refused_remote(
         "{uri: 'https://idp.internal/keys', caCertificateRefs: [{group: '', kind: ConfigMap, name: missing}]}",
         "",
     );
@@ -780,7 +781,7 @@ data:
         message.contains("caCertificateRefs[0]") && message.contains("not found"),
         "{message}"
     );
-    let message = refused(
+    let message = refused_remote(
         "{uri: 'https://idp.internal/keys', caCertificateRefs: [{group: '', kind: ConfigMap, name: junk}]}",
         "---
 apiVersion: v1
@@ -790,7 +791,7 @@ data: {ca.crt: not a certificate}
 ",
     );
     assert!(message.contains("caCertificateRefs[0]"), "{message}");
-    let message = refused(
+    let message = refused_remote(
         "{uri: 'https://idp.internal/keys', caCertificateRefs: [{group: apps, kind: Deployment, name: x}]}",
         "",
     );
@@ -800,9 +801,404 @@ data: {ca.crt: not a certificate}
 // `jwks` takes exactly one source.
 #[test]
 fn jwks_takes_exactly_one_source() {
-    let message = refused(
+    let message = refused_remote(
         "{uri: 'https://idp.example.com/keys'}, inline: '{\"keys\": []}'",
         "",
     );
     assert!(message.contains("exactly one of"), "{message}");
+}
+
+/// The `Accepted` message of a policy that must be Invalid.
+fn invalid_message(c: &Compiled, name: &str) -> String {
+    let a = accepted(c, name);
+    assert_eq!(
+        (a[0].status, a[0].reason.as_str()),
+        (ConditionStatus::False, "Invalid"),
+        "{a:?}"
+    );
+    a[0].message.clone()
+}
+
+/// Compiles a policy on the Gateway whose `default` block is `body` and returns its `Invalid`
+/// message.
+fn refused(body: &str) -> String {
+    let c = run(&policy(
+        "p",
+        "2024-01-01T00:00:00Z",
+        GW,
+        &format!("  default: {body}"),
+    ));
+    assert!(rule_policy(&c, "http", "api").is_none(), "{body}");
+    invalid_message(&c, "p")
+}
+
+// transformation: request and response header edits and the path, as validated settings
+// (header names lowercase) on every rule the policy reaches.
+#[test]
+fn transformation_compiles_into_settings() {
+    let body = r#"  default:
+    transformation:
+      request:
+        set: [{name: X-Tenant, value: 'request.host.split(".")[0]'}]
+        add: [{name: x-trace, value: '"gw"'}]
+        remove: [Cookie]
+        path: '"/v2" + request.path'
+      response:
+        set: [{name: X-Served-By, value: '"gw"'}]
+        remove: [server]"#;
+    let c = run(&policy("t", "2024-01-01T00:00:00Z", GW, body));
+    assert_eq!(accepted(&c, "t")[0].reason, "Accepted");
+    let t = rule_policy(&c, "http", "static")
+        .and_then(|p| p.transformation)
+        .expect("transformation");
+    let s = &t.settings;
+    assert_eq!(
+        s.request,
+        HeaderEdits {
+            set: vec![(
+                "x-tenant".to_owned(),
+                r#"request.host.split(".")[0]"#.to_owned()
+            )],
+            add: vec![("x-trace".to_owned(), r#""gw""#.to_owned())],
+            remove: vec!["cookie".to_owned()],
+        }
+    );
+    assert_eq!(s.path.as_deref(), Some(r#""/v2" + request.path"#));
+    assert_eq!(
+        s.response.set,
+        [("x-served-by".to_owned(), r#""gw""#.to_owned())]
+    );
+    assert_eq!(s.response.remove, ["server"]);
+}
+
+// transformation structure rules; each is Invalid with a message naming the field.
+#[test]
+fn transformation_structure_rules() {
+    let cases: [(&str, &str); 8] = [
+        // A transformation must change something.
+        ("{transformation: {}}", "at least one"),
+        (
+            "{transformation: {request: {}, response: {}}}",
+            "at least one",
+        ),
+        // Header names are HTTP tokens (RFC 9110 section 5.1).
+        (
+            "{transformation: {request: {set: [{name: 'x user', value: '\"a\"'}]}}}",
+            "transformation.request.set[0]",
+        ),
+        (
+            "{transformation: {response: {remove: ['bad:name']}}}",
+            "transformation.response.remove[0]",
+        ),
+        // Framing headers are never transformed (request smuggling).
+        (
+            "{transformation: {request: {set: [{name: Transfer-Encoding, value: '\"chunked\"'}]}}}",
+            "frames the message",
+        ),
+        // Each header is named once across set, add and remove (as in HTTPRoute header
+        // modifiers).
+        (
+            "{transformation: {request: {set: [{name: x-a, value: '\"1\"'}], remove: [X-A]}}}",
+            "appears twice",
+        ),
+        // Expressions are not empty.
+        (
+            "{transformation: {request: {path: '  '}}}",
+            "transformation.request.path: the CEL expression is empty",
+        ),
+        (
+            "{transformation: {response: {add: [{name: x-a, value: ''}]}}}",
+            "transformation.response.add[0].value",
+        ),
+    ];
+    for (body, expected) in cases {
+        let msg = refused(body);
+        assert!(msg.contains(expected), "{body}: {msg}");
+        assert!(msg.starts_with("default.transformation"), "{msg}");
+    }
+}
+
+// transformation limits: at most 16 edits per list, expressions of at most 4096 bytes.
+#[test]
+fn transformation_limits() {
+    let headers: Vec<String> = (0..17).map(|i| format!("x-h{i}")).collect();
+    let msg = refused(&format!(
+        "{{transformation: {{request: {{remove: [{}]}}}}}}",
+        headers.join(", ")
+    ));
+    assert!(msg.contains("has 17 entries; at most 16"), "{msg}");
+    // Exactly 16 is fine.
+    let c = run(&policy(
+        "p",
+        "2024-01-01T00:00:00Z",
+        GW,
+        &format!(
+            "  default: {{transformation: {{request: {{remove: [{}]}}}}}}",
+            headers[..16].join(", ")
+        ),
+    ));
+    assert_eq!(accepted(&c, "p")[0].reason, "Accepted");
+    let long = format!("'\"{}\"'", "a".repeat(4100));
+    let msg = refused(&format!(
+        "{{transformation: {{request: {{path: {long}}}}}}}"
+    ));
+    assert!(msg.contains("at most 4096"), "{msg}");
+}
+
+// The data plane compiles the CEL expressions: the validator gets the transformation, and an
+// expression it cannot compile makes the policy Invalid with its message; the other policies
+// keep applying.
+#[test]
+fn transformation_expressions_go_to_the_validator() {
+    let yaml = policy(
+        "cel",
+        "2024-01-01T00:00:00Z",
+        GW,
+        "  default: {transformation: {request: {set: [{name: x-a, value: 'request.path +'}]}}}",
+    ) + &policy(
+        "other",
+        "2024-01-02T00:00:00Z",
+        ROUTE,
+        "  default: {cors: {allowOrigins: ['*']}}",
+    );
+    let options = CompileOptions {
+        policy_validator: Some(PolicyValidator::new(|s| match s {
+            PolicySection::Transformation(t) => match t.request.set.first() {
+                Some((_, e)) if e.ends_with('+') => Err(format!("{e:?}: unexpected end of input")),
+                _ => Ok(()),
+            },
+            _ => Ok(()),
+        })),
+        ..CompileOptions::new("gw.dev/gateway")
+    };
+    let c = run_with(&yaml, &options);
+    let msg = invalid_message(&c, "cel");
+    assert!(
+        msg.contains("default.transformation: \"request.path +\": unexpected end of input"),
+        "{msg}"
+    );
+    let p = rule_policy(&c, "http", "api").expect("other policy");
+    assert!(p.transformation.is_none() && p.cors.is_some());
+}
+
+const AUTH_SERVICE: &str = "---
+apiVersion: v1
+kind: Service
+metadata: {name: auth, namespace: default}
+spec: {ports: [{name: http, port: 80}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: auth-1, namespace: default, labels: {kubernetes.io/service-name: auth}}
+addressType: IPv4
+ports: [{name: http, port: 9000}]
+endpoints: [{addresses: ['10.0.0.9']}]
+";
+
+fn ext_auth_of(c: &Compiled) -> crate::table::ExtAuthSettings {
+    let a = rule_policy(c, "http", "api")
+        .and_then(|p| p.ext_auth)
+        .expect("extAuth");
+    (*a.settings).clone()
+}
+
+fn resolved_refs(c: &Compiled, name: &str) -> Condition {
+    let s = policy_status(c, name);
+    find(&s.ancestors[0].conditions, "ResolvedRefs")
+        .cloned()
+        .expect("ResolvedRefs")
+}
+
+// extAuth: the ExternalAuth filter's fields, its backendRef resolved to the Service's
+// endpoints; `timeout` defaults to 2s and failing open is opt-in.
+#[test]
+fn ext_auth_compiles_into_settings() {
+    let body = "  default:\n    extAuth:\n      protocol: HTTP\n      backendRef: {name: auth, port: 80}\n      http: {path: /verify, allowedHeaders: [x-tenant]}";
+    let c = run(&(policy("a", "2024-01-01T00:00:00Z", GW, body) + AUTH_SERVICE));
+    assert_eq!(accepted(&c, "a")[0].reason, "Accepted");
+    let cond = resolved_refs(&c, "a");
+    assert_eq!(cond.status, ConditionStatus::True);
+    let a = ext_auth_of(&c);
+    let Backend::Service(s) = &a.backend else {
+        panic!("{:?}", a.backend)
+    };
+    assert_eq!(s.service, ObjectKey::new("default", "auth"));
+    assert_eq!(s.endpoints, ["10.0.0.9:9000".parse().expect("addr")]);
+    assert_eq!(a.config.protocol, "HTTP");
+    assert_eq!(
+        a.config.http.as_ref().and_then(|h| h.path.as_deref()),
+        Some("/verify")
+    );
+    assert_eq!((a.timeout, a.fail_open), (Duration::from_secs(2), false));
+
+    let body = "  default:\n    extAuth: {protocol: GRPC, backendRef: {name: auth, port: 80}, timeout: 250ms, failOpen: true}";
+    let c = run(&(policy("a", "2024-01-01T00:00:00Z", GW, body) + AUTH_SERVICE));
+    let a = ext_auth_of(&c);
+    assert_eq!((a.timeout, a.fail_open), (Duration::from_millis(250), true));
+}
+
+// extAuth validation is the ExternalAuth filter's (CRD: protocol HTTP or GRPC, "protocol must
+// be 'HTTP' when http is set", the `http.path` pattern, header names, a non-negative
+// `forwardBody.maxSize`) plus the policy's `timeout`, a duration above zero.
+#[test]
+fn ext_auth_structure_rules() {
+    let auth = "backendRef: {name: auth, port: 80}";
+    let cases = [
+        (
+            format!("{{extAuth: {{protocol: SOAP, {auth}}}}}"),
+            "protocol \"SOAP\" is not HTTP or GRPC",
+        ),
+        (
+            format!("{{extAuth: {{protocol: GRPC, {auth}, http: {{}}}}}}"),
+            "does not go with the `http` block",
+        ),
+        (
+            format!("{{extAuth: {{protocol: HTTP, {auth}, grpc: {{}}}}}}"),
+            "does not go with the `grpc` block",
+        ),
+        (
+            format!("{{extAuth: {{protocol: HTTP, {auth}, http: {{path: '/a b'}}}}}}"),
+            "http.path",
+        ),
+        (
+            format!("{{extAuth: {{protocol: HTTP, {auth}, http: {{path: '/%zz'}}}}}}"),
+            "http.path",
+        ),
+        (
+            format!(
+                "{{extAuth: {{protocol: HTTP, {auth}, http: {{allowedResponseHeaders: ['a b']}}}}}}"
+            ),
+            "not a valid header name",
+        ),
+        (
+            format!("{{extAuth: {{protocol: GRPC, {auth}, forwardBody: {{maxSize: -1}}}}}}"),
+            "forwardBody.maxSize -1 must not be negative",
+        ),
+        (
+            format!("{{extAuth: {{protocol: HTTP, {auth}, timeout: 0s}}}}"),
+            "extAuth.timeout \"0s\"",
+        ),
+        (
+            format!("{{extAuth: {{protocol: HTTP, {auth}, timeout: 2 seconds}}}}"),
+            "extAuth.timeout",
+        ),
+    ];
+    for (body, expected) in cases {
+        let msg = refused(&body);
+        assert!(msg.contains(expected), "{body}: {msg}");
+    }
+}
+
+// The ExternalAuth filter shares these checks: the same mistakes make an HTTPRoute rule
+// invalid.
+#[test]
+fn the_external_auth_filter_shares_the_checks() {
+    let route = "---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: authz, namespace: default}
+spec:
+  parentRefs: [{name: edge}]
+  rules:
+  - filters: [{type: ExternalAuth, externalAuth: {protocol: GRPC, backendRef: {name: auth, port: 80}, http: {}}}]
+    backendRefs: [{name: api, port: 80}]
+";
+    let c = run(route);
+    let s = c
+        .status
+        .route(Kind::HttpRoute, &ObjectKey::new("default", "authz"))
+        .expect("route status");
+    let accepted = find(&s.parents[0].conditions, "Accepted").expect("Accepted");
+    assert_eq!(accepted.status, ConditionStatus::False);
+    assert!(
+        accepted
+            .message
+            .contains("does not go with the `http` block"),
+        "{}",
+        accepted.message
+    );
+}
+
+// ReferenceGrant (GEP-709) for the auth service, exactly as for the filter: another
+// namespace's Service needs a grant naming TrafficPolicy. Until then the policy still applies
+// and fails closed (a Backend::Invalid: 500), with ResolvedRefs False / RefNotPermitted; a
+// missing Service is BackendNotFound.
+#[test]
+fn ext_auth_backend_ref_resolution() {
+    let body = "  default: {extAuth: {protocol: HTTP, backendRef: {name: auth, namespace: sec, port: 80}}}";
+    let service = AUTH_SERVICE.replace("namespace: default", "namespace: sec");
+    let grant = "---
+apiVersion: gateway.networking.k8s.io/v1beta1
+kind: ReferenceGrant
+metadata: {name: allow, namespace: sec}
+spec:
+  from: [{group: policy.gw.dev, kind: TrafficPolicy, namespace: default}]
+  to: [{group: '', kind: Service}]
+";
+    let yaml = policy("a", "2024-01-01T00:00:00Z", GW, body) + &service;
+    let c = run(&yaml);
+    assert_eq!(accepted(&c, "a")[0].reason, "Accepted");
+    let cond = resolved_refs(&c, "a");
+    assert_eq!(
+        (cond.status, cond.reason.as_str()),
+        (ConditionStatus::False, "RefNotPermitted"),
+        "{cond:?}"
+    );
+    assert!(matches!(ext_auth_of(&c).backend, Backend::Invalid { .. }));
+
+    let c = run(&(yaml.clone() + grant));
+    assert_eq!(resolved_refs(&c, "a").status, ConditionStatus::True);
+    assert!(matches!(ext_auth_of(&c).backend, Backend::Service(_)));
+
+    let local = body.replace("namespace: sec, ", "");
+    let c = run(&policy("a", "2024-01-01T00:00:00Z", GW, &local));
+    let cond = resolved_refs(&c, "a");
+    assert_eq!(cond.reason, "BackendNotFound");
+    assert!(
+        cond.message
+            .contains("requests through this policy get 500"),
+        "{}",
+        cond.message
+    );
+    assert!(matches!(ext_auth_of(&c).backend, Backend::Invalid { .. }));
+}
+
+// BackendTLSPolicy (GEP-1897) applies to the auth service of a policy as to any backend.
+#[test]
+fn ext_auth_backend_gets_backend_tls() {
+    let body = "  default: {extAuth: {protocol: HTTP, backendRef: {name: auth, port: 80}}}";
+    let tls = "---
+apiVersion: gateway.networking.k8s.io/v1
+kind: BackendTLSPolicy
+metadata: {name: auth-tls, namespace: default}
+spec:
+  targetRefs: [{group: '', kind: Service, name: auth}]
+  validation: {hostname: auth.example.com, wellKnownCACertificates: System}
+";
+    let c = run(&(policy("a", "2024-01-01T00:00:00Z", GW, body) + AUTH_SERVICE + tls));
+    let Backend::Service(s) = ext_auth_of(&c).backend else {
+        panic!("no service backend")
+    };
+    let t = s.tls.expect("backend TLS");
+    assert_eq!(t.hostname, "auth.example.com");
+}
+
+// The validator sees extAuth too.
+#[test]
+fn ext_auth_goes_to_the_validator() {
+    let body = "  default: {extAuth: {protocol: GRPC, backendRef: {name: auth, port: 80}}}";
+    let options = CompileOptions {
+        policy_validator: Some(PolicyValidator::new(|s| match s {
+            PolicySection::ExtAuth(a) if a.config.protocol == "GRPC" => {
+                Err("no gRPC here".to_owned())
+            }
+            _ => Ok(()),
+        })),
+        ..CompileOptions::new("gw.dev/gateway")
+    };
+    let c = run_with(
+        &(policy("a", "2024-01-01T00:00:00Z", GW, body) + AUTH_SERVICE),
+        &options,
+    );
+    assert!(invalid_message(&c, "a").contains("default.extAuth: no gRPC here"));
 }
