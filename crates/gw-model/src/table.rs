@@ -8,6 +8,8 @@
 
 use std::cmp::Reverse;
 use std::net::{IpAddr, SocketAddr};
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -96,12 +98,12 @@ pub struct ListenerTable {
     pub hostname: Option<String>,
     /// TLS settings (HTTPS and TLS listeners).
     pub tls: Option<ListenerTlsTable>,
-    /// HTTPRoute rules attached here.
-    pub http: Vec<HttpRouteEntry>,
+    /// HTTPRoute rules attached here (shared with the data plane's index: see [`Shared`]).
+    pub http: Vec<Shared<HttpRouteEntry>>,
     /// The HTTP matches across all `http` entries, in precedence order: (entry, match) indices.
     pub http_order: Vec<(usize, usize)>,
-    /// GRPCRoute rules attached here.
-    pub grpc: Vec<GrpcRouteEntry>,
+    /// GRPCRoute rules attached here (shared with the data plane's index: see [`Shared`]).
+    pub grpc: Vec<Shared<GrpcRouteEntry>>,
     /// The gRPC matches across all `grpc` entries, in precedence order: (entry, match) indices.
     pub grpc_order: Vec<(usize, usize)>,
     /// TLSRoutes (by SNI), TCPRoutes or UDPRoutes attached here, in precedence order.
@@ -439,6 +441,72 @@ pub struct RuleAction {
     /// Session persistence of the rule (GEP-1619), validated; it covers every backend of the
     /// rule and overrides the backends' own (XBackendTrafficPolicy) session persistence.
     pub session_persistence: Option<SessionConfig>,
+}
+
+/// A table entry behind a reference count, so that the data plane's index (and anything else
+/// that keeps entries beyond the table's life) holds the same entry instead of a copy: at 5,000
+/// routes a copy of every rule in the router's index costs megabytes.
+///
+/// It reads as the entry ([`Deref`]); writing through it ([`DerefMut`]) copies the entry first
+/// when another holder shares it (copy on write, [`Arc::make_mut`]), so no holder ever sees
+/// another's change. [`Shared::ptr_eq`] tells whether two holders share one entry.
+///
+/// ```
+/// use gw_model::table::Shared;
+///
+/// let mut a = Shared::new(String::from("rule"));
+/// let b = a.clone();
+/// assert!(Shared::ptr_eq(&a, &b));
+/// a.push_str(" changed"); // copies: `b` still reads "rule"
+/// assert_eq!((a.as_str(), b.as_str()), ("rule changed", "rule"));
+/// assert!(!Shared::ptr_eq(&a, &b));
+/// ```
+#[derive(Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct Shared<T>(Arc<T>);
+
+impl<T> Shared<T> {
+    /// Wraps an entry.
+    pub fn new(value: T) -> Self {
+        Shared(Arc::new(value))
+    }
+
+    /// Whether both hold the same entry (not a copy).
+    pub fn ptr_eq(a: &Self, b: &Self) -> bool {
+        Arc::ptr_eq(&a.0, &b.0)
+    }
+
+    /// The shared entry.
+    pub fn as_arc(&self) -> &Arc<T> {
+        &self.0
+    }
+}
+
+impl<T> Clone for Shared<T> {
+    /// Another holder of the same entry (a reference-count increment).
+    fn clone(&self) -> Self {
+        Shared(Arc::clone(&self.0))
+    }
+}
+
+impl<T> From<T> for Shared<T> {
+    fn from(value: T) -> Self {
+        Shared::new(value)
+    }
+}
+
+impl<T> Deref for Shared<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T: Clone> DerefMut for Shared<T> {
+    /// The entry, copied first if another holder shares it.
+    fn deref_mut(&mut self) -> &mut T {
+        Arc::make_mut(&mut self.0)
+    }
 }
 
 /// One HTTPRoute rule attached to a listener.

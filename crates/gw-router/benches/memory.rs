@@ -6,6 +6,9 @@
 //!
 //! Run: `cargo bench -p gw-router --bench memory` (`-- 500` for another route count; with
 //! `GW_BENCH_QUICK=1`, 200 routes: CI runs it that way through `cargo test --benches`).
+//! With `GW_DHAT_OUT=FILE`, dhat also writes its profile to FILE, with every stage still alive
+//! at exit: the `eb` ("bytes at end") of each allocation site is then what that site holds
+//! (open it in dhat's viewer, `dh_view.html`, sorted by "At t-end").
 
 #![allow(missing_docs, clippy::unwrap_used, clippy::panic, clippy::print_stdout)]
 
@@ -84,7 +87,11 @@ fn main() {
         } else {
             5_000
         });
-    let _profiler = dhat::Profiler::builder().testing().build();
+    let out = std::env::var_os("GW_DHAT_OUT");
+    let _profiler = match &out {
+        Some(f) => dhat::Profiler::builder().file_name(f).build(),
+        None => dhat::Profiler::builder().testing().build(),
+    };
     let text = manifests(n);
     let mut rows = Vec::new();
 
@@ -103,26 +110,25 @@ fn main() {
     let before = live();
     let compiled = gw_model::compile(&resources, &CompileOptions::new("gw.dev/gateway"));
     let after = live();
-    let status_bytes = {
-        let b = live();
-        let status = compiled.status.clone();
-        let s = live() - b;
-        drop(status);
-        s
-    };
+    let peak = dhat::HeapStats::get().max_bytes as u64;
+    // The report's own bytes: what dropping it frees (a clone would be sized exactly and
+    // miss the headroom of Vecs grown by pushing).
+    let gw_model::Compiled { table, status, .. } = compiled;
+    drop(status);
+    let status_bytes = after - live();
     rows.push(Row {
         stage: "RouteTable (compiled)",
         bytes: after - before - status_bytes,
-        peak: dhat::HeapStats::get().max_bytes as u64,
+        peak,
     });
     rows.push(Row {
         stage: "StatusReport",
         bytes: status_bytes,
-        peak: dhat::HeapStats::get().max_bytes as u64,
+        peak,
     });
 
     let before = live();
-    let routes = Routes::build(&compiled.table);
+    let routes = Routes::build(&table);
     rows.push(Row {
         stage: "Routes (router index)",
         bytes: live() - before,
@@ -144,5 +150,10 @@ fn main() {
         );
     }
     println!("| total | {total} | {} | |", total / n as u64);
-    drop((routes, compiled, resources));
+    if out.is_some() {
+        // Keep every stage alive for the profile's "at end" figures.
+        std::mem::forget((routes, table, resources));
+    } else {
+        drop((routes, table, resources));
+    }
 }

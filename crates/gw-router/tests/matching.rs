@@ -454,3 +454,46 @@ spec:
         hit("http", 0)
     );
 }
+
+/// The index holds the table's entries, not copies of them (at 5,000 routes a copy of every
+/// rule cost megabytes), and the rule it resolves to is that entry.
+#[test]
+fn the_index_shares_the_table_entries() {
+    let yaml = format!(
+        "{GATEWAY}{}{}",
+        route(
+            "a",
+            None,
+            "  rules: [{matches: [{path: {type: PathPrefix, value: /a}}]}]"
+        ),
+        route(
+            "b",
+            None,
+            "  rules: [{matches: [{path: {type: Exact, value: /b}}]}]"
+        ),
+    );
+    let table = common::table(&yaml);
+    let entries = &table.gateways[0].listeners[0].http;
+    assert_eq!(entries.len(), 2);
+    for e in entries {
+        assert_eq!(std::sync::Arc::strong_count(e.as_arc()), 1);
+    }
+    let routes = Routes::build(&table);
+    for e in entries {
+        assert_eq!(
+            std::sync::Arc::strong_count(e.as_arc()),
+            2,
+            "{}",
+            e.route.key
+        );
+    }
+    let req = get("/b");
+    let m = routes.resolve(&gateway(), 80, &req);
+    let entry = m.matched().and_then(|m| m.rule().http_entry()).unwrap();
+    let shared = entries.iter().find(|e| e.route.key.name == "b").unwrap();
+    assert!(std::ptr::eq(entry, &**shared));
+    drop(routes);
+    for e in entries {
+        assert_eq!(std::sync::Arc::strong_count(e.as_arc()), 1);
+    }
+}

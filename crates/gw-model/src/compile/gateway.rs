@@ -714,6 +714,7 @@ pub(crate) fn listener_sets_for<'a>(
                 && p.name == gateway.name
                 && p.namespace.as_deref().unwrap_or(&k.namespace) == gateway.namespace
         })
+        .map(|(k, ls)| (k, &**ls))
         .collect();
     sets.sort_by(|(ka, a), (kb, b)| {
         super::created(&a.metadata)

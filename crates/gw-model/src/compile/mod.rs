@@ -335,6 +335,8 @@ pub fn compile(res: &Resources, options: &CompileOptions) -> Compiled {
     ));
     traffic_policy::mark_affected(res, &affected, &mut entries, options);
     entries.sort_by(|a, b| (a.kind, &a.key).cmp(&(b.kind, &b.key)));
+    // The report lives until the next reload: drop the growth headroom.
+    entries.shrink_to_fit();
     Compiled {
         table,
         status: StatusReport { entries },
@@ -581,7 +583,10 @@ fn attach_route(
         ),
         Some(u) => Condition::fail("ResolvedRefs", u.reason, &u.message, generation),
     };
-    let mut parents = Vec::new();
+    // Sized to the parentRefs: a Vec grown from empty keeps room for four parents (704 bytes
+    // at 5,000 routes with one parent each: 3.5 MB of a status report that lives until the
+    // next reload).
+    let mut parents = Vec::with_capacity(view.parent_refs.len());
     // Listeners this route is already on: a route counts once per listener and its rules are
     // placed once, however many of its parentRefs select the listener.
     let mut placed: std::collections::HashSet<(usize, usize)> = std::collections::HashSet::new();
@@ -661,6 +666,7 @@ fn attach_route(
                 generation,
             ));
         }
+        conditions.shrink_to_fit();
         parents.push(RouteParentStatus {
             parent_ref: status_parent_ref(p),
             controller_name: options.controller_name.clone(),
@@ -807,12 +813,12 @@ fn place_rules(table: &mut ListenerTable, compiled: &RouteCompilation, hostnames
             RuleEntry::Http(e) => {
                 let mut e = e.clone();
                 e.hostnames = hostnames.to_vec();
-                table.http.push(e);
+                table.http.push(e.into());
             }
             RuleEntry::Grpc(e) => {
                 let mut e = e.clone();
                 e.hostnames = hostnames.to_vec();
-                table.grpc.push(e);
+                table.grpc.push(e.into());
             }
             RuleEntry::L4(e) => {
                 let mut e = e.clone();
@@ -1019,6 +1025,10 @@ fn finish_gateway(
 
 /// Orders a listener's rules by the explicit precedence keys.
 fn sort_table(t: &mut ListenerTable) {
+    // The table lives until the next reload: drop the growth headroom of the pushes.
+    t.http.shrink_to_fit();
+    t.grpc.shrink_to_fit();
+    t.l4.shrink_to_fit();
     let mut http: Vec<(HttpMatchKey, (usize, usize))> =
         t.http
             .iter()
