@@ -24,6 +24,7 @@
 //!   `--write-stall-timeout` fails, and hyper closes the connection.
 
 use std::io;
+use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -33,12 +34,18 @@ use std::time::Duration;
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
+use tokio_util::io::poll_read_buf;
 
 /// The HTTP/2 connection preface (RFC 9113 3.4).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// What replaces a refused head: hyper fails to parse it (invalid method token), answers 400
 /// and closes the connection.
 const REFUSED_HEAD: &[u8] = b"\x01 / HTTP/1.1\r\n\r\n";
+/// Bytes reserved in the read buffer when it runs low, and the least room a read gets.
+const READ_SIZE: usize = 8192;
+const READ_MIN: usize = 1024;
+/// Header slots `inspect` keeps on the stack (32 bytes each); more go to the heap.
+const STACK_HEADERS: usize = 128;
 
 /// Settings of the guard (from [`Limits`](crate::limits::Limits)); zero durations disable.
 #[derive(Debug, Clone, Copy)]
@@ -325,8 +332,7 @@ impl<S> GuardedIo<S> {
                         self.raw.clear();
                         return;
                     }
-                    self.ready.extend_from_slice(&self.raw);
-                    self.raw.clear();
+                    self.release(self.raw.len());
                     return;
                 }
                 Mode::Upgrade => {
@@ -343,8 +349,7 @@ impl<S> GuardedIo<S> {
                     };
                 }
                 Mode::Passthrough => {
-                    self.ready.extend_from_slice(&self.raw);
-                    self.raw.clear();
+                    self.release(self.raw.len());
                     return;
                 }
                 Mode::Refused => {
@@ -460,9 +465,16 @@ impl<S> GuardedIo<S> {
         }
     }
 
+    /// Hands the first `n` inspected bytes of `raw` over to hyper. Both buffers are views of
+    /// one allocation, so this moves no bytes unless `ready` still holds older ones from
+    /// another allocation.
     fn release(&mut self, n: usize) {
         let taken = self.raw.split_to(n);
-        self.ready.extend_from_slice(&taken);
+        if self.ready.is_empty() {
+            self.ready = taken;
+        } else {
+            self.ready.unsplit(taken);
+        }
     }
 
     /// The next deadline of the read side: the head's, or the idle timeout's.
@@ -519,9 +531,17 @@ fn inspect(head: &[u8], max_headers: usize) -> Verdict {
     {
         return Verdict::Refuse("bare LF line ending");
     }
-    let mut headers = vec![httparse::EMPTY_HEADER; max_headers.max(1)];
-    let mut req = httparse::Request::new(&mut headers);
-    match req.parse(head) {
+    // Uninitialized header slots: on the stack up to STACK_HEADERS, no zeroing either way.
+    let mut stack = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; STACK_HEADERS];
+    let mut heap = Vec::new();
+    let slots: &mut [MaybeUninit<httparse::Header<'_>>] = if max_headers <= STACK_HEADERS {
+        &mut stack[..max_headers.max(1)]
+    } else {
+        heap.resize_with(max_headers, MaybeUninit::uninit);
+        &mut heap
+    };
+    let mut req = httparse::Request::new(&mut []);
+    match req.parse_with_uninit_headers(head, slots) {
         Ok(httparse::Status::Complete(_)) => {}
         // Too many headers (431), invalid characters, obs-fold...: hyper refuses it itself.
         Ok(httparse::Status::Partial) | Err(_) => return Verdict::Passthrough,
@@ -670,28 +690,31 @@ impl<S: AsyncRead + Unpin> AsyncRead for GuardedIo<S> {
                 let n = this.ready.len().min(buf.remaining());
                 buf.put_slice(&this.ready[..n]);
                 this.ready.advance(n);
+                if this.ready.is_empty() {
+                    // Drop the handle on the shared buffer, so that `raw` can reuse it.
+                    this.ready = BytesMut::new();
+                }
                 return Poll::Ready(Ok(()));
             }
             if this.eof {
                 if !this.raw.is_empty() {
                     // A truncated head or body: let hyper see it and fail.
-                    let rest = this.raw.split();
-                    this.ready.extend_from_slice(&rest);
+                    let rest = this.raw.len();
+                    this.release(rest);
                     continue;
                 }
                 return Poll::Ready(Ok(()));
             }
-            let mut chunk = [0u8; 8192];
-            let mut read = ReadBuf::new(&mut chunk);
-            match Pin::new(&mut this.inner).poll_read(cx, &mut read) {
-                Poll::Ready(Ok(())) => {
-                    if read.filled().is_empty() {
-                        this.eof = true;
-                        continue;
-                    }
-                    this.raw.extend_from_slice(read.filled());
-                    this.process();
+            // Straight into `raw`'s spare capacity: no zeroed scratch buffer, no extra copy.
+            if this.raw.capacity() - this.raw.len() < READ_MIN {
+                this.raw.reserve(READ_SIZE);
+            }
+            match poll_read_buf(Pin::new(&mut this.inner), cx, &mut this.raw) {
+                Poll::Ready(Ok(0)) => {
+                    this.eof = true;
+                    continue;
                 }
+                Poll::Ready(Ok(_)) => this.process(),
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Pending => {
                     let Some((deadline, why)) = this.read_deadline() else {

@@ -7,6 +7,8 @@ use gw_model::resources::ObjectKey;
 use http::{HeaderValue, Response, StatusCode};
 
 use crate::body::{Body, BoxError, empty};
+use crate::index::Rule;
+use crate::trace::TraceContext;
 
 /// Why a request could not be forwarded to a backend. The [`Router`](crate::Router) answers
 /// these itself (see [`ForwardError::status`]); they are never returned as `Err`.
@@ -165,9 +167,22 @@ fn grpc_message(m: &str) -> String {
     out
 }
 
-/// The edge: a transport failure becomes a response.
-pub(crate) fn error_response(e: &ForwardError, grpc: bool) -> Response<Body> {
-    tracing::warn!(error = %e, source = ?std::error::Error::source(e), "request not forwarded");
+/// The edge: a transport failure becomes a response. The warning names the route, rule and
+/// trace id itself: the per-request `request` span that also carries them is DEBUG-level.
+pub(crate) fn error_response(
+    e: &ForwardError,
+    grpc: bool,
+    rule: &Rule,
+    trace: Option<TraceContext>,
+) -> Response<Body> {
+    tracing::warn!(
+        error = %e,
+        source = ?std::error::Error::source(e),
+        trace_id = trace.map(|t| tracing::field::display(t.trace_id())),
+        route = %rule.route_label(),
+        rule = %rule.rule_label(),
+        "request not forwarded"
+    );
     status_response(e.status(), grpc, &e.to_string())
 }
 

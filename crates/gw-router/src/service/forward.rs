@@ -129,6 +129,10 @@ const HOP_BY_HOP: [HeaderName; 7] = [
     http::header::TRANSFER_ENCODING,
 ];
 
+/// Parsed once, not per request (a `&str` name is parsed on every use).
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+
 /// Whether the request asks for a protocol upgrade (`Connection: upgrade` + `Upgrade`).
 pub(super) fn is_upgrade(headers: &HeaderMap) -> bool {
     headers.contains_key(UPGRADE)
@@ -143,6 +147,14 @@ pub(super) fn is_upgrade(headers: &HeaderMap) -> bool {
 /// Removes hop-by-hop headers, and those named by `Connection`; keeps the upgrade pair when
 /// `upgrade`, and `te: trailers` (gRPC needs it).
 fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+    // Most requests carry none of these: one pass over the names instead of nine lookups.
+    if !upgrade
+        && !headers
+            .keys()
+            .any(|n| HOP_BY_HOP.contains(n) || n == UPGRADE || n == http::header::TE)
+    {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(CONNECTION)
         .iter()
@@ -173,40 +185,46 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
 /// The upstream request head, reused by retries and mirrors.
 struct Head {
     method: http::Method,
-    path_and_query: String,
+    path_and_query: http::uri::PathAndQuery,
     /// Host (and port) as the client sent it, or as rewritten.
     authority: Option<String>,
     headers: HeaderMap,
 }
 
 impl Head {
-    fn new(parts: &request::Parts, incoming: &Incoming, upgrade: bool) -> Head {
-        let mut headers = parts.headers.clone();
+    /// The head of `parts`, whose headers it takes (nothing else needs them afterwards).
+    fn new(parts: request::Parts, incoming: &Incoming, upgrade: bool) -> Head {
+        let request::Parts {
+            method,
+            uri,
+            mut headers,
+            ..
+        } = parts;
         strip_hop_by_hop(&mut headers, upgrade);
         let authority = headers
             .remove(HOST)
             .and_then(|h| h.to_str().ok().map(str::to_owned))
-            .or_else(|| parts.uri.authority().map(|a| a.as_str().to_owned()));
+            .or_else(|| uri.authority().map(|a| a.as_str().to_owned()));
         if let Some(peer) = incoming.peer {
             let ip = peer.ip().to_string();
-            let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+            let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
                 Some(prev) => format!("{prev}, {ip}"),
                 None => ip,
             };
             if let Ok(v) = HeaderValue::try_from(xff) {
-                headers.insert("x-forwarded-for", v);
+                headers.insert(X_FORWARDED_FOR, v);
             }
         }
         headers.insert(
-            "x-forwarded-proto",
+            X_FORWARDED_PROTO,
             HeaderValue::from_static(incoming.scheme.as_str()),
         );
         Head {
-            method: parts.method.clone(),
-            path_and_query: parts
-                .uri
+            method,
+            path_and_query: uri
                 .path_and_query()
-                .map_or_else(|| "/".to_owned(), |pq| pq.as_str().to_owned()),
+                .cloned()
+                .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
             authority,
             headers,
         }
@@ -214,15 +232,54 @@ impl Head {
 
     /// The request to send to `endpoint`; `tls`: the connection is TLS (scheme `https`).
     fn request(&self, endpoint: SocketAddr, wire: Wire, tls: bool, body: Body) -> Request<Body> {
-        let pq = &self.path_and_query;
-        let scheme = if tls { "https" } else { "http" };
-        let endpoint_uri = || format!("{scheme}://{endpoint}{pq}").parse::<http::Uri>();
+        self.build(endpoint, wire, tls, body, self.headers.clone())
+    }
+
+    /// [`request`](Self::request) for the last use of this head: its headers are moved, not
+    /// cloned.
+    fn into_request(
+        mut self,
+        endpoint: SocketAddr,
+        wire: Wire,
+        tls: bool,
+        body: Body,
+    ) -> Request<Body> {
+        let headers = std::mem::take(&mut self.headers);
+        self.build(endpoint, wire, tls, body, headers)
+    }
+
+    fn build(
+        &self,
+        endpoint: SocketAddr,
+        wire: Wire,
+        tls: bool,
+        body: Body,
+        headers: HeaderMap,
+    ) -> Request<Body> {
+        let scheme = if tls {
+            http::uri::Scheme::HTTPS
+        } else {
+            http::uri::Scheme::HTTP
+        };
+        let uri = |authority: http::uri::Authority| {
+            http::Uri::builder()
+                .scheme(scheme.clone())
+                .authority(authority)
+                .path_and_query(self.path_and_query.clone())
+                .build()
+        };
+        let endpoint_uri = || {
+            let mut a = String::with_capacity(48);
+            let _ = std::fmt::Write::write_fmt(&mut a, format_args!("{endpoint}"));
+            http::uri::Authority::try_from(a).map(uri)
+        };
         let (uri, version) = match wire {
             Wire::Http1 => (endpoint_uri(), Version::HTTP_11),
             Wire::H2c => (
                 self.authority
                     .as_deref()
-                    .and_then(|a| format!("{scheme}://{a}{pq}").parse().ok())
+                    .and_then(|a| http::uri::Authority::try_from(a).ok())
+                    .map(uri)
                     .map_or_else(endpoint_uri, Ok),
                 Version::HTTP_2,
             ),
@@ -230,10 +287,10 @@ impl Head {
         let mut req = Request::new(body);
         *req.method_mut() = self.method.clone();
         *req.version_mut() = version;
-        if let Ok(uri) = uri {
+        if let Ok(Ok(uri)) = uri {
             *req.uri_mut() = uri;
         }
-        *req.headers_mut() = self.headers.clone();
+        *req.headers_mut() = headers;
         if wire == Wire::Http1
             && let Some(a) = self
                 .authority
@@ -341,7 +398,7 @@ where
                 }
                 r
             }
-            Err(e) => error_response(&e, grpc),
+            Err(e) => error_response(&e, grpc, &rule, info.trace),
         };
         let headers = resp.headers_mut();
         apply_response(&rule.filters, headers);
@@ -389,13 +446,15 @@ where
         };
         let grpc = grpc || rule.kind() == RouteKind::Grpc;
         let wire = wire_for(svc, grpc, upgrade.is_some());
-        let head = Head::new(&parts, &incoming, upgrade.is_some());
+        let mut head = Some(Head::new(parts, &incoming, upgrade.is_some()));
         let retry = rule.retry().filter(|_| upgrade.is_none());
         let want_buffer = retry.is_some() || !effects.mirrors.is_empty();
         let mut body = prepare_body(body, want_buffer, shared.config.max_buffered_body).await?;
 
-        for m in &effects.mirrors {
-            spawn_mirror(&shared, m, &head, body.replayable().cloned());
+        if let Some(head) = &head {
+            for m in &effects.mirrors {
+                spawn_mirror(&shared, m, head, body.replayable().cloned());
+            }
         }
 
         let max_retries = match (retry, body.replayable()) {
@@ -428,12 +487,18 @@ where
                 return Err(ForwardError::Internal("request body already sent".into()));
             };
             let tls = svc.tls.as_ref();
-            let send = shared.client.send(
-                endpoint,
-                wire,
-                tls,
-                head.request(endpoint, wire, tls.is_some(), b),
-            );
+            // The last attempt there can be takes the head's headers instead of a copy.
+            let req = if attempt >= max_retries {
+                head.take()
+                    .map(|h| h.into_request(endpoint, wire, tls.is_some(), b))
+            } else {
+                head.as_ref()
+                    .map(|h| h.request(endpoint, wire, tls.is_some(), b))
+            };
+            let Some(req) = req else {
+                return Err(ForwardError::Internal("request head already sent".into()));
+            };
+            let send = shared.client.send(endpoint, wire, tls, req);
             let result = match backend_timeout {
                 Some(d) => tokio::time::timeout(d, send)
                     .await
