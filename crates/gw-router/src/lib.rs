@@ -114,7 +114,7 @@ pub use gw_model;
 
 pub use crate::body::{Body, BoxError};
 pub use crate::filters::{DirectResponse, RequestEffects};
-pub use crate::incoming::{Incoming, Scheme};
+pub use crate::incoming::{Incoming, Scheme, tls_peer};
 pub use crate::index::{
     CandidateExplanation, ExplainRequest, Explanation, Listener, ListenerExplanation, Matched,
     Misdirected, NotFound, Outcome, RequestView, Resolution, RouteKind, RouteMatch, Routes, Rule,

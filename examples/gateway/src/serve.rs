@@ -15,6 +15,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use gw_model::resources::ObjectKey;
 use gw_model::table::{ListenerTable, Protocol, RouteTable};
+use gw_policy::TlsPeer;
 use gw_router::{Incoming, Router, Routes, Scheme};
 use http_body_util::BodyExt as _;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -371,7 +372,7 @@ impl Accept {
             }
             match &self.tls {
                 None => {
-                    tokio::spawn(conn.serve(stream, incoming));
+                    tokio::spawn(conn.serve(stream, incoming, None));
                 }
                 Some(config) => {
                     tokio::spawn(conn.serve_tls(stream, config.load_full(), incoming));
@@ -399,22 +400,34 @@ impl Connection {
     {
         let peer = incoming.peer;
         let acceptor = tokio_rustls::TlsAcceptor::from(config);
-        match tokio::time::timeout(self.limits.tls_handshake_timeout, acceptor.accept(stream)).await
-        {
-            Ok(Ok(tls_stream)) => {
+        let accept = tls::handshake(acceptor.accept(stream));
+        match tokio::time::timeout(self.limits.tls_handshake_timeout, accept).await {
+            Ok((Ok(tls_stream), verified)) => {
+                let session = tls_stream.get_ref().1;
                 // GEP-3567: the router answers 421 to hosts of other listeners.
-                let sni = tls_stream.get_ref().1.server_name().map(str::to_owned);
+                let sni = session.server_name().map(str::to_owned);
+                // The client's identity for CEL and ExternalAuth: only a verified certificate.
+                let certificate = session
+                    .peer_certificates()
+                    .and_then(<[_]>::first)
+                    .filter(|_| verified);
+                let peer = (sni.is_some() || certificate.is_some()).then(|| {
+                    Arc::new(gw_router::tls_peer(
+                        sni.as_deref(),
+                        certificate.map(|c| c.as_ref()),
+                    ))
+                });
                 let incoming = Incoming { sni, ..incoming };
-                self.serve(tls_stream, incoming).await
+                self.serve(tls_stream, incoming, peer).await
             }
-            Ok(Err(e)) => tracing::debug!(?peer, error = %e, "TLS handshake failed"),
+            Ok((Err(e), _)) => tracing::debug!(?peer, error = %e, "TLS handshake failed"),
             Err(_) => tracing::debug!(?peer, "TLS handshake timed out"),
         }
     }
 
     /// Serves HTTP/1 or HTTP/2 on `stream` with the configured limits, behind the
     /// connection [guard](crate::guard).
-    async fn serve<S>(self, stream: S, incoming: Incoming)
+    async fn serve<S>(self, stream: S, incoming: Incoming, tls_peer: Option<Arc<TlsPeer>>)
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -459,6 +472,9 @@ impl Connection {
                 let tripped = Arc::new(AtomicBool::new(false));
                 let mut req = req.map(|b| RateLimited::new(b, min_rate, tripped.clone()));
                 req.extensions_mut().insert(incoming.clone());
+                if let Some(peer) = &tls_peer {
+                    req.extensions_mut().insert(TlsPeer::clone(peer));
+                }
                 let router = router.clone();
                 let framing = activity.clone();
                 async move {

@@ -143,6 +143,28 @@ pub(crate) fn server_config(
     Ok(Arc::new(config))
 }
 
+tokio::task_local! {
+    /// Set during a handshake run by [`handshake`] when [`InsecureFallback`] let a client
+    /// certificate through that did not verify.
+    static UNVERIFIED: std::cell::Cell<bool>;
+}
+
+fn mark_unverified() {
+    let _ = UNVERIFIED.try_with(|u| u.set(true));
+}
+
+/// Runs a TLS handshake and tells whether a client certificate it accepted was verified:
+/// `false` when `AllowInsecureFallback` let an invalid one through. (rustls calls the verifier
+/// inside the handshake future's poll, so a task-local set around that future sees it.)
+pub(crate) async fn handshake<F: Future>(handshake: F) -> (F::Output, bool) {
+    UNVERIFIED
+        .scope(std::cell::Cell::new(false), async {
+            let out = handshake.await;
+            (out, !UNVERIFIED.with(std::cell::Cell::get))
+        })
+        .await
+}
+
 /// GEP-91 `AllowInsecureFallback`: "Connections are allowed even if client certificate
 /// validation fails or the client does not present a certificate". The certificate is still
 /// requested (with the CA names as hints) and verified; a missing or invalid one is logged and
@@ -174,6 +196,7 @@ impl ClientCertVerifier for InsecureFallback {
             .verify_client_cert(end_entity, intermediates, now)
             .or_else(|e| {
                 tracing::debug!(error = %e, "invalid client certificate accepted (AllowInsecureFallback)");
+                mark_unverified();
                 Ok(ClientCertVerified::assertion())
             })
     }
@@ -188,6 +211,7 @@ impl ClientCertVerifier for InsecureFallback {
             .verify_tls12_signature(message, cert, dss)
             .or_else(|e| {
                 tracing::debug!(error = %e, "client certificate signature not verified (AllowInsecureFallback)");
+                mark_unverified();
                 Ok(HandshakeSignatureValid::assertion())
             })
     }
@@ -202,6 +226,7 @@ impl ClientCertVerifier for InsecureFallback {
             .verify_tls13_signature(message, cert, dss)
             .or_else(|e| {
                 tracing::debug!(error = %e, "client certificate signature not verified (AllowInsecureFallback)");
+                mark_unverified();
                 Ok(HandshakeSignatureValid::assertion())
             })
     }

@@ -42,6 +42,10 @@ impl Pki {
         )
         .unwrap();
         params.extended_key_usages = vec![usage];
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, names[0]);
         let cert = params.signed_by(&key, &self.issuer).unwrap();
         (cert.pem(), key.serialize_pem())
     }
@@ -200,6 +204,21 @@ metadata: {{name: web, namespace: default}}
 spec:
   parentRefs: [{{name: edge}}]
   rules: [{{backendRefs: [{{name: web, port: 80}}]}}]
+---
+apiVersion: policy.gw.dev/v1alpha1
+kind: TrafficPolicy
+metadata: {{name: identity, namespace: default}}
+spec:
+  targetRefs: [{{group: gateway.networking.k8s.io, kind: Gateway, name: edge}}]
+  default:
+    transformation:
+      request:
+        set:
+        - name: x-client-san
+          value: 'has(connection.dns_san_peer_certificate) ? connection.dns_san_peer_certificate : \"none\"'
+        - name: x-client-subject
+          value: 'has(connection.subject_peer_certificate) ? connection.subject_peer_certificate : \"none\"'
+        - {{name: x-sni, value: connection.requested_server_name}}
 {}{}",
         clients
             .ca_pem
@@ -214,6 +233,15 @@ spec:
     let root = &servers.ca_der;
     let send =
         |port, client| https_get(at(port), "example.org", "example.org", root, client).map(|r| r.0);
+    // The client identity the policy layers see (a TrafficPolicy copies it into headers that
+    // the echo backend reflects): a verified certificate's SAN and subject, else none.
+    let identity = |port, client| {
+        let (code, body) = https_get(at(port), "example.org", "example.org", root, client)?;
+        assert_eq!(code, 200, "{body}");
+        Ok::<_, String>(
+            ["x-client-san", "x-client-subject", "x-sni"].map(|h| echoed_header(&body, h)),
+        )
+    };
 
     // AllowValidOnly (the default mode): only a certificate from the CA gets through.
     assert_eq!(
@@ -233,5 +261,32 @@ spec:
     );
     assert_eq!(send(fallback, None), Ok(200));
     assert_eq!(send(fallback, Some(&invalid)), Ok(200));
+
+    // A verified certificate becomes the identity; under AllowInsecureFallback an invalid one
+    // does not (it was let through, not verified), and neither does a missing one.
+    let client = ["client.example.com", "CN=client.example.com", "example.org"].map(String::from);
+    let nobody = ["none", "none", "example.org"].map(String::from);
+    assert_eq!(identity(strict, Some(&valid)), Ok(client.clone()));
+    assert_eq!(identity(fallback, Some(&valid)), Ok(client));
+    assert_eq!(identity(fallback, Some(&invalid)), Ok(nobody.clone()));
+    assert_eq!(identity(fallback, None), Ok(nobody));
     rt.block_on(echo.shutdown());
+}
+
+/// The value of request header `name` as the echo backend reflects it (`""` if absent).
+fn echoed_header(body: &str, name: &str) -> String {
+    let json = body.split_once("\r\n\r\n").map_or(body, |(_, b)| b);
+    let v: serde_json::Value = serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {body}"));
+    v["headers"]
+        .as_object()
+        .and_then(|h| h.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)))
+        .map(|(_, v)| match v {
+            serde_json::Value::Array(a) => a
+                .first()
+                .and_then(|x| x.as_str())
+                .unwrap_or_default()
+                .to_owned(),
+            other => other.as_str().unwrap_or_default().to_owned(),
+        })
+        .unwrap_or_default()
 }
