@@ -240,21 +240,9 @@ fn is_name_error(e: &rustls::Error) -> bool {
 
 /// The URI subjectAltNames of a DER certificate (empty when it cannot be parsed).
 fn uri_sans(der: &[u8]) -> Vec<String> {
-    use x509_parser::extensions::GeneralName;
-    let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {
-        return Vec::new();
-    };
-    let Ok(Some(san)) = cert.subject_alternative_name() else {
-        return Vec::new();
-    };
-    san.value
-        .general_names
-        .iter()
-        .filter_map(|n| match n {
-            GeneralName::URI(u) => Some((*u).to_owned()),
-            _ => None,
-        })
-        .collect()
+    x509_parser::parse_x509_certificate(der)
+        .map(|(_, cert)| crate::incoming::alt_names(&cert).uri)
+        .unwrap_or_default()
 }
 
 /// GEP-1897 subjectAltNames: "the certificate served from the backend MUST have at least one

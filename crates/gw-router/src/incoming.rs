@@ -96,7 +96,6 @@ impl Scheme {
 /// # }
 /// ```
 pub fn tls_peer(sni: Option<&str>, verified_client_certificate: Option<&[u8]>) -> TlsPeer {
-    use x509_parser::extensions::GeneralName;
     let mut peer = TlsPeer::new();
     if let Some(sni) = sni {
         peer = peer.sni(sni);
@@ -109,16 +108,34 @@ pub fn tls_peer(sni: Option<&str>, verified_client_certificate: Option<&[u8]>) -
     if !subject.is_empty() {
         peer = peer.subject(subject);
     }
+    let names = alt_names(&cert);
+    peer.uri_sans = names.uri;
+    peer.dns_sans = names.dns;
+    peer
+}
+
+/// A certificate's URI and DNS subjectAltNames, each in certificate order.
+#[derive(Debug, Default)]
+pub(crate) struct AltNames {
+    pub(crate) uri: Vec<String>,
+    pub(crate) dns: Vec<String>,
+}
+
+/// The subjectAltNames of a parsed certificate (none when the extension is absent or invalid):
+/// the client identity of [`tls_peer`] and the backend check of BackendTLSPolicy's URI SANs.
+pub(crate) fn alt_names(cert: &x509_parser::certificate::X509Certificate<'_>) -> AltNames {
+    use x509_parser::extensions::GeneralName;
+    let mut names = AltNames::default();
     if let Ok(Some(san)) = cert.subject_alternative_name() {
         for name in &san.value.general_names {
             match name {
-                GeneralName::URI(u) => peer = peer.uri_san(*u),
-                GeneralName::DNSName(d) => peer = peer.dns_san(*d),
+                GeneralName::URI(u) => names.uri.push((*u).to_owned()),
+                GeneralName::DNSName(d) => names.dns.push((*d).to_owned()),
                 _ => {}
             }
         }
     }
-    peer
+    names
 }
 
 /// A distinguished name as RFC 4514 writes it: the last RDN first, attributes of one RDN
