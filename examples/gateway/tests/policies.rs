@@ -305,6 +305,20 @@ fn b64(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// A fresh Ed25519 key for signing test tokens.
+fn signing_key() -> Ed25519KeyPair {
+    let rng = ring::rand::SystemRandom::new();
+    Ed25519KeyPair::from_pkcs8(Ed25519KeyPair::generate_pkcs8(&rng).expect("key").as_ref())
+        .expect("key")
+}
+
+/// A JWKS holding `key`'s public key as `k1`.
+fn jwks_of(key: &Ed25519KeyPair) -> Value {
+    serde_json::json!({"keys": [
+        {"kty": "OKP", "crv": "Ed25519", "kid": "k1", "x": b64(key.public_key().as_ref())}
+    ]})
+}
+
 fn token(key: &Ed25519KeyPair, claims: &Value) -> String {
     let header = serde_json::json!({"alg": "EdDSA", "kid": "k1", "typ": "JWT"});
     let input = format!(
@@ -320,13 +334,8 @@ fn jwt_with_a_jwks_secret() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let echo = start_echo(&rt);
     let echo_port = echo.http_addr().expect("addr").port();
-    let rng = ring::rand::SystemRandom::new();
-    let key =
-        Ed25519KeyPair::from_pkcs8(Ed25519KeyPair::generate_pkcs8(&rng).expect("key").as_ref())
-            .expect("key");
-    let jwks = serde_json::json!({"keys": [
-        {"kty": "OKP", "crv": "Ed25519", "kid": "k1", "x": b64(key.public_key().as_ref())}
-    ]});
+    let key = signing_key();
+    let jwks = jwks_of(&key);
     let port = free_port();
     let gw = Gateway::start("policy-jwt", "127.0.48.0/24");
     let yaml = format!(
@@ -467,15 +476,8 @@ fn jwt_with_a_remote_jwks() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let echo = start_echo(&rt);
     let echo_port = echo.http_addr().expect("addr").port();
-    let rng = ring::rand::SystemRandom::new();
-    let new_key = || {
-        Ed25519KeyPair::from_pkcs8(Ed25519KeyPair::generate_pkcs8(&rng).expect("key").as_ref())
-            .expect("key")
-    };
-    let (key, stranger) = (new_key(), new_key());
-    let jwks = serde_json::json!({"keys": [
-        {"kty": "OKP", "crv": "Ed25519", "kid": "k1", "x": b64(key.public_key().as_ref())}
-    ]});
+    let (key, stranger) = (signing_key(), signing_key());
+    let jwks = jwks_of(&key);
     let (jwks_addr, ca_pem, hits, server) = jwks_server(&rt, jwks.to_string());
     let ca_indented = ca_pem.trim_end().replace('\n', "\n    ");
     let port = free_port();
@@ -675,13 +677,8 @@ fn transformation_edits_requests_and_responses_with_cel() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let echo = start_echo(&rt);
     let echo_port = echo.http_addr().expect("addr").port();
-    let rng = ring::rand::SystemRandom::new();
-    let key =
-        Ed25519KeyPair::from_pkcs8(Ed25519KeyPair::generate_pkcs8(&rng).expect("key").as_ref())
-            .expect("key");
-    let jwks = serde_json::json!({"keys": [
-        {"kty": "OKP", "crv": "Ed25519", "kid": "k1", "x": b64(key.public_key().as_ref())}
-    ]});
+    let key = signing_key();
+    let jwks = jwks_of(&key);
     let port = free_port();
     let gw = Gateway::start("policy-cel", "127.0.93.0/24");
     // `web`: JWT, then a transformation reading the request, the client address and the
