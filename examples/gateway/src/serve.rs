@@ -407,16 +407,13 @@ impl Connection {
                 // GEP-3567: the router answers 421 to hosts of other listeners.
                 let sni = session.server_name().map(str::to_owned);
                 // The client's identity for CEL and ExternalAuth: only a verified certificate.
-                let certificate = session
+                // Without one, the router adds the SNI-only peer itself, and only for requests
+                // that a policy or an auth check looks at.
+                let peer = session
                     .peer_certificates()
                     .and_then(<[_]>::first)
-                    .filter(|_| verified);
-                let peer = (sni.is_some() || certificate.is_some()).then(|| {
-                    Arc::new(gw_router::tls_peer(
-                        sni.as_deref(),
-                        certificate.map(|c| c.as_ref()),
-                    ))
-                });
+                    .filter(|_| verified)
+                    .map(|c| Arc::new(gw_router::tls_peer(sni.as_deref(), Some(c.as_ref()))));
                 let incoming = Incoming { sni, ..incoming };
                 self.serve(tls_stream, incoming, peer).await
             }
