@@ -55,6 +55,7 @@ const COVERED_OTHER_CHECKS: &[&str] = &[
     "static_addresses",
     "route_conflict",
     "dns",
+    "ca_rotation",
 ];
 
 /// The address of the n-th pod of the test in slot `slot`.
@@ -337,7 +338,7 @@ async fn run_with_backends(
         }
     }
     if broken.is_none() {
-        other_checks_final(&ctx, spec, &cluster, out).await;
+        other_checks_final(&ctx, spec, &mut cluster, &config, out).await;
     }
     if gw.exited() {
         out.other(
@@ -437,36 +438,57 @@ async fn mutate(
             MutationError::Harness(why) => Outcome::Fail(format!("harness: {why}")),
         })?;
     }
+    match reload(ctx, config, cluster).await {
+        Ok(errors) if !errors.is_empty() => out.other(
+            &format!("gateway configuration after {}", phase.join(", ")),
+            Outcome::Fail(format!("/status reports errors: {}", errors.join("; "))),
+        ),
+        Ok(_) => {}
+        Err(Reload::Write(e)) => return Err(Outcome::Fail(e)),
+        Err(Reload::Timeout(e)) => {
+            out.other(
+                &format!("reload after {}", phase.join(", ")),
+                Outcome::Fail(e),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Why [`reload`] failed.
+enum Reload {
+    /// The configuration could not be written.
+    Write(String),
+    /// gw-gateway did not publish a new configuration in time.
+    Timeout(String),
+}
+
+/// Writes the cluster as the gateway's configuration and waits until `/status` shows a new
+/// `metadata.resourceVersion`; `Ok` holds the errors `/status` reports.
+async fn reload(
+    ctx: &TestCtx<'_>,
+    config: &Path,
+    cluster: &Cluster,
+) -> Result<Vec<String>, Reload> {
     let before = ctx
         .gw
         .status()
         .await
         .ok()
         .and_then(|s| gateway::resource_version(&s));
-    gateway::write_config(config, cluster).map_err(Outcome::Fail)?;
+    gateway::write_config(config, cluster).map_err(Reload::Write)?;
     let deadline = Instant::now() + ctx.consistency();
     loop {
         if let Ok(status) = ctx.gw.status().await
             && gateway::resource_version(&status) != before
         {
-            let errors = gateway::status_errors(&status);
-            if !errors.is_empty() {
-                out.other(
-                    &format!("gateway configuration after {}", phase.join(", ")),
-                    Outcome::Fail(format!("/status reports errors: {}", errors.join("; "))),
-                );
-            }
-            return Ok(());
+            return Ok(gateway::status_errors(&status));
         }
         if Instant::now() >= deadline {
-            out.other(
-                &format!("reload after {}", phase.join(", ")),
-                Outcome::Fail(format!(
-                    "gw-gateway did not reload within {:?} (metadata.resourceVersion stayed {before:?})",
-                    ctx.consistency()
-                )),
-            );
-            return Ok(());
+            return Err(Reload::Timeout(format!(
+                "gw-gateway did not reload within {:?} (metadata.resourceVersion stayed {before:?})",
+                ctx.consistency()
+            )));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -1343,11 +1365,13 @@ async fn other_checks_initial(ctx: &TestCtx<'_>, spec: &TestSpec, out: &mut Coll
     }
 }
 
-/// Prose checks replayed after the last mutation: `static_addresses`.
+/// Prose checks replayed after the last mutation: `static_addresses`, `route_conflict`, `dns`,
+/// `ca_rotation`.
 async fn other_checks_final(
     ctx: &TestCtx<'_>,
     spec: &TestSpec,
-    cluster: &Cluster,
+    cluster: &mut Cluster,
+    config: &Path,
     out: &mut Collected,
 ) {
     for other in &spec.other_checks {
@@ -1355,6 +1379,7 @@ async fn other_checks_final(
             "static_addresses" => static_addresses(ctx, spec, cluster).await,
             "route_conflict" => route_conflict(ctx, spec, cluster).await,
             "dns" => dns(ctx, spec, cluster).await,
+            "ca_rotation" => ca_rotation(ctx, spec, cluster, config).await,
             _ => continue,
         };
         out.other(&format!("other check {}", other.check), outcome);
@@ -1403,6 +1428,202 @@ async fn dns(ctx: &TestCtx<'_>, spec: &TestSpec, cluster: &Cluster) -> Outcome {
         Ok(()) => Outcome::Pass,
         Err(e) => Outcome::Fail(e),
     }
+}
+
+/// BackendTLSPolicy, subtest "Changing the content of a ConfigMap used by BackendTLSPolicy as CA
+/// certificate should be reconciled by the controller", after its status phases: the policy's CA
+/// ConfigMap (created by the mutations, holding the suite's CA) is rewritten in place, and
+/// requests through the route to the policy's Service must follow each content:
+/// 1. the suite's CA: 200, with the policy's hostname as the backend's SNI;
+/// 2. a well-formed CA that did not sign the backend's certificate ("a mismatching CA"): every
+///    request fails (MakeRequestAndExpectFailure), while the policy stays Accepted with its
+///    references resolved (the reference itself is valid);
+/// 3. content that is not a certificate: every request fails;
+/// 4. the suite's CA restored: 200 again;
+/// 5. the policy's last patch (back to the suite's ConfigMap): 200.
+async fn ca_rotation(
+    ctx: &TestCtx<'_>,
+    spec: &TestSpec,
+    cluster: &mut Cluster,
+    config: &Path,
+) -> Outcome {
+    match ca_rotation_steps(ctx, spec, cluster, config).await {
+        Ok(()) => Outcome::Pass,
+        Err(e) => Outcome::Fail(e),
+    }
+}
+
+async fn ca_rotation_steps(
+    ctx: &TestCtx<'_>,
+    spec: &TestSpec,
+    cluster: &mut Cluster,
+    config: &Path,
+) -> Result<(), String> {
+    let sequence: Vec<(&str, mutations::Mutation)> = spec
+        .mutation_sequence()
+        .into_iter()
+        .filter_map(|t| mutations::Mutation::parse(t).ok().map(|m| (t, m)))
+        .collect();
+    let find = |verb: &str, kind: &str| {
+        sequence
+            .iter()
+            .find(|(_, m)| m.verb == verb && m.id.kind == kind)
+            .ok_or_else(|| format!("no `{verb} {kind}` mutation in the test"))
+    };
+    let (policy_patch, policy) = find("Patch", "BackendTLSPolicy")?;
+    let (_, config_map) = find("Create", "ConfigMap")?;
+    let policy_manifest = cluster
+        .get(&policy.id)
+        .ok_or_else(|| format!("{} does not exist", policy.id))?
+        .clone();
+    let referenced = policy_manifest
+        .pointer("/spec/validation/caCertificateRefs/0/name")
+        .and_then(Value::as_str);
+    if referenced != Some(config_map.id.name.as_str()) {
+        return Err(format!(
+            "{} references {referenced:?}, not {} (the status phases did not leave it there)",
+            policy.id, config_map.id
+        ));
+    }
+    let (ok_case, fail_case) = ca_rotation_cases(cluster, &policy_manifest)?;
+    let ok = async |cluster: &Cluster, step: &str| -> Result<(), String> {
+        let status = ctx.gw.status().await?;
+        match run_case(ctx, cluster, &status, &ok_case).await {
+            Outcome::Pass => Ok(()),
+            other => Err(format!("{step}: expected 200: {other:?}")),
+        }
+    };
+    let fails = async |cluster: &Cluster, step: &str| -> Result<(), String> {
+        let status = ctx.gw.status().await?;
+        match run_case(ctx, cluster, &status, &fail_case).await {
+            Outcome::Pass => Ok(()),
+            other => Err(format!("{step}: expected requests to fail: {other:?}")),
+        }
+    };
+    let apply = async |cluster: &Cluster| -> Result<(), String> {
+        match reload(ctx, config, cluster).await {
+            Ok(errors) if errors.is_empty() => Ok(()),
+            Ok(errors) => Err(format!("/status reports errors: {}", errors.join("; "))),
+            Err(Reload::Write(e) | Reload::Timeout(e)) => Err(e),
+        }
+    };
+    let rewrite = async |cluster: &mut Cluster, ca: &str| -> Result<(), String> {
+        let cm = cluster
+            .get_mut(&config_map.id)
+            .ok_or_else(|| format!("{} does not exist", config_map.id))?;
+        mutations::set_ca(cm, ca)?;
+        apply(cluster).await
+    };
+    let suite_ca = mutations::ca_of(cluster, mutations::SUITE_CA_CONFIG_MAP)?;
+    let mismatch_ca = mutations::ca_of(cluster, mutations::MISMATCH_CA_CONFIG_MAP)?;
+
+    ok(cluster, "with the suite's CA").await?;
+
+    rewrite(cluster, &mismatch_ca).await?;
+    fails(cluster, "after the CA was replaced by a mismatching CA").await?;
+    let resolved = CheckItem {
+        label: "still resolved".into(),
+        check: serde_json::from_value(serde_json::json!({
+            "check": "PolicyMustHaveCondition",
+            "kind": "BackendTLSPolicy",
+            "name": policy.id.name,
+            "namespace": policy.id.namespace,
+            "ancestor": {"name": ok_case.gateway.name, "namespace": ok_case.gateway.namespace},
+            "condition": {"type": "ResolvedRefs", "status": "True", "reason": "ResolvedRefs"},
+        }))
+        .map_err(|e| format!("building the status check: {e}"))?,
+    };
+    for (_, outcome) in run_checks(ctx, cluster, &[&resolved]).await {
+        if let Outcome::Fail(e) = outcome {
+            return Err(format!(
+                "with a well-formed mismatching CA the reference is still valid: {e}"
+            ));
+        }
+    }
+
+    rewrite(cluster, mutations::NOT_A_CERTIFICATE).await?;
+    fails(
+        cluster,
+        "after the CA was replaced by content that is not a certificate",
+    )
+    .await?;
+
+    rewrite(cluster, &suite_ca).await?;
+    ok(cluster, "after the suite's CA was restored").await?;
+
+    let occurrence = sequence
+        .iter()
+        .filter(|(t, _)| t == policy_patch)
+        .count()
+        .saturating_sub(1);
+    mutations::apply(cluster, policy_patch, occurrence).map_err(|e| format!("{e:?}"))?;
+    apply(cluster).await?;
+    ok(cluster, &format!("after the last `{policy_patch}`")).await
+}
+
+/// The request of the ca_rotation subtest, answered (`.0`) and refused (`.1`): to the HTTPRoute
+/// rule whose backend is the policy's Service, by the route's first hostname and the rule's path.
+fn ca_rotation_cases(cluster: &Cluster, policy: &Value) -> Result<(Case, Case), String> {
+    let namespace = policy
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .ok_or("the policy has no namespace")?;
+    let service = policy
+        .pointer("/spec/targetRefs/0/name")
+        .and_then(Value::as_str)
+        .ok_or("the policy has no targetRefs[0].name")?;
+    let sni = policy
+        .pointer("/spec/validation/hostname")
+        .and_then(Value::as_str)
+        .ok_or("the policy has no validation.hostname")?;
+    let (route, rule) = cluster
+        .objects()
+        .filter(|(id, _)| id.kind == "HTTPRoute" && id.namespace == namespace)
+        .find_map(|(_, route)| {
+            let rules = route.pointer("/spec/rules")?.as_array()?;
+            let rule = rules.iter().find(|rule| {
+                rule.get("backendRefs")
+                    .and_then(Value::as_array)
+                    .is_some_and(|refs| {
+                        refs.iter()
+                            .any(|r| r.get("name").and_then(Value::as_str) == Some(service))
+                    })
+            })?;
+            Some((route, rule))
+        })
+        .ok_or_else(|| format!("no HTTPRoute in {namespace} routes to Service {service}"))?;
+    let host = route
+        .pointer("/spec/hostnames/0")
+        .and_then(Value::as_str)
+        .ok_or("the route has no hostname")?;
+    let path = rule
+        .pointer("/matches/0/path/value")
+        .and_then(Value::as_str)
+        .ok_or("the rule has no path match")?;
+    let parent = route
+        .pointer("/spec/parentRefs/0")
+        .ok_or("the route has no parentRef")?;
+    let gateway = serde_json::json!({
+        "name": parent.get("name"),
+        "namespace": parent.get("namespace").and_then(Value::as_str).unwrap_or(namespace),
+    });
+    let request = serde_json::json!({"protocol": "HTTP", "host": host, "path": path});
+    let ok = serde_json::json!({
+        "gateway": gateway,
+        "request": request,
+        "expect": {
+            "status": 200,
+            "namespace": namespace,
+            "backend_request": {"host": host, "method": "GET", "path": path, "sni": sni},
+        },
+    });
+    let refused = serde_json::json!({
+        "gateway": gateway,
+        "request": request,
+        "expect": {"failure": "status != 200", "status": "not 200"},
+    });
+    let case = |v: Value| serde_json::from_value::<Case>(v).map_err(|e| format!("case: {e}"));
+    Ok((case(ok)?, case(refused)?))
 }
 
 /// Probes per round of [`route_conflict`] (Go: 20 probes, 2 s each, a round per second).
