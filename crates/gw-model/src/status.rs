@@ -328,24 +328,87 @@ impl StatusReport {
     }
 
     /// A Kubernetes `List` of every object with its status, as `gw-gateway` serves on `/status`.
+    /// This builds a JSON tree of the whole report (several times the report's own size); to
+    /// write the list out, serialize [`list_view`](Self::list_view) instead.
     pub fn to_list(&self) -> Value {
         let items: Vec<Value> = self.entries.iter().map(StatusEntry::to_object).collect();
         json!({"apiVersion": "v1", "kind": "List", "items": items})
     }
+
+    /// The same `List` as [`to_list`](Self::to_list), serialized straight from the report
+    /// without an intermediate JSON tree.
+    ///
+    /// ```
+    /// use gw_model::status::StatusReport;
+    ///
+    /// let report = StatusReport::default();
+    /// let text = serde_json::to_string(&report.list_view()).unwrap();
+    /// assert_eq!(serde_json::from_str::<serde_json::Value>(&text).unwrap(), report.to_list());
+    /// ```
+    pub fn list_view(&self) -> ListView<'_> {
+        ListView {
+            api_version: "v1",
+            kind: "List",
+            items: ItemsView(&self.entries),
+        }
+    }
+}
+
+/// A [`StatusReport`] as a Kubernetes `List`, for serialization (see
+/// [`StatusReport::list_view`]).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct ListView<'a> {
+    #[serde(rename = "apiVersion")]
+    api_version: &'static str,
+    kind: &'static str,
+    items: ItemsView<'a>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct ItemsView<'a>(&'a [StatusEntry]);
+
+impl Serialize for ItemsView<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(StatusEntry::object_view))
+    }
+}
+
+/// A [`StatusEntry`] as the Kubernetes object it stands for, for serialization (see
+/// [`StatusEntry::object_view`]).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct ObjectView<'a> {
+    #[serde(rename = "apiVersion")]
+    api_version: &'static str,
+    kind: &'static str,
+    metadata: MetadataView<'a>,
+    status: &'a ObjectStatus,
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+struct MetadataView<'a> {
+    name: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    namespace: &'a str,
+    generation: i64,
 }
 
 impl StatusEntry {
     /// The object as Kubernetes shows it: apiVersion, kind, metadata and status.
     pub fn to_object(&self) -> Value {
-        let mut metadata = json!({"name": self.key.name, "generation": self.generation});
-        if !self.key.namespace.is_empty() {
-            metadata["namespace"] = json!(self.key.namespace);
+        serde_json::to_value(self.object_view()).unwrap_or(Value::Null)
+    }
+
+    /// The object of [`to_object`](Self::to_object), serialized straight from the entry.
+    pub fn object_view(&self) -> ObjectView<'_> {
+        ObjectView {
+            api_version: self.kind.api_version(),
+            kind: self.kind.as_str(),
+            metadata: MetadataView {
+                name: &self.key.name,
+                namespace: &self.key.namespace,
+                generation: self.generation,
+            },
+            status: &self.status,
         }
-        json!({
-            "apiVersion": self.kind.api_version(),
-            "kind": self.kind.as_str(),
-            "metadata": metadata,
-            "status": serde_json::to_value(&self.status).unwrap_or(Value::Null),
-        })
     }
 }

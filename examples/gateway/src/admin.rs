@@ -110,13 +110,14 @@ type MetricFamily = (
     fn(&ListenerMetrics) -> u64,
 );
 
-/// Adds the `gw.dev/HostnameResolved` condition to every parent of every XBackend status:
-/// whether the data plane could resolve its name (the compile, which does no I/O, cannot say).
-fn add_dns_conditions(
-    list: &mut serde_json::Value,
+/// The XBackend objects of the report (by index in its entries), each with the
+/// `gw.dev/HostnameResolved` condition added to every parent: whether the data plane could
+/// resolve its name (the compile, which does no I/O, cannot say).
+fn xbackends_with_dns_conditions(
+    entries: &[gw_model::status::StatusEntry],
     table: &gw_model::table::RouteTable,
     resolver: &gw_router::dns::Resolver,
-) {
+) -> BTreeMap<usize, serde_json::Value> {
     use gw_model::table::Backend;
     let mut names = BTreeMap::new();
     for g in &table.gateways {
@@ -139,20 +140,15 @@ fn add_dns_conditions(
         .into_iter()
         .map(|n| ((n.host.clone(), n.port), n))
         .collect();
-    let Some(items) = list.get_mut("items").and_then(|i| i.as_array_mut()) else {
-        return;
-    };
-    for item in items {
-        if item["kind"] != "XBackend" {
+    let mut items = BTreeMap::new();
+    for (index, entry) in entries.iter().enumerate() {
+        if entry.kind != gw_model::resources::Kind::XBackend {
             continue;
         }
-        let key = gw_model::resources::ObjectKey::new(
-            item["metadata"]["namespace"].as_str().unwrap_or_default(),
-            item["metadata"]["name"].as_str().unwrap_or_default(),
-        );
-        let Some(name) = names.get(&key) else {
+        let Some(name) = names.get(&entry.key) else {
             continue;
         };
+        let mut item = entry.to_object();
         let generation = item["metadata"]["generation"].clone();
         let (status, reason, message) = match answers.get(name) {
             Some(a) if !a.addresses.is_empty() && a.error.is_none() => (
@@ -197,6 +193,55 @@ fn add_dns_conditions(
                 }
             }
         }
+        items.insert(index, item);
+    }
+    items
+}
+
+/// The `/status` body: the report as a Kubernetes `List` (XBackends with their DNS condition),
+/// the configuration version, errors, warnings and the source's own status. Serialized from the
+/// report entry by entry: a JSON tree of a large report would cost several times its size, and
+/// the allocator keeps such peaks.
+struct StatusBody<'a> {
+    entries: &'a [gw_model::status::StatusEntry],
+    xbackends: BTreeMap<usize, serde_json::Value>,
+    version: String,
+    errors: &'a [String],
+    warnings: &'a [String],
+    source: String,
+}
+
+impl serde::Serialize for StatusBody<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        struct Items<'b>(&'b StatusBody<'b>);
+        impl serde::Serialize for Items<'_> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                use serde::ser::SerializeSeq;
+                let mut seq = serializer.serialize_seq(Some(self.0.entries.len()))?;
+                for (i, entry) in self.0.entries.iter().enumerate() {
+                    match self.0.xbackends.get(&i) {
+                        Some(item) => seq.serialize_element(item)?,
+                        None => seq.serialize_element(&entry.object_view())?,
+                    }
+                }
+                seq.end()
+            }
+        }
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("apiVersion", "v1")?;
+        map.serialize_entry("kind", "List")?;
+        map.serialize_entry(
+            "metadata",
+            &serde_json::json!({"resourceVersion": self.version}),
+        )?;
+        map.serialize_entry("items", &Items(self))?;
+        map.serialize_entry("errors", self.errors)?;
+        map.serialize_entry("warnings", self.warnings)?;
+        if !self.source.is_empty() {
+            map.serialize_entry("source", &self.source)?;
+        }
+        map.end()
     }
 }
 
@@ -256,7 +301,7 @@ fn respond(
     resp
 }
 
-fn json(value: &serde_json::Value) -> Response<Full<Bytes>> {
+fn json(value: &impl serde::Serialize) -> Response<Full<Bytes>> {
     match serde_json::to_vec_pretty(value) {
         Ok(body) => respond(StatusCode::OK, "application/json", body),
         Err(e) => respond(
@@ -291,29 +336,25 @@ fn handle(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> 
             let Some(s) = snapshot else {
                 return respond(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "not ready\n");
             };
-            let mut list = s.compiled.status.to_list();
-            add_dns_conditions(&mut list, &s.compiled.table, &state.resolver);
-            list["metadata"] = serde_json::json!({"resourceVersion": s.version.to_string()});
-            list["errors"] = serde_json::json!(s.errors);
-            list["warnings"] = serde_json::json!(s.warnings);
-            let source = state.source.borrow().clone();
-            if !source.is_empty() {
-                list["source"] = serde_json::json!(source);
-            }
-            json(&list)
+            let entries = &s.compiled.status.entries;
+            json(&StatusBody {
+                entries,
+                xbackends: xbackends_with_dns_conditions(
+                    entries,
+                    &s.compiled.table,
+                    &state.resolver,
+                ),
+                version: s.version.to_string(),
+                errors: &s.errors,
+                warnings: &s.warnings,
+                source: state.source.borrow().clone(),
+            })
         }
         "/config_dump" => {
             let Some(s) = snapshot else {
                 return respond(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "not ready\n");
             };
-            match serde_json::to_value(&s.compiled.table) {
-                Ok(v) => json(&v),
-                Err(e) => respond(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "text/plain",
-                    e.to_string(),
-                ),
-            }
+            json(&s.compiled.table)
         }
         "/metrics" => {
             let version = snapshot.as_ref().map_or(0, |s| s.version);

@@ -163,6 +163,29 @@ spec:
     assert_eq!(table.http[0].hostnames, ["foo.example.com"]);
 }
 
+// The `/status` List written straight from the report is the List `to_list` builds as a tree.
+#[test]
+fn the_list_view_serializes_the_same_list_as_to_list() {
+    let c = run(&format!(
+        "{GATEWAY}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: good, namespace: default, generation: 3}}
+spec:
+  parentRefs: [{{name: edge}}, {{name: missing}}]
+  hostnames: [foo.example.com]
+"
+    ));
+    let list = c.status.to_list();
+    assert!(list["items"].as_array().is_some_and(|i| i.len() >= 3));
+    let view = serde_json::to_value(c.status.list_view()).expect("serializes");
+    assert_eq!(view, list);
+    let class = &view["items"][0];
+    assert_eq!(class["kind"], "GatewayClass");
+    assert!(class["metadata"].get("namespace").is_none());
+}
+
 // allowedRoutes.namespaces.from Selector: "Routes in namespaces selected by the selector may be
 // used by this Gateway."
 #[test]
