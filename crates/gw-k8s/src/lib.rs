@@ -38,6 +38,7 @@
 //! # Ok(())
 //! # }
 //! ```
+#![forbid(unsafe_code)]
 
 pub mod backoff;
 pub mod convert;

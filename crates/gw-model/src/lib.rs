@@ -51,6 +51,7 @@
 //! let route = list["items"].as_array().unwrap().iter().find(|i| i["kind"] == "HTTPRoute").unwrap();
 //! assert_eq!(route["status"]["parents"][0]["conditions"][0]["reason"], "NoMatchingListenerHostname");
 //! ```
+#![forbid(unsafe_code)]
 
 pub mod compile;
 #[cfg(feature = "schemars")]

@@ -86,6 +86,7 @@
 //! In `gw-gateway`, these layers are configured by the `TrafficPolicy` resource (GEP-713 policy
 //! attachment to Gateways, listeners, ListenerSets, routes and route rules): gw-model computes
 //! each rule's effective policy and gw-router builds the layers from it.
+#![forbid(unsafe_code)]
 
 pub mod api_key;
 pub mod basic_auth;

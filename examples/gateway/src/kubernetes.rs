@@ -106,8 +106,10 @@ pub(crate) async fn serve(
     let mut states = k8s.states();
     let mut health = k8s.health();
     source_tx.send_replace(health.borrow().to_string());
+    let mut trim = crate::memory::Trim::default();
     loop {
         tokio::select! {
+            () = trim.due() => trim.run(),
             _ = tokio::signal::ctrl_c() => break,
             () = terminate.recv() => break,
             r = health.changed() => {
@@ -135,6 +137,7 @@ pub(crate) async fn serve(
                 snapshot.errors.extend(bind_errors);
                 k8s.report_status(snapshot.compiled.status.clone());
                 snapshot_tx.send_replace(Some(Arc::new(snapshot)));
+                trim.reloaded();
             }
         }
     }

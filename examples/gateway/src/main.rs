@@ -16,6 +16,7 @@ mod guard;
 mod kubernetes;
 mod l4;
 mod limits;
+mod memory;
 mod metrics;
 mod resilience;
 mod serve;
@@ -327,6 +328,8 @@ async fn run(args: Args) -> Result<(), String> {
         refresh_at
     };
     let mut refresh_at = apply(&current, &mut servers).await;
+    let mut trim = memory::Trim::default();
+    trim.reloaded();
 
     let mut terminate = Terminate::new()?;
     let mut poll = tokio::time::interval(POLL);
@@ -340,7 +343,12 @@ async fn run(args: Args) -> Result<(), String> {
                 if refresh_at.is_some_and(|at| at <= jiff::Timestamp::now()) {
                     tracing::info!("a certificate expired or became valid; recompiling");
                     refresh_at = apply(&current, &mut servers).await;
+                    trim.reloaded();
                 }
+                continue;
+            }
+            () = trim.due() => {
+                trim.run();
                 continue;
             }
         }
@@ -371,6 +379,7 @@ async fn run(args: Args) -> Result<(), String> {
             tracing::info!(files = next.files.len(), "configuration changed; reloading");
             current = next;
             refresh_at = apply(&current, &mut servers).await;
+            trim.reloaded();
         }
     }
     shutdown(servers, &args).await
