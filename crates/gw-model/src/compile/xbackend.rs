@@ -293,10 +293,20 @@ pub(crate) fn status(
     our_gateways: &BTreeSet<ObjectKey>,
     options: &CompileOptions,
 ) -> Vec<StatusEntry> {
+    // Without XBackends there is nothing to report: skip the pass over every route.
+    if evaluated.is_empty() {
+        return Vec::new();
+    }
     let mut parents: BTreeMap<ObjectKey, BTreeSet<ObjectKey>> = BTreeMap::new();
     let mut note = |route_ns: &str,
                     parent_refs: &[ParentReference],
                     refs: &mut dyn Iterator<Item = &BackendRef>| {
+        let mut refs = refs
+            .filter(|r| r.group == GATEWAY_X_GROUP && r.kind == "XBackend")
+            .peekable();
+        if refs.peek().is_none() {
+            return;
+        }
         let gateways: Vec<ObjectKey> = parent_refs
             .iter()
             .filter(|p| p.group == GATEWAY_GROUP && p.kind == "Gateway")
@@ -304,14 +314,11 @@ pub(crate) fn status(
             .filter(|g| our_gateways.contains(g))
             .collect();
         for r in refs {
-            if r.group == GATEWAY_X_GROUP && r.kind == "XBackend" {
-                let key =
-                    ObjectKey::new(r.namespace.as_deref().unwrap_or(route_ns), r.name.clone());
-                parents
-                    .entry(key)
-                    .or_default()
-                    .extend(gateways.iter().cloned());
-            }
+            let key = ObjectKey::new(r.namespace.as_deref().unwrap_or(route_ns), r.name.clone());
+            parents
+                .entry(key)
+                .or_default()
+                .extend(gateways.iter().cloned());
         }
     };
     for (k, r) in &res.http_routes {
