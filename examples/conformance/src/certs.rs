@@ -130,12 +130,7 @@ impl Ca {
     }
 
     fn config_map(&self, namespace: &str, name: &str) -> Value {
-        json!({
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {"name": name, "namespace": namespace},
-            "data": {"ca.crt": self.issuer.pem()},
-        })
+        ca_config_map(namespace, name, &self.issuer.pem())
     }
 
     fn signed_secret(
@@ -188,5 +183,16 @@ fn tls_secret(namespace: &str, name: &str, cert_pem: &str, key_pem: &str) -> Val
         "metadata": {"name": name, "namespace": namespace},
         "type": "kubernetes.io/tls",
         "stringData": {"tls.crt": cert_pem, "tls.key": key_pem},
+    })
+}
+
+/// A ConfigMap holding a CA bundle under `ca.crt`, as BackendTLSPolicy and frontend
+/// client-certificate validation read it.
+pub fn ca_config_map(namespace: &str, name: &str, pem: &str) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": namespace},
+        "data": {"ca.crt": pem},
     })
 }

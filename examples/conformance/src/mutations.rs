@@ -87,7 +87,7 @@ fn created_object(cluster: &Cluster, id: &ObjectId) -> Result<Value, MutationErr
         == ("ConfigMap", INFRA, RECONCILE_CA_CONFIG_MAP)
     {
         let ca = suite_ca(cluster).map_err(MutationError::Harness)?;
-        return Ok(ca_config_map(&id.name, &ca));
+        return Ok(crate::certs::ca_config_map(INFRA, &id.name, &ca));
     }
     let (gateway, section, backend, port) =
         match (id.kind.as_str(), id.namespace.as_str(), id.name.as_str()) {
@@ -170,16 +170,6 @@ pub fn ca_of(cluster: &Cluster, name: &str) -> Result<String, String> {
 
 fn suite_ca(cluster: &Cluster) -> Result<String, String> {
     ca_of(cluster, SUITE_CA_CONFIG_MAP)
-}
-
-/// An infra ConfigMap holding `ca.crt`.
-pub fn ca_config_map(name: &str, ca: &str) -> Value {
-    json!({
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {"name": name, "namespace": INFRA},
-        "data": {"ca.crt": ca},
-    })
 }
 
 /// Sets a ConfigMap's `ca.crt`.
@@ -388,7 +378,7 @@ mod tests {
         cluster.apply(
             "t",
             0,
-            ca_config_map(SUITE_CA_CONFIG_MAP, "SUITE CA"),
+            crate::certs::ca_config_map(INFRA, SUITE_CA_CONFIG_MAP, "SUITE CA"),
             MUTATION_CREATED,
         );
         let policy = json!({
