@@ -392,17 +392,22 @@ mod tests {
         Some(buf[..n].to_vec())
     }
 
+    /// A proxy with `config` listening on a free loopback port, and that address.
+    async fn proxy_on_loopback(config: UdpProxyConfig) -> (UdpProxy, SocketAddr) {
+        let listen = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        let addr = listen.local_addr().unwrap();
+        (UdpProxy::new(listen, config), addr)
+    }
+
     #[tokio::test]
     async fn sessions_per_client_expire_when_idle_and_are_bounded() {
         let (backend, backend_task) = echo_backend().await;
-        let listen = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
-        let addr = listen.local_addr().unwrap();
-        let proxy = UdpProxy::new(
-            listen,
+        let (proxy, addr) = proxy_on_loopback(
             UdpProxyConfig::default()
                 .idle_timeout(Duration::from_millis(300))
                 .max_sessions(2),
-        );
+        )
+        .await;
         let sessions = proxy.sessions.clone();
         let task = tokio::spawn(proxy.run(move |_| Some(backend)));
         let a = UdpSocket::bind("127.0.0.1:0").await.unwrap();
@@ -476,14 +481,12 @@ mod tests {
     #[tokio::test]
     async fn observers_see_sessions_datagrams_expiry_and_the_limit() {
         let (backend, backend_task) = echo_backend().await;
-        let listen = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
-        let addr = listen.local_addr().unwrap();
-        let proxy = UdpProxy::new(
-            listen,
+        let (proxy, addr) = proxy_on_loopback(
             UdpProxyConfig::default()
                 .idle_timeout(Duration::from_millis(300))
                 .max_sessions(1),
-        );
+        )
+        .await;
         let counts = Arc::new(Counts::default());
         let (c1, c2) = (counts.clone(), counts.clone());
         let task = tokio::spawn(proxy.run_observed(
@@ -524,9 +527,7 @@ mod tests {
 
     #[tokio::test]
     async fn clients_without_a_backend_are_dropped() {
-        let listen = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
-        let addr = listen.local_addr().unwrap();
-        let proxy = UdpProxy::new(listen, UdpProxyConfig::default());
+        let (proxy, addr) = proxy_on_loopback(UdpProxyConfig::default()).await;
         let sessions = proxy.sessions.clone();
         let task = tokio::spawn(proxy.run(|_| None));
         let a = UdpSocket::bind("127.0.0.1:0").await.unwrap();
