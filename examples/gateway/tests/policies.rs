@@ -319,6 +319,14 @@ fn jwks_of(key: &Ed25519KeyPair) -> Value {
     ]})
 }
 
+/// Seconds since the Unix epoch, for `exp` claims.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("time")
+        .as_secs()
+}
+
 fn token(key: &Ed25519KeyPair, claims: &Value) -> String {
     let header = serde_json::json!({"alg": "EdDSA", "kid": "k1", "typ": "JWT"});
     let input = format!(
@@ -369,10 +377,7 @@ spec:
     let addr: SocketAddr = format!("127.0.48.1:{port}").parse().expect("addr");
     wait_for(addr, "/", &[], 401);
 
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("time")
-        .as_secs();
+    let now = unix_now();
     let claims =
         |iss: &str| serde_json::json!({"iss": iss, "aud": "shop", "sub": "bob", "exp": now + 300});
     let good = format!("Bearer {}", token(&key, &claims("https://idp.example.com")));
@@ -516,10 +521,7 @@ spec:
     let addr: SocketAddr = format!("127.0.94.1:{port}").parse().expect("addr");
     wait_for(addr, "/", &[], 401);
 
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("time")
-        .as_secs();
+    let now = unix_now();
     let claims =
         serde_json::json!({"iss": "https://idp.example.com", "sub": "bob", "exp": now + 300});
     let good = format!("Bearer {}", token(&key, &claims));
@@ -726,10 +728,7 @@ spec:
     let addr: SocketAddr = format!("127.0.93.1:{port}").parse().expect("addr");
     wait_for(addr, "/", &[], 401);
 
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("time")
-        .as_secs();
+    let now = unix_now();
     let bearer = format!(
         "Bearer {}",
         token(&key, &serde_json::json!({"sub": "bob", "exp": now + 300}))
