@@ -1486,18 +1486,18 @@ async fn ca_rotation_steps(
         ));
     }
     let (ok_case, fail_case) = ca_rotation_cases(cluster, &policy_manifest)?;
-    let ok = async |cluster: &Cluster, step: &str| -> Result<(), String> {
+    let expect = async |case: &Case, cluster: &Cluster, step: &str| -> Result<(), String> {
         let status = ctx.gw.status().await?;
-        match run_case(ctx, cluster, &status, &ok_case).await {
+        match run_case(ctx, cluster, &status, case).await {
             Outcome::Pass => Ok(()),
-            other => Err(format!("{step}: expected 200: {other:?}")),
-        }
-    };
-    let fails = async |cluster: &Cluster, step: &str| -> Result<(), String> {
-        let status = ctx.gw.status().await?;
-        match run_case(ctx, cluster, &status, &fail_case).await {
-            Outcome::Pass => Ok(()),
-            other => Err(format!("{step}: expected requests to fail: {other:?}")),
+            other => {
+                let wanted = if case.expect.failure.is_some() {
+                    "requests to fail"
+                } else {
+                    "200"
+                };
+                Err(format!("{step}: expected {wanted}: {other:?}"))
+            }
         }
     };
     let apply = async |cluster: &Cluster| -> Result<(), String> {
@@ -1517,10 +1517,15 @@ async fn ca_rotation_steps(
     let suite_ca = mutations::ca_of(cluster, mutations::SUITE_CA_CONFIG_MAP)?;
     let mismatch_ca = mutations::ca_of(cluster, mutations::MISMATCH_CA_CONFIG_MAP)?;
 
-    ok(cluster, "with the suite's CA").await?;
+    expect(&ok_case, cluster, "with the suite's CA").await?;
 
     rewrite(cluster, &mismatch_ca).await?;
-    fails(cluster, "after the CA was replaced by a mismatching CA").await?;
+    expect(
+        &fail_case,
+        cluster,
+        "after the CA was replaced by a mismatching CA",
+    )
+    .await?;
     let resolved = CheckItem {
         label: "still resolved".into(),
         check: serde_json::from_value(serde_json::json!({
@@ -1542,14 +1547,15 @@ async fn ca_rotation_steps(
     }
 
     rewrite(cluster, mutations::NOT_A_CERTIFICATE).await?;
-    fails(
+    expect(
+        &fail_case,
         cluster,
         "after the CA was replaced by content that is not a certificate",
     )
     .await?;
 
     rewrite(cluster, &suite_ca).await?;
-    ok(cluster, "after the suite's CA was restored").await?;
+    expect(&ok_case, cluster, "after the suite's CA was restored").await?;
 
     let occurrence = sequence
         .iter()
@@ -1558,7 +1564,12 @@ async fn ca_rotation_steps(
         .saturating_sub(1);
     mutations::apply(cluster, policy_patch, occurrence).map_err(|e| format!("{e:?}"))?;
     apply(cluster).await?;
-    ok(cluster, &format!("after the last `{policy_patch}`")).await
+    expect(
+        &ok_case,
+        cluster,
+        &format!("after the last `{policy_patch}`"),
+    )
+    .await
 }
 
 /// The request of the ca_rotation subtest, answered (`.0`) and refused (`.1`): to the HTTPRoute
