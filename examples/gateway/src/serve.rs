@@ -125,7 +125,9 @@ impl Servers {
     /// certificates of running ones, and closes the ones no longer configured. Requests in
     /// flight finish on the table they started with. Returns what could not be served.
     pub(crate) async fn apply(&mut self, table: &RouteTable) -> Vec<String> {
-        self.router.swap(Routes::build_with(table, &self.resolver));
+        // Rules whose entries did not change are reused, not built again.
+        let routes = Routes::rebuild(&self.router.routes(), table, &self.resolver);
+        self.router.swap(routes);
         let mut errors = Vec::new();
         self.l4.swap(table, &self.resolver, &mut errors);
         let mut udp = HashMap::new();

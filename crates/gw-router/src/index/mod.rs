@@ -46,8 +46,8 @@ use std::sync::Arc;
 
 use gw_model::resources::{ObjectKey, PathMatchType, StringMatchType};
 use gw_model::table::{
-    GrpcMatch, GrpcMatchKey, GrpcRouteEntry, HttpMatch, HttpMatchKey, HttpRouteEntry,
-    ListenerOwner, ListenerTable, Protocol, RouteOrder, RouteTable, Shared,
+    CertificatePair, GrpcMatch, GrpcMatchKey, GrpcRouteEntry, HttpMatch, HttpMatchKey,
+    HttpRouteEntry, ListenerOwner, ListenerTable, Protocol, RouteOrder, RouteTable, Shared,
 };
 use http::{HeaderMap, Method, Uri};
 
@@ -76,6 +76,9 @@ pub struct Routes {
 #[derive(Debug, Default)]
 struct GatewayRoutes {
     ports: HashMap<u16, PortRoutes>,
+    /// The Gateway's backend client certificate the rules were built with: a later build
+    /// reuses them only with the same one.
+    client_cert: Option<CertificatePair>,
 }
 
 #[derive(Debug, Default)]
@@ -633,6 +636,64 @@ impl Routes {
     /// [`build`](Self::build), resolving the names of external backends (XBackend) with
     /// `resolver`; names already in its cache keep their answers.
     pub fn build_with(table: &RouteTable, resolver: &crate::dns::Resolver) -> Routes {
+        Routes::build_from(table, resolver, None)
+    }
+
+    /// [`build_with`](Self::build_with), reusing the rules of `previous` whose table entries
+    /// did not change: a reload that changes one route builds that route's rules, not every
+    /// rule. A rule is reused when its entry is the same (equal, on the same listener, with the
+    /// same Gateway backend client certificate) and carries no TrafficPolicy (policy layers are
+    /// shared between rules within one build, so they are always built afresh). A reused rule
+    /// keeps its state: backend choice, session codecs, resilience. `previous` must have been
+    /// built with the same `resolver`.
+    ///
+    /// ```
+    /// use gw_model::{CompileOptions, compile, load, resources::Resources};
+    /// use gw_router::{Routes, dns::Resolver};
+    ///
+    /// let yaml = r#"
+    /// apiVersion: gateway.networking.k8s.io/v1
+    /// kind: GatewayClass
+    /// metadata: {name: gw}
+    /// spec: {controllerName: gw.dev/gateway}
+    /// ---
+    /// apiVersion: gateway.networking.k8s.io/v1
+    /// kind: Gateway
+    /// metadata: {name: edge, namespace: default}
+    /// spec:
+    ///   gatewayClassName: gw
+    ///   listeners: [{name: http, port: 8080, protocol: HTTP}]
+    /// ---
+    /// apiVersion: gateway.networking.k8s.io/v1
+    /// kind: HTTPRoute
+    /// metadata: {name: web, namespace: default}
+    /// spec:
+    ///   parentRefs: [{name: edge}]
+    ///   rules: [{backendRefs: [{name: web, port: 80}]}]
+    /// "#;
+    /// let mut resources = Resources::new();
+    /// resources.extend(load::parse("demo.yaml", yaml).objects);
+    /// let options = CompileOptions::new("gw.dev/gateway");
+    /// let resolver = Resolver::shared();
+    /// let first = Routes::build_with(&compile(&resources, &options).table, &resolver);
+    /// // Compiled again from the same resources: the rule is the one built before.
+    /// let second = Routes::rebuild(&first, &compile(&resources, &options).table, &resolver);
+    /// let rule = |r: &Routes| r.rules().next().map(|(_, rule)| rule.clone());
+    /// assert!(std::sync::Arc::ptr_eq(&rule(&first).unwrap(), &rule(&second).unwrap()));
+    /// ```
+    pub fn rebuild(
+        previous: &Routes,
+        table: &RouteTable,
+        resolver: &crate::dns::Resolver,
+    ) -> Routes {
+        Routes::build_from(table, resolver, Some(previous))
+    }
+
+    fn build_from(
+        table: &RouteTable,
+        resolver: &crate::dns::Resolver,
+        previous: Option<&Routes>,
+    ) -> Routes {
         let mut routes = Routes::default();
         let mut policies = PolicyCache::default();
         for g in &table.gateways {
@@ -640,7 +701,11 @@ impl Routes {
                 client_cert: g.backend_client_certificate.as_ref(),
                 resolver,
             };
+            let old = previous
+                .and_then(|p| p.gateways.get(&g.key))
+                .filter(|old| old.client_cert == g.backend_client_certificate);
             let gw = routes.gateways.entry(g.key.clone()).or_default();
+            gw.client_cert.clone_from(&g.backend_client_certificate);
             for l in &g.listeners {
                 if !matches!(l.protocol, Protocol::Http | Protocol::Https) {
                     continue;
@@ -655,8 +720,13 @@ impl Routes {
                         "two listeners with the same port and hostname; the first one is used");
                     continue;
                 }
+                let reuse = old
+                    .and_then(|o| o.ports.get(&l.port))
+                    .and_then(|p| p.listeners.iter().find(|o| o.name == l.name))
+                    .map(Reusable::of)
+                    .unwrap_or_default();
                 port.listeners
-                    .push(build_listener(l, &g.key, ctx, &mut policies));
+                    .push(build_listener(l, &g.key, ctx, &mut policies, &reuse));
             }
         }
         routes
@@ -820,6 +890,7 @@ fn build_listener(
     gateway: &ObjectKey,
     ctx: BuildCtx<'_>,
     policies: &mut PolicyCache,
+    reuse: &Reusable<'_>,
 ) -> Listener {
     let mut listener = Listener {
         name: l.name.clone(),
@@ -860,7 +931,11 @@ fn build_listener(
             continue;
         };
         let rule = slot
-            .get_or_insert_with(|| Arc::new(Rule::http(entry, ctx, policies)))
+            .get_or_insert_with(|| {
+                reuse
+                    .http(entry)
+                    .unwrap_or_else(|| Arc::new(Rule::http(entry, ctx, policies)))
+            })
             .clone();
         let Ok(rank) = u32::try_from(listener.http_cands.len()) else {
             tracing::warn!(listener = %l.name, "too many matches on one listener; the rest are skipped");
@@ -907,7 +982,11 @@ fn build_listener(
             continue;
         };
         let rule = slot
-            .get_or_insert_with(|| Arc::new(Rule::grpc(entry, ctx, policies)))
+            .get_or_insert_with(|| {
+                reuse
+                    .grpc(entry)
+                    .unwrap_or_else(|| Arc::new(Rule::grpc(entry, ctx, policies)))
+            })
             .clone();
         let Ok(rank) = u32::try_from(listener.grpc_cands.len()) else {
             break;
@@ -922,6 +1001,46 @@ fn build_listener(
     listener.http_cands.shrink_to_fit();
     listener.grpc_cands.shrink_to_fit();
     listener
+}
+
+/// The rules of a listener of the previous build, by route and rule index, for
+/// [`Routes::rebuild`].
+#[derive(Default)]
+struct Reusable<'a> {
+    http: HashMap<(&'a ObjectKey, usize), &'a Arc<Rule>>,
+    grpc: HashMap<(&'a ObjectKey, usize), &'a Arc<Rule>>,
+}
+
+impl<'a> Reusable<'a> {
+    fn of(l: &'a Listener) -> Self {
+        let mut r = Reusable::default();
+        for c in &l.http_cands {
+            r.http
+                .insert((&c.rule.route().key, c.rule.rule_index()), &c.rule);
+        }
+        for c in &l.grpc_cands {
+            r.grpc
+                .insert((&c.rule.route().key, c.rule.rule_index()), &c.rule);
+        }
+        r
+    }
+
+    /// The rule built before for this entry, when the entry is the same and has no policy.
+    fn http(&self, e: &Shared<HttpRouteEntry>) -> Option<Arc<Rule>> {
+        let old = self.http.get(&(&e.route.key, e.rule_index))?;
+        let same = old.http_entry().is_some_and(|o| {
+            o.policy.is_none() && e.policy.is_none() && (std::ptr::eq(o, &**e) || *o == **e)
+        });
+        same.then(|| Arc::clone(old))
+    }
+
+    fn grpc(&self, e: &Shared<GrpcRouteEntry>) -> Option<Arc<Rule>> {
+        let old = self.grpc.get(&(&e.route.key, e.rule_index))?;
+        let same = old.grpc_entry().is_some_and(|o| {
+            o.policy.is_none() && e.policy.is_none() && (std::ptr::eq(o, &**e) || *o == **e)
+        });
+        same.then(|| Arc::clone(old))
+    }
 }
 
 fn grpc_matches_of<'a>(e: &'a GrpcRouteEntry, no_match: &'a [GrpcMatch]) -> &'a [GrpcMatch] {
