@@ -61,4 +61,4 @@ pub mod resources;
 pub mod status;
 pub mod table;
 
-pub use compile::{CompileOptions, Compiled, DEFAULT_CONTROLLER_NAME, compile};
+pub use compile::{Changes, CompileOptions, Compiled, Compiler, DEFAULT_CONTROLLER_NAME, compile};

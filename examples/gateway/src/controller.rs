@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use gw_model::load::{self, LoadError};
 use gw_model::resources::{Kind, Object, ObjectKey, Resources};
 use gw_model::status::GatewayStatusAddress;
-use gw_model::{CompileOptions, Compiled, compile};
+use gw_model::{Changes, CompileOptions, Compiled, Compiler};
 use ipnet::IpNet;
 
 use crate::files::{self, ConfigFiles};
@@ -47,6 +47,8 @@ pub(crate) struct Controller {
     overlapping: bool,
     /// Files read and parsed by the last reload.
     files_parsed: usize,
+    /// Keeps compiled routes between reloads: a reload compiles again the routes it changed.
+    compiler: Compiler,
 }
 
 struct Seen {
@@ -95,6 +97,7 @@ impl Controller {
             loaded: false,
             overlapping: false,
             files_parsed: 0,
+            compiler: Compiler::default(),
         }
     }
 
@@ -149,22 +152,30 @@ impl Controller {
         for w in &warnings {
             tracing::warn!(warning = %w, "configuration warning");
         }
-        if errors.is_empty() || !self.loaded {
-            if full {
+        let changes = if errors.is_empty() || !self.loaded {
+            let changes = if full {
                 self.rebuild(extra, parsed);
-            } else if !self.update(files, parsed) {
-                // An object is now defined twice: rebuild in path order.
-                self.overlapping = true;
-                return self.reload(files, extra);
-            }
+                Changes::All
+            } else {
+                match self.update(files, parsed) {
+                    Some(changed) => Changes::Objects(changed),
+                    None => {
+                        // An object is now defined twice: rebuild in path order.
+                        self.overlapping = true;
+                        return self.reload(files, extra);
+                    }
+                }
+            };
             self.loaded = true;
             self.version += 1;
+            changes
         } else {
             tracing::error!("keeping the last good configuration");
-        }
+            Changes::Objects(Vec::new())
+        };
         let compile_started = Instant::now();
         let options = self.options();
-        let mut compiled = compile(&self.resources, &options);
+        let mut compiled = self.compiler.compile(&self.resources, &options, &changes);
         compiled
             .status
             .stamp_transition_times(None, &jiff::Timestamp::now().to_string());
@@ -193,7 +204,7 @@ impl Controller {
             tracing::warn!(warning = %w, "configuration warning");
         }
         let options = state.compile_options(&self.controller_name);
-        let mut compiled = compile(&state.resources, &options);
+        let mut compiled = gw_model::compile(&state.resources, &options);
         compiled
             .status
             .stamp_transition_times(None, &jiff::Timestamp::now().to_string());
@@ -236,9 +247,14 @@ impl Controller {
         }
     }
 
-    /// Applies the changed and removed files to the resources. Returns false (with the
-    /// resources half updated) when an object turns out to be defined twice.
-    fn update(&mut self, files: &ConfigFiles, parsed: Vec<Parsed>) -> bool {
+    /// Applies the changed and removed files to the resources: the objects removed, replaced
+    /// or inserted. `None` (with the resources half updated) when an object turns out to be
+    /// defined twice.
+    fn update(
+        &mut self,
+        files: &ConfigFiles,
+        parsed: Vec<Parsed>,
+    ) -> Option<Vec<(Kind, ObjectKey)>> {
         let gone: Vec<PathBuf> = self
             .applied
             .keys()
@@ -246,10 +262,12 @@ impl Controller {
             .cloned()
             .collect();
         let changed = parsed.iter().map(|p| p.path.clone());
+        let mut touched = Vec::new();
         for path in gone.into_iter().chain(changed) {
             if let Some(old) = self.applied.remove(&path) {
-                for (kind, key) in &old.keys {
-                    self.resources.remove(*kind, key);
+                for (kind, key) in old.keys {
+                    self.resources.remove(kind, &key);
+                    touched.push((kind, key));
                 }
             }
         }
@@ -257,6 +275,7 @@ impl Controller {
         for p in parsed {
             let (keys, replaced) = self.insert_all(p.objects);
             unique &= !replaced;
+            touched.extend(keys.iter().cloned());
             self.applied.insert(
                 p.path,
                 Applied {
@@ -267,7 +286,7 @@ impl Controller {
                 },
             );
         }
-        unique
+        unique.then_some(touched)
     }
 
     /// Stamps and inserts one file's objects; returns their keys and whether one replaced an

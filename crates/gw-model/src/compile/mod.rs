@@ -25,7 +25,7 @@ mod traffic;
 mod traffic_policy;
 mod xbackend;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use ipnet::IpNet;
 
@@ -43,7 +43,7 @@ use crate::status::{
 };
 use crate::table::{
     Backend, GatewayTable, GrpcMatchKey, GrpcRouteEntry, HttpMatchKey, HttpRouteEntry,
-    L4RouteEntry, ListenerOwner, ListenerTable, RouteOrder, RouteTable, WeightedBackend,
+    L4RouteEntry, ListenerOwner, ListenerTable, RouteOrder, RouteTable, Shared, WeightedBackend,
 };
 
 /// The controller name `gw-gateway` uses unless told otherwise.
@@ -204,6 +204,151 @@ impl GatewayState<'_> {
 /// assert_eq!(compiled.table.gateways[0].listeners[0].http.len(), 1);
 /// ```
 pub fn compile(res: &Resources, options: &CompileOptions) -> Compiled {
+    compile_with(res, options, None)
+}
+
+/// What changed in the resources since the previous [`Compiler::compile`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Changes {
+    /// Not known: everything is compiled again.
+    #[default]
+    All,
+    /// These objects were inserted, replaced or removed, and nothing else was.
+    Objects(Vec<(Kind, ObjectKey)>),
+}
+
+/// [`compile`], again and again, reusing what a change does not touch.
+///
+/// A `Compiler` keeps each route's compiled rules (matches, filters, resolved backends)
+/// between calls, and compiles again only the routes the [`Changes`] name. A change to any
+/// object that is not a route (a Service, an EndpointSlice, a ReferenceGrant, a Gateway...)
+/// compiles every route again, as does an XBackend whose check gives another answer (a
+/// certificate expired). Attachment, conflicts, policies and status are decided afresh on
+/// every call, so the output is exactly [`compile`]'s for the same resources and options.
+///
+/// The caller must name every object inserted, replaced or removed since the previous call;
+/// when that is not known, [`Changes::All`].
+///
+/// ```
+/// use gw_model::{Changes, CompileOptions, Compiler, compile, load, resources::{Kind, ObjectKey, Resources}};
+///
+/// let route = |path: &str| format!(r#"
+/// apiVersion: gateway.networking.k8s.io/v1
+/// kind: HTTPRoute
+/// metadata: {{name: web, namespace: default}}
+/// spec:
+///   parentRefs: [{{name: edge}}]
+///   rules: [{{matches: [{{path: {{value: {path}}}}}]}}]
+/// "#);
+/// let mut resources = Resources::new();
+/// resources.extend(load::parse("r.yaml", &route("/a")).objects);
+/// let options = CompileOptions::new("gw.dev/gateway");
+/// let mut compiler = Compiler::default();
+/// compiler.compile(&resources, &options, &Changes::All);
+///
+/// // One route changes: only it is compiled again.
+/// resources.extend(load::parse("r.yaml", &route("/b")).objects);
+/// let changes = Changes::Objects(vec![(Kind::HttpRoute, ObjectKey::new("default", "web"))]);
+/// let compiled = compiler.compile(&resources, &options, &changes);
+/// assert_eq!(compiled.status, compile(&resources, &options).status);
+/// ```
+#[derive(Default)]
+pub struct Compiler {
+    /// Compiled routes, by kind ([`route_slot`]) and key.
+    routes: [HashMap<ObjectKey, RouteCompilation>; 5],
+    /// The XBackends as checked when `routes` were compiled (routes resolve backends to them).
+    x_backends: BTreeMap<ObjectKey, xbackend::Evaluated>,
+}
+
+impl std::fmt::Debug for Compiler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Compiler")
+            .field(
+                "routes",
+                &self.routes.iter().map(HashMap::len).sum::<usize>(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl Compiler {
+    /// Compiles `res` as [`compile`] does, compiling again only the routes `changes` name (see
+    /// [`Compiler`]).
+    pub fn compile(
+        &mut self,
+        res: &Resources,
+        options: &CompileOptions,
+        changes: &Changes,
+    ) -> Compiled {
+        match changes {
+            Changes::All => self.clear(),
+            Changes::Objects(objects) => {
+                for (kind, key) in objects {
+                    match route_slot(*kind) {
+                        Some(i) => {
+                            self.routes[i].remove(key);
+                        }
+                        // Routes resolve backends against Services, EndpointSlices,
+                        // ReferenceGrants...: any other change may change any route.
+                        None => {
+                            self.clear();
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        compile_with(res, options, Some(self))
+    }
+
+    fn clear(&mut self) {
+        for r in &mut self.routes {
+            r.clear();
+        }
+    }
+
+    /// The compiled route, from the cache when it is there.
+    fn route<'c>(
+        cache: &'c mut Option<&mut Compiler>,
+        fresh: &'c mut Option<RouteCompilation>,
+        kind: Kind,
+        key: &ObjectKey,
+        build: impl FnOnce() -> RouteCompilation,
+    ) -> &'c mut RouteCompilation {
+        let (Some(c), Some(i)) = (cache, route_slot(kind)) else {
+            return fresh.insert(build());
+        };
+        let routes = &mut c.routes[i];
+        let mut build = Some(build);
+        if !routes.contains_key(key)
+            && let Some(b) = build.take()
+        {
+            routes.insert(key.clone(), b());
+        }
+        match routes.get_mut(key) {
+            Some(r) => r,
+            None => fresh.insert(build.take().map_or_else(RouteCompilation::default, |b| b())),
+        }
+    }
+}
+
+/// Where [`Compiler`] keeps routes of a kind; `None` for kinds that are not routes.
+fn route_slot(kind: Kind) -> Option<usize> {
+    Some(match kind {
+        Kind::HttpRoute => 0,
+        Kind::GrpcRoute => 1,
+        Kind::TlsRoute => 2,
+        Kind::TcpRoute => 3,
+        Kind::UdpRoute => 4,
+        _ => return None,
+    })
+}
+
+fn compile_with(
+    res: &Resources,
+    options: &CompileOptions,
+    mut cache: Option<&mut Compiler>,
+) -> Compiled {
     let mut entries = Vec::new();
 
     // GatewayClasses of ours.
@@ -242,6 +387,13 @@ pub fn compile(res: &Resources, options: &CompileOptions) -> Compiled {
     // Routes.
     let mut lookup = refs::Lookup::new(res);
     lookup.x_backends = xbackend::evaluate_all(res, options, &mut refresh_at);
+    if let Some(c) = cache.as_deref_mut()
+        && c.x_backends != lookup.x_backends
+    {
+        // Routes resolved backendRefs to XBackends as they were checked then.
+        c.clear();
+        c.x_backends.clone_from(&lookup.x_backends);
+    }
     let our_gateways: std::collections::BTreeSet<ObjectKey> =
         gateways.iter().map(|g| g.key.clone()).collect();
     for (key, r) in &res.http_routes {
@@ -251,13 +403,16 @@ pub fn compile(res: &Resources, options: &CompileOptions) -> Compiled {
             parent_refs: &r.spec.parent_refs,
             hostnames: &r.spec.hostnames,
         };
-        let compiled = http_route(&lookup, key, r);
+        let mut fresh = None;
+        let compiled = Compiler::route(&mut cache, &mut fresh, Kind::HttpRoute, key, || {
+            http_route(&lookup, key, r)
+        });
         entries.push(attach_route(
             res,
             &mut gateways,
             &view,
             &r.metadata,
-            &compiled,
+            compiled,
             options,
         ));
     }
@@ -268,13 +423,16 @@ pub fn compile(res: &Resources, options: &CompileOptions) -> Compiled {
             parent_refs: &r.spec.parent_refs,
             hostnames: &r.spec.hostnames,
         };
-        let compiled = grpc_route(&lookup, key, r);
+        let mut fresh = None;
+        let compiled = Compiler::route(&mut cache, &mut fresh, Kind::GrpcRoute, key, || {
+            grpc_route(&lookup, key, r)
+        });
         entries.push(attach_route(
             res,
             &mut gateways,
             &view,
             &r.metadata,
-            &compiled,
+            compiled,
             options,
         ));
     }
@@ -294,13 +452,16 @@ pub fn compile(res: &Resources, options: &CompileOptions) -> Compiled {
                     &[]
                 },
             };
-            let compiled = l4_route(&lookup, kind, key, r);
+            let mut fresh = None;
+            let compiled = Compiler::route(&mut cache, &mut fresh, kind, key, || {
+                l4_route(&lookup, kind, key, r)
+            });
             entries.push(attach_route(
                 res,
                 &mut gateways,
                 &view,
                 &r.metadata,
-                &compiled,
+                compiled,
                 options,
             ));
         }
@@ -411,6 +572,7 @@ fn gateway_state<'a>(res: &'a Resources, key: &ObjectKey, g: &'a Gateway) -> Gat
 }
 
 /// A route compiled once, then placed on every listener it attaches to.
+#[derive(Default)]
 pub(crate) struct RouteCompilation {
     /// Per rule: the table entry template, or why the rule is invalid.
     rules: Vec<Result<RuleEntry, Problem>>,
@@ -418,9 +580,13 @@ pub(crate) struct RouteCompilation {
     unresolved: Vec<refs::Unresolved>,
 }
 
+/// A rule's table entry. HTTP and gRPC entries are shared with the tables they are placed in:
+/// the entry keeps the hostnames of its last placement, so that a route placed again with the
+/// same hostnames (the usual case, for a [`Compiler`]) shares its entry with the table instead
+/// of a copy, and the data plane sees the same entry as before.
 enum RuleEntry {
-    Http(HttpRouteEntry),
-    Grpc(GrpcRouteEntry),
+    Http(Shared<HttpRouteEntry>),
+    Grpc(Shared<GrpcRouteEntry>),
     L4(L4RouteEntry),
 }
 
@@ -480,7 +646,7 @@ fn http_route(
         &r.spec.rules,
         rules::http_rule,
         |rule, route, rule_index, matches, action| {
-            RuleEntry::Http(HttpRouteEntry {
+            RuleEntry::Http(Shared::new(HttpRouteEntry {
                 route,
                 rule_index,
                 rule_name: rule.name.clone(),
@@ -488,7 +654,7 @@ fn http_route(
                 matches,
                 action,
                 policy: None,
-            })
+            }))
         },
     )
 }
@@ -513,7 +679,7 @@ fn grpc_route(
         rules_list,
         rules::grpc_rule,
         |rule, route, rule_index, matches, action| {
-            RuleEntry::Grpc(GrpcRouteEntry {
+            RuleEntry::Grpc(Shared::new(GrpcRouteEntry {
                 route,
                 rule_index,
                 rule_name: rule.name.clone(),
@@ -521,7 +687,7 @@ fn grpc_route(
                 matches,
                 action,
                 policy: None,
-            })
+            }))
         },
     )
 }
@@ -568,12 +734,16 @@ fn attach_route(
     gateways: &mut [GatewayState<'_>],
     view: &RouteView<'_>,
     meta: &ObjectMeta,
-    compiled: &RouteCompilation,
+    compiled: &mut RouteCompilation,
     options: &CompileOptions,
 ) -> StatusEntry {
     let generation = meta.generation();
     let valid_rules = compiled.rules.iter().filter(|r| r.is_ok()).count();
-    let first_invalid = compiled.rules.iter().find_map(|r| r.as_ref().err());
+    let first_invalid = compiled
+        .rules
+        .iter()
+        .find_map(|r| r.as_ref().err())
+        .cloned();
     let resolved = match compiled.unresolved.first() {
         None => Condition::ok(
             "ResolvedRefs",
@@ -629,6 +799,7 @@ fn attach_route(
             Ok(attached) => {
                 if valid_rules == 0 && !compiled.rules.is_empty() {
                     let msg = first_invalid
+                        .as_ref()
                         .map_or("every rule is invalid".to_owned(), |p| p.message.clone());
                     conditions.push(Condition::fail(
                         "Accepted",
@@ -654,7 +825,7 @@ fn attach_route(
             }
         }
         conditions.push(resolved.clone());
-        if let Some(p) = first_invalid
+        if let Some(p) = &first_invalid
             && valid_rules > 0
         {
             // GEP-1364 / HTTPRoute status: "PartiallyInvalid ... some rules of the route are
@@ -807,18 +978,20 @@ fn parent_is_gateway(
 
 /// Adds a route's valid rules to a listener table (duplicates across parentRefs that select the
 /// same listener are skipped).
-fn place_rules(table: &mut ListenerTable, compiled: &RouteCompilation, hostnames: &[String]) {
-    for rule in compiled.rules.iter().flatten() {
+fn place_rules(table: &mut ListenerTable, compiled: &mut RouteCompilation, hostnames: &[String]) {
+    for rule in compiled.rules.iter_mut().flatten() {
         match rule {
             RuleEntry::Http(e) => {
-                let mut e = e.clone();
-                e.hostnames = hostnames.to_vec();
-                table.http.push(e.into());
+                if e.hostnames != hostnames {
+                    e.hostnames = hostnames.to_vec();
+                }
+                table.http.push(e.clone());
             }
             RuleEntry::Grpc(e) => {
-                let mut e = e.clone();
-                e.hostnames = hostnames.to_vec();
-                table.grpc.push(e.into());
+                if e.hostnames != hostnames {
+                    e.hostnames = hostnames.to_vec();
+                }
+                table.grpc.push(e.clone());
             }
             RuleEntry::L4(e) => {
                 let mut e = e.clone();
@@ -1152,5 +1325,7 @@ fn backend_client_certificate(
         .map_err(|e| Problem::new("InvalidClientCertificateRef", format!("Secret {key}: {e}")))
     })())
 }
+#[cfg(test)]
+mod incremental_tests;
 #[cfg(test)]
 mod tests;

@@ -20,7 +20,7 @@ use crate::status::{Condition, ObjectStatus, RouteParentStatus, RouteStatus, Sta
 use crate::table::{AppProtocol, BackendTls, ExternalBackend};
 
 /// One XBackend, checked.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Evaluated {
     /// `Accepted=False` problem (`Invalid`).
     pub rejected: Option<Problem>,
