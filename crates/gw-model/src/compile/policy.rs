@@ -12,7 +12,7 @@ use crate::resources::{
 };
 use crate::status::{Condition, ObjectStatus, PolicyAncestorStatus, PolicyStatus, StatusEntry};
 use crate::table::{
-    Backend, BackendTls, HttpFilter, ListenerTable, RulePolicy, SubjectAltNameMatch,
+    Backend, BackendTls, HttpFilter, ListenerTable, RuleAction, RulePolicy, SubjectAltNameMatch,
     WeightedBackend,
 };
 
@@ -163,7 +163,35 @@ fn port_name(res: &Resources, service: &ObjectKey, port: u16) -> String {
         .unwrap_or_default()
 }
 
-fn for_each_backend(table: &mut ListenerTable, f: &mut dyn FnMut(&mut Backend)) {
+/// Every backend of the table's rules (rule and backend filters, TrafficPolicy `extAuth`
+/// included), of the rules with a backend `wanted` says yes to. HTTP and gRPC entries are
+/// shared (see [`Shared`](crate::table::Shared)): only those of such rules are written to, so
+/// the others stay shared and are not copied.
+fn for_each_backend(
+    table: &mut ListenerTable,
+    wanted: &dyn Fn(&Backend) -> bool,
+    f: &mut dyn FnMut(&mut Backend),
+) {
+    fn filter_backend(filter: &HttpFilter) -> Option<&Backend> {
+        match filter {
+            HttpFilter::RequestMirror { backend, .. }
+            | HttpFilter::ExternalAuth { backend, .. } => Some(backend),
+            _ => None,
+        }
+    }
+    let wants = |action: &RuleAction, p: Option<&RulePolicy>| {
+        let rule_filters = action.filters.iter().filter_map(filter_backend);
+        let rule_backends = action.backends.iter().flat_map(|b| {
+            std::iter::once(&b.backend).chain(b.filters.iter().filter_map(filter_backend))
+        });
+        let auth = p
+            .and_then(|p| p.ext_auth.as_ref())
+            .map(|a| &a.settings.backend);
+        rule_filters
+            .chain(rule_backends)
+            .chain(auth)
+            .any(wanted)
+    };
     fn filters(list: &mut [HttpFilter], f: &mut dyn FnMut(&mut Backend)) {
         for filter in list {
             if let HttpFilter::RequestMirror { backend, .. }
@@ -190,14 +218,18 @@ fn for_each_backend(table: &mut ListenerTable, f: &mut dyn FnMut(&mut Backend)) 
         }
     }
     for e in &mut table.http {
-        filters(&mut e.action.filters, f);
-        backends(&mut e.action.backends, f);
-        policy(e.policy.as_mut(), f);
+        if wants(&e.action, e.policy.as_deref()) {
+            filters(&mut e.action.filters, f);
+            backends(&mut e.action.backends, f);
+            policy(e.policy.as_mut(), f);
+        }
     }
     for e in &mut table.grpc {
-        filters(&mut e.action.filters, f);
-        backends(&mut e.action.backends, f);
-        policy(e.policy.as_mut(), f);
+        if wants(&e.action, e.policy.as_deref()) {
+            filters(&mut e.action.filters, f);
+            backends(&mut e.action.backends, f);
+            policy(e.policy.as_mut(), f);
+        }
     }
     for e in &mut table.l4 {
         backends(&mut e.backends, f);
@@ -237,7 +269,16 @@ pub(crate) fn apply(
     for g in gateways.iter_mut() {
         let gw_key = g.key.clone();
         for table in &mut g.tables {
-            for_each_backend(table, &mut |backend| {
+            let targeted = |backend: &Backend| {
+                let Backend::Service(s) = backend else {
+                    return false;
+                };
+                let pname = port_name(res, &s.service, s.port);
+                policies
+                    .iter()
+                    .any(|p| targets(p.policy, &p.key.namespace, &s.service, &pname))
+            };
+            for_each_backend(table, &targeted, &mut |backend| {
                 let Backend::Service(s) = backend else { return };
                 let pname = port_name(res, &s.service, s.port);
                 let matching: Vec<usize> = (0..policies.len())

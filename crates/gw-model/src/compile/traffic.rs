@@ -289,18 +289,40 @@ fn targets(p: &Evaluated<'_>, group: &str, kind: &str, backend: &ObjectKey) -> b
             .any(|t| t.group == group && t.kind == kind && t.name == backend.name)
 }
 
-/// Every backend that HTTPRoute and GRPCRoute rules send requests to (not mirrors, not L4).
-fn for_each_rule_backend(table: &mut ListenerTable, f: &mut dyn FnMut(&mut Backend)) {
+/// Every backend that HTTPRoute and GRPCRoute rules send requests to (not mirrors, not L4), of
+/// the rules with a backend `wanted` says yes to. Entries are shared (see [`Shared`]): only
+/// those of such rules are written to, so the others stay shared and are not copied.
+///
+/// [`Shared`]: crate::table::Shared
+fn for_each_rule_backend(
+    table: &mut ListenerTable,
+    wanted: &dyn Fn(&Backend) -> bool,
+    f: &mut dyn FnMut(&mut Backend),
+) {
+    let wants = |list: &[WeightedBackend]| list.iter().any(|b| wanted(&b.backend));
     let mut each = |list: &mut [WeightedBackend]| {
         for b in list {
             f(&mut b.backend);
         }
     };
     for e in &mut table.http {
-        each(&mut e.action.backends);
+        if wants(&e.action.backends) {
+            each(&mut e.action.backends);
+        }
     }
     for e in &mut table.grpc {
-        each(&mut e.action.backends);
+        if wants(&e.action.backends) {
+            each(&mut e.action.backends);
+        }
+    }
+}
+
+/// The group, kind and key a policy targets a backend by.
+fn backend_target(backend: &Backend) -> Option<(&'static str, &'static str, &ObjectKey)> {
+    match backend {
+        Backend::Service(s) => Some((CORE_GROUP, "Service", &s.service)),
+        Backend::External(x) => Some((GATEWAY_X_GROUP, "XBackend", &x.backend)),
+        _ => None,
     }
 }
 
@@ -330,7 +352,12 @@ pub(crate) fn apply(
     for g in gateways.iter_mut() {
         let gw_key = g.key.clone();
         for table in &mut g.tables {
-            for_each_rule_backend(table, &mut |backend| {
+            let targeted = |backend: &Backend| {
+                backend_target(backend).is_some_and(|(group, kind, key)| {
+                    policies.iter().any(|p| targets(p, group, kind, key))
+                })
+            };
+            for_each_rule_backend(table, &targeted, &mut |backend| {
                 let (group, kind, key, traffic) = match backend {
                     Backend::Service(s) => (CORE_GROUP, "Service", &s.service, &mut s.traffic),
                     Backend::External(x) => {

@@ -1238,7 +1238,11 @@ pub(crate) fn apply(
                         route: &e.route.key,
                         rule: e.rule_name.as_deref(),
                     };
-                    e.policy = effective(&policies, &attachments(&index, ctx)).map(Box::new);
+                    let policy = effective(&policies, &attachments(&index, ctx)).map(Box::new);
+                    // Entries are shared: written only when the policy changes them.
+                    if e.policy != policy {
+                        e.policy = policy;
+                    }
                 }
                 for e in &mut t.grpc {
                     let ctx = RuleContext {
@@ -1249,7 +1253,11 @@ pub(crate) fn apply(
                         route: &e.route.key,
                         rule: e.rule_name.as_deref(),
                     };
-                    e.policy = effective(&policies, &attachments(&index, ctx)).map(Box::new);
+                    let policy = effective(&policies, &attachments(&index, ctx)).map(Box::new);
+                    // Entries are shared: written only when the policy changes them.
+                    if e.policy != policy {
+                        e.policy = policy;
+                    }
                 }
             }
         }
