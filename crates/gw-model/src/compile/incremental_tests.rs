@@ -145,6 +145,18 @@ endpoints: [{addresses: [127.0.0.3]}]
 ",
         remove: &[],
     },
+    // A second EndpointSlice for the Service (the index of slices by Service changes).
+    Step {
+        upsert: "
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: echo-2, namespace: default, labels: {kubernetes.io/service-name: echo}}
+addressType: IPv4
+ports: [{name: http, port: 3000}]
+endpoints: [{addresses: [127.0.0.4]}]
+",
+        remove: &[],
+    },
     // The conflicting route goes away; the TCPRoute changes backend port.
     Step {
         upsert: "

@@ -254,7 +254,15 @@ pub enum Changes {
 /// ```
 #[derive(Default)]
 pub struct Compiler {
-    /// Compiled routes, by kind ([`route_slot`]) and key.
+    routes: RouteCache,
+    /// EndpointSlices indexed by Service, kept while no EndpointSlice changes.
+    slices: Option<refs::SliceIndex>,
+}
+
+/// Compiled routes kept between compiles.
+#[derive(Default)]
+struct RouteCache {
+    /// By kind ([`route_slot`]) and key.
     routes: [HashMap<ObjectKey, RouteCompilation>; 5],
     /// The XBackends as checked when `routes` were compiled (routes resolve backends to them).
     x_backends: BTreeMap<ObjectKey, xbackend::Evaluated>,
@@ -265,7 +273,7 @@ impl std::fmt::Debug for Compiler {
         f.debug_struct("Compiler")
             .field(
                 "routes",
-                &self.routes.iter().map(HashMap::len).sum::<usize>(),
+                &self.routes.routes.iter().map(HashMap::len).sum::<usize>(),
             )
             .finish_non_exhaustive()
     }
@@ -281,26 +289,38 @@ impl Compiler {
         changes: &Changes,
     ) -> Compiled {
         match changes {
-            Changes::All => self.clear(),
+            Changes::All => {
+                self.routes.clear();
+                self.slices = None;
+            }
             Changes::Objects(objects) => {
+                let mut all_routes = false;
                 for (kind, key) in objects {
                     match route_slot(*kind) {
                         Some(i) => {
-                            self.routes[i].remove(key);
+                            self.routes.routes[i].remove(key);
                         }
                         // Routes resolve backends against Services, EndpointSlices,
                         // ReferenceGrants...: any other change may change any route.
-                        None => {
-                            self.clear();
-                            break;
-                        }
+                        None => all_routes = true,
                     }
+                    if *kind == Kind::EndpointSlice {
+                        self.slices = None;
+                    }
+                }
+                if all_routes {
+                    self.routes.clear();
                 }
             }
         }
-        compile_with(res, options, Some(self))
+        let slices = self
+            .slices
+            .get_or_insert_with(|| refs::SliceIndex::new(res));
+        compile_with(res, options, Some((&mut self.routes, slices)))
     }
+}
 
+impl RouteCache {
     fn clear(&mut self) {
         for r in &mut self.routes {
             r.clear();
@@ -309,7 +329,7 @@ impl Compiler {
 
     /// The compiled route, from the cache when it is there.
     fn route<'c>(
-        cache: &'c mut Option<&mut Compiler>,
+        cache: &'c mut Option<&mut RouteCache>,
         fresh: &'c mut Option<RouteCompilation>,
         kind: Kind,
         key: &ObjectKey,
@@ -347,8 +367,12 @@ fn route_slot(kind: Kind) -> Option<usize> {
 fn compile_with(
     res: &Resources,
     options: &CompileOptions,
-    mut cache: Option<&mut Compiler>,
+    kept: Option<(&mut RouteCache, &refs::SliceIndex)>,
 ) -> Compiled {
+    let (mut cache, slices) = match kept {
+        Some((cache, slices)) => (Some(cache), Some(slices)),
+        None => (None, None),
+    };
     let mut entries = Vec::new();
 
     // GatewayClasses of ours.
@@ -385,7 +409,10 @@ fn compile_with(
     }
 
     // Routes.
-    let mut lookup = refs::Lookup::new(res);
+    let mut lookup = match slices {
+        Some(index) => refs::Lookup::with_slices(res, index),
+        None => refs::Lookup::new(res),
+    };
     lookup.x_backends = xbackend::evaluate_all(res, options, &mut refresh_at);
     if let Some(c) = cache.as_deref_mut()
         && c.x_backends != lookup.x_backends
@@ -404,7 +431,7 @@ fn compile_with(
             hostnames: &r.spec.hostnames,
         };
         let mut fresh = None;
-        let compiled = Compiler::route(&mut cache, &mut fresh, Kind::HttpRoute, key, || {
+        let compiled = RouteCache::route(&mut cache, &mut fresh, Kind::HttpRoute, key, || {
             http_route(&lookup, key, r)
         });
         entries.push(attach_route(
@@ -424,7 +451,7 @@ fn compile_with(
             hostnames: &r.spec.hostnames,
         };
         let mut fresh = None;
-        let compiled = Compiler::route(&mut cache, &mut fresh, Kind::GrpcRoute, key, || {
+        let compiled = RouteCache::route(&mut cache, &mut fresh, Kind::GrpcRoute, key, || {
             grpc_route(&lookup, key, r)
         });
         entries.push(attach_route(
@@ -453,7 +480,7 @@ fn compile_with(
                 },
             };
             let mut fresh = None;
-            let compiled = Compiler::route(&mut cache, &mut fresh, kind, key, || {
+            let compiled = RouteCache::route(&mut cache, &mut fresh, kind, key, || {
                 l4_route(&lookup, kind, key, r)
             });
             entries.push(attach_route(

@@ -187,10 +187,7 @@ fn for_each_backend(
         let auth = p
             .and_then(|p| p.ext_auth.as_ref())
             .map(|a| &a.settings.backend);
-        rule_filters
-            .chain(rule_backends)
-            .chain(auth)
-            .any(wanted)
+        rule_filters.chain(rule_backends).chain(auth).any(wanted)
     };
     fn filters(list: &mut [HttpFilter], f: &mut dyn FnMut(&mut Backend)) {
         for filter in list {

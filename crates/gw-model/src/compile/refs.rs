@@ -65,15 +65,44 @@ pub struct Lookup<'a> {
     /// XBackends, checked.
     pub(crate) x_backends: BTreeMap<ObjectKey, super::xbackend::Evaluated>,
     /// EndpointSlices by namespace and their `kubernetes.io/service-name` label.
-    slices: HashMap<(&'a str, &'a str), Vec<&'a EndpointSlice>>,
+    slices: Slices<'a>,
 }
+
+enum Slices<'a> {
+    /// Built for this lookup.
+    Own(HashMap<(&'a str, &'a str), Vec<&'a EndpointSlice>>),
+    /// Kept between compiles (see [`SliceIndex`]).
+    Kept(&'a SliceIndex),
+}
+
+/// EndpointSlice keys by namespace and `kubernetes.io/service-name` label, kept by a
+/// [`Compiler`](super::Compiler) between compiles while no EndpointSlice changes.
+#[derive(Debug, Default)]
+pub(crate) struct SliceIndex(HashMap<(String, String), Vec<ObjectKey>>);
+
+impl SliceIndex {
+    pub(crate) fn new(res: &Resources) -> Self {
+        let mut index: HashMap<(String, String), Vec<ObjectKey>> = HashMap::new();
+        for (key, slice) in &res.endpoint_slices {
+            if let Some(service) = slice.metadata.labels.get(SERVICE_NAME_LABEL) {
+                index
+                    .entry((key.namespace.clone(), service.clone()))
+                    .or_default()
+                    .push(key.clone());
+            }
+        }
+        SliceIndex(index)
+    }
+}
+
+const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
 impl<'a> Lookup<'a> {
     /// Indexes `res`.
     pub fn new(res: &'a Resources) -> Self {
         let mut slices: HashMap<(&str, &str), Vec<&EndpointSlice>> = HashMap::new();
         for (key, slice) in &res.endpoint_slices {
-            if let Some(service) = slice.metadata.labels.get("kubernetes.io/service-name") {
+            if let Some(service) = slice.metadata.labels.get(SERVICE_NAME_LABEL) {
                 slices
                     .entry((key.namespace.as_str(), service.as_str()))
                     .or_default()
@@ -82,8 +111,36 @@ impl<'a> Lookup<'a> {
         }
         Lookup {
             res,
-            slices,
+            slices: Slices::Own(slices),
             x_backends: BTreeMap::new(),
+        }
+    }
+
+    /// A lookup with an index of `res`'s EndpointSlices built before.
+    pub(crate) fn with_slices(res: &'a Resources, index: &'a SliceIndex) -> Self {
+        Lookup {
+            res,
+            slices: Slices::Kept(index),
+            x_backends: BTreeMap::new(),
+        }
+    }
+
+    /// The EndpointSlices labelled with a Service's name, in its namespace.
+    fn slices_of(&self, service: &ObjectKey) -> Vec<&'a EndpointSlice> {
+        match &self.slices {
+            Slices::Own(map) => map
+                .get(&(service.namespace.as_str(), service.name.as_str()))
+                .cloned()
+                .unwrap_or_default(),
+            Slices::Kept(index) => index
+                .0
+                .get(&(service.namespace.clone(), service.name.clone()))
+                .map(|keys| {
+                    keys.iter()
+                        .filter_map(|k| self.res.endpoint_slices.get(k).map(|s| &**s))
+                        .collect()
+                })
+                .unwrap_or_default(),
         }
     }
 
@@ -107,12 +164,7 @@ impl<'a> Lookup<'a> {
     /// Kubernetes does. Endpoints whose `ready` condition is false are left out ("nil should be
     /// interpreted as ready").
     pub fn endpoints(&self, service: &ObjectKey, port_name: &str) -> Vec<SocketAddr> {
-        let Some(slices) = self
-            .slices
-            .get(&(service.namespace.as_str(), service.name.as_str()))
-        else {
-            return Vec::new();
-        };
+        let slices = self.slices_of(service);
         let mut out: Vec<SocketAddr> = slices
             .iter()
             .flat_map(|slice| {
