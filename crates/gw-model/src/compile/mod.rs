@@ -144,20 +144,21 @@ pub(crate) struct GatewayState<'a> {
 }
 
 impl GatewayState<'_> {
-    fn own_listeners(&self) -> Vec<(usize, &ListenerState)> {
+    fn own_listeners(&self) -> impl Iterator<Item = (usize, &ListenerState)> + Clone {
         self.listeners
             .iter()
             .enumerate()
             .filter(|(_, l)| l.owner.kind == Kind::Gateway)
-            .collect()
     }
 
-    fn set_listeners(&self, key: &ObjectKey) -> Vec<(usize, &ListenerState)> {
+    fn set_listeners<'s>(
+        &'s self,
+        key: &'s ObjectKey,
+    ) -> impl Iterator<Item = (usize, &'s ListenerState)> + Clone {
         self.listeners
             .iter()
             .enumerate()
-            .filter(|(_, l)| l.owner.kind == Kind::ListenerSet && &l.owner.key == key)
-            .collect()
+            .filter(move |(_, l)| l.owner.kind == Kind::ListenerSet && &l.owner.key == key)
     }
 }
 
@@ -786,7 +787,7 @@ fn attach_route(
     let mut parents = Vec::with_capacity(view.parent_refs.len());
     // Listeners this route is already on: a route counts once per listener and its rules are
     // placed once, however many of its parentRefs select the listener.
-    let mut placed: std::collections::HashSet<(usize, usize)> = std::collections::HashSet::new();
+    let mut placed: Vec<(usize, usize)> = Vec::new();
     for p in view.parent_refs {
         let Some(target) = resolve_parent(res, gateways, &view.key.namespace, p) else {
             continue;
@@ -794,7 +795,7 @@ fn attach_route(
         let (gi, outcome) = match &target {
             ParentTarget::Gateway(gi) => {
                 let g = &gateways[*gi];
-                (*gi, attach(res, view, p, &g.own_listeners()))
+                (*gi, attach(res, view, p, g.own_listeners()))
             }
             ParentTarget::ListenerSet {
                 gateway,
@@ -803,7 +804,7 @@ fn attach_route(
             } => {
                 let g = &gateways[*gateway];
                 let outcome = if *accepted {
-                    attach(res, view, p, &g.set_listeners(key))
+                    attach(res, view, p, g.set_listeners(key))
                 } else {
                     Err(Problem::new(
                         "NotAllowedByListeners",
@@ -844,7 +845,8 @@ fn attach_route(
                 }
                 let g = &mut gateways[gi];
                 for (li, hostnames) in attached {
-                    if placed.insert((gi, li)) {
+                    if !placed.contains(&(gi, li)) {
+                        placed.push((gi, li));
                         g.listeners[li].attached_routes += 1;
                         place_rules(&mut g.tables[li], compiled, &hostnames);
                     }

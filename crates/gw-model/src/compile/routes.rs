@@ -37,13 +37,14 @@ pub(crate) fn resolve_parent(
     if p.group != GATEWAY_GROUP {
         return None;
     }
-    let key = ObjectKey::new(p.namespace.as_deref().unwrap_or(route_ns), p.name.clone());
+    let namespace = p.namespace.as_deref().unwrap_or(route_ns);
     match p.kind.as_str() {
         "Gateway" => gateways
             .iter()
-            .position(|g| g.key == key)
+            .position(|g| g.key.name == p.name && g.key.namespace == namespace)
             .map(ParentTarget::Gateway),
         "ListenerSet" => {
+            let key = ObjectKey::new(namespace, p.name.clone());
             let ls = res.listener_sets.get(&key)?;
             let gw_key = ObjectKey::new(
                 ls.spec
@@ -76,18 +77,16 @@ pub(crate) fn resolve_parent(
 /// route's kind and namespace (`NotAllowedByListeners`); and for HTTP, gRPC and TLS routes some
 /// allowed listener's hostname must intersect the route's hostnames
 /// (`NoMatchingListenerHostname`).
-pub(crate) fn attach(
+pub(crate) fn attach<'l>(
     res: &Resources,
     route: &RouteView<'_>,
     p: &ParentReference,
-    listeners: &[(usize, &ListenerState)],
+    listeners: impl Iterator<Item = (usize, &'l ListenerState)> + Clone,
 ) -> Result<Vec<(usize, Vec<String>)>, Problem> {
-    let selected: Vec<&(usize, &ListenerState)> = listeners
-        .iter()
+    let selected = listeners
         .filter(|(_, l)| p.section_name.as_ref().is_none_or(|s| *s == l.spec.name))
-        .filter(|(_, l)| p.port.is_none_or(|port| port == l.spec.port))
-        .collect();
-    if selected.is_empty() {
+        .filter(|(_, l)| p.port.is_none_or(|port| port == l.spec.port));
+    if selected.clone().next().is_none() {
         let what = match (&p.section_name, p.port) {
             (Some(s), Some(port)) => format!("no listener named {s} on port {port}"),
             (Some(s), None) => format!("no listener named {s}"),
@@ -97,22 +96,19 @@ pub(crate) fn attach(
         return Err(Problem::new("NoMatchingParent", what));
     }
     let route_ns = &route.key.namespace;
-    let allowed: Vec<&(usize, &ListenerState)> = selected
-        .into_iter()
-        .filter(|(_, l)| {
-            l.supported_kinds
-                .iter()
-                .any(|k| k.group == GATEWAY_GROUP && k.kind == route.kind.as_str())
-                && namespace_allowed(
-                    res,
-                    l.spec.allowed_routes.namespaces.from,
-                    l.spec.allowed_routes.namespaces.selector.as_ref(),
-                    &l.owner.key.namespace,
-                    route_ns,
-                )
-        })
-        .collect();
-    if allowed.is_empty() {
+    let allowed = selected.filter(|(_, l)| {
+        l.supported_kinds
+            .iter()
+            .any(|k| k.group == GATEWAY_GROUP && k.kind == route.kind.as_str())
+            && namespace_allowed(
+                res,
+                l.spec.allowed_routes.namespaces.from,
+                l.spec.allowed_routes.namespaces.selector.as_ref(),
+                &l.owner.key.namespace,
+                route_ns,
+            )
+    });
+    if allowed.clone().next().is_none() {
         return Err(Problem::new(
             "NotAllowedByListeners",
             format!(
@@ -128,11 +124,11 @@ pub(crate) fn attach(
             Some(Protocol::Http | Protocol::Https | Protocol::Tls)
         );
         if !uses_hostnames {
-            out.push((*i, Vec::new()));
+            out.push((i, Vec::new()));
             continue;
         }
         if let Some(h) = effective_hostnames(l.spec.hostname.as_deref(), route.hostnames) {
-            out.push((*i, h));
+            out.push((i, h));
         }
     }
     if out.is_empty() {
