@@ -352,11 +352,14 @@ async fn run(args: Args) -> Result<(), String> {
                 continue;
             }
         }
+        let woke = std::time::Instant::now();
         let mut events = changes.events();
         let mut next = scan(&args.config);
         if next == current {
             continue;
         }
+        let scanned = woke.elapsed();
+        let mut settle_reads = 0;
         // A file still being written (created or modified, not yet closed) could be read
         // half-written: wait until every write is closed and nothing else happened, or until
         // the files read the same twice SETTLE apart with no event in between. Renames and
@@ -366,6 +369,7 @@ async fn run(args: Args) -> Result<(), String> {
                 break;
             }
             tokio::time::sleep(SETTLE).await;
+            settle_reads += 1;
             let seen = changes.events();
             let again = scan(&args.config);
             if again == next && seen == events {
@@ -375,6 +379,12 @@ async fn run(args: Args) -> Result<(), String> {
             events = seen;
         }
         changes.settled();
+        tracing::debug!(
+            scan_ms = scanned.as_secs_f64() * 1e3,
+            settle_reads,
+            waited_ms = woke.elapsed().as_secs_f64() * 1e3,
+            "files read"
+        );
         if next != current {
             tracing::info!(files = next.files.len(), "configuration changed; reloading");
             current = next;
