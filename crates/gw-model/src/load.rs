@@ -153,29 +153,67 @@ pub struct Loaded {
 /// Never panics, whatever the input.
 pub fn parse(source: &str, text: &str) -> Loaded {
     let mut out = Loaded::default();
-    for (index, doc_text) in split_documents(text).into_iter().enumerate() {
-        let doc = DocumentRef {
-            source: source.to_owned(),
-            index,
-        };
-        if is_blank(doc_text) {
-            continue;
-        }
-        // YAML 1.2 core booleans: `n`, `no`, `on`, `y` stay strings (a namespace may be `n`).
-        let options = serde_saphyr::options! { strict_booleans: true };
-        let value: Value = match serde_saphyr::from_str_with_options(doc_text, options) {
-            Ok(v) => v,
-            Err(e) => {
-                out.errors.push(LoadError::Syntax {
-                    doc,
-                    message: e.to_string(),
-                });
-                continue;
-            }
-        };
-        load_value(&doc, value, &mut out, 0);
+    for (index, doc_text) in documents(text).into_iter().enumerate() {
+        parse_document_into(source, index, doc_text, &mut out);
     }
     out
+}
+
+/// The documents of a source, as [`parse`] splits it: at `---` lines (content after `--- ` on
+/// the same line starts the next document) and `...` end markers. JSON has no such lines and
+/// stays whole. A tool that reloads a changed source can parse again only the documents whose
+/// text changed, with [`parse_document`], and get what [`parse`] would give.
+///
+/// ```
+/// use gw_model::load;
+///
+/// let text = "kind: A\n---\nkind: B\n";
+/// assert_eq!(load::documents(text), vec!["kind: A\n", "kind: B\n"]);
+/// ```
+pub fn documents(text: &str) -> Vec<&str> {
+    split_documents(text)
+}
+
+/// Parses document `index` of `source` (one of [`documents`]), as [`parse`] does: errors and
+/// warnings name that document.
+///
+/// ```
+/// use gw_model::load;
+///
+/// let text = "apiVersion: v1\nkind: Service\nmetadata: {name: a, namespace: default}\n---\nnot: [closed\n";
+/// let docs = load::documents(text);
+/// let first = load::parse_document("s.yaml", 0, docs[0]);
+/// assert_eq!(first.objects.len(), 1);
+/// let second = load::parse_document("s.yaml", 1, docs[1]);
+/// assert_eq!(second.errors[0].document().index, 1);
+/// ```
+pub fn parse_document(source: &str, index: usize, text: &str) -> Loaded {
+    let mut out = Loaded::default();
+    parse_document_into(source, index, text, &mut out);
+    out
+}
+
+fn parse_document_into(source: &str, index: usize, doc_text: &str, out: &mut Loaded) {
+    let doc = DocumentRef {
+        source: source.to_owned(),
+        index,
+    };
+    if is_blank(doc_text) {
+        return;
+    }
+    // YAML 1.2 core booleans: `n`, `no`, `on`, `y` stay strings (a namespace may be `n`).
+    let options = serde_saphyr::options! { strict_booleans: true };
+    let value: Value = match serde_saphyr::from_str_with_options(doc_text, options) {
+        Ok(v) => v,
+        Err(e) => {
+            out.errors.push(LoadError::Syntax {
+                doc,
+                message: e.to_string(),
+            });
+            return;
+        }
+    };
+    load_value(&doc, value, out, 0);
 }
 
 /// Loads one already-parsed JSON value (an object or a `List`).
