@@ -47,6 +47,11 @@ pub(crate) struct Controller {
     overlapping: bool,
     /// Files read and parsed by the last reload.
     files_parsed: usize,
+    /// Documents of those files parsed (the others had not changed).
+    docs_parsed: usize,
+    /// Objects the last reload inserted, changed or removed (`None`: everything was loaded
+    /// again).
+    objects_changed: Option<usize>,
     /// Keeps compiled routes between reloads: a reload compiles again the routes it changed.
     compiler: Compiler,
 }
@@ -65,13 +70,33 @@ struct Applied {
     /// Documents of the file that did not load (only a first load applies such a file).
     errors: Vec<String>,
     warnings: Vec<String>,
+    /// The documents that loaded without errors or warnings, by the hash of their text: when
+    /// the file changes, a document whose text did not change is not parsed again.
+    docs: HashMap<u64, Vec<(Kind, ObjectKey)>>,
+}
+
+/// The objects of changed files as they were, and the changes found so far.
+type Diff<'d> = (
+    &'d mut HashMap<(Kind, ObjectKey), Object>,
+    &'d mut Vec<(Kind, ObjectKey)>,
+);
+
+/// One document's objects in a file read for a reload.
+enum Item {
+    /// Parsed from the new text.
+    Parsed(Box<Object>),
+    /// The same text as before: the object already in the resources.
+    Kept((Kind, ObjectKey)),
 }
 
 /// A file read and parsed for this reload.
 struct Parsed {
     path: PathBuf,
     hash: u64,
-    objects: Vec<Object>,
+    objects: Vec<Item>,
+    docs: HashMap<u64, Vec<(Kind, ObjectKey)>>,
+    /// Documents parsed (the others were kept).
+    docs_parsed: usize,
     errors: Vec<String>,
     warnings: Vec<String>,
 }
@@ -97,6 +122,8 @@ impl Controller {
             loaded: false,
             overlapping: false,
             files_parsed: 0,
+            docs_parsed: 0,
+            objects_changed: None,
             compiler: Compiler::default(),
         }
     }
@@ -129,22 +156,15 @@ impl Controller {
                     continue;
                 }
             };
-            let loaded = load::parse(&path.display().to_string(), &text);
-            let file_errors: Vec<String> = loaded.errors.iter().map(LoadError::to_string).collect();
-            let file_warnings: Vec<String> =
-                loaded.warnings.iter().map(ToString::to_string).collect();
-            errors.extend(file_errors.iter().cloned());
-            warnings.extend(file_warnings.iter().cloned());
-            parsed.push(Parsed {
-                path: path.clone(),
-                hash: files::content_hash(&text),
-                objects: loaded.objects,
-                errors: file_errors,
-                warnings: file_warnings,
-            });
+            let kept = if full { None } else { self.applied.get(path) };
+            let file = load_file(path, &text, kept.map(|a| &a.docs));
+            errors.extend(file.errors.iter().cloned());
+            warnings.extend(file.warnings.iter().cloned());
+            parsed.push(file);
         }
         timings.files_parsed = parsed.len();
         self.files_parsed = parsed.len();
+        self.docs_parsed = parsed.iter().map(|p| p.docs_parsed).sum();
         timings.parse = started.elapsed();
         for e in &errors {
             tracing::error!(error = %e, "configuration error");
@@ -173,6 +193,10 @@ impl Controller {
             tracing::error!("keeping the last good configuration");
             Changes::Objects(Vec::new())
         };
+        self.objects_changed = match &changes {
+            Changes::All => None,
+            Changes::Objects(o) => Some(o.len()),
+        };
         let compile_started = Instant::now();
         let options = self.options();
         let mut compiled = self.compiler.compile(&self.resources, &options, &changes);
@@ -182,7 +206,9 @@ impl Controller {
         timings.compile = compile_started.elapsed();
         tracing::debug!(
             files_parsed = timings.files_parsed,
+            docs_parsed = self.docs_parsed,
             parse_ms = timings.parse.as_secs_f64() * 1e3,
+            objects_changed = ?self.objects_changed,
             compile_ms = timings.compile.as_secs_f64() * 1e3,
             objects = self.resources.len(),
             "configuration compiled"
@@ -231,7 +257,7 @@ impl Controller {
             }
         }
         for p in parsed {
-            let keys = self.insert_all(p.objects);
+            let keys = self.insert_all(p.objects, None);
             if keys.1 {
                 self.overlapping = true;
             }
@@ -242,6 +268,7 @@ impl Controller {
                     keys: keys.0,
                     errors: p.errors,
                     warnings: p.warnings,
+                    docs: p.docs,
                 },
             );
         }
@@ -262,20 +289,23 @@ impl Controller {
             .cloned()
             .collect();
         let changed = parsed.iter().map(|p| p.path.clone());
-        let mut touched = Vec::new();
+        // The objects of the changed and removed files as they were: an object a file defines
+        // again unchanged is not a change (editing one route of a file compiles one route).
+        let mut before: HashMap<(Kind, ObjectKey), Object> = HashMap::new();
         for path in gone.into_iter().chain(changed) {
             if let Some(old) = self.applied.remove(&path) {
                 for (kind, key) in old.keys {
-                    self.resources.remove(kind, &key);
-                    touched.push((kind, key));
+                    if let Some(o) = self.resources.remove(kind, &key) {
+                        before.insert((kind, key), o);
+                    }
                 }
             }
         }
+        let mut touched = Vec::new();
         let mut unique = true;
         for p in parsed {
-            let (keys, replaced) = self.insert_all(p.objects);
+            let (keys, replaced) = self.insert_all(p.objects, Some((&mut before, &mut touched)));
             unique &= !replaced;
-            touched.extend(keys.iter().cloned());
             self.applied.insert(
                 p.path,
                 Applied {
@@ -283,19 +313,48 @@ impl Controller {
                     keys,
                     errors: p.errors,
                     warnings: p.warnings,
+                    docs: p.docs,
                 },
             );
         }
+        // Defined before, not any more.
+        touched.extend(before.into_keys());
         unique.then_some(touched)
     }
 
     /// Stamps and inserts one file's objects; returns their keys and whether one replaced an
-    /// object already present.
-    fn insert_all(&mut self, objects: Vec<Object>) -> (Vec<(Kind, ObjectKey)>, bool) {
+    /// object already present (or, for a kept document, was not there to keep: either way the
+    /// caller loads every file again). With `diff` (the objects as they were, and the list of
+    /// changes), each object that is new or differs from its former self is added to the
+    /// changes; kept objects come from `diff`'s objects unchanged.
+    fn insert_all(
+        &mut self,
+        objects: Vec<Item>,
+        mut diff: Option<Diff<'_>>,
+    ) -> (Vec<(Kind, ObjectKey)>, bool) {
         let mut keys = Vec::with_capacity(objects.len());
         let mut replaced = false;
-        for mut o in objects {
-            self.stamp(&mut o);
+        for item in objects {
+            let o = match item {
+                Item::Parsed(o) => {
+                    let mut o = *o;
+                    self.stamp(&mut o);
+                    let key = (o.kind(), o.key());
+                    if let Some((before, touched)) = diff.as_mut()
+                        && before.remove(&key).as_ref() != Some(&o)
+                    {
+                        touched.push(key.clone());
+                    }
+                    o
+                }
+                Item::Kept(key) => {
+                    let Some(o) = diff.as_mut().and_then(|(before, _)| before.remove(&key)) else {
+                        replaced = true;
+                        continue;
+                    };
+                    o
+                }
+            };
             keys.push((o.kind(), o.key()));
             replaced |= self.resources.insert(o).is_some();
         }
@@ -370,6 +429,50 @@ impl Controller {
         }
         options
     }
+}
+
+/// Parses a file's documents; with `kept` (the clean documents of the file as last applied, by
+/// the hash of their text), a document whose text is among them is not parsed again.
+fn load_file(
+    path: &std::path::Path,
+    text: &str,
+    kept: Option<&HashMap<u64, Vec<(Kind, ObjectKey)>>>,
+) -> Parsed {
+    let source = path.display().to_string();
+    let mut out = Parsed {
+        path: path.to_path_buf(),
+        hash: files::content_hash(text),
+        objects: Vec::new(),
+        docs: HashMap::new(),
+        docs_parsed: 0,
+        errors: Vec::new(),
+        warnings: Vec::new(),
+    };
+    for (index, doc) in load::documents(text).into_iter().enumerate() {
+        let hash = files::content_hash(doc);
+        if let Some(keys) = kept.and_then(|k| k.get(&hash)) {
+            out.objects.extend(keys.iter().cloned().map(Item::Kept));
+            out.docs.insert(hash, keys.clone());
+            continue;
+        }
+        let loaded = load::parse_document(&source, index, doc);
+        out.docs_parsed += 1;
+        if loaded.errors.is_empty() && loaded.warnings.is_empty() {
+            let keys = loaded.objects.iter().map(|o| (o.kind(), o.key())).collect();
+            out.docs.insert(hash, keys);
+        }
+        out.errors
+            .extend(loaded.errors.iter().map(LoadError::to_string));
+        out.warnings
+            .extend(loaded.warnings.iter().map(ToString::to_string));
+        out.objects.extend(
+            loaded
+                .objects
+                .into_iter()
+                .map(|o| Item::Parsed(Box::new(o))),
+        );
+    }
+    out
 }
 
 #[cfg(test)]
@@ -454,6 +557,7 @@ spec:
         dir.write("a.yaml", &route("a", "/a-new"));
         let second = c.reload(&scanner.scan(&dir.0), &[]);
         assert_eq!(c.files_parsed, 1);
+        assert_eq!(c.objects_changed, Some(2), "a changed, a2 is gone");
         assert!(second.errors.is_empty(), "{:?}", second.errors);
         assert_eq!(served(&second), fresh(&dir));
         assert!(!served(&second).iter().any(|(n, _)| n == "a2"));
@@ -462,9 +566,65 @@ spec:
         std::fs::remove_file(dir.0.join("b.yaml")).unwrap();
         let third = c.reload(&scanner.scan(&dir.0), &[]);
         assert_eq!(c.files_parsed, 0);
+        assert_eq!(c.objects_changed, Some(1));
         assert_eq!(served(&third), fresh(&dir));
         assert!(!served(&third).iter().any(|(n, _)| n == "b"));
         assert_eq!(third.version, 3);
+    }
+
+    /// Editing one route of a file names that route alone as changed: the Compiler then
+    /// compiles one route, not the file's every object.
+    #[test]
+    fn only_the_objects_that_differ_are_changes() {
+        let service = "---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: default}
+spec: {ports: [{port: 80}]}
+";
+        let dir = Dir::new("diff");
+        dir.write("0-base.yaml", BASE);
+        let file = |path_b: &str| format!("{service}{}{}", route("a", "/a"), route("b", path_b));
+        dir.write("routes.yaml", &file("/b"));
+        let mut scanner = Scanner::default();
+        let mut c = Controller::new("gw.dev/gateway".into(), None);
+        c.reload(&scanner.scan(&dir.0), &[]);
+        assert_eq!(c.objects_changed, None, "a first load loads everything");
+        dir.write("routes.yaml", &file("/b-new"));
+        let s = c.reload(&scanner.scan(&dir.0), &[]);
+        assert_eq!(c.files_parsed, 1);
+        assert_eq!(
+            c.docs_parsed, 1,
+            "the Service and route a are not parsed again"
+        );
+        assert_eq!(c.objects_changed, Some(1), "only route b differs");
+        assert_eq!(served(&s), fresh(&dir));
+        // The same text again under another name: objects moved between files are no change.
+        std::fs::remove_file(dir.0.join("routes.yaml")).unwrap();
+        dir.write("moved.yaml", &file("/b-new"));
+        let s = c.reload(&scanner.scan(&dir.0), &[]);
+        assert_eq!(c.objects_changed, Some(0));
+        assert_eq!(served(&s), fresh(&dir));
+    }
+
+    /// A kept document repeated in the file defines its object twice: the reload loads every
+    /// file again, as for any object defined twice, and serves what a first load would.
+    #[test]
+    fn a_kept_document_repeated_loads_everything_again() {
+        let dir = Dir::new("repeat");
+        dir.write("0-base.yaml", BASE);
+        dir.write("r.yaml", &(route("a", "/a") + &route("b", "/b")));
+        let mut scanner = Scanner::default();
+        let mut c = Controller::new("gw.dev/gateway".into(), None);
+        c.reload(&scanner.scan(&dir.0), &[]);
+        dir.write(
+            "r.yaml",
+            &(route("a", "/a") + &route("a", "/a") + &route("b", "/b2")),
+        );
+        let s = c.reload(&scanner.scan(&dir.0), &[]);
+        assert!(s.errors.is_empty(), "{:?}", s.errors);
+        assert_eq!(c.objects_changed, None, "everything was loaded again");
+        assert_eq!(served(&s), fresh(&dir));
     }
 
     /// An object defined in two files: the later path wins, as on a first load, also when the
