@@ -6,7 +6,9 @@ Subcommands:
   gen-scale DIR ADDR N              gw config: N HTTPRoutes, each with its own Service + EndpointSlice
   wait-ready ADMIN URL TIMEOUT      /readyz is 200, /status has a resourceVersion, URL answers 200
   rss PID                           VmRSS and VmHWM in KiB
-  propagate ADMIN BASE CONFDIR STAGEDIR COUNT OUT   one-route changes, write -> first 200
+  propagate ADMIN BASE CONFDIR STAGEDIR COUNT OUT [MODE]   one-route changes, write -> first
+                                    200; MODE new-file (a file with a new route, default) or edit
+                                    (one route of a 500-route file gets a new path)
   edit-loop CONFDIR ADDR ADMIN COUNT   edit the base route COUNT times (backend port flips,
                                     header filter toggles), each applied before the next;
                                     -> "applied slowest_ms"
@@ -189,7 +191,11 @@ def pct(sorted_vals, p):
     return sorted_vals[i]
 
 
-def propagate(admin, base, confdir, stagedir, count, out):
+def propagate(admin, base, confdir, stagedir, count, out, mode="new-file"):
+    """One-route changes, each timed from the write to the first 200 on its path. Modes:
+    new-file: each change adds a file with one new route (renamed into place);
+    edit: each change gives route-0 of routes-000000.yaml (500 routes, their Services and
+    EndpointSlices) a new path, rewriting that file (written beside it, renamed into place)."""
     host, port = base.split(":")
     conn = [None]
 
@@ -207,6 +213,13 @@ def propagate(admin, base, confdir, stagedir, count, out):
         return None
 
     os.makedirs(stagedir, exist_ok=True)
+    if mode == "edit":
+        with open(os.path.join(confdir, "routes-000000.yaml")) as f:
+            original = f.read()
+        first = route("route-0", "/r/0", "svc-0", "scale")
+        if first not in original:
+            print("routes-000000.yaml does not hold route-0 as gen-scale writes it", file=sys.stderr)
+            return 1
     times = []
     failures = 0
     tag = str(os.getpid())
@@ -217,10 +230,15 @@ def propagate(admin, base, confdir, stagedir, count, out):
             print(f"change {k}: expected 404 before the write, got {before}", file=sys.stderr)
             failures += 1
             continue
-        name = f"prop-{tag}-{k}.yaml"
+        if mode == "edit":
+            name = "routes-000000.yaml"
+            text = original.replace(first, route("route-0", path, "svc-0", "scale", ptype="Exact"), 1)
+        else:
+            name = f"prop-{tag}-{k}.yaml"
+            text = route(f"prop-{tag}-{k}", path, "svc-0", "scale", ptype="Exact")
         staged = os.path.join(stagedir, name)
         with open(staged, "w") as f:
-            f.write(route(f"prop-{tag}-{k}", path, "svc-0", "scale", ptype="Exact"))
+            f.write(text)
         t0 = time.perf_counter()
         os.rename(staged, os.path.join(confdir, name))  # atomic: the watcher sees a complete file
         deadline = t0 + 10.0
