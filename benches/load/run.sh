@@ -251,6 +251,9 @@ echo "== propagation: $CHANGES one-route changes at $ROUTES routes" >&2
 mkdir -p "$W/stage"
 PROP=$($PY propagate "$SCALE_ADDR:15000" "$SCALE_ADDR:8080" "$W/scale-conf" "$W/stage" "$CHANGES" "$W/prop.txt") || true
 read -r P_N P_MED P_P99 P_MIN P_MAX P_FAIL <<<"$PROP"
+# The same, editing one route of a 500-route file (its Services and EndpointSlices included).
+PROPE=$($PY propagate "$SCALE_ADDR:15000" "$SCALE_ADDR:8080" "$W/scale-conf" "$W/stage" "$CHANGES" "$W/prop-edit.txt" edit) || true
+read -r PE_N PE_MED PE_P99 PE_MIN PE_MAX PE_FAIL <<<"$PROPE"
 
 # ---- report ---------------------------------------------------------------------------------
 echo
@@ -265,9 +268,11 @@ awk -v base="$RSS_BASE" -v n="$RSS_N" -v hwm="$HWM_N" -v r="$ROUTES" -v t0="$t0"
     base/1024, r, n/1024, hwm/1024, (n-base)*1024/r, t1-t0 }'
 echo "Route changes under load: $EDITS_APPLIED of $EDITS edits applied (slowest ${EDITS_MAX_MS} ms), ${E_TOTAL:-0} requests at ${E_RPS} req/s, non-2xx answers ${E_NON2XX} (with socket errors: ${E_ERRS})"
 echo "Propagation at $ROUTES routes: $P_N changes seen, median ${P_MED} ms, p99 ${P_P99} ms (min ${P_MIN}, max ${P_MAX}), failures ${P_FAIL}"
+echo "Propagation at $ROUTES routes, editing one route of a 500-route file: $PE_N changes seen, median ${PE_MED} ms, p99 ${PE_P99} ms (min ${PE_MIN}, max ${PE_MAX}), failures ${PE_FAIL}"
 if [[ ${GW_BENCH_STRICT:-0} == 1 ]]; then
   # CI: the harness must have worked end to end, and route changes must not fail requests.
   [[ $EDITS_APPLIED == "$EDITS" ]] || { echo "only $EDITS_APPLIED of $EDITS edits were applied" >&2; exit 1; }
   [[ $E_NON2XX == 0 ]] || { echo "$E_NON2XX non-2xx answers during route changes" >&2; exit 1; }
   [[ $P_FAIL == 0 ]] || { echo "$P_FAIL route changes were not seen within 10 s" >&2; exit 1; }
+  [[ $PE_FAIL == 0 ]] || { echo "$PE_FAIL route edits were not seen within 10 s" >&2; exit 1; }
 fi
