@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
+use std::ops::Range;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -70,9 +71,10 @@ struct Applied {
     /// Documents of the file that did not load (only a first load applies such a file).
     errors: Vec<String>,
     warnings: Vec<String>,
-    /// The documents that loaded without errors or warnings, by the hash of their text: when
-    /// the file changes, a document whose text did not change is not parsed again.
-    docs: HashMap<u64, Vec<(Kind, ObjectKey)>>,
+    /// The documents that loaded without errors or warnings, by the hash of their text, with
+    /// the range of `keys` they defined: when the file changes, a document whose text did not
+    /// change is not parsed again. (Ranges, not keys: no allocation per document.)
+    docs: HashMap<u64, Range<usize>>,
 }
 
 /// The objects of changed files as they were, and the changes found so far.
@@ -94,7 +96,7 @@ struct Parsed {
     path: PathBuf,
     hash: u64,
     objects: Vec<Item>,
-    docs: HashMap<u64, Vec<(Kind, ObjectKey)>>,
+    docs: HashMap<u64, Range<usize>>,
     /// Documents parsed (the others were kept).
     docs_parsed: usize,
     errors: Vec<String>,
@@ -157,7 +159,7 @@ impl Controller {
                 }
             };
             let kept = if full { None } else { self.applied.get(path) };
-            let file = load_file(path, &text, kept.map(|a| &a.docs));
+            let file = load_file(path, &text, kept);
             errors.extend(file.errors.iter().cloned());
             warnings.extend(file.warnings.iter().cloned());
             parsed.push(file);
@@ -433,11 +435,7 @@ impl Controller {
 
 /// Parses a file's documents; with `kept` (the clean documents of the file as last applied, by
 /// the hash of their text), a document whose text is among them is not parsed again.
-fn load_file(
-    path: &std::path::Path,
-    text: &str,
-    kept: Option<&HashMap<u64, Vec<(Kind, ObjectKey)>>>,
-) -> Parsed {
+fn load_file(path: &std::path::Path, text: &str, kept: Option<&Applied>) -> Parsed {
     let source = path.display().to_string();
     let mut out = Parsed {
         path: path.to_path_buf(),
@@ -450,16 +448,16 @@ fn load_file(
     };
     for (index, doc) in load::documents(text).into_iter().enumerate() {
         let hash = files::content_hash(doc);
-        if let Some(keys) = kept.and_then(|k| k.get(&hash)) {
+        let start = out.objects.len();
+        if let Some(keys) = kept.and_then(|a| a.keys.get(a.docs.get(&hash)?.clone())) {
             out.objects.extend(keys.iter().cloned().map(Item::Kept));
-            out.docs.insert(hash, keys.clone());
+            out.docs.insert(hash, start..out.objects.len());
             continue;
         }
         let loaded = load::parse_document(&source, index, doc);
         out.docs_parsed += 1;
         if loaded.errors.is_empty() && loaded.warnings.is_empty() {
-            let keys = loaded.objects.iter().map(|o| (o.kind(), o.key())).collect();
-            out.docs.insert(hash, keys);
+            out.docs.insert(hash, start..start + loaded.objects.len());
         }
         out.errors
             .extend(loaded.errors.iter().map(LoadError::to_string));
