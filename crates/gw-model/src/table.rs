@@ -275,15 +275,49 @@ pub struct HttpMatchKey {
     tie: TieBreak,
 }
 
+/// The path class of an HTTP match, in precedence order: Exact, PathPrefix, RegularExpression.
+fn path_class(m: &HttpMatch) -> u8 {
+    match m.path.kind {
+        PathMatchType::Exact => 0,
+        PathMatchType::PathPrefix => 1,
+        PathMatchType::RegularExpression => 2,
+    }
+}
+
+/// The (entry, match) pairs of a listener's HTTPRoute rules in precedence order: the order of
+/// their [`HttpMatchKey`]s, compared without copying each route's key into a key of its own.
+pub(crate) fn http_precedence(entries: &[Shared<HttpRouteEntry>]) -> Vec<(usize, usize)> {
+    let mut all: Vec<(usize, usize)> = entries
+        .iter()
+        .enumerate()
+        .flat_map(|(e, entry)| (0..entry.matches.len()).map(move |m| (e, m)))
+        .collect();
+    let key = |&(e, m): &(usize, usize)| {
+        let entry = &entries[e];
+        let hm = &entry.matches[m];
+        (
+            path_class(hm),
+            Reverse(hm.path.value.len()),
+            hm.method.is_none(),
+            Reverse(hm.headers.len()),
+            Reverse(hm.query.len()),
+            // TieBreak, field by field.
+            entry.route.created.is_none(),
+            entry.route.created.unwrap_or(0),
+            &entry.route.key,
+            entry.rule_index,
+            m,
+        )
+    };
+    all.sort_by(|a, b| key(a).cmp(&key(b)));
+    all
+}
+
 impl HttpMatchKey {
     /// The key of match `match_index` of rule `rule` of a route.
     pub fn new(m: &HttpMatch, order: &RouteOrder, rule: usize, match_index: usize) -> Self {
         HttpMatchKey {
-            path_class: match m.path.kind {
-                PathMatchType::Exact => 0,
-                PathMatchType::PathPrefix => 1,
-                PathMatchType::RegularExpression => 2,
-            },
+            path_class: path_class(m),
             path_len: Reverse(m.path.value.len()),
             no_method: m.method.is_none(),
             headers: Reverse(m.headers.len()),

@@ -42,8 +42,8 @@ use crate::status::{
     ObjectStatus, RouteParentStatus, RouteStatus, StatusEntry, StatusReport,
 };
 use crate::table::{
-    Backend, GatewayTable, GrpcMatchKey, GrpcRouteEntry, HttpMatchKey, HttpRouteEntry,
-    L4RouteEntry, ListenerOwner, ListenerTable, RouteOrder, RouteTable, Shared, WeightedBackend,
+    Backend, GatewayTable, GrpcMatchKey, GrpcRouteEntry, HttpRouteEntry, L4RouteEntry,
+    ListenerOwner, ListenerTable, RouteOrder, RouteTable, Shared, WeightedBackend,
 };
 
 /// The controller name `gw-gateway` uses unless told otherwise.
@@ -1231,18 +1231,7 @@ fn sort_table(t: &mut ListenerTable) {
     t.http.shrink_to_fit();
     t.grpc.shrink_to_fit();
     t.l4.shrink_to_fit();
-    let mut http: Vec<(HttpMatchKey, (usize, usize))> =
-        t.http
-            .iter()
-            .enumerate()
-            .flat_map(|(ei, e)| {
-                e.matches.iter().enumerate().map(move |(mi, m)| {
-                    (HttpMatchKey::new(m, &e.route, e.rule_index, mi), (ei, mi))
-                })
-            })
-            .collect();
-    http.sort_by(|a, b| a.0.cmp(&b.0));
-    t.http_order = http.into_iter().map(|(_, ix)| ix).collect();
+    t.http_order = crate::table::http_precedence(&t.http);
     let mut grpc: Vec<(GrpcMatchKey, (usize, usize))> = t
         .grpc
         .iter()

@@ -1239,3 +1239,48 @@ spec:
         ConditionStatus::False
     );
 }
+
+// HTTPRoute spec: "precedence must be given to the match having: Exact path match. Prefix path
+// match with largest number of characters. Method match. Largest number of header matches.
+// Largest number of query param matches." Then the oldest route, then namespace/name, then
+// rule and match order. The table's order is computed without building an `HttpMatchKey` per
+// match: it must be exactly the order of those keys.
+#[test]
+fn table_precedence_order_is_the_order_of_the_match_keys() {
+    let route = |name: &str, created: &str, rules: &str| {
+        format!(
+            "---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: {name}, namespace: default{created}}}\nspec:\n  parentRefs: [{{name: edge}}]\n  rules:\n{rules}\n"
+        )
+    };
+    let rules = "  - matches:
+    - {path: {type: PathPrefix, value: /a}}
+    - {path: {type: PathPrefix, value: /a}, method: GET}
+    - {path: {type: Exact, value: /a}}
+    - {path: {type: RegularExpression, value: '/a.*'}}
+  - matches:
+    - {path: {type: PathPrefix, value: /a}, headers: [{name: x, value: '1'}]}
+    - {path: {type: PathPrefix, value: /a}, queryParams: [{name: q, value: '1'}]}
+    - {path: {type: PathPrefix, value: /abc}}
+  - matches:
+    - {path: {type: RegularExpression, value: '/a.*'}}";
+    let yaml = format!(
+        "{GATEWAY}{}{}{}{}",
+        route("b", ", creationTimestamp: '2024-01-01T00:00:00Z'", rules),
+        route("a", ", creationTimestamp: '2024-01-01T00:00:00Z'", rules),
+        route("old", ", creationTimestamp: '2023-01-01T00:00:00Z'", rules),
+        route("none", "", rules),
+    );
+    let c = run(&yaml);
+    let l = &c.table.gateways[0].listeners[0];
+    let mut by_key: Vec<(usize, usize)> = l
+        .http
+        .iter()
+        .enumerate()
+        .flat_map(|(e, entry)| (0..entry.matches.len()).map(move |m| (e, m)))
+        .collect();
+    by_key.sort_by_cached_key(|&(e, m)| {
+        HttpMatchKey::new(&l.http[e].matches[m], &l.http[e].route, l.http[e].rule_index, m)
+    });
+    assert_eq!(l.http_order.len(), 4 * 8);
+    assert_eq!(l.http_order, by_key);
+}
