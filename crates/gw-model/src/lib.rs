@@ -12,6 +12,10 @@
 //!    resolved backends with their endpoints), and a [`status::StatusReport`] with the conditions
 //!    of every GatewayClass, Gateway, ListenerSet, route, BackendTLSPolicy and TrafficPolicy gw
 //!    manages.
+//! 3. A [`Compiler`] compiles again and again with the same output as [`compile()`], compiling
+//!    again only the routes a change names ([`Changes`]); unchanged rules keep their table
+//!    entries, so a data plane can tell them apart by pointer. [`load::parse_document`] is the
+//!    same per document, for reloads that parse only the documents whose text changed.
 //!
 //! ```
 //! use gw_model::{CompileOptions, compile, load, resources::Resources};

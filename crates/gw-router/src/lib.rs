@@ -12,6 +12,8 @@
 //!   every listener with its attached rules in spec precedence order.
 //! - [`Routes::build`] indexes the table once: by Gateway, port, listener hostname, route
 //!   hostname, then path (see [`index`] for the exact matching rules). Building never fails.
+//!   On a reload, [`Routes::rebuild`] reuses the built rules (filters, backends and their
+//!   state) of the previous `Routes` whose table entries did not change.
 //! - [`Routes::resolve`] is the pure, synchronous matching function: which listener, route and
 //!   rule a request goes to, or why none ([`NotFound`]).
 //! - [`Routes::explain`] tells why: the listener, route and rule a request goes to, and why
