@@ -109,6 +109,7 @@ struct Timings {
     files_parsed: usize,
     parse: Duration,
     compile: Duration,
+    stamp: Duration,
 }
 
 impl Controller {
@@ -202,16 +203,19 @@ impl Controller {
         let compile_started = Instant::now();
         let options = self.options();
         let mut compiled = self.compiler.compile(&self.resources, &options, &changes);
+        timings.compile = compile_started.elapsed();
+        let stamp_started = Instant::now();
         compiled
             .status
             .stamp_transition_times(None, &jiff::Timestamp::now().to_string());
-        timings.compile = compile_started.elapsed();
+        timings.stamp = stamp_started.elapsed();
         tracing::debug!(
             files_parsed = timings.files_parsed,
             docs_parsed = self.docs_parsed,
             parse_ms = timings.parse.as_secs_f64() * 1e3,
             objects_changed = ?self.objects_changed,
             compile_ms = timings.compile.as_secs_f64() * 1e3,
+            stamp_ms = timings.stamp.as_secs_f64() * 1e3,
             objects = self.resources.len(),
             "configuration compiled"
         );
