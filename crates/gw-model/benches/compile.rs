@@ -1,5 +1,7 @@
 //! `gw_model::compile` at 500, 5,000 and 50,000 HTTPRoutes, each with its own Service and
-//! EndpointSlice (loading excluded: the resources are built once).
+//! EndpointSlice (loading excluded: the resources are built once), and `Compiler::compile` after
+//! a one-route change (`recompile`: the route's path flips between two values; the Compiler
+//! compiles that route again and reuses the others).
 //!
 //! Run: `cargo bench -p gw-model --bench compile`. With `GW_BENCH_QUICK=1` only 500 routes
 //! (CI runs it that way, in test mode: `cargo test --benches`).
@@ -11,7 +13,8 @@ use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use gw_model::resources::Resources;
-use gw_model::{CompileOptions, compile, load};
+use gw_model::resources::{Kind, ObjectKey};
+use gw_model::{Changes, CompileOptions, Compiler, compile, load};
 
 fn manifests(n: usize) -> String {
     let mut y = String::from(
@@ -69,22 +72,68 @@ endpoints: [{{addresses: [10.0.{}.{}]}}]
     y
 }
 
-fn bench(c: &mut Criterion) {
-    let mut group = c.benchmark_group("compile");
-    group.sample_size(10);
-    let sizes: &[usize] = if std::env::var_os("GW_BENCH_QUICK").is_some() {
+fn sizes() -> &'static [usize] {
+    if std::env::var_os("GW_BENCH_QUICK").is_some() {
         &[500]
     } else {
         &[500, 5_000, 50_000]
-    };
-    for &n in sizes {
-        let loaded = load::parse("bench.yaml", &manifests(n));
-        assert!(loaded.errors.is_empty(), "{:?}", loaded.errors.first());
-        let mut res = Resources::new();
-        res.extend(loaded.objects);
+    }
+}
+
+fn resources(n: usize) -> Resources {
+    let loaded = load::parse("bench.yaml", &manifests(n));
+    assert!(loaded.errors.is_empty(), "{:?}", loaded.errors.first());
+    let mut res = Resources::new();
+    res.extend(loaded.objects);
+    res
+}
+
+fn bench(c: &mut Criterion) {
+    let mut group = c.benchmark_group("compile");
+    group.sample_size(10);
+    for &n in sizes() {
+        let res = resources(n);
         let options = CompileOptions::new("gw.dev/gateway");
         group.bench_with_input(BenchmarkId::from_parameter(n), &res, |b, res| {
             b.iter(|| black_box(compile(res, &options)));
+        });
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("recompile");
+    group.sample_size(20);
+    for &n in sizes() {
+        let mut res = resources(n);
+        let options = CompileOptions::new("gw.dev/gateway");
+        let mut compiler = Compiler::default();
+        compiler.compile(&res, &options, &Changes::All);
+        // Route r0 in two versions, swapped in turn.
+        let version = |path: &str| {
+            let yaml = format!(
+                "apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: r0, namespace: team-0}}
+spec:
+  parentRefs: [{{name: edge, namespace: default}}]
+  hostnames: [s0.example.com]
+  rules:
+  - matches: [{{path: {{type: PathPrefix, value: {path}}}}}]
+    backendRefs: [{{name: svc0, port: 80}}]
+"
+            );
+            let mut loaded = load::parse("r0.yaml", &yaml);
+            assert!(loaded.errors.is_empty(), "{:?}", loaded.errors.first());
+            loaded.objects.remove(0)
+        };
+        let versions = [version("/a"), version("/b")];
+        let changes = Changes::Objects(vec![(Kind::HttpRoute, ObjectKey::new("team-0", "r0"))]);
+        let mut turn = 0;
+        group.bench_function(BenchmarkId::from_parameter(n), |b| {
+            b.iter(|| {
+                turn ^= 1;
+                res.insert(versions[turn].clone());
+                black_box(compiler.compile(&res, &options, &changes))
+            });
         });
     }
     group.finish();

@@ -292,7 +292,7 @@ pub(crate) fn http_precedence(entries: &[Shared<HttpRouteEntry>]) -> Vec<(usize,
         .enumerate()
         .flat_map(|(e, entry)| (0..entry.matches.len()).map(move |m| (e, m)))
         .collect();
-    let key = |&(e, m): &(usize, usize)| {
+    let spec = |e: usize, m: usize| {
         let entry = &entries[e];
         let hm = &entry.matches[m];
         (
@@ -304,12 +304,21 @@ pub(crate) fn http_precedence(entries: &[Shared<HttpRouteEntry>]) -> Vec<(usize,
             // TieBreak, field by field.
             entry.route.created.is_none(),
             entry.route.created.unwrap_or(0),
-            &entry.route.key,
-            entry.rule_index,
-            m,
         )
     };
-    all.sort_by(|a, b| key(a).cmp(&key(b)));
+    // Entries are placed route by route in key order, rules in order: then the rest of the
+    // tie-break (route key, rule index) is the entry's position, and no key is compared.
+    let in_key_order = entries
+        .windows(2)
+        .all(|w| (&w[0].route.key, w[0].rule_index) <= (&w[1].route.key, w[1].rule_index));
+    // Keys computed once, side by side (they borrow the route keys, no copy).
+    if in_key_order {
+        all.sort_by_cached_key(|&(e, m)| (spec(e, m), e, m));
+    } else {
+        all.sort_by_cached_key(|&(e, m)| {
+            (spec(e, m), &entries[e].route.key, entries[e].rule_index, m)
+        });
+    }
     all
 }
 

@@ -1279,8 +1279,27 @@ fn table_precedence_order_is_the_order_of_the_match_keys() {
         .flat_map(|(e, entry)| (0..entry.matches.len()).map(move |m| (e, m)))
         .collect();
     by_key.sort_by_cached_key(|&(e, m)| {
-        HttpMatchKey::new(&l.http[e].matches[m], &l.http[e].route, l.http[e].rule_index, m)
+        HttpMatchKey::new(
+            &l.http[e].matches[m],
+            &l.http[e].route,
+            l.http[e].rule_index,
+            m,
+        )
     });
     assert_eq!(l.http_order.len(), 4 * 8);
     assert_eq!(l.http_order, by_key);
+
+    // Entries out of route order (the table never places them so, but the order must not
+    // depend on it): the same order of keys.
+    let reversed: Vec<_> = l.http.iter().rev().cloned().collect();
+    let mut by_key: Vec<(usize, usize)> = reversed
+        .iter()
+        .enumerate()
+        .flat_map(|(e, entry)| (0..entry.matches.len()).map(move |m| (e, m)))
+        .collect();
+    by_key.sort_by_cached_key(|&(e, m)| {
+        let entry = &reversed[e];
+        HttpMatchKey::new(&entry.matches[m], &entry.route, entry.rule_index, m)
+    });
+    assert_eq!(crate::table::http_precedence(&reversed), by_key);
 }
