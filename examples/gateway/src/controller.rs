@@ -27,6 +27,15 @@ pub(crate) struct Snapshot {
     pub version: u64,
 }
 
+impl Snapshot {
+    /// Stamps every condition's `lastTransitionTime` with the current time.
+    pub(crate) fn stamp(&mut self) {
+        self.compiled
+            .status
+            .stamp_transition_times(None, &jiff::Timestamp::now().to_string());
+    }
+}
+
 /// Remembers what the files do not say (when each object was first seen, its generation, and
 /// the address each Gateway got from the pool), and which objects each file defined, so that a
 /// reload parses only the files that changed.
@@ -109,7 +118,6 @@ struct Timings {
     files_parsed: usize,
     parse: Duration,
     compile: Duration,
-    stamp: Duration,
 }
 
 impl Controller {
@@ -135,6 +143,15 @@ impl Controller {
     /// errors, the last good resources keep serving (the errors are reported); on the very
     /// first load, what did load is used.
     pub(crate) fn reload(&mut self, files: &ConfigFiles, extra: &[Object]) -> Snapshot {
+        let mut snapshot = self.reload_unstamped(files, extra);
+        snapshot.stamp();
+        snapshot
+    }
+
+    /// [`reload`](Self::reload) without the status's transition times: a caller that serves
+    /// the table first stamps them after ([`Snapshot::stamp`]), off the path to the first
+    /// request that sees the change.
+    pub(crate) fn reload_unstamped(&mut self, files: &ConfigFiles, extra: &[Object]) -> Snapshot {
         let started = Instant::now();
         let full = !self.loaded || self.overlapping;
         let mut timings = Timings::default();
@@ -185,7 +202,7 @@ impl Controller {
                     None => {
                         // An object is now defined twice: rebuild in path order.
                         self.overlapping = true;
-                        return self.reload(files, extra);
+                        return self.reload_unstamped(files, extra);
                     }
                 }
             };
@@ -202,20 +219,14 @@ impl Controller {
         };
         let compile_started = Instant::now();
         let options = self.options();
-        let mut compiled = self.compiler.compile(&self.resources, &options, &changes);
+        let compiled = self.compiler.compile(&self.resources, &options, &changes);
         timings.compile = compile_started.elapsed();
-        let stamp_started = Instant::now();
-        compiled
-            .status
-            .stamp_transition_times(None, &jiff::Timestamp::now().to_string());
-        timings.stamp = stamp_started.elapsed();
         tracing::debug!(
             files_parsed = timings.files_parsed,
             docs_parsed = self.docs_parsed,
             parse_ms = timings.parse.as_secs_f64() * 1e3,
             objects_changed = ?self.objects_changed,
             compile_ms = timings.compile.as_secs_f64() * 1e3,
-            stamp_ms = timings.stamp.as_secs_f64() * 1e3,
             objects = self.resources.len(),
             "configuration compiled"
         );
@@ -236,17 +247,15 @@ impl Controller {
             tracing::warn!(warning = %w, "configuration warning");
         }
         let options = state.compile_options(&self.controller_name);
-        let mut compiled = gw_model::compile(&state.resources, &options);
-        compiled
-            .status
-            .stamp_transition_times(None, &jiff::Timestamp::now().to_string());
         self.version = state.version;
-        Snapshot {
-            compiled,
+        let mut snapshot = Snapshot {
+            compiled: gw_model::compile(&state.resources, &options),
             errors: state.errors.clone(),
             warnings: state.warnings.clone(),
             version: self.version,
-        }
+        };
+        snapshot.stamp();
+        snapshot
     }
 
     /// Replaces everything: the built-in objects, then every file in path order (a later
@@ -607,6 +616,39 @@ spec: {ports: [{port: 80}]}
         let s = c.reload(&scanner.scan(&dir.0), &[]);
         assert_eq!(c.objects_changed, Some(0));
         assert_eq!(served(&s), fresh(&dir));
+    }
+
+    /// Every condition the gateway reports carries `lastTransitionTime` (metav1.Condition:
+    /// "lastTransitionTime is the last time the condition transitioned"); gw-gateway stamps
+    /// them once the table is served.
+    #[test]
+    fn conditions_are_stamped_after_an_unstamped_reload() {
+        let dir = Dir::new("stamp");
+        dir.write("0-base.yaml", BASE);
+        dir.write("a.yaml", &route("a", "/a"));
+        let times = |s: &Snapshot| {
+            s.compiled
+                .status
+                .entries
+                .iter()
+                .flat_map(|e| serde_json::to_value(&e.status).ok())
+                .map(|v| v.to_string().matches("lastTransitionTime").count())
+                .sum::<usize>()
+        };
+        let mut c = Controller::new("gw.dev/gateway".into(), None);
+        let mut s = c.reload_unstamped(&Scanner::default().scan(&dir.0), &[]);
+        assert_eq!(times(&s), 0);
+        s.stamp();
+        let stamped = times(&s);
+        assert!(
+            stamped >= 4,
+            "class, gateway, listener and route conditions: {stamped}"
+        );
+        let mut c = Controller::new("gw.dev/gateway".into(), None);
+        assert_eq!(
+            times(&c.reload(&Scanner::default().scan(&dir.0), &[])),
+            stamped
+        );
     }
 
     /// A kept document repeated in the file defines its object twice: the reload loads every

@@ -305,7 +305,8 @@ async fn run(args: Args) -> Result<(), String> {
     // When a certificate expires or becomes valid, the same files compile differently.
     let mut apply = async |files: &files::ConfigFiles, servers: &mut serve::Servers| {
         let started = std::time::Instant::now();
-        let mut snapshot = controller.reload(files, &extra);
+        // Stamped after the table is served: stamping is not on the way to the first request.
+        let mut snapshot = controller.reload_unstamped(files, &extra);
         let refresh_at = snapshot.compiled.refresh_at;
         let compiled = started.elapsed();
         if snapshot.errors.is_empty() {
@@ -314,6 +315,7 @@ async fn run(args: Args) -> Result<(), String> {
             metrics.reload_errors.fetch_add(1, Ordering::Relaxed);
         }
         let bind_errors = servers.apply(&snapshot.compiled.table).await;
+        snapshot.stamp();
         snapshot.errors.extend(bind_errors);
         metrics
             .config_errors
