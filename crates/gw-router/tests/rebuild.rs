@@ -96,6 +96,37 @@ fn a_rebuild_answers_as_a_build_from_scratch() {
         "the removed route's rule is gone"
     );
     assert_eq!(rebuilt.rules().count(), fresh.rules().count());
+    // Route b did not change: its rule is reused, past the removed route a before it (from
+    // separate compiles, so found by key and compared, not by pointer).
+    assert!(Arc::ptr_eq(
+        &rule(&old, "/b").unwrap(),
+        &rule(&rebuilt, "/b").unwrap()
+    ));
+}
+
+#[test]
+fn routes_added_before_and_after_keep_the_others_rules() {
+    let resolver = Resolver::shared();
+    let first = format!("{GATEWAY}{}{}", route("b", "/b", ""), route("d", "/d", ""));
+    let second = format!(
+        "{GATEWAY}{}{}{}{}{}",
+        route("a", "/a", ""),
+        route("b", "/b", ""),
+        route("c", "/c", ""),
+        route("d", "/d", ""),
+        route("e", "/e", "")
+    );
+    let old = Routes::build_with(&table(&first), &resolver);
+    let rebuilt = Routes::rebuild(&old, &table(&second), &resolver);
+    for path in ["/b", "/d"] {
+        assert!(Arc::ptr_eq(
+            &rule(&old, path).unwrap(),
+            &rule(&rebuilt, path).unwrap()
+        ));
+    }
+    for (path, name) in [("/a", "a"), ("/c", "c"), ("/e", "e")] {
+        assert_eq!(rule(&rebuilt, path).unwrap().route().key.name, name);
+    }
 }
 
 #[test]

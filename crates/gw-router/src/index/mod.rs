@@ -102,6 +102,9 @@ pub struct Listener {
     http_cands: Vec<HttpCand>,
     grpc: HostIndex<GrpcGroup>,
     grpc_cands: Vec<GrpcCand>,
+    /// The rules in the order of the table's entries, for [`Routes::rebuild`].
+    http_rules: Vec<Arc<Rule>>,
+    grpc_rules: Vec<Arc<Rule>>,
 }
 
 impl Listener {
@@ -726,7 +729,7 @@ impl Routes {
                     .map(Reusable::of)
                     .unwrap_or_default();
                 port.listeners
-                    .push(build_listener(l, &g.key, ctx, &mut policies, &reuse));
+                    .push(build_listener(l, &g.key, ctx, &mut policies, reuse));
             }
         }
         routes
@@ -890,7 +893,7 @@ fn build_listener(
     gateway: &ObjectKey,
     ctx: BuildCtx<'_>,
     policies: &mut PolicyCache,
-    reuse: &Reusable<'_>,
+    mut reuse: Reusable<'_>,
 ) -> Listener {
     let mut listener = Listener {
         name: l.name.clone(),
@@ -904,6 +907,8 @@ fn build_listener(
         http_cands: Vec::new(),
         grpc: HostIndex::default(),
         grpc_cands: Vec::new(),
+        http_rules: Vec::new(),
+        grpc_rules: Vec::new(),
     };
 
     // HTTPRoute rules.
@@ -922,7 +927,8 @@ fn build_listener(
         },
         &l.name,
     );
-    let mut rules: Vec<Option<Arc<Rule>>> = vec![None; l.http.len()];
+    // Rules of the previous build, looked up in table order.
+    let mut rules: Vec<Option<Arc<Rule>>> = l.http.iter().map(|e| reuse.http(e)).collect();
     for (e, m) in http_order {
         let (Some(entry), Some(slot)) = (l.http.get(e), rules.get_mut(e)) else {
             continue;
@@ -931,11 +937,7 @@ fn build_listener(
             continue;
         };
         let rule = slot
-            .get_or_insert_with(|| {
-                reuse
-                    .http(entry)
-                    .unwrap_or_else(|| Arc::new(Rule::http(entry, ctx, policies)))
-            })
+            .get_or_insert_with(|| Arc::new(Rule::http(entry, ctx, policies)))
             .clone();
         let Ok(rank) = u32::try_from(listener.http_cands.len()) else {
             tracing::warn!(listener = %l.name, "too many matches on one listener; the rest are skipped");
@@ -973,7 +975,8 @@ fn build_listener(
         },
         &l.name,
     );
-    let mut rules: Vec<Option<Arc<Rule>>> = vec![None; l.grpc.len()];
+    listener.http_rules = rules.into_iter().flatten().collect();
+    let mut rules: Vec<Option<Arc<Rule>>> = l.grpc.iter().map(|e| reuse.grpc(e)).collect();
     for (e, m) in grpc_order {
         let (Some(entry), Some(slot)) = (l.grpc.get(e), rules.get_mut(e)) else {
             continue;
@@ -982,11 +985,7 @@ fn build_listener(
             continue;
         };
         let rule = slot
-            .get_or_insert_with(|| {
-                reuse
-                    .grpc(entry)
-                    .unwrap_or_else(|| Arc::new(Rule::grpc(entry, ctx, policies)))
-            })
+            .get_or_insert_with(|| Arc::new(Rule::grpc(entry, ctx, policies)))
             .clone();
         let Ok(rank) = u32::try_from(listener.grpc_cands.len()) else {
             break;
@@ -996,6 +995,7 @@ fn build_listener(
             listener.grpc.entry(h, GrpcGroup::default).insert(gm, rank);
         }
     }
+    listener.grpc_rules = rules.into_iter().flatten().collect();
     // The index lives until the next reload: drop the growth headroom of the pushes (up to half
     // of each Vec, 0.5 MB for the candidates of 5,000 routes).
     listener.http_cands.shrink_to_fit();
@@ -1003,39 +1003,77 @@ fn build_listener(
     listener
 }
 
-/// The rules of a listener of the previous build, by route and rule index, for
-/// [`Routes::rebuild`].
+/// The rules of a listener of the previous build, in table order, for [`Routes::rebuild`]:
+/// the new table's entries are looked up in their order, so a cursor walks the old rules once
+/// (the compile places entries route by route in key order; entries out of that order are only
+/// reused less, never wrongly). An entry the compile kept is the very same entry: found without
+/// comparing keys.
 #[derive(Default)]
 struct Reusable<'a> {
-    http: HashMap<(&'a ObjectKey, usize), &'a Arc<Rule>>,
-    grpc: HashMap<(&'a ObjectKey, usize), &'a Arc<Rule>>,
+    http: Cursor<'a>,
+    grpc: Cursor<'a>,
+}
+
+#[derive(Default)]
+struct Cursor<'a> {
+    rules: &'a [Arc<Rule>],
+    at: usize,
+}
+
+impl<'a> Cursor<'a> {
+    /// The old rule of route `key`'s rule `rule_index`, skipping the old rules before it; `same`
+    /// tells an old rule built from the very entry looked for.
+    fn find(
+        &mut self,
+        key: &ObjectKey,
+        rule_index: usize,
+        same: impl Fn(&Rule) -> bool,
+    ) -> Option<&'a Arc<Rule>> {
+        while let Some(old) = self.rules.get(self.at) {
+            if same(old) {
+                self.at += 1;
+                return Some(old);
+            }
+            match (&old.route().key, old.rule_index()).cmp(&(key, rule_index)) {
+                std::cmp::Ordering::Less => self.at += 1,
+                std::cmp::Ordering::Equal => {
+                    self.at += 1;
+                    return Some(old);
+                }
+                std::cmp::Ordering::Greater => return None,
+            }
+        }
+        None
+    }
 }
 
 impl<'a> Reusable<'a> {
     fn of(l: &'a Listener) -> Self {
-        let mut r = Reusable::default();
-        for c in &l.http_cands {
-            r.http
-                .insert((&c.rule.route().key, c.rule.rule_index()), &c.rule);
+        Reusable {
+            http: Cursor {
+                rules: &l.http_rules,
+                at: 0,
+            },
+            grpc: Cursor {
+                rules: &l.grpc_rules,
+                at: 0,
+            },
         }
-        for c in &l.grpc_cands {
-            r.grpc
-                .insert((&c.rule.route().key, c.rule.rule_index()), &c.rule);
-        }
-        r
     }
 
     /// The rule built before for this entry, when the entry is the same and has no policy.
-    fn http(&self, e: &Shared<HttpRouteEntry>) -> Option<Arc<Rule>> {
-        let old = self.http.get(&(&e.route.key, e.rule_index))?;
+    fn http(&mut self, e: &Shared<HttpRouteEntry>) -> Option<Arc<Rule>> {
+        let is = |r: &Rule| r.http_entry().is_some_and(|o| std::ptr::eq(o, &**e));
+        let old = self.http.find(&e.route.key, e.rule_index, is)?;
         let same = old.http_entry().is_some_and(|o| {
             o.policy.is_none() && e.policy.is_none() && (std::ptr::eq(o, &**e) || *o == **e)
         });
         same.then(|| Arc::clone(old))
     }
 
-    fn grpc(&self, e: &Shared<GrpcRouteEntry>) -> Option<Arc<Rule>> {
-        let old = self.grpc.get(&(&e.route.key, e.rule_index))?;
+    fn grpc(&mut self, e: &Shared<GrpcRouteEntry>) -> Option<Arc<Rule>> {
+        let is = |r: &Rule| r.grpc_entry().is_some_and(|o| std::ptr::eq(o, &**e));
+        let old = self.grpc.find(&e.route.key, e.rule_index, is)?;
         let same = old.grpc_entry().is_some_and(|o| {
             o.policy.is_none() && e.policy.is_none() && (std::ptr::eq(o, &**e) || *o == **e)
         });
