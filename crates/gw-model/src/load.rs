@@ -159,21 +159,6 @@ pub fn parse(source: &str, text: &str) -> Loaded {
     out
 }
 
-/// The documents of a source, as [`parse`] splits it: at `---` lines (content after `--- ` on
-/// the same line starts the next document) and `...` end markers. JSON has no such lines and
-/// stays whole. A tool that reloads a changed source can parse again only the documents whose
-/// text changed, with [`parse_document`], and get what [`parse`] would give.
-///
-/// ```
-/// use gw_model::load;
-///
-/// let text = "kind: A\n---\nkind: B\n";
-/// assert_eq!(load::documents(text), vec!["kind: A\n", "kind: B\n"]);
-/// ```
-pub fn documents(text: &str) -> Vec<&str> {
-    split_documents(text)
-}
-
 /// Parses document `index` of `source` (one of [`documents`]), as [`parse`] does: errors and
 /// warnings name that document.
 ///
@@ -223,9 +208,19 @@ pub fn parse_value(doc: &DocumentRef, value: Value) -> Loaded {
     out
 }
 
-/// Splits YAML into documents at `---` lines (and `...` end markers), so that one broken
-/// document does not hide the others. JSON has no such lines and stays whole.
-fn split_documents(text: &str) -> Vec<&str> {
+/// The documents of a source, as [`parse`] splits it: at `---` lines (content after `--- ` on
+/// the same line starts the next document) and `...` end markers. JSON has no such lines and
+/// stays whole. Parsed one by one, a broken document does not hide the others. A tool that
+/// reloads a changed source can parse again only the documents whose text changed, with
+/// [`parse_document`], and get what [`parse`] would give.
+///
+/// ```
+/// use gw_model::load;
+///
+/// let text = "kind: A\n---\nkind: B\n";
+/// assert_eq!(load::documents(text), vec!["kind: A\n", "kind: B\n"]);
+/// ```
+pub fn documents(text: &str) -> Vec<&str> {
     let mut docs = Vec::new();
     let mut start = 0;
     let mut offset = 0;
