@@ -350,7 +350,7 @@ impl Controller {
         let mut keys = Vec::with_capacity(objects.len());
         let mut replaced = false;
         for item in objects {
-            let o = match item {
+            let (key, o) = match item {
                 Item::Parsed(o) => {
                     let mut o = *o;
                     self.stamp(&mut o);
@@ -360,17 +360,17 @@ impl Controller {
                     {
                         touched.push(key.clone());
                     }
-                    o
+                    (key, o)
                 }
                 Item::Kept(key) => {
                     let Some(o) = diff.as_mut().and_then(|(before, _)| before.remove(&key)) else {
                         replaced = true;
                         continue;
                     };
-                    o
+                    (key, o)
                 }
             };
-            keys.push((o.kind(), o.key()));
+            keys.push(key);
             replaced |= self.resources.insert(o).is_some();
         }
         (keys, replaced)
