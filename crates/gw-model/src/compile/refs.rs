@@ -83,31 +83,34 @@ pub(crate) struct SliceIndex(HashMap<(String, String), Vec<ObjectKey>>);
 impl SliceIndex {
     pub(crate) fn new(res: &Resources) -> Self {
         let mut index: HashMap<(String, String), Vec<ObjectKey>> = HashMap::new();
-        for (key, slice) in &res.endpoint_slices {
-            if let Some(service) = slice.metadata.labels.get(SERVICE_NAME_LABEL) {
-                index
-                    .entry((key.namespace.clone(), service.clone()))
-                    .or_default()
-                    .push(key.clone());
-            }
+        for (key, service, _) in labelled_slices(res) {
+            index
+                .entry((key.namespace.clone(), service.to_owned()))
+                .or_default()
+                .push(key.clone());
         }
         SliceIndex(index)
     }
 }
 
-const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+/// Every EndpointSlice with its `kubernetes.io/service-name` label (the slices without one
+/// belong to no Service).
+fn labelled_slices(res: &Resources) -> impl Iterator<Item = (&ObjectKey, &str, &EndpointSlice)> {
+    res.endpoint_slices.iter().filter_map(|(key, slice)| {
+        let service = slice.metadata.labels.get("kubernetes.io/service-name")?;
+        Some((key, service.as_str(), &**slice))
+    })
+}
 
 impl<'a> Lookup<'a> {
     /// Indexes `res`.
     pub fn new(res: &'a Resources) -> Self {
         let mut slices: HashMap<(&str, &str), Vec<&EndpointSlice>> = HashMap::new();
-        for (key, slice) in &res.endpoint_slices {
-            if let Some(service) = slice.metadata.labels.get(SERVICE_NAME_LABEL) {
-                slices
-                    .entry((key.namespace.as_str(), service.as_str()))
-                    .or_default()
-                    .push(slice);
-            }
+        for (key, service, slice) in labelled_slices(res) {
+            slices
+                .entry((key.namespace.as_str(), service))
+                .or_default()
+                .push(slice);
         }
         Lookup {
             res,
