@@ -225,18 +225,22 @@ pub struct HttpMatch {
 /// namespace/name), then rule order, then match order.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct TieBreak {
-    route_missing_ts: bool,
-    route_ts: i128,
+    /// See [`age`].
+    route_age: (bool, i128),
     route_key: ObjectKey,
     rule: usize,
     match_index: usize,
 }
 
+/// The first tie-breaker: oldest route first, routes without a creation time last.
+fn age(order: &RouteOrder) -> (bool, i128) {
+    (order.created.is_none(), order.created.unwrap_or(0))
+}
+
 impl TieBreak {
     fn new(order: &RouteOrder, rule: usize, match_index: usize) -> Self {
         TieBreak {
-            route_missing_ts: order.created.is_none(),
-            route_ts: order.created.unwrap_or(0),
+            route_age: age(order),
             route_key: order.key.clone(),
             rule,
             match_index,
@@ -244,7 +248,7 @@ impl TieBreak {
     }
 
     fn decided_by(&self, other: &Self) -> Precedence {
-        if (self.route_missing_ts, self.route_ts) != (other.route_missing_ts, other.route_ts) {
+        if self.route_age != other.route_age {
             Precedence::CreationTimestamp
         } else if self.route_key != other.route_key {
             Precedence::RouteName
@@ -267,20 +271,35 @@ impl TieBreak {
 /// PathPrefix match, longer patterns first.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct HttpMatchKey {
+    rank: MatchRank,
+    tie: TieBreak,
+}
+
+/// The HTTPRoute spec's own precedence criteria of a match, in the spec's order (the
+/// tie-breakers follow).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct MatchRank {
+    /// Exact, PathPrefix, RegularExpression.
     path_class: u8,
     path_len: Reverse<usize>,
     no_method: bool,
     headers: Reverse<usize>,
     query: Reverse<usize>,
-    tie: TieBreak,
 }
 
-/// The path class of an HTTP match, in precedence order: Exact, PathPrefix, RegularExpression.
-fn path_class(m: &HttpMatch) -> u8 {
-    match m.path.kind {
-        PathMatchType::Exact => 0,
-        PathMatchType::PathPrefix => 1,
-        PathMatchType::RegularExpression => 2,
+impl MatchRank {
+    fn of(m: &HttpMatch) -> Self {
+        MatchRank {
+            path_class: match m.path.kind {
+                PathMatchType::Exact => 0,
+                PathMatchType::PathPrefix => 1,
+                PathMatchType::RegularExpression => 2,
+            },
+            path_len: Reverse(m.path.value.len()),
+            no_method: m.method.is_none(),
+            headers: Reverse(m.headers.len()),
+            query: Reverse(m.query.len()),
+        }
     }
 }
 
@@ -292,19 +311,10 @@ pub(crate) fn http_precedence(entries: &[Shared<HttpRouteEntry>]) -> Vec<(usize,
         .enumerate()
         .flat_map(|(e, entry)| (0..entry.matches.len()).map(move |m| (e, m)))
         .collect();
+    // HttpMatchKey's criteria and its first tie-breaker.
     let spec = |e: usize, m: usize| {
         let entry = &entries[e];
-        let hm = &entry.matches[m];
-        (
-            path_class(hm),
-            Reverse(hm.path.value.len()),
-            hm.method.is_none(),
-            Reverse(hm.headers.len()),
-            Reverse(hm.query.len()),
-            // TieBreak, field by field.
-            entry.route.created.is_none(),
-            entry.route.created.unwrap_or(0),
-        )
+        (MatchRank::of(&entry.matches[m]), age(&entry.route))
     };
     // Entries are placed route by route in key order, rules in order: then the rest of the
     // tie-break (route key, rule index) is the entry's position, and no key is compared.
@@ -326,11 +336,7 @@ impl HttpMatchKey {
     /// The key of match `match_index` of rule `rule` of a route.
     pub fn new(m: &HttpMatch, order: &RouteOrder, rule: usize, match_index: usize) -> Self {
         HttpMatchKey {
-            path_class: path_class(m),
-            path_len: Reverse(m.path.value.len()),
-            no_method: m.method.is_none(),
-            headers: Reverse(m.headers.len()),
-            query: Reverse(m.query.len()),
+            rank: MatchRank::of(m),
             tie: TieBreak::new(order, rule, match_index),
         }
     }
@@ -341,15 +347,16 @@ impl HttpMatchKey {
     /// the spec's list, in which they differ. For "explain" tooling: why one match beat
     /// another.
     pub fn decided_by(&self, other: &Self) -> Precedence {
-        if self.path_class != other.path_class {
+        let (a, b) = (&self.rank, &other.rank);
+        if a.path_class != b.path_class {
             Precedence::PathType
-        } else if self.path_len != other.path_len {
+        } else if a.path_len != b.path_len {
             Precedence::PathLength
-        } else if self.no_method != other.no_method {
+        } else if a.no_method != b.no_method {
             Precedence::Method
-        } else if self.headers != other.headers {
+        } else if a.headers != b.headers {
             Precedence::HeaderCount
-        } else if self.query != other.query {
+        } else if a.query != b.query {
             Precedence::QueryCount
         } else {
             self.tie.decided_by(&other.tie)
