@@ -424,6 +424,20 @@ fn compile_with(
     }
     let our_gateways: std::collections::BTreeSet<ObjectKey> =
         gateways.iter().map(|g| g.key.clone()).collect();
+    // Each route compiled (or taken from the cache), attached, and given its status.
+    let mut place =
+        |view: &RouteView<'_>, meta: &ObjectMeta, build: &dyn Fn() -> RouteCompilation| {
+            let mut fresh = None;
+            let compiled = RouteCache::route(&mut cache, &mut fresh, view.kind, view.key, build);
+            entries.push(attach_route(
+                res,
+                &mut gateways,
+                view,
+                meta,
+                compiled,
+                options,
+            ));
+        };
     for (key, r) in &res.http_routes {
         let view = RouteView {
             kind: Kind::HttpRoute,
@@ -431,18 +445,7 @@ fn compile_with(
             parent_refs: &r.spec.parent_refs,
             hostnames: &r.spec.hostnames,
         };
-        let mut fresh = None;
-        let compiled = RouteCache::route(&mut cache, &mut fresh, Kind::HttpRoute, key, || {
-            http_route(&lookup, key, r)
-        });
-        entries.push(attach_route(
-            res,
-            &mut gateways,
-            &view,
-            &r.metadata,
-            compiled,
-            options,
-        ));
+        place(&view, &r.metadata, &|| http_route(&lookup, key, r));
     }
     for (key, r) in &res.grpc_routes {
         let view = RouteView {
@@ -451,18 +454,7 @@ fn compile_with(
             parent_refs: &r.spec.parent_refs,
             hostnames: &r.spec.hostnames,
         };
-        let mut fresh = None;
-        let compiled = RouteCache::route(&mut cache, &mut fresh, Kind::GrpcRoute, key, || {
-            grpc_route(&lookup, key, r)
-        });
-        entries.push(attach_route(
-            res,
-            &mut gateways,
-            &view,
-            &r.metadata,
-            compiled,
-            options,
-        ));
+        place(&view, &r.metadata, &|| grpc_route(&lookup, key, r));
     }
     for (kind, routes) in [
         (Kind::TlsRoute, &res.tls_routes),
@@ -480,18 +472,7 @@ fn compile_with(
                     &[]
                 },
             };
-            let mut fresh = None;
-            let compiled = RouteCache::route(&mut cache, &mut fresh, kind, key, || {
-                l4_route(&lookup, kind, key, r)
-            });
-            entries.push(attach_route(
-                res,
-                &mut gateways,
-                &view,
-                &r.metadata,
-                compiled,
-                options,
-            ));
+            place(&view, &r.metadata, &|| l4_route(&lookup, kind, key, r));
         }
     }
 
