@@ -1045,6 +1045,24 @@ impl<'a> Cursor<'a> {
         }
         None
     }
+
+    /// The old rule of entry `e` (route `key`, rule `rule_index`; `entry_of` reads a rule's
+    /// entry) when it can serve again: neither entry has a policy (`no_policy`), and the old one
+    /// is `e` itself or equal to it.
+    fn reuse<E: PartialEq>(
+        &mut self,
+        e: &E,
+        key: &ObjectKey,
+        rule_index: usize,
+        entry_of: impl Fn(&Rule) -> Option<&E>,
+        no_policy: impl Fn(&E) -> bool,
+    ) -> Option<Arc<Rule>> {
+        let is = |r: &Rule| entry_of(r).is_some_and(|o| std::ptr::eq(o, e));
+        let old = self.find(key, rule_index, is)?;
+        let same = entry_of(old)
+            .is_some_and(|o| no_policy(o) && no_policy(e) && (std::ptr::eq(o, e) || *o == *e));
+        same.then(|| Arc::clone(old))
+    }
 }
 
 impl<'a> Reusable<'a> {
@@ -1063,21 +1081,19 @@ impl<'a> Reusable<'a> {
 
     /// The rule built before for this entry, when the entry is the same and has no policy.
     fn http(&mut self, e: &Shared<HttpRouteEntry>) -> Option<Arc<Rule>> {
-        let is = |r: &Rule| r.http_entry().is_some_and(|o| std::ptr::eq(o, &**e));
-        let old = self.http.find(&e.route.key, e.rule_index, is)?;
-        let same = old.http_entry().is_some_and(|o| {
-            o.policy.is_none() && e.policy.is_none() && (std::ptr::eq(o, &**e) || *o == **e)
-        });
-        same.then(|| Arc::clone(old))
+        let entry = &**e;
+        self.http
+            .reuse(entry, &e.route.key, e.rule_index, Rule::http_entry, |x| {
+                x.policy.is_none()
+            })
     }
 
     fn grpc(&mut self, e: &Shared<GrpcRouteEntry>) -> Option<Arc<Rule>> {
-        let is = |r: &Rule| r.grpc_entry().is_some_and(|o| std::ptr::eq(o, &**e));
-        let old = self.grpc.find(&e.route.key, e.rule_index, is)?;
-        let same = old.grpc_entry().is_some_and(|o| {
-            o.policy.is_none() && e.policy.is_none() && (std::ptr::eq(o, &**e) || *o == **e)
-        });
-        same.then(|| Arc::clone(old))
+        let entry = &**e;
+        self.grpc
+            .reuse(entry, &e.route.key, e.rule_index, Rule::grpc_entry, |x| {
+                x.policy.is_none()
+            })
     }
 }
 
