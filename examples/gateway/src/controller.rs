@@ -86,9 +86,10 @@ struct Applied {
     docs: HashMap<u64, Range<usize>>,
 }
 
-/// The objects of changed files as they were, and the changes found so far.
+/// The keys the changed files defined before (each marked once defined again), and the changes
+/// found so far.
 type Diff<'d> = (
-    &'d mut HashMap<(Kind, ObjectKey), Object>,
+    &'d mut HashMap<(Kind, ObjectKey), bool>,
     &'d mut Vec<(Kind, ObjectKey)>,
 );
 
@@ -290,8 +291,9 @@ impl Controller {
     }
 
     /// Applies the changed and removed files to the resources: the objects removed, replaced
-    /// or inserted. `None` (with the resources half updated) when an object turns out to be
-    /// defined twice.
+    /// or inserted. An object a changed file defines again from the same text stays where it
+    /// is, untouched (editing one route of a file moves no other object). `None` (with the
+    /// resources half updated) when an object turns out to be defined twice.
     fn update(
         &mut self,
         files: &ConfigFiles,
@@ -304,16 +306,11 @@ impl Controller {
             .cloned()
             .collect();
         let changed = parsed.iter().map(|p| p.path.clone());
-        // The objects of the changed and removed files as they were: an object a file defines
-        // again unchanged is not a change (editing one route of a file compiles one route).
-        let mut before: HashMap<(Kind, ObjectKey), Object> = HashMap::new();
+        // The objects the changed and removed files defined, each marked once defined again.
+        let mut before: HashMap<(Kind, ObjectKey), bool> = HashMap::new();
         for path in gone.into_iter().chain(changed) {
             if let Some(old) = self.applied.remove(&path) {
-                for (kind, key) in old.keys {
-                    if let Some(o) = self.resources.remove(kind, &key) {
-                        before.insert((kind, key), o);
-                    }
-                }
+                before.extend(old.keys.into_iter().map(|k| (k, false)));
             }
         }
         let mut touched = Vec::new();
@@ -333,15 +330,21 @@ impl Controller {
             );
         }
         // Defined before, not any more.
-        touched.extend(before.into_keys());
+        for (key, again) in before {
+            if !again {
+                self.resources.remove(key.0, &key.1);
+                touched.push(key);
+            }
+        }
         unique.then_some(touched)
     }
 
     /// Stamps and inserts one file's objects; returns their keys and whether one replaced an
     /// object already present (or, for a kept document, was not there to keep: either way the
-    /// caller loads every file again). With `diff` (the objects as they were, and the list of
-    /// changes), each object that is new or differs from its former self is added to the
-    /// changes; kept objects come from `diff`'s objects unchanged.
+    /// caller loads every file again). With `diff` (the keys the changed files defined before,
+    /// each marked once defined again, and the list of changes), an object defined before is
+    /// replaced only when it was parsed, and is a change only when it differs from its former
+    /// self; kept objects stay as they are.
     fn insert_all(
         &mut self,
         objects: Vec<Item>,
@@ -350,28 +353,39 @@ impl Controller {
         let mut keys = Vec::with_capacity(objects.len());
         let mut replaced = false;
         for item in objects {
-            let (key, o) = match item {
+            // Whether the key was defined before by a changed file, and not yet again.
+            let mut again = |key: &(Kind, ObjectKey)| {
+                diff.as_mut()
+                    .and_then(|(before, _)| before.get_mut(key))
+                    .is_some_and(|defined| !std::mem::replace(defined, true))
+            };
+            match item {
                 Item::Parsed(o) => {
                     let mut o = *o;
                     self.stamp(&mut o);
                     let key = (o.kind(), o.key());
-                    if let Some((before, touched)) = diff.as_mut()
-                        && before.remove(&key).as_ref() != Some(&o)
+                    let redefined = again(&key);
+                    let former = if redefined {
+                        self.resources.remove(key.0, &key.1)
+                    } else {
+                        None
+                    };
+                    if let Some((_, touched)) = diff.as_mut()
+                        && former.as_ref() != Some(&o)
                     {
                         touched.push(key.clone());
                     }
-                    (key, o)
+                    replaced |= self.resources.insert(o).is_some();
+                    keys.push(key);
                 }
                 Item::Kept(key) => {
-                    let Some(o) = diff.as_mut().and_then(|(before, _)| before.remove(&key)) else {
+                    if !again(&key) {
                         replaced = true;
                         continue;
-                    };
-                    (key, o)
+                    }
+                    keys.push(key);
                 }
-            };
-            keys.push(key);
-            replaced |= self.resources.insert(o).is_some();
+            }
         }
         (keys, replaced)
     }
@@ -616,6 +630,37 @@ spec: {ports: [{port: 80}]}
         let s = c.reload(&scanner.scan(&dir.0), &[]);
         assert_eq!(c.objects_changed, Some(0));
         assert_eq!(served(&s), fresh(&dir));
+    }
+
+    /// A route moved from one file to another in one reload (both files change) is neither a
+    /// change nor an object defined twice; the objects both files keep stay as they were.
+    #[test]
+    fn an_object_moved_between_changed_files_is_no_change() {
+        let dir = Dir::new("move");
+        dir.write("0-base.yaml", BASE);
+        dir.write("x.yaml", &(route("a", "/a") + &route("b", "/b")));
+        dir.write("y.yaml", &route("c", "/c"));
+        let mut scanner = Scanner::default();
+        let mut c = Controller::new("gw.dev/gateway".into(), None);
+        c.reload(&scanner.scan(&dir.0), &[]);
+        dir.write("x.yaml", &route("a", "/a"));
+        dir.write("y.yaml", &(route("c", "/c") + &route("b", "/b")));
+        let s = c.reload(&scanner.scan(&dir.0), &[]);
+        assert!(s.errors.is_empty(), "{:?}", s.errors);
+        assert_eq!(c.files_parsed, 2);
+        assert_eq!(c.docs_parsed, 1, "a and c are kept, b is parsed in y.yaml");
+        assert_eq!(
+            c.objects_changed,
+            Some(0),
+            "not loaded again: b is defined once"
+        );
+        assert_eq!(served(&s), fresh(&dir));
+        // Then b leaves y.yaml too: it is gone.
+        dir.write("y.yaml", &route("c", "/c"));
+        let s = c.reload(&scanner.scan(&dir.0), &[]);
+        assert_eq!(c.objects_changed, Some(1));
+        assert_eq!(served(&s), fresh(&dir));
+        assert!(!served(&s).iter().any(|(n, _)| n == "b"));
     }
 
     /// Every condition the gateway reports carries `lastTransitionTime` (metav1.Condition:
