@@ -289,3 +289,46 @@ fn unchanged_entries_are_shared_with_the_previous_table() {
     };
     assert!(a(&second).policy.is_some());
 }
+
+#[test]
+fn routes_after_a_removed_route_are_reused() {
+    use crate::table::Shared;
+    // The Compiler walks its routes in key order: a route removed before another (a sorts
+    // before cross) does not keep the later one from being reused, even when the changes do
+    // not name the removed route.
+    let options = CompileOptions::new("gw.dev/gateway");
+    let mut res = Resources::new();
+    res.extend(parse(BASE));
+    let mut compiler = Compiler::default();
+    let first = compiler.compile(&res, &options, &Changes::All);
+    let a = ObjectKey::new("default", "a");
+    res.remove(Kind::HttpRoute, &a);
+    // Route cross changes, but the changes do not say so: its old entry is served.
+    res.extend(parse(
+        "apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: cross, namespace: default, creationTimestamp: '2024-01-02T00:00:00Z'}
+spec:
+  parentRefs: [{name: edge, sectionName: any}]
+  rules: [{matches: [{path: {value: /changed}}], backendRefs: [{name: other, namespace: apps, port: 8080}]}]
+",
+    ));
+    let second = compiler.compile(&res, &options, &Changes::Objects(Vec::new()));
+    let cross = |c: &super::Compiled| {
+        c.table.gateways[0]
+            .listeners
+            .iter()
+            .flat_map(|l| l.http.iter().cloned())
+            .find(|e| e.route.key.name == "cross")
+            .expect("route cross is placed")
+    };
+    assert!(Shared::ptr_eq(&cross(&first), &cross(&second)));
+    assert_ne!(cross(&second), cross(&compile(&res, &options)));
+    assert!(
+        !second.table.gateways[0]
+            .listeners
+            .iter()
+            .any(|l| l.http.iter().any(|e| e.route.key.name == "a")),
+        "route a is gone"
+    );
+}

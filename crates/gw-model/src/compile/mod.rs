@@ -25,7 +25,7 @@ mod traffic;
 mod traffic_policy;
 mod xbackend;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use ipnet::IpNet;
 
@@ -261,10 +261,14 @@ pub struct Compiler {
 }
 
 /// Compiled routes kept between compiles.
+///
+/// Each kind's routes are in key order, the order [`Resources`] holds them in: a compile walks
+/// them in step with the resources ([`RouteWalk::route`]), with no hashing and no lookup, and
+/// moves each route it keeps (key included) to the list the next compile walks.
 #[derive(Default)]
 struct RouteCache {
-    /// By kind ([`route_slot`]) and key.
-    routes: [HashMap<ObjectKey, RouteCompilation>; 5],
+    /// By kind ([`route_slot`]), sorted by key.
+    routes: [Vec<(ObjectKey, RouteCompilation)>; 5],
     /// The XBackends as checked when `routes` were compiled (routes resolve backends to them).
     x_backends: BTreeMap<ObjectKey, xbackend::Evaluated>,
 }
@@ -274,7 +278,7 @@ impl std::fmt::Debug for Compiler {
         f.debug_struct("Compiler")
             .field(
                 "routes",
-                &self.routes.routes.iter().map(HashMap::len).sum::<usize>(),
+                &self.routes.routes.iter().map(Vec::len).sum::<usize>(),
             )
             .finish_non_exhaustive()
     }
@@ -298,9 +302,7 @@ impl Compiler {
                 let mut all_routes = false;
                 for (kind, key) in objects {
                     match route_slot(*kind) {
-                        Some(i) => {
-                            self.routes.routes[i].remove(key);
-                        }
+                        Some(i) => self.routes.forget(i, key),
                         // Routes resolve backends against Services, EndpointSlices,
                         // ReferenceGrants...: any other change may change any route.
                         None => all_routes = true,
@@ -317,7 +319,10 @@ impl Compiler {
         let slices = self
             .slices
             .get_or_insert_with(|| refs::SliceIndex::new(res));
-        compile_with(res, options, Some((&mut self.routes, slices)))
+        let mut walk = RouteWalk::new(std::mem::take(&mut self.routes));
+        let compiled = compile_with(res, options, Some((&mut walk, slices)));
+        self.routes = walk.finish();
+        compiled
     }
 }
 
@@ -328,27 +333,70 @@ impl RouteCache {
         }
     }
 
-    /// The compiled route, from the cache when it is there.
-    fn route<'c>(
-        cache: &'c mut Option<&mut RouteCache>,
-        fresh: &'c mut Option<RouteCompilation>,
+    /// Drops a route's compilation: it is compiled again.
+    fn forget(&mut self, slot: usize, key: &ObjectKey) {
+        let routes = &mut self.routes[slot];
+        if let Ok(i) = routes.binary_search_by(|(k, _)| k.cmp(key)) {
+            routes.remove(i);
+        }
+    }
+}
+
+/// One compile's walk over the [`RouteCache`]: the routes of the previous compile, taken in key
+/// order, and the ones this compile keeps for the next.
+struct RouteWalk {
+    old: [std::iter::Peekable<std::vec::IntoIter<(ObjectKey, RouteCompilation)>>; 5],
+    new: [Vec<(ObjectKey, RouteCompilation)>; 5],
+    x_backends: BTreeMap<ObjectKey, xbackend::Evaluated>,
+}
+
+impl RouteWalk {
+    fn new(cache: RouteCache) -> Self {
+        let new = std::array::from_fn(|i| Vec::with_capacity(cache.routes[i].len()));
+        RouteWalk {
+            old: cache.routes.map(|r| r.into_iter().peekable()),
+            new,
+            x_backends: cache.x_backends,
+        }
+    }
+
+    /// Drops every kept route: each is compiled again.
+    fn clear(&mut self) {
+        for old in &mut self.old {
+            *old = Vec::new().into_iter().peekable();
+        }
+    }
+
+    /// The compiled route and its key: the previous compile's when there is one (routes must
+    /// be asked for in key order within a kind, as [`Resources`] holds them), else `build`'s.
+    fn route(
+        walk: Option<&mut RouteWalk>,
         kind: Kind,
         key: &ObjectKey,
         build: impl FnOnce() -> RouteCompilation,
-    ) -> &'c mut RouteCompilation {
-        let (Some(c), Some(i)) = (cache, route_slot(kind)) else {
-            return fresh.insert(build());
+    ) -> (ObjectKey, RouteCompilation) {
+        let Some(old) = walk.zip(route_slot(kind)).map(|(w, i)| &mut w.old[i]) else {
+            return (key.clone(), build());
         };
-        let routes = &mut c.routes[i];
-        let mut build = Some(build);
-        if !routes.contains_key(key)
-            && let Some(b) = build.take()
-        {
-            routes.insert(key.clone(), b());
+        // Routes gone since the previous compile come before this one: dropped.
+        while old.next_if(|(k, _)| k < key).is_some() {}
+        match old.next_if(|(k, _)| k == key) {
+            Some(kept) => kept,
+            None => (key.clone(), build()),
         }
-        match routes.get_mut(key) {
-            Some(r) => r,
-            None => fresh.insert(build.take().map_or_else(RouteCompilation::default, |b| b())),
+    }
+
+    /// Keeps a compiled route for the next compile.
+    fn keep(walk: Option<&mut RouteWalk>, kind: Kind, route: (ObjectKey, RouteCompilation)) {
+        if let Some((w, i)) = walk.zip(route_slot(kind)) {
+            w.new[i].push(route);
+        }
+    }
+
+    fn finish(self) -> RouteCache {
+        RouteCache {
+            routes: self.new,
+            x_backends: self.x_backends,
         }
     }
 }
@@ -368,13 +416,27 @@ fn route_slot(kind: Kind) -> Option<usize> {
 fn compile_with(
     res: &Resources,
     options: &CompileOptions,
-    kept: Option<(&mut RouteCache, &refs::SliceIndex)>,
+    kept: Option<(&mut RouteWalk, &refs::SliceIndex)>,
 ) -> Compiled {
     let (mut cache, slices) = match kept {
-        Some((cache, slices)) => (Some(cache), Some(slices)),
+        Some((walk, slices)) => (Some(walk), Some(slices)),
         None => (None, None),
     };
-    let mut entries = Vec::new();
+    // One status entry per object of these kinds at most: no growth while routes are placed.
+    let mut entries = Vec::with_capacity(
+        res.gateway_classes.len()
+            + res.gateways.len()
+            + res.listener_sets.len()
+            + res.http_routes.len()
+            + res.grpc_routes.len()
+            + res.tls_routes.len()
+            + res.tcp_routes.len()
+            + res.udp_routes.len()
+            + res.backend_tls_policies.len()
+            + res.x_backends.len()
+            + res.backend_traffic_policies.len()
+            + res.traffic_policies.len(),
+    );
 
     // GatewayClasses of ours.
     let mut accepted_classes = BTreeMap::new();
@@ -427,16 +489,16 @@ fn compile_with(
     // Each route compiled (or taken from the cache), attached, and given its status.
     let mut place =
         |view: &RouteView<'_>, meta: &ObjectMeta, build: &dyn Fn() -> RouteCompilation| {
-            let mut fresh = None;
-            let compiled = RouteCache::route(&mut cache, &mut fresh, view.kind, view.key, build);
+            let mut compiled = RouteWalk::route(cache.as_deref_mut(), view.kind, view.key, build);
             entries.push(attach_route(
                 res,
                 &mut gateways,
                 view,
                 meta,
-                compiled,
+                &mut compiled.1,
                 options,
             ));
+            RouteWalk::keep(cache.as_deref_mut(), view.kind, compiled);
         };
     for (key, r) in &res.http_routes {
         let view = RouteView {
@@ -753,7 +815,7 @@ fn attach_route(
         .iter()
         .find_map(|r| r.as_ref().err())
         .cloned();
-    let resolved = match compiled.unresolved.first() {
+    let mut resolved = Some(match compiled.unresolved.first() {
         None => Condition::ok(
             "ResolvedRefs",
             "ResolvedRefs",
@@ -761,7 +823,10 @@ fn attach_route(
             generation,
         ),
         Some(u) => Condition::fail("ResolvedRefs", u.reason, &u.message, generation),
-    };
+    });
+    // GEP-1364 / HTTPRoute status: "PartiallyInvalid ... some rules of the route are invalid
+    // and were dropped".
+    let partially_invalid = first_invalid.as_ref().filter(|_| valid_rules > 0);
     // Sized to the parentRefs: a Vec grown from empty keeps room for four parents (704 bytes
     // at 5,000 routes with one parent each: 3.5 MB of a status report that lives until the
     // next reload).
@@ -769,7 +834,7 @@ fn attach_route(
     // Listeners this route is already on: a route counts once per listener and its rules are
     // placed once, however many of its parentRefs select the listener.
     let mut placed: Vec<(usize, usize)> = Vec::new();
-    for p in view.parent_refs {
+    for (i, p) in view.parent_refs.iter().enumerate() {
         let Some(target) = resolve_parent(res, gateways, &view.key.namespace, p) else {
             continue;
         };
@@ -795,7 +860,8 @@ fn attach_route(
                 (*gateway, outcome)
             }
         };
-        let mut conditions = Vec::with_capacity(3);
+        // Accepted, ResolvedRefs, and PartiallyInvalid when some rules are.
+        let mut conditions = Vec::with_capacity(2 + usize::from(partially_invalid.is_some()));
         match outcome {
             Err(problem) => {
                 conditions.push(Condition::fail(
@@ -834,12 +900,13 @@ fn attach_route(
                 }
             }
         }
-        conditions.push(resolved.clone());
-        if let Some(p) = &first_invalid
-            && valid_rules > 0
-        {
-            // GEP-1364 / HTTPRoute status: "PartiallyInvalid ... some rules of the route are
-            // invalid and were dropped".
+        // The last parentRef takes the condition, the others a copy.
+        conditions.extend(if i + 1 == view.parent_refs.len() {
+            resolved.take()
+        } else {
+            resolved.clone()
+        });
+        if let Some(p) = partially_invalid {
             conditions.push(Condition::ok(
                 "PartiallyInvalid",
                 "UnsupportedValue",
@@ -847,7 +914,6 @@ fn attach_route(
                 generation,
             ));
         }
-        conditions.shrink_to_fit();
         parents.push(RouteParentStatus {
             parent_ref: status_parent_ref(p),
             controller_name: options.controller_name.clone(),
