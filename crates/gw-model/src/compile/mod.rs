@@ -269,6 +269,10 @@ pub struct Compiler {
 struct RouteCache {
     /// By kind ([`route_slot`]), sorted by key.
     routes: [Vec<(ObjectKey, RouteCompilation)>; 5],
+    /// Empty lists with the capacity of earlier ones: a compile fills them, then they take the
+    /// place of `routes`. (With glibc, lists allocated and freed on every compile made the
+    /// compile's own small allocations slower: 450 ms instead of 380 ms at 50,000 routes.)
+    spare: [Vec<(ObjectKey, RouteCompilation)>; 5],
     /// The XBackends as checked when `routes` were compiled (routes resolve backends to them).
     x_backends: BTreeMap<ObjectKey, xbackend::Evaluated>,
 }
@@ -319,9 +323,13 @@ impl Compiler {
         let slices = self
             .slices
             .get_or_insert_with(|| refs::SliceIndex::new(res));
-        let mut walk = RouteWalk::new(std::mem::take(&mut self.routes));
-        let compiled = compile_with(res, options, Some((&mut walk, slices)));
-        self.routes = walk.finish();
+        let compiled = compile_with(
+            res,
+            options,
+            Some((&mut RouteWalk::new(&mut self.routes), slices)),
+        );
+        let cache = &mut self.routes;
+        std::mem::swap(&mut cache.routes, &mut cache.spare);
         compiled
     }
 }
@@ -343,34 +351,37 @@ impl RouteCache {
 }
 
 /// One compile's walk over the [`RouteCache`]: the routes of the previous compile, taken in key
-/// order, and the ones this compile keeps for the next.
-struct RouteWalk {
-    old: [std::iter::Peekable<std::vec::IntoIter<(ObjectKey, RouteCompilation)>>; 5],
-    new: [Vec<(ObjectKey, RouteCompilation)>; 5],
-    x_backends: BTreeMap<ObjectKey, xbackend::Evaluated>,
+/// order, and the ones this compile keeps for the next (in the spare lists).
+struct RouteWalk<'c> {
+    old: [std::iter::Peekable<std::vec::Drain<'c, (ObjectKey, RouteCompilation)>>; 5],
+    new: &'c mut [Vec<(ObjectKey, RouteCompilation)>; 5],
+    x_backends: &'c mut BTreeMap<ObjectKey, xbackend::Evaluated>,
 }
 
-impl RouteWalk {
-    fn new(cache: RouteCache) -> Self {
-        let new = std::array::from_fn(|i| Vec::with_capacity(cache.routes[i].len()));
+impl<'c> RouteWalk<'c> {
+    fn new(cache: &'c mut RouteCache) -> Self {
+        for (new, old) in cache.spare.iter_mut().zip(&cache.routes) {
+            new.clear();
+            new.reserve(old.len());
+        }
         RouteWalk {
-            old: cache.routes.map(|r| r.into_iter().peekable()),
-            new,
-            x_backends: cache.x_backends,
+            old: cache.routes.each_mut().map(|r| r.drain(..).peekable()),
+            new: &mut cache.spare,
+            x_backends: &mut cache.x_backends,
         }
     }
 
     /// Drops every kept route: each is compiled again.
     fn clear(&mut self) {
         for old in &mut self.old {
-            *old = Vec::new().into_iter().peekable();
+            old.for_each(drop);
         }
     }
 
     /// The compiled route and its key: the previous compile's when there is one (routes must
     /// be asked for in key order within a kind, as [`Resources`] holds them), else `build`'s.
     fn route(
-        walk: Option<&mut RouteWalk>,
+        walk: Option<&mut RouteWalk<'_>>,
         kind: Kind,
         key: &ObjectKey,
         build: impl FnOnce() -> RouteCompilation,
@@ -387,16 +398,9 @@ impl RouteWalk {
     }
 
     /// Keeps a compiled route for the next compile.
-    fn keep(walk: Option<&mut RouteWalk>, kind: Kind, route: (ObjectKey, RouteCompilation)) {
+    fn keep(walk: Option<&mut RouteWalk<'_>>, kind: Kind, route: (ObjectKey, RouteCompilation)) {
         if let Some((w, i)) = walk.zip(route_slot(kind)) {
             w.new[i].push(route);
-        }
-    }
-
-    fn finish(self) -> RouteCache {
-        RouteCache {
-            routes: self.new,
-            x_backends: self.x_backends,
         }
     }
 }
@@ -416,27 +420,13 @@ fn route_slot(kind: Kind) -> Option<usize> {
 fn compile_with(
     res: &Resources,
     options: &CompileOptions,
-    kept: Option<(&mut RouteWalk, &refs::SliceIndex)>,
+    kept: Option<(&mut RouteWalk<'_>, &refs::SliceIndex)>,
 ) -> Compiled {
     let (mut cache, slices) = match kept {
         Some((walk, slices)) => (Some(walk), Some(slices)),
         None => (None, None),
     };
-    // One status entry per object of these kinds at most: no growth while routes are placed.
-    let mut entries = Vec::with_capacity(
-        res.gateway_classes.len()
-            + res.gateways.len()
-            + res.listener_sets.len()
-            + res.http_routes.len()
-            + res.grpc_routes.len()
-            + res.tls_routes.len()
-            + res.tcp_routes.len()
-            + res.udp_routes.len()
-            + res.backend_tls_policies.len()
-            + res.x_backends.len()
-            + res.backend_traffic_policies.len()
-            + res.traffic_policies.len(),
-    );
+    let mut entries = Vec::new();
 
     // GatewayClasses of ours.
     let mut accepted_classes = BTreeMap::new();
@@ -478,7 +468,7 @@ fn compile_with(
     };
     lookup.x_backends = xbackend::evaluate_all(res, options, &mut refresh_at);
     if let Some(c) = cache.as_deref_mut()
-        && c.x_backends != lookup.x_backends
+        && *c.x_backends != lookup.x_backends
     {
         // Routes resolved backendRefs to XBackends as they were checked then.
         c.clear();
@@ -815,7 +805,7 @@ fn attach_route(
         .iter()
         .find_map(|r| r.as_ref().err())
         .cloned();
-    let mut resolved = Some(match compiled.unresolved.first() {
+    let resolved = match compiled.unresolved.first() {
         None => Condition::ok(
             "ResolvedRefs",
             "ResolvedRefs",
@@ -823,10 +813,7 @@ fn attach_route(
             generation,
         ),
         Some(u) => Condition::fail("ResolvedRefs", u.reason, &u.message, generation),
-    });
-    // GEP-1364 / HTTPRoute status: "PartiallyInvalid ... some rules of the route are invalid
-    // and were dropped".
-    let partially_invalid = first_invalid.as_ref().filter(|_| valid_rules > 0);
+    };
     // Sized to the parentRefs: a Vec grown from empty keeps room for four parents (704 bytes
     // at 5,000 routes with one parent each: 3.5 MB of a status report that lives until the
     // next reload).
@@ -834,7 +821,7 @@ fn attach_route(
     // Listeners this route is already on: a route counts once per listener and its rules are
     // placed once, however many of its parentRefs select the listener.
     let mut placed: Vec<(usize, usize)> = Vec::new();
-    for (i, p) in view.parent_refs.iter().enumerate() {
+    for p in view.parent_refs {
         let Some(target) = resolve_parent(res, gateways, &view.key.namespace, p) else {
             continue;
         };
@@ -860,8 +847,7 @@ fn attach_route(
                 (*gateway, outcome)
             }
         };
-        // Accepted, ResolvedRefs, and PartiallyInvalid when some rules are.
-        let mut conditions = Vec::with_capacity(2 + usize::from(partially_invalid.is_some()));
+        let mut conditions = Vec::with_capacity(3);
         match outcome {
             Err(problem) => {
                 conditions.push(Condition::fail(
@@ -900,13 +886,12 @@ fn attach_route(
                 }
             }
         }
-        // The last parentRef takes the condition, the others a copy.
-        conditions.extend(if i + 1 == view.parent_refs.len() {
-            resolved.take()
-        } else {
-            resolved.clone()
-        });
-        if let Some(p) = partially_invalid {
+        conditions.push(resolved.clone());
+        if let Some(p) = &first_invalid
+            && valid_rules > 0
+        {
+            // GEP-1364 / HTTPRoute status: "PartiallyInvalid ... some rules of the route are
+            // invalid and were dropped".
             conditions.push(Condition::ok(
                 "PartiallyInvalid",
                 "UnsupportedValue",
@@ -914,6 +899,7 @@ fn attach_route(
                 generation,
             ));
         }
+        conditions.shrink_to_fit();
         parents.push(RouteParentStatus {
             parent_ref: status_parent_ref(p),
             controller_name: options.controller_name.clone(),
