@@ -28,11 +28,14 @@ pub(crate) struct Snapshot {
 }
 
 impl Snapshot {
-    /// Stamps every condition's `lastTransitionTime` with the current time.
-    pub(crate) fn stamp(&mut self) {
-        self.compiled
-            .status
-            .stamp_transition_times(None, &jiff::Timestamp::now().to_string());
+    /// Stamps every condition's `lastTransitionTime`: the time it had in `previous` when its
+    /// status is the same there (metav1.Condition: "the last time the condition transitioned
+    /// from one status to another"), the current time otherwise.
+    pub(crate) fn stamp(&mut self, previous: Option<&Snapshot>) {
+        self.compiled.status.stamp_transition_times(
+            previous.map(|p| &p.compiled.status),
+            &jiff::Timestamp::now().to_string(),
+        );
     }
 }
 
@@ -145,7 +148,7 @@ impl Controller {
     /// first load, what did load is used.
     pub(crate) fn reload(&mut self, files: &ConfigFiles, extra: &[Object]) -> Snapshot {
         let mut snapshot = self.reload_unstamped(files, extra);
-        snapshot.stamp();
+        snapshot.stamp(None);
         snapshot
     }
 
@@ -255,7 +258,7 @@ impl Controller {
             warnings: state.warnings.clone(),
             version: self.version,
         };
-        snapshot.stamp();
+        snapshot.stamp(None);
         snapshot
     }
 
@@ -683,7 +686,7 @@ spec: {ports: [{port: 80}]}
         let mut c = Controller::new("gw.dev/gateway".into(), None);
         let mut s = c.reload_unstamped(&Scanner::default().scan(&dir.0), &[]);
         assert_eq!(times(&s), 0);
-        s.stamp();
+        s.stamp(None);
         let stamped = times(&s);
         assert!(
             stamped >= 4,
@@ -693,6 +696,60 @@ spec: {ports: [{port: 80}]}
         assert_eq!(
             times(&c.reload(&Scanner::default().scan(&dir.0), &[])),
             stamped
+        );
+    }
+
+    /// metav1.Condition: "lastTransitionTime is the last time the condition transitioned from
+    /// one status to another". A reload keeps the time of every condition whose status did not
+    /// change, and stamps the others.
+    #[test]
+    fn transition_times_change_only_with_the_status() {
+        let dir = Dir::new("transitions");
+        dir.write("0-base.yaml", BASE);
+        dir.write("a.yaml", &route("a", "/a"));
+        dir.write("b.yaml", &route("b", "/b"));
+        let mut scanner = Scanner::default();
+        let mut c = Controller::new("gw.dev/gateway".into(), None);
+        let first = c.reload(&scanner.scan(&dir.0), &[]);
+        // Route b now names a listener the Gateway does not have: it is no longer accepted.
+        dir.write(
+            "b.yaml",
+            &route("b", "/b").replace("{name: edge}", "{name: edge, sectionName: nope}"),
+        );
+        std::thread::sleep(Duration::from_millis(5));
+        let mut second = c.reload_unstamped(&scanner.scan(&dir.0), &[]);
+        second.stamp(Some(&first));
+        let time = |s: &Snapshot, name: &str, type_: &str| {
+            let route = s
+                .compiled
+                .status
+                .route(Kind::HttpRoute, &ObjectKey::new("default", name))
+                .expect("route status");
+            let c = route.parents[0]
+                .conditions
+                .iter()
+                .find(|c| c.type_ == type_)
+                .expect("condition");
+            (c.status, c.last_transition_time.clone().expect("stamped"))
+        };
+        let (a1, a2) = (
+            time(&first, "a", "Accepted"),
+            time(&second, "a", "Accepted"),
+        );
+        assert_eq!(
+            a1, a2,
+            "route a did not change: its condition keeps its time"
+        );
+        let (b1, b2) = (
+            time(&first, "b", "Accepted"),
+            time(&second, "b", "Accepted"),
+        );
+        assert_ne!(b1.0, b2.0, "route b's Accepted changed status");
+        assert_ne!(b1.1, b2.1, "and got a new transition time");
+        assert_eq!(
+            time(&first, "b", "ResolvedRefs"),
+            time(&second, "b", "ResolvedRefs"),
+            "route b's ResolvedRefs did not change"
         );
     }
 

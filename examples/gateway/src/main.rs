@@ -315,7 +315,8 @@ async fn run(args: Args) -> Result<(), String> {
             metrics.reload_errors.fetch_add(1, Ordering::Relaxed);
         }
         let bind_errors = servers.apply(&snapshot.compiled.table).await;
-        snapshot.stamp();
+        let previous = snapshot_tx.borrow().clone();
+        snapshot.stamp(previous.as_deref());
         snapshot.errors.extend(bind_errors);
         metrics
             .config_errors
