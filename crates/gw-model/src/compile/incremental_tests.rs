@@ -3,6 +3,7 @@
 
 use super::{Changes, Compiler, compile};
 use crate::resources::{Kind, ObjectKey, Resources};
+use crate::table::{HttpRouteEntry, Shared};
 use crate::{CompileOptions, load};
 
 const BASE: &str = "
@@ -214,13 +215,30 @@ fn apply(res: &mut Resources, step: &Step) -> Vec<(Kind, ObjectKey)> {
     touched
 }
 
-#[test]
-fn every_change_compiles_as_a_full_compile_would() {
+/// BASE loaded and compiled once by a new Compiler: the options, resources, Compiler and
+/// first output.
+fn loaded() -> (CompileOptions, Resources, Compiler, super::Compiled) {
     let options = CompileOptions::new("gw.dev/gateway");
     let mut res = Resources::new();
     res.extend(parse(BASE));
     let mut compiler = Compiler::default();
     let first = compiler.compile(&res, &options, &Changes::All);
+    (options, res, compiler, first)
+}
+
+/// The table entry of HTTPRoute `name` (default namespace) on the first listener that has it.
+fn http_entry(c: &super::Compiled, name: &str) -> Option<Shared<HttpRouteEntry>> {
+    c.table.gateways[0]
+        .listeners
+        .iter()
+        .flat_map(|l| &l.http)
+        .find(|e| e.route.key.name == name)
+        .cloned()
+}
+
+#[test]
+fn every_change_compiles_as_a_full_compile_would() {
+    let (options, mut res, mut compiler, first) = loaded();
     let full = compile(&res, &options);
     assert_eq!(first.table, full.table);
     assert_eq!(first.status, full.status);
@@ -238,11 +256,7 @@ fn every_change_compiles_as_a_full_compile_would() {
 
 #[test]
 fn routes_not_named_in_the_changes_are_reused() {
-    let options = CompileOptions::new("gw.dev/gateway");
-    let mut res = Resources::new();
-    res.extend(parse(BASE));
-    let mut compiler = Compiler::default();
-    let first = compiler.compile(&res, &options, &Changes::All);
+    let (options, mut res, mut compiler, first) = loaded();
     // Route a changes, but the changes do not say so: its old rules are served.
     apply(&mut res, &STEPS[0]);
     let stale = compiler.compile(&res, &options, &Changes::Objects(Vec::new()));
@@ -256,51 +270,24 @@ fn routes_not_named_in_the_changes_are_reused() {
 
 #[test]
 fn unchanged_entries_are_shared_with_the_previous_table() {
-    use crate::table::Shared;
     // The data plane tells unchanged rules by their shared entries: an entry without a policy
     // on it is the same entry from one compile to the next.
-    let options = CompileOptions::new("gw.dev/gateway");
-    let mut res = Resources::new();
-    res.extend(parse(BASE));
-    let mut compiler = Compiler::default();
-    let first = compiler.compile(&res, &options, &Changes::All);
+    let (options, mut res, mut compiler, first) = loaded();
     let touched = apply(&mut res, &STEPS[1]);
     let second = compiler.compile(&res, &options, &Changes::Objects(touched));
-    let entries = |c: &super::Compiled| {
-        c.table.gateways[0]
-            .listeners
-            .iter()
-            .flat_map(|l| l.http.iter().cloned())
-            .collect::<Vec<_>>()
-    };
-    let cross = |c: &super::Compiled| {
-        entries(c)
-            .into_iter()
-            .find(|e| e.route.key.name == "cross")
-            .expect("route cross is placed")
-    };
+    let cross = |c| http_entry(c, "cross").expect("route cross is placed");
     assert!(Shared::ptr_eq(&cross(&first), &cross(&second)));
     // Route a has a TrafficPolicy: its entry carries the policy, a copy of the cached one.
-    let a = |c: &super::Compiled| {
-        entries(c)
-            .into_iter()
-            .find(|e| e.route.key.name == "a")
-            .expect("route a is placed")
-    };
-    assert!(a(&second).policy.is_some());
+    let a = http_entry(&second, "a").expect("route a is placed");
+    assert!(a.policy.is_some());
 }
 
 #[test]
 fn routes_after_a_removed_route_are_reused() {
-    use crate::table::Shared;
     // The Compiler walks its routes in key order: a route removed before another (a sorts
     // before cross) does not keep the later one from being reused, even when the changes do
     // not name the removed route.
-    let options = CompileOptions::new("gw.dev/gateway");
-    let mut res = Resources::new();
-    res.extend(parse(BASE));
-    let mut compiler = Compiler::default();
-    let first = compiler.compile(&res, &options, &Changes::All);
+    let (options, mut res, mut compiler, first) = loaded();
     let a = ObjectKey::new("default", "a");
     res.remove(Kind::HttpRoute, &a);
     // Route cross changes, but the changes do not say so: its old entry is served.
@@ -314,21 +301,8 @@ spec:
 ",
     ));
     let second = compiler.compile(&res, &options, &Changes::Objects(Vec::new()));
-    let cross = |c: &super::Compiled| {
-        c.table.gateways[0]
-            .listeners
-            .iter()
-            .flat_map(|l| l.http.iter().cloned())
-            .find(|e| e.route.key.name == "cross")
-            .expect("route cross is placed")
-    };
+    let cross = |c| http_entry(c, "cross").expect("route cross is placed");
     assert!(Shared::ptr_eq(&cross(&first), &cross(&second)));
     assert_ne!(cross(&second), cross(&compile(&res, &options)));
-    assert!(
-        !second.table.gateways[0]
-            .listeners
-            .iter()
-            .any(|l| l.http.iter().any(|e| e.route.key.name == "a")),
-        "route a is gone"
-    );
+    assert!(http_entry(&second, "a").is_none(), "route a is gone");
 }
