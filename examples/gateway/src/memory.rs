@@ -62,8 +62,8 @@ impl Trim {
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-/// jemalloc's options, read when it starts (`MALLOC_CONF` in the environment still overrides
-/// them): pages freed and unused for half a second go back to the system
+/// jemalloc's options, read when it starts (`_RJEM_MALLOC_CONF` in the environment, the
+/// prefixed build's name for `MALLOC_CONF`, still overrides them): pages freed and unused for half a second go back to the system
 /// (`dirty_decay_ms`, with no second "muzzy" stage), returned by jemalloc's background threads
 /// rather than by whichever thread frees next.
 #[cfg(all(feature = "jemalloc", not(target_env = "msvc")))]
