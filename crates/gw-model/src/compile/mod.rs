@@ -669,7 +669,8 @@ fn compile_rules<R, M>(
     };
     let order = route_order(meta);
     let mut out = RouteCompilation {
-        rules: Vec::new(),
+        // Sized to the rules: a Compiler keeps it, and a Vec grown by pushing has room for four.
+        rules: Vec::with_capacity(rules.len()),
         unresolved: Vec::new(),
     };
     for (i, rule) in rules.iter().enumerate() {

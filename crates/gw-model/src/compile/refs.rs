@@ -89,6 +89,11 @@ impl SliceIndex {
                 .or_default()
                 .push(key.clone());
         }
+        // Kept between compiles: most Services have one slice, and a Vec grown by pushing
+        // has room for four keys.
+        for keys in index.values_mut() {
+            keys.shrink_to_fit();
+        }
         SliceIndex(index)
     }
 }
@@ -187,6 +192,8 @@ impl<'a> Lookup<'a> {
             .collect();
         out.sort();
         out.dedup();
+        // The compiled backend keeps this list (collected from a flat_map, it has room for four).
+        out.shrink_to_fit();
         out
     }
 }

@@ -163,7 +163,7 @@ fn http_token(s: &str) -> bool {
 /// query parameter names exactly).
 fn value_matches(list: &[HeaderMatch], case_insensitive: bool) -> Result<Vec<ValueMatch>, Problem> {
     let mut seen = HashSet::new();
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(list.len());
     for m in list {
         let name_key = if case_insensitive {
             m.name.to_ascii_lowercase()
@@ -197,40 +197,49 @@ const METHODS: [&str; 9] = [
 ];
 
 fn http_matches(rule: &HttpRouteRule) -> Result<Vec<HttpMatch>, Problem> {
-    rule.matches
-        .iter()
-        .map(|m| {
-            let mut value = m.path.value.clone();
-            match m.path.type_ {
-                PathMatchType::Exact => check_path(&value)?,
-                PathMatchType::PathPrefix => {
-                    check_path(&value)?;
-                    // "/abc" and "/abc/" are the same prefix: matching is element-wise.
-                    while value.len() > 1 && value.ends_with('/') {
-                        value.pop();
-                    }
+    collect_exact(rule.matches.iter().map(|m| {
+        let mut value = m.path.value.clone();
+        match m.path.type_ {
+            PathMatchType::Exact => check_path(&value)?,
+            PathMatchType::PathPrefix => {
+                check_path(&value)?;
+                // "/abc" and "/abc/" are the same prefix: matching is element-wise.
+                while value.len() > 1 && value.ends_with('/') {
+                    value.pop();
                 }
-                PathMatchType::RegularExpression => check_regex(&value)?,
             }
-            if let Some(method) = &m.method
-                && !METHODS.contains(&method.as_str())
-            {
-                return Err(Problem::new(
-                    "UnsupportedValue",
-                    format!("method {method:?} is not supported"),
-                ));
-            }
-            Ok(HttpMatch {
-                path: PathMatch {
-                    kind: m.path.type_,
-                    value,
-                },
-                method: m.method.clone(),
-                headers: value_matches(&m.headers, true)?,
-                query: value_matches(&m.query_params, false)?,
-            })
+            PathMatchType::RegularExpression => check_regex(&value)?,
+        }
+        if let Some(method) = &m.method
+            && !METHODS.contains(&method.as_str())
+        {
+            return Err(Problem::new(
+                "UnsupportedValue",
+                format!("method {method:?} is not supported"),
+            ));
+        }
+        Ok(HttpMatch {
+            path: PathMatch {
+                kind: m.path.type_,
+                value,
+            },
+            method: m.method.clone(),
+            headers: value_matches(&m.headers, true)?,
+            query: value_matches(&m.query_params, false)?,
         })
-        .collect()
+    }))
+}
+
+/// Collects fallible items into a vector of exactly their number. `collect::<Result<Vec<_>,
+/// _>>()` cannot trust the size of an iterator that may stop at an error, so it starts with
+/// room for four and the compiled table keeps that headroom: three unused `WeightedBackend`s
+/// (936 bytes) for a rule with one backend.
+fn collect_exact<T, E>(items: impl ExactSizeIterator<Item = Result<T, E>>) -> Result<Vec<T>, E> {
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        out.push(item?);
+    }
+    Ok(out)
 }
 
 fn grpc_matches(rule: &GrpcRouteRule) -> Result<Vec<GrpcMatch>, Problem> {
@@ -252,40 +261,37 @@ fn grpc_matches(rule: &GrpcRouteRule) -> Result<Vec<GrpcMatch>, Problem> {
             .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
             && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
     };
-    rule.matches
-        .iter()
-        .map(|m| {
-            if let Some(mm) = &m.method {
-                if mm.service.is_none() && mm.method.is_none() {
-                    return Err(Problem::new(
-                        "UnsupportedValue",
-                        "a method match needs a service or a method",
-                    ));
-                }
-                match mm.type_ {
-                    StringMatchType::Exact => {
-                        if mm.service.as_deref().is_some_and(|s| !service_re(s))
-                            || mm.method.as_deref().is_some_and(|s| !method_re(s))
-                        {
-                            return Err(Problem::new(
-                                "UnsupportedValue",
-                                "invalid gRPC service or method name",
-                            ));
-                        }
+    collect_exact(rule.matches.iter().map(|m| {
+        if let Some(mm) = &m.method {
+            if mm.service.is_none() && mm.method.is_none() {
+                return Err(Problem::new(
+                    "UnsupportedValue",
+                    "a method match needs a service or a method",
+                ));
+            }
+            match mm.type_ {
+                StringMatchType::Exact => {
+                    if mm.service.as_deref().is_some_and(|s| !service_re(s))
+                        || mm.method.as_deref().is_some_and(|s| !method_re(s))
+                    {
+                        return Err(Problem::new(
+                            "UnsupportedValue",
+                            "invalid gRPC service or method name",
+                        ));
                     }
-                    StringMatchType::RegularExpression => {
-                        for p in [&mm.service, &mm.method].into_iter().flatten() {
-                            check_regex(p)?;
-                        }
+                }
+                StringMatchType::RegularExpression => {
+                    for p in [&mm.service, &mm.method].into_iter().flatten() {
+                        check_regex(p)?;
                     }
                 }
             }
-            Ok(GrpcMatch {
-                method: m.method.clone(),
-                headers: value_matches(&m.headers, true)?,
-            })
+        }
+        Ok(GrpcMatch {
+            method: m.method.clone(),
+            headers: value_matches(&m.headers, true)?,
         })
-        .collect()
+    }))
 }
 
 /// Parses a Gateway API `Duration` (`^([0-9]{1,5}(h|m|s|ms)){1,4}$`, GEP-2257).
@@ -537,19 +543,17 @@ impl Ctx<'_> {
         allowed_filters: &[FilterType],
         prefix_match: bool,
     ) -> Result<Vec<WeightedBackend>, Problem> {
-        refs.iter()
-            .map(|b| {
-                let weight = u32::try_from(b.backend.weight).map_err(|_| {
-                    Problem::new("UnsupportedValue", "backendRef weight must not be negative")
-                })?;
-                let filters = self.filters(&b.filters, allowed_filters, prefix_match)?;
-                Ok(WeightedBackend {
-                    weight,
-                    backend: self.backend(&b.backend),
-                    filters,
-                })
+        collect_exact(refs.iter().map(|b| {
+            let weight = u32::try_from(b.backend.weight).map_err(|_| {
+                Problem::new("UnsupportedValue", "backendRef weight must not be negative")
+            })?;
+            let filters = self.filters(&b.filters, allowed_filters, prefix_match)?;
+            Ok(WeightedBackend {
+                weight,
+                backend: self.backend(&b.backend),
+                filters,
             })
-            .collect()
+        }))
     }
 }
 

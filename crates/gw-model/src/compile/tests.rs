@@ -1303,3 +1303,59 @@ fn table_precedence_order_is_the_order_of_the_match_keys() {
     });
     assert_eq!(crate::table::http_precedence(&reversed), by_key);
 }
+
+// Not a spec rule: the compiled table is kept for the life of a configuration, so its lists
+// hold what the route says and no growth headroom (a list grown by pushing has room for four:
+// 936 unused bytes for a rule's one backend, 312 for its one match).
+#[test]
+fn compiled_lists_are_sized_to_the_route() {
+    let c = run(&format!(
+        "{GATEWAY}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: svc, namespace: default}}
+spec: {{ports: [{{name: http, port: 80}}]}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: svc-1, namespace: default, labels: {{kubernetes.io/service-name: svc}}}}
+addressType: IPv4
+ports: [{{name: http, port: 3000}}]
+endpoints: [{{addresses: [127.0.0.1]}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: one, namespace: default}}
+spec:
+  parentRefs: [{{name: edge, sectionName: other}}]
+  hostnames: [http.example]
+  rules:
+  - matches: [{{path: {{type: PathPrefix, value: /a}}, headers: [{{name: x, value: y}}]}}]
+    backendRefs: [{{name: svc, port: 80}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {{name: two, namespace: default}}
+spec:
+  parentRefs: [{{name: edge, sectionName: other}}]
+  hostnames: [grpc.example]
+  rules:
+  - matches: [{{method: {{service: a.B}}}}]
+    backendRefs: [{{name: svc, port: 80}}]
+"
+    ));
+    let l = &c.table.gateways[0].listeners[1];
+    let http = &l.http[0];
+    assert_eq!(http.matches.capacity(), 1);
+    assert_eq!(http.matches[0].headers.capacity(), 1);
+    assert_eq!(http.action.backends.capacity(), 1);
+    let crate::table::Backend::Service(svc) = &http.action.backends[0].backend else {
+        panic!("a Service backend: {:?}", http.action.backends[0].backend);
+    };
+    assert_eq!(svc.endpoints.len(), 1);
+    assert_eq!(svc.endpoints.capacity(), 1);
+    let grpc = &l.grpc[0];
+    assert_eq!(grpc.matches.capacity(), 1);
+    assert_eq!(grpc.action.backends.capacity(), 1);
+}
