@@ -39,13 +39,12 @@ impl Snapshot {
     }
 }
 
-/// Remembers what the files do not say (when each object was first seen, its generation, and
-/// the address each Gateway got from the pool), and which objects each file defined, so that a
-/// reload parses only the files that changed.
+/// Remembers what the files do not say (the address each Gateway got from the pool; an
+/// object's creation time and generation stay on the object), and which objects each file
+/// defined, so that a reload parses only the files that changed.
 pub(crate) struct Controller {
     controller_name: String,
     pool: Option<IpNet>,
-    seen: HashMap<(Kind, ObjectKey), Seen>,
     assigned: BTreeMap<ObjectKey, IpAddr>,
     version: u64,
     /// The objects being served: the last good configuration.
@@ -67,13 +66,6 @@ pub(crate) struct Controller {
     objects_changed: Option<usize>,
     /// Keeps compiled routes between reloads: a reload compiles again the routes it changed.
     compiler: Compiler,
-}
-
-struct Seen {
-    created: jiff::Timestamp,
-    /// Hash of the spec as JSON.
-    spec: u64,
-    generation: i64,
 }
 
 /// What one file contributed to [`Controller::resources`].
@@ -129,7 +121,6 @@ impl Controller {
         Controller {
             controller_name,
             pool,
-            seen: HashMap::new(),
             assigned: BTreeMap::new(),
             version: 0,
             resources: Resources::new(),
@@ -265,18 +256,19 @@ impl Controller {
     /// Replaces everything: the built-in objects, then every file in path order (a later
     /// definition of an object replaces an earlier one).
     fn rebuild(&mut self, extra: &[Object], parsed: Vec<Parsed>) {
-        self.resources = Resources::new();
+        // The last configuration: each object it has keeps its creation time and generation.
+        let mut last = std::mem::take(&mut self.resources);
+        let now = jiff::Timestamp::now().to_string();
         self.applied.clear();
         self.overlapping = false;
         for o in extra {
-            let mut o = o.clone();
-            self.stamp(&mut o);
-            if self.resources.insert(o).is_some() {
+            let key = (o.kind(), o.key());
+            if self.place(o.clone(), &key, Some(&mut last), &now) {
                 self.overlapping = true;
             }
         }
         for p in parsed {
-            let keys = self.insert_all(p.objects, None);
+            let keys = self.insert_all(p.objects, None, Some(&mut last), &now);
             if keys.1 {
                 self.overlapping = true;
             }
@@ -318,8 +310,10 @@ impl Controller {
         }
         let mut touched = Vec::new();
         let mut unique = true;
+        let now = jiff::Timestamp::now().to_string();
         for p in parsed {
-            let (keys, replaced) = self.insert_all(p.objects, Some((&mut before, &mut touched)));
+            let (keys, replaced) =
+                self.insert_all(p.objects, Some((&mut before, &mut touched)), None, &now);
             unique &= !replaced;
             self.applied.insert(
                 p.path,
@@ -347,11 +341,14 @@ impl Controller {
     /// caller loads every file again). With `diff` (the keys the changed files defined before,
     /// each marked once defined again, and the list of changes), an object defined before is
     /// replaced only when it was parsed, and is a change only when it differs from its former
-    /// self; kept objects stay as they are.
+    /// self; kept objects stay as they are. `last` is the last configuration, on a full
+    /// reload.
     fn insert_all(
         &mut self,
         objects: Vec<Item>,
         mut diff: Option<Diff<'_>>,
+        mut last: Option<&mut Resources>,
+        now: &str,
     ) -> (Vec<(Kind, ObjectKey)>, bool) {
         let mut keys = Vec::with_capacity(objects.len());
         let mut replaced = false;
@@ -364,21 +361,23 @@ impl Controller {
             };
             match item {
                 Item::Parsed(o) => {
-                    let mut o = *o;
-                    self.stamp(&mut o);
                     let key = (o.kind(), o.key());
-                    let redefined = again(&key);
-                    let former = if redefined {
-                        self.resources.remove(key.0, &key.1)
+                    if again(&key) {
+                        let former = self.resources.remove(key.0, &key.1);
+                        let mut o = *o;
+                        stamp(&mut o, former.as_ref(), now);
+                        if let Some((_, touched)) = diff.as_mut()
+                            && former.as_ref() != Some(&o)
+                        {
+                            touched.push(key.clone());
+                        }
+                        self.resources.insert(o);
                     } else {
-                        None
-                    };
-                    if let Some((_, touched)) = diff.as_mut()
-                        && former.as_ref() != Some(&o)
-                    {
-                        touched.push(key.clone());
+                        if let Some((_, touched)) = diff.as_mut() {
+                            touched.push(key.clone());
+                        }
+                        replaced |= self.place(*o, &key, last.as_deref_mut(), now);
                     }
-                    replaced |= self.resources.insert(o).is_some();
                     keys.push(key);
                 }
                 Item::Kept(key) => {
@@ -393,27 +392,26 @@ impl Controller {
         (keys, replaced)
     }
 
-    /// Fills `creationTimestamp` (first seen) and `generation` (bumped when the spec changes)
-    /// of objects whose files do not set them.
-    fn stamp(&mut self, o: &mut Object) {
-        let key = (o.kind(), o.key());
-        let spec = files::content_hash(&o.spec_json().to_string());
-        let seen = self.seen.entry(key).or_insert_with(|| Seen {
-            created: jiff::Timestamp::now(),
-            spec,
-            generation: 1,
-        });
-        if seen.spec != spec {
-            seen.spec = spec;
-            seen.generation += 1;
-        }
-        let meta = o.metadata_mut();
-        if meta.creation_timestamp.is_none() {
-            meta.creation_timestamp = Some(seen.created.to_string());
-        }
-        if meta.generation.is_none() {
-            meta.generation = Some(seen.generation);
-        }
+    /// Stamps and inserts an object that no changed file defined before: a new object, or
+    /// one of a full reload (whose former self is in `last`). Returns whether it replaced an
+    /// object already present (it is defined twice: the later definition wins, and keeps the
+    /// earlier one's creation time and generation).
+    fn place(
+        &mut self,
+        mut o: Object,
+        (kind, key): &(Kind, ObjectKey),
+        last: Option<&mut Resources>,
+        now: &str,
+    ) -> bool {
+        let earlier = self.resources.remove(*kind, key);
+        let replaced = earlier.is_some();
+        let former = match earlier {
+            Some(_) => earlier,
+            None => last.and_then(|last| last.remove(*kind, key)),
+        };
+        stamp(&mut o, former.as_ref(), now);
+        self.resources.insert(o);
+        replaced
     }
 
     fn options(&mut self) -> CompileOptions {
@@ -501,6 +499,38 @@ fn load_file(path: &std::path::Path, text: &str, kept: Option<&Applied>) -> Pars
         );
     }
     out
+}
+
+/// Fills what the API server would set and a file does not: `metadata.creationTimestamp`
+/// and `metadata.generation`. An object that replaces `former` (the same kind and key) keeps
+/// its creation time, and its generation grows when (and only when) the spec changed; an
+/// object without one is new: created `now`, generation 1 (as a deleted and created again
+/// Kubernetes object is).
+fn stamp(o: &mut Object, former: Option<&Object>, now: &str) {
+    let meta = o.metadata();
+    let generation = meta.generation.is_none().then(|| match former {
+        None => 1,
+        Some(f) => {
+            let generation = f.metadata().generation.unwrap_or(1);
+            if f.spec_json() == o.spec_json() {
+                generation
+            } else {
+                generation + 1
+            }
+        }
+    });
+    let created = meta.creation_timestamp.is_none().then(|| {
+        former
+            .and_then(|f| f.metadata().creation_timestamp.clone())
+            .unwrap_or_else(|| now.to_owned())
+    });
+    let meta = o.metadata_mut();
+    if let Some(generation) = generation {
+        meta.generation = Some(generation);
+    }
+    if let Some(created) = created {
+        meta.creation_timestamp = Some(created);
+    }
 }
 
 #[cfg(test)]
@@ -848,5 +878,70 @@ spec: {ports: [{port: 80}]}
         dir.write("a.yaml", &route("a", "/a2"));
         c.reload(&scanner.scan(&dir.0), &[]);
         assert_eq!(generation(&c), Some(2));
+    }
+
+    /// metav1.ObjectMeta: `creationTimestamp` is set when the object is created, and
+    /// `generation` is "a sequence number representing a specific generation of the desired
+    /// state". A file that leaves them out gets them as from the API server: an edited or moved
+    /// object keeps its creation time, one deleted and defined again is a new object, and an
+    /// object defined twice (a file over a built-in object) keeps its stamps over reloads.
+    #[test]
+    fn objects_keep_their_creation_time_until_deleted() {
+        let dir = Dir::new("created");
+        dir.write("0-base.yaml", BASE);
+        dir.write("a.yaml", &route("a", "/a"));
+        dir.write("b.yaml", &route("b", "/b"));
+        let builtin = gw_model::load::parse("builtin.yaml", BASE).objects;
+        let mut scanner = Scanner::default();
+        let mut c = Controller::new("gw.dev/gateway".into(), None);
+        let stamps = |c: &Controller, name: &str| {
+            c.resources
+                .http_routes
+                .get(&ObjectKey::new("default", name))
+                .map(|r| {
+                    (
+                        r.metadata.creation_timestamp.clone().expect("stamped"),
+                        r.metadata.generation,
+                    )
+                })
+        };
+        let class = |c: &Controller| {
+            let m = &c.resources.gateway_classes[&ObjectKey::new("", "gw")].metadata;
+            (m.creation_timestamp.clone(), m.generation)
+        };
+        let mut reload = |c: &mut Controller| {
+            // Reloads a few milliseconds apart: a new object gets a later time.
+            std::thread::sleep(Duration::from_millis(3));
+            let s = c.reload(&scanner.scan(&dir.0), &builtin);
+            assert!(s.errors.is_empty(), "{:?}", s.errors);
+        };
+        reload(&mut c);
+        let (created, generation) = stamps(&c, "a").expect("a");
+        assert_eq!(generation, Some(1));
+        let class_stamps = class(&c);
+        assert_eq!(class_stamps.1, Some(1));
+
+        dir.write("a.yaml", &route("a", "/a2"));
+        reload(&mut c);
+        assert_eq!(stamps(&c, "a"), Some((created.clone(), Some(2))), "edited");
+
+        dir.write("a.yaml", "");
+        dir.write("b.yaml", &(route("b", "/b") + &route("a", "/a2")));
+        reload(&mut c);
+        assert_eq!(stamps(&c, "a"), Some((created.clone(), Some(2))), "moved");
+
+        dir.write("b.yaml", &route("b", "/b"));
+        reload(&mut c);
+        assert_eq!(stamps(&c, "a"), None);
+        dir.write("a.yaml", &route("a", "/a2"));
+        reload(&mut c);
+        let (again, generation) = stamps(&c, "a").expect("a again");
+        assert_eq!(generation, Some(1), "deleted, then created again");
+        assert_ne!(again, created);
+        assert_eq!(
+            class(&c),
+            class_stamps,
+            "defined twice, reloaded five times"
+        );
     }
 }
