@@ -20,7 +20,7 @@
 //! let converted = convert(&ns).unwrap();
 //! let object = converted.object.unwrap();
 //! assert_eq!(object.kind(), Kind::Namespace);
-//! assert_eq!(object.metadata().labels["team"], "web");
+//! assert_eq!(object.metadata().labels.get("team"), Some("web"));
 //! ```
 
 use gw_model::load::{self, DocumentRef, LoadError, LoadWarning};

@@ -103,7 +103,7 @@ impl SliceIndex {
 fn labelled_slices(res: &Resources) -> impl Iterator<Item = (&ObjectKey, &str, &EndpointSlice)> {
     res.endpoint_slices.iter().filter_map(|(key, slice)| {
         let service = slice.metadata.labels.get("kubernetes.io/service-name")?;
-        Some((key, service.as_str(), &**slice))
+        Some((key, service, &**slice))
     })
 }
 

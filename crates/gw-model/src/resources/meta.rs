@@ -22,11 +22,11 @@ pub struct ObjectMeta {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
     /// `metadata.labels`.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "StringMap::is_empty")]
+    pub labels: StringMap,
     /// `metadata.annotations`.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub annotations: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "StringMap::is_empty")]
+    pub annotations: StringMap,
     /// `metadata.generation`; objects without one are treated as generation 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generation: Option<i64>,
@@ -195,20 +195,145 @@ impl LabelSelector {
     /// Whether `labels` satisfy this selector, as Kubernetes evaluates it.
     ///
     /// An unknown operator matches nothing, so a typo never widens a selector.
-    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+    pub fn matches(&self, labels: &StringMap) -> bool {
         self.match_labels
             .iter()
-            .all(|(k, v)| labels.get(k) == Some(v))
+            .all(|(k, v)| labels.get(k) == Some(v.as_str()))
             && self.match_expressions.iter().all(|req| {
                 let value = labels.get(&req.key);
                 match req.operator.as_str() {
-                    "In" => value.is_some_and(|v| req.values.contains(v)),
-                    "NotIn" => value.is_none_or(|v| !req.values.contains(v)),
+                    "In" => value.is_some_and(|v| req.values.iter().any(|x| x == v)),
+                    "NotIn" => value.is_none_or(|v| req.values.iter().all(|x| x != v)),
                     "Exists" => value.is_some(),
                     "DoesNotExist" => value.is_none(),
                     _ => false,
                 }
             })
+    }
+}
+
+/// A map of strings (`map[string]string`: labels, annotations), kept as a list sorted by key.
+///
+/// Objects carry few labels, most often one (an EndpointSlice's
+/// `kubernetes.io/service-name`): a `BTreeMap` allocates a whole node of eleven entries for
+/// it (544 bytes), the list one entry (48 bytes). Lookups are binary searches; a key given
+/// twice keeps its last value, as a map would.
+///
+/// ```
+/// use gw_model::resources::StringMap;
+///
+/// let mut labels: StringMap = [("tier", "web"), ("app", "shop")].into_iter().collect();
+/// assert_eq!(labels.get("app"), Some("shop"));
+/// labels.insert("tier".into(), "db".into());
+/// assert_eq!(labels.get("tier"), Some("db"));
+/// let keys: Vec<&str> = labels.iter().map(|(k, _)| k).collect();
+/// assert_eq!(keys, ["app", "tier"]);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct StringMap(Vec<(String, String)>);
+
+impl StringMap {
+    /// An empty map (no allocation).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The value of `key`.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.find(key).ok().map(|i| self.0[i].1.as_str())
+    }
+
+    /// Whether `key` is present.
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.find(key).is_ok()
+    }
+
+    /// Sets `key` to `value`; returns the value it replaced.
+    pub fn insert(&mut self, key: String, value: String) -> Option<String> {
+        match self.find(&key) {
+            Ok(i) => Some(std::mem::replace(&mut self.0[i].1, value)),
+            Err(i) => {
+                self.0.insert(i, (key, value));
+                None
+            }
+        }
+    }
+
+    /// Removes `key`; returns its value.
+    pub fn remove(&mut self, key: &str) -> Option<String> {
+        self.find(key).ok().map(|i| self.0.remove(i).1)
+    }
+
+    /// The entries, sorted by key.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// The number of entries.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there is no entry.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn find(&self, key: &str) -> Result<usize, usize> {
+        self.0.binary_search_by(|(k, _)| k.as_str().cmp(key))
+    }
+}
+
+impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for StringMap {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
+        let mut entries: Vec<(String, String)> = iter
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
+        // Stable: of equal keys, the last one given is last, and it is the one kept.
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        entries.reverse();
+        entries.dedup_by(|later, earlier| later.0 == earlier.0);
+        entries.reverse();
+        entries.shrink_to_fit();
+        StringMap(entries)
+    }
+}
+
+impl From<BTreeMap<String, String>> for StringMap {
+    fn from(map: BTreeMap<String, String>) -> Self {
+        let mut entries: Vec<(String, String)> = map.into_iter().collect();
+        entries.shrink_to_fit();
+        StringMap(entries)
+    }
+}
+
+impl Serialize for StringMap {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter().map(|(k, v)| (k, v)))
+    }
+}
+
+impl<'de> Deserialize<'de> for StringMap {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = StringMap;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a map of strings to strings")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<StringMap, A::Error> {
+                let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(0).min(64));
+                while let Some(entry) = map.next_entry::<String, String>()? {
+                    entries.push(entry);
+                }
+                Ok(entries.into_iter().collect())
+            }
+        }
+        deserializer.deserialize_map(Visitor)
     }
 }
 
@@ -232,7 +357,7 @@ pub(crate) fn default_weight() -> i32 {
 mod tests {
     use super::*;
 
-    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    fn labels<T: FromIterator<(String, String)>>(pairs: &[(&str, &str)]) -> T {
         pairs
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -280,5 +405,33 @@ mod tests {
     #[test]
     fn missing_generation_is_one() {
         assert_eq!(ObjectMeta::default().generation(), 1);
+    }
+
+    // metav1.ObjectMeta: labels and annotations are `map[string]string`. Read and written as
+    // a map; a key given twice keeps its last value, as a map built from the document would.
+    #[test]
+    fn string_maps_read_and_write_as_maps() {
+        let meta: ObjectMeta = serde_json::from_value(serde_json::json!({
+            "name": "web",
+            "labels": {"tier": "web", "app": "shop"},
+        }))
+        .expect("metadata");
+        assert_eq!(meta.labels.get("app"), Some("shop"));
+        assert_eq!(meta.labels.get("tier"), Some("web"));
+        assert_eq!(meta.labels.get("missing"), None);
+        assert!(meta.annotations.is_empty());
+        let json = serde_json::to_value(&meta).expect("json");
+        assert_eq!(
+            json["labels"],
+            serde_json::json!({"app": "shop", "tier": "web"})
+        );
+        assert!(json.get("annotations").is_none(), "empty maps are left out");
+
+        let twice: StringMap = [("k", "first"), ("a", "x"), ("k", "last")]
+            .into_iter()
+            .collect();
+        assert_eq!(twice.len(), 2);
+        assert_eq!(twice.get("k"), Some("last"));
+        assert!(serde_json::from_value::<StringMap>(serde_json::json!({"k": 1})).is_err());
     }
 }

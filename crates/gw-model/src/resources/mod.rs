@@ -559,15 +559,18 @@ impl Resources {
 
     /// The labels of a namespace; a namespace without a Namespace object has only the
     /// `kubernetes.io/metadata.name` label that Kubernetes sets on every namespace.
-    pub fn namespace_labels(&self, namespace: &str) -> BTreeMap<String, String> {
+    pub fn namespace_labels(&self, namespace: &str) -> StringMap {
         let mut labels = self
             .namespaces
             .get(&ObjectKey::new("", namespace))
             .map(|n| n.metadata.labels.clone())
             .unwrap_or_default();
-        labels
-            .entry("kubernetes.io/metadata.name".to_owned())
-            .or_insert_with(|| namespace.to_owned());
+        if !labels.contains_key("kubernetes.io/metadata.name") {
+            labels.insert(
+                "kubernetes.io/metadata.name".to_owned(),
+                namespace.to_owned(),
+            );
+        }
         labels
     }
 
