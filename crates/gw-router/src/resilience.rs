@@ -55,7 +55,8 @@ impl Registry {
                 };
                 let budget = s
                     .budget
-                    .map(|cfg| budget(&maps, &mut next, (s.dns.is_some(), &s.service), cfg));
+                    .as_deref()
+                    .map(|cfg| budget(&maps, &mut next, (s.dns.is_some(), &s.service), *cfg));
                 let outlier = self.outlier.and_then(|cfg| {
                     let key = (s.service.clone(), s.port);
                     if let Some(d) = next.detectors.get(&key) {
