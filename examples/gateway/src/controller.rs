@@ -235,9 +235,14 @@ impl Controller {
 
     /// Compiles the state a Kubernetes cluster published (gw-k8s): the same compile as for
     /// files, with the addresses of the Service in front of the replicas. Objects come with
-    /// their metadata from the API server, so nothing is stamped.
+    /// their metadata from the API server, so nothing is stamped but the conditions'
+    /// transition times, kept from `previous` while a condition's status stays the same.
     #[cfg(feature = "k8s")]
-    pub(crate) fn compile_cluster(&mut self, state: &gw_k8s::ClusterState) -> Snapshot {
+    pub(crate) fn compile_cluster(
+        &mut self,
+        state: &gw_k8s::ClusterState,
+        previous: Option<&Snapshot>,
+    ) -> Snapshot {
         for w in &state.warnings {
             tracing::warn!(warning = %w, "configuration warning");
         }
@@ -249,7 +254,7 @@ impl Controller {
             warnings: state.warnings.clone(),
             version: self.version,
         };
-        snapshot.stamp(None);
+        snapshot.stamp(previous);
         snapshot
     }
 
@@ -942,6 +947,48 @@ spec: {ports: [{port: 80}]}
             class(&c),
             class_stamps,
             "defined twice, reloaded five times"
+        );
+    }
+
+    /// gw-k8s: the admin `/status` of a cluster keeps each condition's `lastTransitionTime`
+    /// while its status stays the same (metav1.Condition), as a file reload does.
+    #[cfg(feature = "k8s")]
+    #[test]
+    fn cluster_compiles_keep_transition_times() {
+        let mut resources = Resources::new();
+        resources.extend(
+            gw_model::load::parse("cluster.yaml", &(BASE.to_owned() + &route("a", "/a"))).objects,
+        );
+        let state = gw_k8s::ClusterState {
+            version: 1,
+            resources,
+            gateway_addresses: Vec::new(),
+            errors: Vec::new(),
+            warnings: Vec::new(),
+        };
+        let mut c = Controller::new("gw.dev/gateway".into(), None);
+        let first = c.compile_cluster(&state, None);
+        let times = |s: &Snapshot| {
+            let route = s
+                .compiled
+                .status
+                .route(Kind::HttpRoute, &ObjectKey::new("default", "a"))
+                .expect("route status");
+            route.parents[0]
+                .conditions
+                .iter()
+                .map(|c| c.last_transition_time.clone().expect("stamped"))
+                .collect::<Vec<_>>()
+        };
+        std::thread::sleep(Duration::from_millis(3));
+        let second = c.compile_cluster(&state, Some(&first));
+        assert_eq!(times(&second), times(&first));
+        std::thread::sleep(Duration::from_millis(3));
+        let fresh = c.compile_cluster(&state, None);
+        assert_ne!(
+            times(&fresh),
+            times(&first),
+            "without a previous snapshot: stamped now"
         );
     }
 }

@@ -121,7 +121,8 @@ pub(crate) async fn serve(
             r = states.changed() => {
                 if r.is_err() { break }
                 let Some(state) = states.borrow_and_update().clone() else { continue };
-                let mut snapshot = controller.compile_cluster(&state);
+                let previous = snapshot_tx.borrow().clone();
+                let mut snapshot = controller.compile_cluster(&state, previous.as_deref());
                 if snapshot.errors.is_empty() {
                     metrics.reloads.fetch_add(1, Ordering::Relaxed);
                 } else {
