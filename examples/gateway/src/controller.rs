@@ -268,7 +268,7 @@ impl Controller {
         self.overlapping = false;
         for o in extra {
             let key = (o.kind(), o.key());
-            if self.place(o.clone(), &key, Some(&mut last), &now) {
+            if self.place(o.clone(), &key, Some(&mut last), &now).0 {
                 self.overlapping = true;
             }
         }
@@ -367,21 +367,15 @@ impl Controller {
             match item {
                 Item::Parsed(o) => {
                     let key = (o.kind(), o.key());
-                    if again(&key) {
-                        let former = self.resources.remove(key.0, &key.1);
-                        let mut o = *o;
-                        stamp(&mut o, former.as_ref(), now);
-                        if let Some((_, touched)) = diff.as_mut()
-                            && former.as_ref() != Some(&o)
-                        {
-                            touched.push(key.clone());
-                        }
-                        self.resources.insert(o);
-                    } else {
-                        if let Some((_, touched)) = diff.as_mut() {
-                            touched.push(key.clone());
-                        }
-                        replaced |= self.place(*o, &key, last.as_deref_mut(), now);
+                    // A former definition in a changed file is replaced; any other one means
+                    // the object is defined twice.
+                    let redefined = again(&key);
+                    let (earlier, changed) = self.place(*o, &key, last.as_deref_mut(), now);
+                    replaced |= earlier && !redefined;
+                    if let Some((_, touched)) = diff.as_mut()
+                        && changed
+                    {
+                        touched.push(key.clone());
                     }
                     keys.push(key);
                 }
@@ -397,17 +391,19 @@ impl Controller {
         (keys, replaced)
     }
 
-    /// Stamps and inserts an object that no changed file defined before: a new object, or
-    /// one of a full reload (whose former self is in `last`). Returns whether it replaced an
-    /// object already present (it is defined twice: the later definition wins, and keeps the
-    /// earlier one's creation time and generation).
+    /// Stamps and inserts an object, from its former self: the object it replaces in the
+    /// resources (a former definition in a changed file, or an earlier definition of an object
+    /// defined twice: the later definition wins and keeps the earlier one's creation time and
+    /// generation), else the same object in `last` (the last configuration, on a full
+    /// reload). Returns whether it replaced an object in the resources, and whether it differs
+    /// from its former self (or has none).
     fn place(
         &mut self,
         mut o: Object,
         (kind, key): &(Kind, ObjectKey),
         last: Option<&mut Resources>,
         now: &str,
-    ) -> bool {
+    ) -> (bool, bool) {
         let earlier = self.resources.remove(*kind, key);
         let replaced = earlier.is_some();
         let former = match earlier {
@@ -415,8 +411,9 @@ impl Controller {
             None => last.and_then(|last| last.remove(*kind, key)),
         };
         stamp(&mut o, former.as_ref(), now);
+        let changed = former.as_ref() != Some(&o);
         self.resources.insert(o);
-        replaced
+        (replaced, changed)
     }
 
     fn options(&mut self) -> CompileOptions {
