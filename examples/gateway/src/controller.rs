@@ -586,6 +586,15 @@ spec:
         }
     }
 
+    /// A directory holding the GatewayClass and Gateway of [`BASE`], a scanner, and a
+    /// controller that has loaded nothing yet.
+    fn with_base(name: &str) -> (Dir, Scanner, Controller) {
+        let dir = Dir::new(name);
+        dir.write("0-base.yaml", BASE);
+        let c = Controller::new("gw.dev/gateway".into(), None);
+        (dir, Scanner::default(), c)
+    }
+
     /// The routes of the compiled table: (name, first path) in table order.
     fn served(s: &Snapshot) -> Vec<(String, String)> {
         s.compiled.table.gateways[0].listeners[0]
@@ -603,12 +612,9 @@ spec:
 
     #[test]
     fn a_reload_parses_only_changed_files_and_matches_a_full_load() {
-        let dir = Dir::new("incremental");
-        dir.write("0-base.yaml", BASE);
+        let (dir, mut scanner, mut c) = with_base("incremental");
         dir.write("a.yaml", &(route("a", "/a") + &route("a2", "/a2")));
         dir.write("b.yaml", &route("b", "/b"));
-        let mut scanner = Scanner::default();
-        let mut c = Controller::new("gw.dev/gateway".into(), None);
         let first = c.reload(&scanner.scan(&dir.0), &[]);
         assert_eq!(c.files_parsed, 3);
         assert_eq!(served(&first), fresh(&dir));
@@ -642,12 +648,9 @@ kind: Service
 metadata: {name: web, namespace: default}
 spec: {ports: [{port: 80}]}
 ";
-        let dir = Dir::new("diff");
-        dir.write("0-base.yaml", BASE);
+        let (dir, mut scanner, mut c) = with_base("diff");
         let file = |path_b: &str| format!("{service}{}{}", route("a", "/a"), route("b", path_b));
         dir.write("routes.yaml", &file("/b"));
-        let mut scanner = Scanner::default();
-        let mut c = Controller::new("gw.dev/gateway".into(), None);
         c.reload(&scanner.scan(&dir.0), &[]);
         assert_eq!(c.objects_changed, None, "a first load loads everything");
         dir.write("routes.yaml", &file("/b-new"));
@@ -671,12 +674,9 @@ spec: {ports: [{port: 80}]}
     /// change nor an object defined twice; the objects both files keep stay as they were.
     #[test]
     fn an_object_moved_between_changed_files_is_no_change() {
-        let dir = Dir::new("move");
-        dir.write("0-base.yaml", BASE);
+        let (dir, mut scanner, mut c) = with_base("move");
         dir.write("x.yaml", &(route("a", "/a") + &route("b", "/b")));
         dir.write("y.yaml", &route("c", "/c"));
-        let mut scanner = Scanner::default();
-        let mut c = Controller::new("gw.dev/gateway".into(), None);
         c.reload(&scanner.scan(&dir.0), &[]);
         dir.write("x.yaml", &route("a", "/a"));
         dir.write("y.yaml", &(route("c", "/c") + &route("b", "/b")));
@@ -736,12 +736,9 @@ spec: {ports: [{port: 80}]}
     /// change, and stamps the others.
     #[test]
     fn transition_times_change_only_with_the_status() {
-        let dir = Dir::new("transitions");
-        dir.write("0-base.yaml", BASE);
+        let (dir, mut scanner, mut c) = with_base("transitions");
         dir.write("a.yaml", &route("a", "/a"));
         dir.write("b.yaml", &route("b", "/b"));
-        let mut scanner = Scanner::default();
-        let mut c = Controller::new("gw.dev/gateway".into(), None);
         let first = c.reload(&scanner.scan(&dir.0), &[]);
         // Route b now names a listener the Gateway does not have: it is no longer accepted.
         dir.write(
@@ -789,11 +786,8 @@ spec: {ports: [{port: 80}]}
     /// file again, as for any object defined twice, and serves what a first load would.
     #[test]
     fn a_kept_document_repeated_loads_everything_again() {
-        let dir = Dir::new("repeat");
-        dir.write("0-base.yaml", BASE);
+        let (dir, mut scanner, mut c) = with_base("repeat");
         dir.write("r.yaml", &(route("a", "/a") + &route("b", "/b")));
-        let mut scanner = Scanner::default();
-        let mut c = Controller::new("gw.dev/gateway".into(), None);
         c.reload(&scanner.scan(&dir.0), &[]);
         dir.write(
             "r.yaml",
@@ -809,11 +803,8 @@ spec: {ports: [{port: 80}]}
     /// earlier file changes afterwards.
     #[test]
     fn an_object_defined_twice_keeps_the_later_files_definition() {
-        let dir = Dir::new("overlap");
-        dir.write("0-base.yaml", BASE);
+        let (dir, mut scanner, mut c) = with_base("overlap");
         dir.write("a.yaml", &route("r", "/from-a"));
-        let mut scanner = Scanner::default();
-        let mut c = Controller::new("gw.dev/gateway".into(), None);
         c.reload(&scanner.scan(&dir.0), &[]);
         dir.write("b.yaml", &route("r", "/from-b"));
         let s = c.reload(&scanner.scan(&dir.0), &[]);
@@ -831,12 +822,9 @@ spec: {ports: [{port: 80}]}
     /// changes made to other files at the same time; fixing it applies everything.
     #[test]
     fn load_errors_keep_the_last_good_configuration() {
-        let dir = Dir::new("errors");
-        dir.write("0-base.yaml", BASE);
+        let (dir, mut scanner, mut c) = with_base("errors");
         dir.write("a.yaml", &route("a", "/a"));
         dir.write("b.yaml", &route("b", "/b"));
-        let mut scanner = Scanner::default();
-        let mut c = Controller::new("gw.dev/gateway".into(), None);
         let good = served(&c.reload(&scanner.scan(&dir.0), &[]));
         dir.write("a.yaml", &route("a", "/a-changed"));
         dir.write(
@@ -859,11 +847,8 @@ spec: {ports: [{port: 80}]}
     /// changes, also when only other files changed in between.
     #[test]
     fn generation_grows_only_with_spec_changes() {
-        let dir = Dir::new("generation");
-        dir.write("0-base.yaml", BASE);
+        let (dir, mut scanner, mut c) = with_base("generation");
         dir.write("a.yaml", &route("a", "/a"));
-        let mut scanner = Scanner::default();
-        let mut c = Controller::new("gw.dev/gateway".into(), None);
         let generation = |c: &Controller| {
             c.resources.http_routes[&ObjectKey::new("default", "a")]
                 .metadata
@@ -889,13 +874,10 @@ spec: {ports: [{port: 80}]}
     /// object defined twice (a file over a built-in object) keeps its stamps over reloads.
     #[test]
     fn objects_keep_their_creation_time_until_deleted() {
-        let dir = Dir::new("created");
-        dir.write("0-base.yaml", BASE);
+        let (dir, mut scanner, mut c) = with_base("created");
         dir.write("a.yaml", &route("a", "/a"));
         dir.write("b.yaml", &route("b", "/b"));
         let builtin = gw_model::load::parse("builtin.yaml", BASE).objects;
-        let mut scanner = Scanner::default();
-        let mut c = Controller::new("gw.dev/gateway".into(), None);
         let stamps = |c: &Controller, name: &str| {
             c.resources
                 .http_routes
