@@ -6,8 +6,8 @@ use std::sync::{Arc, OnceLock};
 
 use gw_model::resources::ObjectKey;
 use gw_model::table::{
-    AppProtocol, Backend, CertificatePair, RetryBudget as RetryBudgetConfig, SessionConfig,
-    WeightedBackend,
+    AppProtocol, Backend, BackendTraffic, CertificatePair, RetryBudget as RetryBudgetConfig,
+    SessionConfig, WeightedBackend,
 };
 use gw_policy::outlier::OutlierDetector;
 use gw_policy::retry_budget::RetryBudget;
@@ -64,16 +64,8 @@ impl BackendTarget {
                             dns: None,
                             next: AtomicUsize::new(0),
                             tls,
-                            session: s
-                                .traffic
-                                .as_ref()
-                                .and_then(|t| t.session.clone())
-                                .map(Box::new),
-                            budget: s
-                                .traffic
-                                .as_ref()
-                                .and_then(|t| t.retry_budget)
-                                .map(Box::new),
+                            session: traffic_session(s.traffic.as_deref()),
+                            budget: traffic_budget(s.traffic.as_deref()),
                             resilience: OnceLock::new(),
                         })
                     }
@@ -96,16 +88,8 @@ impl BackendTarget {
                         dns: Some(ctx.resolver.name(&x.hostname, x.port)),
                         next: AtomicUsize::new(0),
                         tls,
-                        session: x
-                            .traffic
-                            .as_ref()
-                            .and_then(|t| t.session.clone())
-                            .map(Box::new),
-                        budget: x
-                            .traffic
-                            .as_ref()
-                            .and_then(|t| t.retry_budget)
-                            .map(Box::new),
+                        session: traffic_session(x.traffic.as_deref()),
+                        budget: traffic_budget(x.traffic.as_deref()),
                         resilience: OnceLock::new(),
                     }),
                     Err(reason) => {
@@ -118,6 +102,16 @@ impl BackendTarget {
             other => BackendTarget::Invalid(format!("unsupported backend {other:?}").into()),
         })
     }
+}
+
+/// The session persistence of an XBackendTrafficPolicy, boxed as [`ServiceTarget`] keeps it.
+fn traffic_session(t: Option<&BackendTraffic>) -> Option<Box<SessionConfig>> {
+    t.and_then(|t| t.session.clone()).map(Box::new)
+}
+
+/// The retry budget of an XBackendTrafficPolicy, boxed as [`ServiceTarget`] keeps it.
+fn traffic_budget(t: Option<&BackendTraffic>) -> Option<Box<RetryBudgetConfig>> {
+    t.and_then(|t| t.retry_budget).map(Box::new)
 }
 
 /// The state a backend keeps across requests and reloads: its retry budget and outlier
