@@ -63,9 +63,9 @@ impl Trim {
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// jemalloc's options, read when it starts (`_RJEM_MALLOC_CONF` in the environment, the
-/// prefixed build's name for `MALLOC_CONF`, still overrides them): pages freed and unused for half a second go back to the system
-/// (`dirty_decay_ms`, with no second "muzzy" stage), returned by jemalloc's background threads
-/// rather than by whichever thread frees next.
+/// prefixed build's name for `MALLOC_CONF`, still overrides them): pages freed and unused for
+/// half a second go back to the system (`dirty_decay_ms`, with no second "muzzy" stage),
+/// returned by jemalloc's background threads rather than by whichever thread frees next.
 #[cfg(all(feature = "jemalloc", not(target_env = "msvc")))]
 #[allow(unsafe_code)]
 // SAFETY: the symbol jemalloc (built with tikv-jemalloc-sys's `_rjem_` prefix) reads its
