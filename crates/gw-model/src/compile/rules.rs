@@ -774,21 +774,17 @@ pub(crate) fn http_rule(
         let retry = match &rule.retry {
             None => None,
             Some(r) => {
-                let codes = r
-                    .codes
-                    .iter()
-                    .map(|c| {
-                        u16::try_from(*c)
-                            .ok()
-                            .filter(|c| (400..=599).contains(c))
-                            .ok_or_else(|| {
-                                Problem::new(
-                                    "UnsupportedValue",
-                                    format!("retry code {c} is not 4xx/5xx"),
-                                )
-                            })
-                    })
-                    .collect::<Result<Vec<_>, _>>()?;
+                let codes = collect_exact(r.codes.iter().map(|c| {
+                    u16::try_from(*c)
+                        .ok()
+                        .filter(|c| (400..=599).contains(c))
+                        .ok_or_else(|| {
+                            Problem::new(
+                                "UnsupportedValue",
+                                format!("retry code {c} is not 4xx/5xx"),
+                            )
+                        })
+                }))?;
                 let attempts = u32::try_from(r.attempts.unwrap_or(1)).map_err(|_| {
                     Problem::new("UnsupportedValue", "retry attempts must not be negative")
                 })?;
