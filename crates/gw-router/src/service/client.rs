@@ -341,6 +341,34 @@ fn legacy_error(endpoint: SocketAddr, e: hyper_util::client::legacy::Error) -> F
     }
 }
 
+/// The future of [`Client::send`].
+pub(crate) struct Sending<'a> {
+    endpoint: SocketAddr,
+    state: SendState<'a>,
+}
+
+type H2Send<'a> =
+    Pin<Box<dyn Future<Output = Result<http::Response<Incoming>, ForwardError>> + Send + 'a>>;
+
+enum SendState<'a> {
+    Http1(hyper_util::client::legacy::ResponseFuture),
+    H2(H2Send<'a>),
+}
+
+impl Future for Sending<'_> {
+    type Output = Result<http::Response<Incoming>, ForwardError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        match &mut this.state {
+            SendState::Http1(f) => Pin::new(f)
+                .poll(cx)
+                .map_err(|e| legacy_error(this.endpoint, e)),
+            SendState::H2(f) => f.as_mut().poll(cx),
+        }
+    }
+}
+
 impl Client {
     pub(crate) fn new(connect_timeout: Duration, pool_idle_timeout: Duration) -> Client {
         let counts = Arc::new(ConnCounts::default());
@@ -363,38 +391,47 @@ impl Client {
     /// Sends `req` to `endpoint`, over TLS when `tls` is set. For HTTP/1.1 the URI's
     /// authority must be the endpoint (the `Host` header carries the request's host); for
     /// HTTP/2 it is the request's host (`:authority`) and the connection goes to `endpoint`.
-    pub(crate) async fn send(
+    ///
+    /// Not an `async fn`: the returned future is a few words (both clients box their own),
+    /// where an `async fn` would hold the request and every path's state, and be copied with
+    /// each request's future.
+    pub(crate) fn send(
         &self,
         endpoint: SocketAddr,
         wire: Wire,
         tls: Option<&Arc<TlsTarget>>,
         req: http::Request<Body>,
-    ) -> Result<http::Response<Incoming>, ForwardError> {
-        match (wire, tls) {
-            (Wire::Http1, None) => self
-                .http1
-                .request(req)
-                .await
-                .map_err(|e| legacy_error(endpoint, e)),
-            (Wire::Http1, Some(t)) => self
-                .tls_client(t)
-                .request(req)
-                .await
-                .map_err(|e| legacy_error(endpoint, e)),
+    ) -> Sending<'_> {
+        let state = match (wire, tls) {
+            (Wire::Http1, None) => SendState::Http1(self.http1.request(req)),
+            (Wire::Http1, Some(t)) => SendState::Http1(self.tls_client(t).request(req)),
             (Wire::H2c, tls) => {
                 let key = (endpoint, tls.map(|t| t.key.clone()));
-                let mut sender = self.h2_sender(&key, tls).await?;
-                let backend = |e: hyper::Error| ForwardError::Backend {
-                    endpoint,
-                    source: e.into(),
-                };
-                if let Err(e) = sender.ready().await {
-                    self.forget(&key);
-                    return Err(backend(e));
-                }
-                sender.send_request(req).await.map_err(backend)
+                SendState::H2(Box::pin(self.send_h2(key, tls.cloned(), req)))
             }
+        };
+        Sending { endpoint, state }
+    }
+
+    /// [`send`](Self::send) over HTTP/2 (boxed by the caller, as the legacy client boxes
+    /// HTTP/1.1).
+    async fn send_h2(
+        &self,
+        key: H2Key,
+        tls: Option<Arc<TlsTarget>>,
+        req: http::Request<Body>,
+    ) -> Result<http::Response<Incoming>, ForwardError> {
+        let endpoint = key.0;
+        let mut sender = self.h2_sender(&key, tls.as_ref()).await?;
+        let backend = |e: hyper::Error| ForwardError::Backend {
+            endpoint,
+            source: e.into(),
+        };
+        if let Err(e) = sender.ready().await {
+            self.forget(&key);
+            return Err(backend(e));
         }
+        sender.send_request(req).await.map_err(backend)
     }
 
     /// Drops pooled connections of TLS setups not in `keep` (after a routing table swap).
@@ -454,6 +491,17 @@ impl Client {
         {
             return Ok(s.clone());
         }
+        // Boxed: the connect and handshakes would otherwise make every request's future
+        // (pooled connections included) several KiB larger, copied on each request.
+        Box::pin(self.h2_connect(key, tls)).await
+    }
+
+    /// Opens, handshakes and pools a new HTTP/2 connection for `key`.
+    async fn h2_connect(
+        &self,
+        key: &H2Key,
+        tls: Option<&Arc<TlsTarget>>,
+    ) -> Result<http2::SendRequest<Body>, ForwardError> {
         let endpoint = key.0;
         let connect_err = |source: BoxError| ForwardError::Connect { endpoint, source };
         let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(endpoint))
