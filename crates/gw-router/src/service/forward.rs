@@ -118,8 +118,11 @@ fn outcome(result: &Result<Response<hyper::body::Incoming>, ForwardError>) -> Op
     }
 }
 
-/// Hop-by-hop headers (RFC 9110 7.6.1), never forwarded.
-const HOP_BY_HOP: [HeaderName; 7] = [
+/// How many fixed hop-by-hop headers there are.
+const HOP_BY_HOP_COUNT: usize = 7;
+
+/// Hop-by-hop headers (RFC 9110 7.6.1), never forwarded; `Connection` first.
+const HOP_BY_HOP: [HeaderName; HOP_BY_HOP_COUNT] = [
     CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -147,37 +150,51 @@ pub(super) fn is_upgrade(headers: &HeaderMap) -> bool {
 /// Removes hop-by-hop headers, and those named by `Connection`; keeps the upgrade pair when
 /// `upgrade`, and `te: trailers` (gRPC needs it).
 fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
-    // Most requests carry none of these: one pass over the names instead of nine lookups.
-    if !upgrade
-        && !headers
-            .keys()
-            .any(|n| HOP_BY_HOP.contains(n) || n == UPGRADE || n == http::header::TE)
-    {
+    // One pass over the names, then a removal only for those present: most requests carry
+    // none of these, most HTTP/1.1 responses just `Connection: keep-alive`, and each
+    // `remove` hashes its name.
+    let mut present = [false; HOP_BY_HOP_COUNT];
+    let (mut has_upgrade, mut has_te) = (false, false);
+    for n in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == n) {
+            present[i] = true;
+        } else if n == UPGRADE {
+            has_upgrade = true;
+        } else if n == http::header::TE {
+            has_te = true;
+        }
+    }
+    if !upgrade && !has_upgrade && !has_te && !present.contains(&true) {
         return;
     }
-    let named: Vec<HeaderName> = headers
-        .get_all(CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-        .filter(|n| !(upgrade && n == UPGRADE))
-        .collect();
-    for n in named {
-        headers.remove(n);
+    // `present[0]` is `Connection`: the names it lists are hop-by-hop too (the fixed ones
+    // are removed below anyway).
+    if present[0] {
+        let named: Vec<HeaderName> = headers
+            .get_all(CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .filter(|n| !(HOP_BY_HOP.contains(n) || upgrade && n == UPGRADE))
+            .collect();
+        for n in named {
+            headers.remove(n);
+        }
     }
-    for n in &HOP_BY_HOP {
+    for (n, _) in HOP_BY_HOP.iter().zip(present).filter(|(_, p)| *p) {
         headers.remove(n);
     }
     if upgrade {
         headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
-    } else {
+    } else if has_upgrade {
         headers.remove(UPGRADE);
     }
-    let te_trailers = headers
-        .get(http::header::TE)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
-    if !te_trailers {
+    if has_te
+        && !headers
+            .get(http::header::TE)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"))
+    {
         headers.remove(http::header::TE);
     }
 }
@@ -663,6 +680,78 @@ fn spawn_mirror(shared: &Arc<Shared>, target: &BackendTarget, head: &Head, body:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (n, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(n.as_bytes()).expect("test header name"),
+                HeaderValue::from_str(v).expect("test header value"),
+            );
+        }
+        h
+    }
+
+    fn names(h: &HeaderMap) -> Vec<String> {
+        let mut v: Vec<String> = h.keys().map(|n| n.as_str().to_owned()).collect();
+        v.sort();
+        v
+    }
+
+    // RFC 9110 7.6.1: a proxy "MUST remove any header fields" listed in Connection, and the
+    // Connection field itself, before forwarding; so too the fixed hop-by-hop fields.
+    #[test]
+    fn hop_by_hop_fields_and_those_connection_names_are_removed() {
+        let mut h = headers(&[
+            ("connection", "keep-alive, X-Hop"),
+            ("x-hop", "1"),
+            ("keep-alive", "timeout=5"),
+            ("proxy-connection", "keep-alive"),
+            ("proxy-authorization", "Basic eA=="),
+            ("transfer-encoding", "chunked"),
+            ("trailer", "x-sum"),
+            ("upgrade", "websocket"),
+            ("te", "gzip"),
+            ("x-end-to-end", "kept"),
+        ]);
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(names(&h), ["x-end-to-end"]);
+    }
+
+    #[test]
+    fn messages_without_hop_by_hop_fields_are_unchanged() {
+        let mut h = headers(&[("host", "a.example"), ("x-a", "1"), ("x-a", "2")]);
+        let before = h.clone();
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h, before);
+    }
+
+    // gRPC over HTTP/2 requires `te: trailers`; any other TE value is hop-by-hop.
+    #[test]
+    fn te_trailers_is_kept_unless_connection_names_it() {
+        let mut h = headers(&[("te", "trailers"), ("connection", "keep-alive")]);
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(names(&h), ["te"]);
+
+        let mut h = headers(&[("te", "trailers"), ("connection", "te")]);
+        strip_hop_by_hop(&mut h, false);
+        assert!(h.is_empty(), "{h:?}");
+    }
+
+    // RFC 9110 7.8: an upgrade is forwarded with `Upgrade` and `Connection: upgrade`.
+    #[test]
+    fn an_upgrade_keeps_the_upgrade_pair() {
+        let mut h = headers(&[
+            ("connection", "keep-alive, Upgrade, x-hop"),
+            ("upgrade", "websocket"),
+            ("x-hop", "1"),
+            ("keep-alive", "timeout=5"),
+        ]);
+        strip_hop_by_hop(&mut h, true);
+        assert_eq!(names(&h), ["connection", "upgrade"]);
+        assert_eq!(h[CONNECTION], "upgrade");
+        assert_eq!(h[UPGRADE], "websocket");
+    }
 
     /// The size of what `f` returns, without calling it.
     fn size_of_output<A, F: FnOnce(A) -> R, R>(_: &F) -> usize {
