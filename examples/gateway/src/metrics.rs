@@ -9,11 +9,15 @@
 //! its bytes and datagrams are atomic additions. Series stay after a reload removes their
 //! route (counters never go back).
 
-use std::collections::HashMap;
+use std::collections::HashMap as StdHashMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
+
+/// The metrics maps: keyed by labels from the configuration (never by what a client sends),
+/// looked up on every request, so hashed with foldhash rather than SipHash.
+type HashMap<K, V> = StdHashMap<K, V, foldhash::fast::RandomState>;
 
 /// Histogram bucket upper bounds, in seconds: 1 ms to 10 s.
 pub(crate) const BUCKETS: [f64; 13] = [
