@@ -347,7 +347,9 @@ impl Router {
             resp.extensions_mut().insert(info);
             return ResponseFuture::ready(resp);
         }
-        let routes = self.shared.routes.load_full();
+        // A guard, not a clone: every request would otherwise write the reference count of
+        // the one routing table that all worker threads share.
+        let routes = self.shared.routes.load();
         let resolution = routes.resolve_sni(
             &incoming.gateway,
             incoming.port,
@@ -587,7 +589,7 @@ impl Router {
         shared: &Arc<Shared>,
         rule: Arc<Rule>,
         picked: Picked,
-        parts: http::request::Parts,
+        mut parts: http::request::Parts,
         body: B,
         effects: RequestEffects,
         incoming: Incoming,
@@ -601,11 +603,8 @@ impl Router {
             );
             return Err(Self::direct(&rule, d, grpc));
         };
-        let mut info = parts
-            .extensions
-            .get::<RouteInfo>()
-            .cloned()
-            .unwrap_or_default();
+        // Taken, not cloned: the request goes to the backend without its extensions.
+        let mut info = parts.extensions.remove::<RouteInfo>().unwrap_or_default();
         info.backend = Some(choice.label.clone());
         match &*choice.target {
             BackendTarget::Invalid(reason) => {
