@@ -15,7 +15,7 @@ use gw_router::RouteInfo;
 use http::{Method, Request, Response, Version};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 
-use crate::metrics::{Observation, RequestMetrics, RouteKey};
+use crate::metrics::{Observation, RequestMetrics, RouteKeyRef};
 
 /// The tracing target of access log events.
 pub(crate) const TARGET: &str = "gw::access";
@@ -124,21 +124,15 @@ impl Record {
         let duration = self.start.elapsed();
         let info = self.info.unwrap_or_default();
         let r = &self.recorder;
-        let label = |v: &Option<Arc<str>>| v.clone().unwrap_or_else(|| r.empty.clone());
+        let empty = &r.empty;
         let upstream = info.upstream.map(|u| u.duration);
         let retries = info.upstream.map_or(0, |u| u.attempts.saturating_sub(1));
-        let key = RouteKey {
-            gateway: info.gateway.clone().unwrap_or_else(|| r.gateway.clone()),
-            listener: label(&info.listener),
-            route: info
-                .rule
-                .as_ref()
-                .map_or_else(|| r.empty.clone(), |rule| rule.route_label().clone()),
-            rule: info
-                .rule
-                .as_ref()
-                .map_or_else(|| r.empty.clone(), |rule| rule.rule_label().clone()),
-            backend: label(&info.backend),
+        let key = RouteKeyRef {
+            gateway: info.gateway.as_ref().unwrap_or(&r.gateway),
+            listener: info.listener.as_ref().unwrap_or(empty),
+            route: info.rule.as_ref().map_or(empty, |rule| rule.route_label()),
+            rule: info.rule.as_ref().map_or(empty, |rule| rule.rule_label()),
+            backend: info.backend.as_ref().unwrap_or(empty),
         };
         r.metrics.observe(
             key,

@@ -9,15 +9,15 @@
 //! its bytes and datagrams are atomic additions. Series stay after a reload removes their
 //! route (counters never go back).
 
-use std::collections::HashMap as StdHashMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 /// The metrics maps: keyed by labels from the configuration (never by what a client sends),
-/// looked up on every request, so hashed with foldhash rather than SipHash.
-type HashMap<K, V> = StdHashMap<K, V, foldhash::fast::RandomState>;
+/// looked up on every request, so hashed with foldhash (hashbrown's default) rather than
+/// SipHash.
+use hashbrown::{Equivalent, HashMap};
 
 /// Histogram bucket upper bounds, in seconds: 1 ms to 10 s.
 pub(crate) const BUCKETS: [f64; 13] = [
@@ -121,6 +121,79 @@ pub(crate) struct RequestMetrics {
     timings: RwLock<HashMap<RouteKey, Arc<Timings>>>,
 }
 
+/// The labels of a request series, borrowed from the request: a lookup by these writes no
+/// reference count, where a [`RouteKey`] would clone five strings that every worker thread
+/// shares. Hashes as [`RouteKey`] does (field by field, each as its `str`).
+#[derive(Debug, Clone, Copy, Hash)]
+pub(crate) struct RouteKeyRef<'a> {
+    pub gateway: &'a Arc<str>,
+    pub listener: &'a Arc<str>,
+    pub route: &'a Arc<str>,
+    pub rule: &'a Arc<str>,
+    pub backend: &'a Arc<str>,
+}
+
+impl RouteKeyRef<'_> {
+    fn to_key(self) -> RouteKey {
+        RouteKey {
+            gateway: self.gateway.clone(),
+            listener: self.listener.clone(),
+            route: self.route.clone(),
+            rule: self.rule.clone(),
+            backend: self.backend.clone(),
+        }
+    }
+}
+
+impl Equivalent<RouteKey> for RouteKeyRef<'_> {
+    fn equivalent(&self, k: &RouteKey) -> bool {
+        **self.gateway == *k.gateway
+            && **self.listener == *k.listener
+            && **self.route == *k.route
+            && **self.rule == *k.rule
+            && **self.backend == *k.backend
+    }
+}
+
+/// A count series' key, borrowed; hashes as `(RouteKey, u16)` does.
+#[derive(Hash)]
+struct CountKeyRef<'a>(RouteKeyRef<'a>, u16);
+
+impl Equivalent<(RouteKey, u16)> for CountKeyRef<'_> {
+    fn equivalent(&self, k: &(RouteKey, u16)) -> bool {
+        self.1 == k.1 && self.0.equivalent(&k.0)
+    }
+}
+
+/// Runs `f` on the series of `key`, created (from `owned()`) if there is none; the series is
+/// not cloned out of the map, whose read lock is held meanwhile.
+fn with_series<K, Q, V, R>(
+    map: &RwLock<HashMap<K, Arc<V>>>,
+    key: &Q,
+    owned: impl FnOnce() -> K,
+    f: impl FnOnce(&V) -> R,
+) -> R
+where
+    K: std::hash::Hash + Eq,
+    Q: std::hash::Hash + Equivalent<K>,
+    V: Default,
+{
+    if let Some(v) = map
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(key)
+    {
+        return f(v);
+    }
+    let series = map
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .entry(owned())
+        .or_default()
+        .clone();
+    f(&series)
+}
+
 fn get_or_insert<K: std::hash::Hash + Eq + Clone, V: Default>(
     map: &RwLock<HashMap<K, Arc<V>>>,
     key: &K,
@@ -141,18 +214,30 @@ fn get_or_insert<K: std::hash::Hash + Eq + Clone, V: Default>(
 
 impl RequestMetrics {
     /// Records one finished request.
-    pub(crate) fn observe(&self, key: RouteKey, o: &Observation) {
-        let timings = get_or_insert(&self.timings, &key);
-        timings.request.observe(o.duration);
-        if let Some(u) = o.upstream {
-            timings.upstream.observe(u);
-        }
-        if o.retries > 0 {
-            timings
-                .retries
-                .fetch_add(u64::from(o.retries), Ordering::Relaxed);
-        }
-        get_or_insert(&self.counts, &(key, o.code)).fetch_add(1, Ordering::Relaxed);
+    pub(crate) fn observe(&self, key: RouteKeyRef<'_>, o: &Observation) {
+        with_series(
+            &self.timings,
+            &key,
+            || key.to_key(),
+            |timings| {
+                timings.request.observe(o.duration);
+                if let Some(u) = o.upstream {
+                    timings.upstream.observe(u);
+                }
+                if o.retries > 0 {
+                    timings
+                        .retries
+                        .fetch_add(u64::from(o.retries), Ordering::Relaxed);
+                }
+            },
+        );
+        let count = CountKeyRef(key, o.code);
+        with_series(
+            &self.counts,
+            &count,
+            || (key.to_key(), o.code),
+            |c: &AtomicU64| c.fetch_add(1, Ordering::Relaxed),
+        );
     }
 
     /// Writes the request metric families.
@@ -626,12 +711,59 @@ mod tests {
         }
     }
 
+    fn borrowed(k: &RouteKey) -> RouteKeyRef<'_> {
+        RouteKeyRef {
+            gateway: &k.gateway,
+            listener: &k.listener,
+            route: &k.route,
+            rule: &k.rule,
+            backend: &k.backend,
+        }
+    }
+
+    // A borrowed key that hashed differently from the stored one would miss on every
+    // request and take the write lock instead.
+    #[test]
+    fn borrowed_keys_hash_and_compare_as_the_stored_keys() {
+        use std::hash::BuildHasher;
+        let hasher = hashbrown::DefaultHashBuilder::default();
+        let stored = key("default/r");
+        // Equal labels in other allocations, as after a reload.
+        let other = key("default/r");
+        let k = borrowed(&other);
+        assert_eq!(hasher.hash_one(k), hasher.hash_one(&stored));
+        assert!(k.equivalent(&stored));
+        assert!(!borrowed(&key("default/s")).equivalent(&stored));
+        let count = (stored.clone(), 503);
+        assert_eq!(
+            hasher.hash_one(CountKeyRef(k, 503)),
+            hasher.hash_one(&count)
+        );
+        assert!(CountKeyRef(k, 503).equivalent(&count));
+        assert!(!CountKeyRef(k, 200).equivalent(&count));
+
+        let m = RequestMetrics::default();
+        let o = Observation {
+            code: 200,
+            duration: Duration::from_millis(1),
+            upstream: None,
+            retries: 0,
+        };
+        m.observe(borrowed(&stored), &o);
+        m.observe(k, &o);
+        let counts = m.counts.read().expect("not poisoned");
+        assert_eq!(counts.len(), 1);
+        let c = counts.get(&CountKeyRef(k, 200)).expect("one series");
+        assert_eq!(c.load(Ordering::Relaxed), 2);
+    }
+
     #[test]
     fn counts_and_cumulative_histograms() {
         let m = RequestMetrics::default();
         for (code, ms) in [(200, 3), (200, 40), (503, 2000)] {
+            let k = key("default/r");
             m.observe(
-                key("default/r"),
+                borrowed(&k),
                 &Observation {
                     code,
                     duration: Duration::from_millis(ms),
