@@ -618,6 +618,11 @@ impl RouteMatch {
         Ok(effects)
     }
 
+    /// The rule, without a clone (and the reference-count write it costs).
+    pub(crate) fn into_rule(self) -> Arc<Rule> {
+        self.rule
+    }
+
     pub(crate) fn ctx(&self, scheme: crate::Scheme, port: u16) -> crate::filters::FilterCtx<'_> {
         crate::filters::FilterCtx {
             scheme,

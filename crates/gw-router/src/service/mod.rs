@@ -289,6 +289,39 @@ impl Router {
         self.shared.client.retain_tls(&keep);
     }
 
+    /// Routes a request: what [`Service::call`](tower::Service::call) does, from a shared
+    /// reference. A server that holds one router for all its connections can call this
+    /// instead of cloning the router for `oneshot` (a reference-count write on the router
+    /// that every thread shares, per request).
+    ///
+    /// ```
+    /// use gw_router::{Incoming, Router, RouterConfig, Scheme};
+    /// use gw_router::gw_model::resources::ObjectKey;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let router = Router::new(RouterConfig::default());
+    /// let mut req = http::Request::new(http_body_util::Empty::<bytes::Bytes>::new());
+    /// req.extensions_mut().insert(Incoming {
+    ///     gateway: ObjectKey::new("default", "edge"),
+    ///     port: 8080,
+    ///     scheme: Scheme::Http,
+    ///     peer: None,
+    ///     sni: None,
+    /// });
+    /// // No routes yet: 404.
+    /// let resp = router.handle(req).await.unwrap_or_else(|never| match never {});
+    /// assert_eq!(resp.status(), http::StatusCode::NOT_FOUND);
+    /// # }
+    /// ```
+    pub fn handle<B>(&self, req: Request<B>) -> ResponseFuture
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        self.route(req)
+    }
+
     /// The current routes.
     pub fn routes(&self) -> Arc<Routes> {
         self.shared.routes.load_full()
@@ -385,7 +418,9 @@ impl Router {
                 return Self::answer(StatusCode::NOT_FOUND, grpc, "no route", info);
             }
         };
-        let rule = route.rule().clone();
+        // The rule is borrowed from the match here and in `dispatch`: every clone and drop of
+        // it writes a reference count that all requests of the route share across threads.
+        let rule = route.rule();
         info.rule = Some(rule.clone());
         // Forwarding fills in the backend and the upstream exchange; every other answer gets
         // what is known here.
@@ -399,7 +434,8 @@ impl Router {
             route = %rule.route_label(),
             rule = %rule.rule_label(),
         );
-        let fut = match rule.policy.clone() {
+        let policy = rule.policy.clone();
+        let fut = match policy {
             Some(policy) => self.through_policy(policy, route, incoming, grpc, parts, body),
             None => self.dispatch(route, incoming, grpc, parts, body),
         };
@@ -467,11 +503,11 @@ impl Router {
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
-        let rule = route.rule().clone();
+        let rule = route.rule();
         let ctx = route.ctx(incoming.scheme, incoming.port);
         let mut effects = RequestEffects::default();
         match apply_request(&rule.filters, &mut parts, &ctx, &mut effects) {
-            Err(d) => return ResponseFuture::ready(Self::direct(&rule, d, grpc)),
+            Err(d) => return ResponseFuture::ready(Self::direct(rule, d, grpc)),
             Ok(Some(i)) => {
                 let state = auth::State {
                     shared: self.shared.clone(),
@@ -486,7 +522,7 @@ impl Router {
             }
             Ok(None) => {}
         }
-        let picked = match Self::pick(&rule, &route, &parts, &incoming, grpc) {
+        let picked = match Self::pick(rule, &route, &parts, &incoming, grpc) {
             Ok(p) => p,
             Err(resp) => return ResponseFuture::ready(resp),
         };
@@ -495,7 +531,7 @@ impl Router {
             .get(picked.backend)
             .map_or(&[][..], |c| &c.filters);
         match apply_request(backend_filters, &mut parts, &ctx, &mut effects) {
-            Err(d) => return ResponseFuture::ready(Self::direct(&rule, d, grpc)),
+            Err(d) => return ResponseFuture::ready(Self::direct(rule, d, grpc)),
             Ok(Some(i)) => {
                 let state = auth::State {
                     shared: self.shared.clone(),
@@ -512,7 +548,7 @@ impl Router {
         }
         match Self::forward(
             &self.shared,
-            rule,
+            route.into_rule(),
             picked,
             parts,
             body,
