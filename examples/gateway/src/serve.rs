@@ -24,7 +24,6 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinHandle;
-use tower::ServiceExt as _;
 
 use crate::access::Recorder;
 use crate::admin::{ListenerMetrics, Metrics};
@@ -474,20 +473,23 @@ impl Connection {
                 if let Some(peer) = &tls_peer {
                     req.extensions_mut().insert(TlsPeer::clone(peer));
                 }
-                let router = router.clone();
+                // Routed here, from the shared router: `oneshot` would need a clone of it per
+                // request.
+                let routed = match refused {
+                    None => Ok(router.handle(req)),
+                    Some(status) => Err(status),
+                };
                 let framing = activity.clone();
                 async move {
-                    let refused = refused.or_else(|| {
-                        framing
-                            .framing_error()
-                            .then_some(http::StatusCode::BAD_REQUEST)
-                    });
-                    let resp = match refused {
-                        Some(status) => status_response(status),
-                        None => match router.oneshot(req).await {
+                    let resp = match routed {
+                        Ok(_) if framing.framing_error() => {
+                            status_response(http::StatusCode::BAD_REQUEST)
+                        }
+                        Ok(routed) => match routed.await {
                             Ok(r) => r,
                             Err(never) => match never {},
                         },
+                        Err(status) => status_response(status),
                     };
                     let failed = if framing.framing_error() {
                         // Invalid chunked framing: 400 and close.
