@@ -166,12 +166,12 @@ impl Equivalent<(RouteKey, u16)> for CountKeyRef<'_> {
 }
 
 /// Runs `f` on the series of `key`, created (from `owned()`) if there is none; the series is
-/// not cloned out of the map, whose read lock is held meanwhile.
+/// not cloned out of the map, whose lock is held meanwhile.
 fn with_series<K, Q, V, R>(
     map: &RwLock<HashMap<K, Arc<V>>>,
     key: &Q,
     owned: impl FnOnce() -> K,
-    f: impl FnOnce(&V) -> R,
+    f: impl FnOnce(&Arc<V>) -> R,
 ) -> R
 where
     K: std::hash::Hash + Eq,
@@ -185,31 +185,19 @@ where
     {
         return f(v);
     }
-    let series = map
+    f(map
         .write()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .entry(owned())
-        .or_default()
-        .clone();
-    f(&series)
+        .or_default())
 }
 
+/// The series of `key`, created if there is none (for series kept for a connection's life).
 fn get_or_insert<K: std::hash::Hash + Eq + Clone, V: Default>(
     map: &RwLock<HashMap<K, Arc<V>>>,
     key: &K,
 ) -> Arc<V> {
-    if let Some(v) = map
-        .read()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .get(key)
-    {
-        return v.clone();
-    }
-    map.write()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .entry(key.clone())
-        .or_default()
-        .clone()
+    with_series(map, key, || key.clone(), Arc::clone)
 }
 
 impl RequestMetrics {
@@ -236,7 +224,7 @@ impl RequestMetrics {
             &self.counts,
             &count,
             || (key.to_key(), o.code),
-            |c: &AtomicU64| c.fetch_add(1, Ordering::Relaxed),
+            |c| c.fetch_add(1, Ordering::Relaxed),
         );
     }
 
