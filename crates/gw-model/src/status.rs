@@ -4,6 +4,8 @@
 //! `status` stanza Kubernetes expects, and [`StatusReport::to_list`] renders a Kubernetes `List`
 //! (apiVersion, kind, metadata, status) as `gw-gateway`'s `/status` endpoint serves it.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -28,13 +30,13 @@ pub enum ConditionStatus {
 pub struct Condition {
     /// Condition type, e.g. `Accepted`.
     #[serde(rename = "type")]
-    pub type_: String,
+    pub type_: Cow<'static, str>,
     /// Status.
     pub status: ConditionStatus,
     /// CamelCase reason the spec names, e.g. `NotAllowedByListeners`.
-    pub reason: String,
+    pub reason: Cow<'static, str>,
     /// Human-readable detail.
-    pub message: String,
+    pub message: Cow<'static, str>,
     /// The `metadata.generation` this condition was computed for.
     pub observed_generation: i64,
     /// When the status last changed; the model has no clock, so callers that keep history fill
@@ -45,27 +47,38 @@ pub struct Condition {
 
 impl Condition {
     /// A condition with status True.
-    pub fn ok(type_: &str, reason: &str, message: impl Into<String>, generation: i64) -> Self {
+    pub fn ok(
+        type_: impl Into<Cow<'static, str>>,
+        reason: impl Into<Cow<'static, str>>,
+        message: impl Into<Cow<'static, str>>,
+        generation: i64,
+    ) -> Self {
         Self::new(type_, ConditionStatus::True, reason, message, generation)
     }
 
     /// A condition with status False.
-    pub fn fail(type_: &str, reason: &str, message: impl Into<String>, generation: i64) -> Self {
+    pub fn fail(
+        type_: impl Into<Cow<'static, str>>,
+        reason: impl Into<Cow<'static, str>>,
+        message: impl Into<Cow<'static, str>>,
+        generation: i64,
+    ) -> Self {
         Self::new(type_, ConditionStatus::False, reason, message, generation)
     }
 
-    /// A condition.
+    /// A condition. Type, reason and message are most often fixed strings: those are held
+    /// without a copy (a status report at 5,000 routes holds over ten thousand conditions).
     pub fn new(
-        type_: &str,
+        type_: impl Into<Cow<'static, str>>,
         status: ConditionStatus,
-        reason: &str,
-        message: impl Into<String>,
+        reason: impl Into<Cow<'static, str>>,
+        message: impl Into<Cow<'static, str>>,
         generation: i64,
     ) -> Self {
         Condition {
-            type_: type_.to_owned(),
+            type_: type_.into(),
             status,
-            reason: reason.to_owned(),
+            reason: reason.into(),
             message: message.into(),
             observed_generation: generation,
             last_transition_time: None,

@@ -487,10 +487,10 @@ pub struct RuleAction {
     /// Timeouts.
     pub timeouts: Timeouts,
     /// Retry policy.
-    pub retry: Option<Retry>,
+    pub retry: Option<Box<Retry>>,
     /// Session persistence of the rule (GEP-1619), validated; it covers every backend of the
     /// rule and overrides the backends' own (XBackendTrafficPolicy) session persistence.
-    pub session_persistence: Option<SessionConfig>,
+    pub session_persistence: Option<Box<SessionConfig>>,
 }
 
 /// A table entry behind a reference count, so that the data plane's index (and anything else
@@ -822,7 +822,7 @@ pub enum Backend {
     Service(ServiceBackend),
     /// A backend outside the cluster, reached by DNS name (`XBackend` of type
     /// `ExternalHostname`). The data plane resolves the name.
-    External(ExternalBackend),
+    External(Box<ExternalBackend>),
     /// A reference that could not be resolved: its share of requests is answered 500.
     Invalid {
         /// Why (for logs and the config dump).
@@ -842,7 +842,7 @@ pub struct ServiceBackend {
     /// Ready endpoints (IP and target port). Empty: 503.
     pub endpoints: Vec<SocketAddr>,
     /// Backend TLS (BackendTLSPolicy), when a valid policy targets this port.
-    pub tls: Option<BackendTls>,
+    pub tls: Option<Box<BackendTls>>,
     /// Retry budget and session persistence (XBackendTrafficPolicy), when an accepted policy
     /// targets this Service.
     pub traffic: Option<Box<BackendTraffic>>,
@@ -860,7 +860,7 @@ pub struct ExternalBackend {
     /// Protocol to speak.
     pub app_protocol: AppProtocol,
     /// TLS towards the backend (`spec.tls` with mode `ServerOnly` or `ClientAndServer`).
-    pub tls: Option<BackendTls>,
+    pub tls: Option<Box<BackendTls>>,
     /// The client certificate of mode `ClientAndServer`; it replaces the Gateway's
     /// (GEP-3155) for this backend.
     pub client_certificate: Option<CertificatePair>,

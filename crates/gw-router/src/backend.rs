@@ -45,7 +45,7 @@ impl BackendTarget {
                 match backend_tls::target(
                     &s.service,
                     s.app_protocol,
-                    s.tls.as_ref(),
+                    s.tls.as_deref(),
                     ctx.client_cert,
                 ) {
                     Ok(tls) => {
@@ -77,7 +77,8 @@ impl BackendTarget {
             }
             Backend::External(x) => {
                 let client_cert = x.client_certificate.as_ref().or(ctx.client_cert);
-                match backend_tls::target(&x.backend, x.app_protocol, x.tls.as_ref(), client_cert) {
+                match backend_tls::target(&x.backend, x.app_protocol, x.tls.as_deref(), client_cert)
+                {
                     Ok(tls) => BackendTarget::Service(ServiceTarget {
                         service: x.backend.clone(),
                         port: x.port,

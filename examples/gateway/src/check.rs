@@ -123,7 +123,7 @@ fn manifest(o: &Object, status: Option<&StatusEntry>) -> Value {
 fn has_invalid(report: &StatusReport) -> bool {
     report.entries.iter().any(|e| {
         e.status.all_conditions().iter().any(|c| {
-            matches!(c.type_.as_str(), "Accepted" | "ResolvedRefs" | "Programmed")
+            matches!(&*c.type_, "Accepted" | "ResolvedRefs" | "Programmed")
                 && c.status == ConditionStatus::False
         })
     })

@@ -27,7 +27,12 @@ pub(crate) fn gateway_class_status(
     };
     let mut conditions = vec![match &accepted {
         Ok(()) => Condition::ok("Accepted", "Accepted", "gw accepts this class", generation),
-        Err(p) => Condition::fail("Accepted", "InvalidParameters", &p.message, generation),
+        Err(p) => Condition::fail(
+            "Accepted",
+            "InvalidParameters",
+            p.message.clone(),
+            generation,
+        ),
     }];
     conditions.push(Condition::ok(
         "SupportedVersion",
@@ -128,15 +133,15 @@ impl ListenerState {
         let accept_problem = self.not_accepted.as_ref().or(self.conflicted.as_ref());
         out.push(match accept_problem {
             None => Condition::ok("Accepted", "Accepted", "listener accepted", g),
-            Some(p) => Condition::fail("Accepted", p.reason, &p.message, g),
+            Some(p) => Condition::fail("Accepted", p.reason, p.message.clone(), g),
         });
         out.push(match &self.unresolved {
             None => Condition::ok("ResolvedRefs", "ResolvedRefs", "all references resolved", g),
-            Some(p) => Condition::fail("ResolvedRefs", p.reason, &p.message, g),
+            Some(p) => Condition::fail("ResolvedRefs", p.reason, p.message.clone(), g),
         });
         out.push(match &self.conflicted {
             None => Condition::fail("Conflicted", "NoConflicts", "no conflicts", g),
-            Some(p) => Condition::ok("Conflicted", p.reason, &p.message, g),
+            Some(p) => Condition::ok("Conflicted", p.reason, p.message.clone(), g),
         });
         out.push(if self.programmed() {
             Condition::ok("Programmed", "Programmed", "listener programmed", g)
@@ -888,7 +893,7 @@ mod tests {
         );
         let c = s.conditions();
         assert_eq!(
-            (c[0].type_.as_str(), c[0].reason.as_str()),
+            (&*c[0].type_, &*c[0].reason),
             ("Accepted", "UnsupportedProtocol")
         );
         assert!(!s.programmed());

@@ -198,7 +198,7 @@ impl GatewayState<'_> {
 ///     &gw_model::resources::ObjectKey::new("default", "web"),
 /// ).unwrap();
 /// let accepted = &route.parents[0].conditions[0];
-/// assert_eq!((accepted.type_.as_str(), accepted.reason.as_str()), ("Accepted", "Accepted"));
+/// assert_eq!((&*accepted.type_, &*accepted.reason), ("Accepted", "Accepted"));
 /// // The Service does not exist: ResolvedRefs is False with the reason the spec names.
 /// let resolved = &route.parents[0].conditions[1];
 /// assert_eq!(resolved.reason, "BackendNotFound");
@@ -813,7 +813,7 @@ fn attach_route(
             "all references resolved",
             generation,
         ),
-        Some(u) => Condition::fail("ResolvedRefs", u.reason, &u.message, generation),
+        Some(u) => Condition::fail("ResolvedRefs", u.reason, u.message.clone(), generation),
     };
     // Sized to the parentRefs: a Vec grown from empty keeps room for four parents (704 bytes
     // at 5,000 routes with one parent each: 3.5 MB of a status report that lives until the
@@ -854,7 +854,7 @@ fn attach_route(
                 conditions.push(Condition::fail(
                     "Accepted",
                     problem.reason,
-                    &problem.message,
+                    problem.message.clone(),
                     generation,
                 ));
             }
@@ -896,7 +896,7 @@ fn attach_route(
             conditions.push(Condition::ok(
                 "PartiallyInvalid",
                 "UnsupportedValue",
-                &p.message,
+                p.message.clone(),
                 generation,
             ));
         }
@@ -1124,8 +1124,8 @@ fn finish_gateway(
         Ok("Accepted")
     };
     let mut conditions = vec![match &accepted {
-        Ok(reason) => Condition::ok("Accepted", reason, "gateway accepted", generation),
-        Err(p) => Condition::fail("Accepted", p.reason, &p.message, generation),
+        Ok(reason) => Condition::ok("Accepted", *reason, "gateway accepted", generation),
+        Err(p) => Condition::fail("Accepted", p.reason, p.message.clone(), generation),
     }];
     let programmed = if accepted.is_err() {
         Err(Problem::new("Invalid", "the gateway is not accepted"))
@@ -1138,7 +1138,7 @@ fn finish_gateway(
     };
     conditions.push(match &programmed {
         Ok(()) => Condition::ok("Programmed", "Programmed", "gateway programmed", generation),
-        Err(p) => Condition::fail("Programmed", p.reason, &p.message, generation),
+        Err(p) => Condition::fail("Programmed", p.reason, p.message.clone(), generation),
     });
     match &backend_cert {
         None => {}
@@ -1151,7 +1151,7 @@ fn finish_gateway(
         Some(Err(p)) => conditions.push(Condition::fail(
             "ResolvedRefs",
             p.reason,
-            &p.message,
+            p.message.clone(),
             generation,
         )),
     }
@@ -1178,8 +1178,8 @@ fn finish_gateway(
                 g.key, set.key.namespace
             );
             vec![
-                Condition::fail("Accepted", "NotAllowed", &msg, ls_gen),
-                Condition::fail("Programmed", "NotAllowed", &msg, ls_gen),
+                Condition::fail("Accepted", "NotAllowed", msg.clone(), ls_gen),
+                Condition::fail("Programmed", "NotAllowed", msg.clone(), ls_gen),
             ]
         } else if !states.is_empty() && invalid == states.len() {
             vec![

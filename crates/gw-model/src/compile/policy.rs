@@ -128,7 +128,7 @@ pub(crate) fn validation(
     let subject_alt_names = v
         .subject_alt_names
         .iter()
-        .filter_map(|s| match s.type_.as_str() {
+        .filter_map(|s| match &*s.type_ {
             "Hostname" => s.hostname.clone().map(SubjectAltNameMatch::Dns),
             "URI" => s.uri.clone().map(SubjectAltNameMatch::Uri),
             _ => None,
@@ -308,7 +308,7 @@ pub(crate) fn apply(
                 }
                 let p = &policies[winner];
                 match (&p.rejected, &p.tls) {
-                    (None, Some(tls)) => s.tls = Some(tls.clone()),
+                    (None, Some(tls)) => s.tls = Some(Box::new(tls.clone())),
                     (Some(problem), _) => {
                         *backend = Backend::Invalid {
                             reason: format!(
@@ -336,7 +336,12 @@ pub(crate) fn apply(
                     generation,
                 )
             } else if let Some(problem) = &p.rejected {
-                Condition::fail("Accepted", problem.reason, &problem.message, generation)
+                Condition::fail(
+                    "Accepted",
+                    problem.reason,
+                    problem.message.clone(),
+                    generation,
+                )
             } else {
                 Condition::ok("Accepted", "Accepted", "policy accepted", generation)
             };
@@ -347,9 +352,12 @@ pub(crate) fn apply(
                     "all references resolved",
                     generation,
                 ),
-                Some(problem) => {
-                    Condition::fail("ResolvedRefs", problem.reason, &problem.message, generation)
-                }
+                Some(problem) => Condition::fail(
+                    "ResolvedRefs",
+                    problem.reason,
+                    problem.message.clone(),
+                    generation,
+                ),
             };
             status.ancestors.push(PolicyAncestorStatus {
                 ancestor_ref: ParentReference {

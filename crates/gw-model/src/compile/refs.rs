@@ -161,7 +161,7 @@ impl<'a> Lookup<'a> {
     ) -> Result<Backend, Unresolved> {
         if backend.group == GATEWAY_X_GROUP && backend.kind == "XBackend" {
             super::xbackend::resolve(self.res, &self.x_backends, from, backend, l4)
-                .map(Backend::External)
+                .map(|b| Backend::External(Box::new(b)))
         } else {
             resolve_backend(self, from, backend, l4).map(Backend::Service)
         }

@@ -801,8 +801,8 @@ pub(crate) fn http_rule(
                 filters,
                 backends,
                 timeouts,
-                retry,
-                session_persistence: session(rule.session_persistence.as_ref())?,
+                retry: retry.map(Box::new),
+                session_persistence: session(rule.session_persistence.as_deref())?.map(Box::new),
             },
         ))
     })();
@@ -834,7 +834,7 @@ pub(crate) fn grpc_rule(
                 backends,
                 timeouts: Timeouts::default(),
                 retry: None,
-                session_persistence: session(rule.session_persistence.as_ref())?,
+                session_persistence: session(rule.session_persistence.as_deref())?.map(Box::new),
             },
         ))
     })();

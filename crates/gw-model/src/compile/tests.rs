@@ -263,7 +263,7 @@ spec:
     let c = run(&base);
     let resolved = route_condition(&c, Kind::HttpRoute, "default", "r", "ResolvedRefs");
     assert_eq!(
-        (resolved.status, resolved.reason.as_str()),
+        (resolved.status, &*resolved.reason),
         (ConditionStatus::False, "RefNotPermitted")
     );
     // The rule still serves: its invalid backend's share is answered 500 by the data plane.
@@ -305,7 +305,7 @@ spec:
 ");
     let accepted = gateway_condition(&some, "edge", "Accepted");
     assert_eq!(
-        (accepted.status, accepted.reason.as_str()),
+        (accepted.status, &*accepted.reason),
         (ConditionStatus::True, "ListenersNotValid")
     );
     assert_eq!(
@@ -322,7 +322,7 @@ spec:
 ");
     let accepted = gateway_condition(&all, "edge", "Accepted");
     assert_eq!(
-        (accepted.status, accepted.reason.as_str()),
+        (accepted.status, &*accepted.reason),
         (ConditionStatus::False, "ListenersNotValid")
     );
     assert!(
@@ -470,7 +470,7 @@ spec:
     );
     let broken = route_condition(&c, Kind::HttpRoute, "default", "broken", "Accepted");
     assert_eq!(
-        (broken.status, broken.reason.as_str()),
+        (broken.status, &*broken.reason),
         (ConditionStatus::False, "UnsupportedValue")
     );
     let http = &c.table.gateways[0].listeners[1].http;
@@ -904,7 +904,7 @@ spec:
     ));
     let web = route_condition(&c, Kind::HttpRoute, "default", "web", "Accepted");
     assert_eq!(
-        (web.status, web.reason.as_str()),
+        (web.status, &*web.reason),
         (ConditionStatus::False, "Conflicted")
     );
     assert!(route_condition(&c, Kind::GrpcRoute, "default", "rpc", "Accepted").is_true("Accepted"));
@@ -1149,7 +1149,7 @@ spec: {spec}
         let s = x_status(&c, "bad");
         let accepted = find(&s.parents[0].conditions, "Accepted").unwrap();
         assert_eq!(
-            (accepted.status, accepted.reason.as_str()),
+            (accepted.status, &*accepted.reason),
             (ConditionStatus::False, "Invalid"),
             "{spec}"
         );

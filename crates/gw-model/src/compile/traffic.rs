@@ -94,7 +94,7 @@ pub(crate) fn session_config(sp: &SessionPersistence) -> Result<SessionConfig, S
         .as_deref()
         .map(|v| positive_duration("idleTimeout", v))
         .transpose()?;
-    let kind = match sp.type_.as_str() {
+    let kind = match &*sp.type_ {
         "Cookie" => {
             let permanent = match sp.cookie_config.as_ref().map(|c| c.lifetime_type.as_str()) {
                 None | Some("Session") => false,
@@ -392,11 +392,11 @@ pub(crate) fn apply(
     for (i, p) in policies.iter().enumerate() {
         let generation = p.policy.metadata.generation();
         let mut status = PolicyStatus::default();
-        let accepted = |reason: &str, message: &str| {
+        let accepted = |reason: &'static str, message: &str| {
             if reason == "Accepted" {
-                Condition::ok("Accepted", reason, message, generation)
+                Condition::ok("Accepted", reason, message.to_owned(), generation)
             } else {
-                Condition::fail("Accepted", reason, message, generation)
+                Condition::fail("Accepted", reason, message.to_owned(), generation)
             }
         };
         let mut push = |ancestor_ref: ParentReference, condition: Condition| {
@@ -776,7 +776,7 @@ spec:
                     a.ancestor_ref.kind.clone(),
                     a.ancestor_ref.name.clone(),
                     cond.status,
-                    cond.reason,
+                    cond.reason.into_owned(),
                 )
             })
             .collect()
@@ -1017,7 +1017,7 @@ spec:
                 Backend::External(x) => Some(x.clone()),
                 _ => None,
             });
-        found.unwrap_or_else(|| panic!("no external backend"))
+        *found.unwrap_or_else(|| panic!("no external backend"))
     }
 
     // XBackendTrafficPolicy: "TargetRefs identifies API object(s) to apply this policy to.

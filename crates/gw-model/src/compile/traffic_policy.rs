@@ -1279,23 +1279,24 @@ pub(crate) fn apply(
                 TargetState::NotFound(msg) => put(
                     AncestorKey::of_target(t, &p.key.namespace),
                     3,
-                    Condition::fail("Accepted", "TargetNotFound", msg, generation),
+                    Condition::fail("Accepted", "TargetNotFound", msg.clone(), generation),
                 ),
                 TargetState::Conflicted { message, gateways } => {
                     for gw in gateways {
                         put(
                             AncestorKey::gateway(gw, t),
                             2,
-                            Condition::fail("Accepted", "Conflicted", message, generation),
+                            Condition::fail("Accepted", "Conflicted", message.clone(), generation),
                         );
                     }
                 }
                 TargetState::Found { kind, gateways } => {
                     for gw in gateways {
                         let c = match &p.invalid {
-                            Some(msg) => {
-                                (4, Condition::fail("Accepted", "Invalid", msg, generation))
-                            }
+                            Some(msg) => (
+                                4,
+                                Condition::fail("Accepted", "Invalid", msg.clone(), generation),
+                            ),
                             None => (
                                 1,
                                 Condition::ok(
@@ -1469,7 +1470,7 @@ pub(crate) fn mark_affected(
             "affected by TrafficPolicy {}",
             names.into_iter().collect::<Vec<_>>().join(", ")
         );
-        let condition = Condition::ok(&type_, "Affected", message, entry.generation);
+        let condition = Condition::ok(type_.clone(), "Affected", message, entry.generation);
         let set = |conditions: &mut Vec<Condition>| {
             conditions.retain(|c| c.type_ != type_);
             conditions.push(condition.clone());

@@ -175,7 +175,7 @@ fn evaluate(
         hostname: host.clone(),
         port,
         app_protocol,
-        tls,
+        tls: tls.map(Box::new),
         client_certificate,
         traffic: None,
     });
@@ -358,7 +358,7 @@ pub(crate) fn status(
             .map_or(0, |b| b.metadata.generation());
         let accepted = match &e.rejected {
             None => Condition::ok("Accepted", "Accepted", "XBackend accepted", generation),
-            Some(p) => Condition::fail("Accepted", p.reason, &p.message, generation),
+            Some(p) => Condition::fail("Accepted", p.reason, p.message.clone(), generation),
         };
         let resolved = match &e.unresolved {
             None => Condition::ok(
@@ -367,7 +367,7 @@ pub(crate) fn status(
                 "all references resolved",
                 generation,
             ),
-            Some(p) => Condition::fail("ResolvedRefs", p.reason, &p.message, generation),
+            Some(p) => Condition::fail("ResolvedRefs", p.reason, p.message.clone(), generation),
         };
         let parents = gateways
             .iter()

@@ -66,13 +66,13 @@ pub struct HttpRouteRule {
     pub backend_refs: Vec<HttpBackendRef>,
     /// Request and backend-request timeouts (GEP-1742).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timeouts: Option<HttpRouteTimeouts>,
+    pub timeouts: Option<Box<HttpRouteTimeouts>>,
     /// Retry policy (GEP-1731).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retry: Option<HttpRouteRetry>,
+    pub retry: Option<Box<HttpRouteRetry>>,
     /// Session persistence (GEP-1619).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub session_persistence: Option<SessionPersistence>,
+    pub session_persistence: Option<Box<SessionPersistence>>,
 }
 
 /// One match of an HTTPRoute rule; all conditions are ANDed.
@@ -581,7 +581,7 @@ pub struct GrpcRouteRule {
     pub backend_refs: Vec<HttpBackendRef>,
     /// Session persistence.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub session_persistence: Option<SessionPersistence>,
+    pub session_persistence: Option<Box<SessionPersistence>>,
 }
 
 /// A GRPCRoute match.

@@ -261,8 +261,8 @@ impl Explanation {
                         kind: kind_name(entry.kind),
                         route: entry.key.to_string(),
                         section_name: r.section_name.clone(),
-                        reason: c.reason.clone(),
-                        message: c.message.clone(),
+                        reason: c.reason.to_string(),
+                        message: c.message.to_string(),
                     });
                 }
             }

@@ -183,7 +183,7 @@ impl Rule {
                 .collect(),
             backends: Backends::new(&e.action.backends, ctx).with_session(
                 format!("HTTPRoute/{}/{}", e.route.key, e.rule_index),
-                e.action.session_persistence.as_ref(),
+                e.action.session_persistence.as_deref(),
             ),
             prefix,
             policy: e.policy.as_deref().map(|p| policies.build(p, ctx)),
@@ -203,7 +203,7 @@ impl Rule {
                 .collect(),
             backends: Backends::new(&e.action.backends, ctx).with_session(
                 format!("GRPCRoute/{}/{}", e.route.key, e.rule_index),
-                e.action.session_persistence.as_ref(),
+                e.action.session_persistence.as_deref(),
             ),
             prefix: None,
             policy: e.policy.as_deref().map(|p| policies.build(p, ctx)),
@@ -280,8 +280,8 @@ impl Rule {
 
     pub(crate) fn retry(&self) -> Option<&gw_model::table::Retry> {
         match &self.source {
-            RuleSource::Http(e) => e.action.retry.as_ref(),
-            RuleSource::Grpc(e) => e.action.retry.as_ref(),
+            RuleSource::Http(e) => e.action.retry.as_deref(),
+            RuleSource::Grpc(e) => e.action.retry.as_deref(),
         }
     }
 

@@ -384,7 +384,7 @@ fn missing_targets_are_target_not_found() {
     for a in &s.ancestors {
         let cond = find(&a.conditions, "Accepted").expect("Accepted");
         assert_eq!(
-            (cond.status, cond.reason.as_str()),
+            (cond.status, &*cond.reason),
             (ConditionStatus::False, "TargetNotFound")
         );
     }
@@ -425,7 +425,7 @@ fn invalid_policies_change_nothing() {
         let bad = accepted(&c, "bad");
         assert_eq!(bad.len(), 1, "{body}");
         assert_eq!(
-            (bad[0].status, bad[0].reason.as_str()),
+            (bad[0].status, &*bad[0].reason),
             (ConditionStatus::False, "Invalid"),
             "{body}"
         );
@@ -610,7 +610,7 @@ fn unsupported_target_kind_is_invalid() {
     let reasons: Vec<&str> = a
         .ancestors
         .iter()
-        .map(|a| find(&a.conditions, "Accepted").expect("a").reason.as_str())
+        .map(|a| &*find(&a.conditions, "Accepted").expect("a").reason)
         .collect();
     assert!(reasons.contains(&"Invalid"), "{reasons:?}");
     assert!(rule_policy(&c, "http", "api").is_none());
@@ -648,7 +648,7 @@ fn refused_remote(remote: &str, extra: &str) -> String {
     match remote_jwks(remote, extra) {
         Err(c) => {
             assert_eq!(c.reason, "Invalid", "{remote}");
-            c.message
+            c.message.into_owned()
         }
         Ok(j) => panic!("{remote} was accepted: {j:?}"),
     }
@@ -812,11 +812,11 @@ fn jwks_takes_exactly_one_source() {
 fn invalid_message(c: &Compiled, name: &str) -> String {
     let a = accepted(c, name);
     assert_eq!(
-        (a[0].status, a[0].reason.as_str()),
+        (a[0].status, &*a[0].reason),
         (ConditionStatus::False, "Invalid"),
         "{a:?}"
     );
-    a[0].message.clone()
+    a[0].message.to_string()
 }
 
 /// Compiles a policy on the Gateway whose `default` block is `body` and returns its `Invalid`
@@ -1140,7 +1140,7 @@ spec:
     assert_eq!(accepted(&c, "a")[0].reason, "Accepted");
     let cond = resolved_refs(&c, "a");
     assert_eq!(
-        (cond.status, cond.reason.as_str()),
+        (cond.status, &*cond.reason),
         (ConditionStatus::False, "RefNotPermitted"),
         "{cond:?}"
     );
