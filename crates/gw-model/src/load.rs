@@ -401,7 +401,10 @@ fn load_value(doc: &DocumentRef, value: Value, out: &mut Loaded, depth: usize) {
 /// Top-level and metadata fields every Kubernetes object may carry that gw ignores on purpose.
 fn is_expected_extra(path: &str) -> bool {
     const TOP: [&str; 3] = ["apiVersion", "kind", "status"];
-    const META: [&str; 9] = [
+    const META: [&str; 12] = [
+        "uid",
+        "resourceVersion",
+        "annotations",
         "managedFields",
         "ownerReferences",
         "finalizers",
@@ -591,7 +594,7 @@ spec:
         let text = "\
 apiVersion: gateway.networking.k8s.io/v1
 kind: Gateway
-metadata: {name: g, uid: abc, managedFields: []}
+metadata: {name: g, uid: abc, resourceVersion: \"7\", annotations: {a: b}, managedFields: []}
 spec:
   gatewayClassName: c
   listeners: [{name: http, port: 80, protocol: HTTP, hostnme: x}]

@@ -17,28 +17,15 @@ pub struct Service {
     pub spec: ServiceSpec,
 }
 
-/// `Service.spec`, the fields gw uses.
+/// `Service.spec`, the fields gw uses: the ports. Endpoints come from EndpointSlices, so the
+/// selector, cluster IPs and type are not read (the Service is what a route names and which
+/// ports it has); unmodelled fields of core kinds load without a warning.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceSpec {
     /// Ports.
     #[serde(default)]
     pub ports: Vec<ServicePort>,
-    /// Pod selector (informational: endpoints come from EndpointSlices).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub selector: BTreeMap<String, String>,
-    /// `ClusterIP`, `NodePort`, `LoadBalancer` or `ExternalName`.
-    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
-    pub type_: Option<String>,
-    /// Cluster IP (`None` for headless Services).
-    #[serde(rename = "clusterIP", default, skip_serializing_if = "Option::is_none")]
-    pub cluster_ip: Option<String>,
-    /// Cluster IPs.
-    #[serde(rename = "clusterIPs", default, skip_serializing_if = "Vec::is_empty")]
-    pub cluster_ips: Vec<String>,
-    /// DNS name for `ExternalName` Services.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub external_name: Option<String>,
 }
 
 /// A port of a Service.
@@ -99,7 +86,8 @@ fn ipv4() -> String {
     "IPv4".to_owned()
 }
 
-/// One endpoint of an EndpointSlice.
+/// One endpoint of an EndpointSlice: the fields gw uses (the addresses and whether they are
+/// ready; the host name, node, zone and Pod are not read).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Endpoint {
@@ -109,18 +97,6 @@ pub struct Endpoint {
     /// Readiness conditions.
     #[serde(default)]
     pub conditions: EndpointConditions,
-    /// Host name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hostname: Option<String>,
-    /// Node name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub node_name: Option<String>,
-    /// Zone.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub zone: Option<String>,
-    /// The Pod behind the endpoint.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub target_ref: Option<serde_json::Value>,
 }
 
 /// Endpoint conditions. An absent `ready` means ready, as Kubernetes specifies.

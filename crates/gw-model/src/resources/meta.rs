@@ -11,7 +11,8 @@ pub const GATEWAY_X_GROUP: &str = "gateway.networking.x-k8s.io";
 /// The core API group, spelled as the empty string.
 pub const CORE_GROUP: &str = "";
 
-/// The part of Kubernetes `metadata` that gw reads.
+/// The part of Kubernetes `metadata` that gw reads (the loader accepts the other standard
+/// fields, such as `uid` and `annotations`, without a warning and does not keep them).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ObjectMeta {
@@ -24,21 +25,12 @@ pub struct ObjectMeta {
     /// `metadata.labels`.
     #[serde(default, skip_serializing_if = "StringMap::is_empty")]
     pub labels: StringMap,
-    /// `metadata.annotations`.
-    #[serde(default, skip_serializing_if = "StringMap::is_empty")]
-    pub annotations: StringMap,
     /// `metadata.generation`; objects without one are treated as generation 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generation: Option<i64>,
     /// `metadata.creationTimestamp` (RFC 3339). Oldest wins precedence ties between routes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub creation_timestamp: Option<String>,
-    /// `metadata.uid`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub uid: Option<String>,
-    /// `metadata.resourceVersion`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resource_version: Option<String>,
 }
 
 impl ObjectMeta {
@@ -407,7 +399,7 @@ mod tests {
         assert_eq!(ObjectMeta::default().generation(), 1);
     }
 
-    // metav1.ObjectMeta: labels and annotations are `map[string]string`. Read and written as
+    // metav1.ObjectMeta: labels are a `map[string]string`. Read and written as
     // a map; a key given twice keeps its last value, as a map built from the document would.
     #[test]
     fn string_maps_read_and_write_as_maps() {
@@ -419,13 +411,16 @@ mod tests {
         assert_eq!(meta.labels.get("app"), Some("shop"));
         assert_eq!(meta.labels.get("tier"), Some("web"));
         assert_eq!(meta.labels.get("missing"), None);
-        assert!(meta.annotations.is_empty());
         let json = serde_json::to_value(&meta).expect("json");
         assert_eq!(
             json["labels"],
             serde_json::json!({"app": "shop", "tier": "web"})
         );
-        assert!(json.get("annotations").is_none(), "empty maps are left out");
+        let unlabelled = serde_json::to_value(ObjectMeta::default()).expect("json");
+        assert!(
+            unlabelled.get("labels").is_none(),
+            "empty maps are left out"
+        );
 
         let twice: StringMap = [("k", "first"), ("a", "x"), ("k", "last")]
             .into_iter()
