@@ -1179,7 +1179,7 @@ fn finish_gateway(
             );
             vec![
                 Condition::fail("Accepted", "NotAllowed", msg.clone(), ls_gen),
-                Condition::fail("Programmed", "NotAllowed", msg.clone(), ls_gen),
+                Condition::fail("Programmed", "NotAllowed", msg, ls_gen),
             ]
         } else if !states.is_empty() && invalid == states.len() {
             vec![

@@ -128,7 +128,7 @@ pub(crate) fn validation(
     let subject_alt_names = v
         .subject_alt_names
         .iter()
-        .filter_map(|s| match &*s.type_ {
+        .filter_map(|s| match s.type_.as_str() {
             "Hostname" => s.hostname.clone().map(SubjectAltNameMatch::Dns),
             "URI" => s.uri.clone().map(SubjectAltNameMatch::Uri),
             _ => None,

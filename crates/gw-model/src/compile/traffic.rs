@@ -94,7 +94,7 @@ pub(crate) fn session_config(sp: &SessionPersistence) -> Result<SessionConfig, S
         .as_deref()
         .map(|v| positive_duration("idleTimeout", v))
         .transpose()?;
-    let kind = match &*sp.type_ {
+    let kind = match sp.type_.as_str() {
         "Cookie" => {
             let permanent = match sp.cookie_config.as_ref().map(|c| c.lifetime_type.as_str()) {
                 None | Some("Session") => false,
