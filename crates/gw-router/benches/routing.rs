@@ -14,6 +14,9 @@
 //!   unconditioned rule), a deep path under a prefix shared by every route, with headers and
 //!   a query string, and a regex rule.
 //!
+//! `rebuild`: the index built again from an unchanged table (every rule reused), as a reload
+//! does for the routes it did not change.
+//!
 //! Run: `cargo bench -p gw-router --bench routing`. With `GW_BENCH_QUICK=1` only 10 and
 //! 1,000 routes are built (CI runs it that way, in test mode: `cargo test --benches`).
 
@@ -105,13 +108,13 @@ spec:
     y
 }
 
-fn build(n: usize) -> Routes {
+fn build(n: usize) -> (Routes, gw_model::table::RouteTable) {
     let loaded = gw_model::load::parse("bench.yaml", &manifests(n));
     assert!(loaded.errors.is_empty(), "{:?}", loaded.errors.first());
     let mut res = Resources::new();
     res.extend(loaded.objects);
     let compiled = gw_model::compile(&res, &CompileOptions::new("gw.dev/gateway"));
-    Routes::build(&compiled.table)
+    (Routes::build(&compiled.table), compiled.table)
 }
 
 /// Method, URI, host, headers.
@@ -226,7 +229,8 @@ fn sizes() -> Vec<usize> {
 
 fn bench(c: &mut Criterion) {
     for n in sizes() {
-        let routes = build(n);
+        let (routes, table) = build(n);
+        bench_rebuild(c, n, &routes, &table);
         for (name, reqs) in [
             ("typical", requests(n)),
             ("best", best(n)),
@@ -235,6 +239,24 @@ fn bench(c: &mut Criterion) {
             bench_requests(c, name, n, &routes, &reqs);
         }
     }
+}
+
+/// `Routes::rebuild` from a table whose entries did not change: every rule is reused, and the
+/// index (precedence order, hostname and path maps) is built again. What a reload pays for the
+/// routes it did not change.
+fn bench_rebuild(
+    c: &mut Criterion,
+    n: usize,
+    routes: &Routes,
+    table: &gw_model::table::RouteTable,
+) {
+    let resolver = gw_router::dns::Resolver::shared();
+    let mut group = c.benchmark_group("rebuild");
+    group.sample_size(20);
+    group.bench_function(BenchmarkId::from_parameter(n), |b| {
+        b.iter(|| black_box(Routes::rebuild(routes, table, &resolver)));
+    });
+    group.finish();
 }
 
 fn bench_requests(c: &mut Criterion, name: &str, n: usize, routes: &Routes, reqs: &[Req]) {

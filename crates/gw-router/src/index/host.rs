@@ -1,7 +1,7 @@
 //! Hostname lookup: exact names, `*.` wildcards by specificity, then a catch-all.
 
+use hashbrown::HashMap;
 use std::borrow::Cow;
-use std::collections::HashMap;
 
 use gw_model::compile::hostname::wildcard_matches;
 

@@ -41,7 +41,6 @@ mod misdirected;
 mod path;
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use gw_model::resources::{ObjectKey, PathMatchType, StringMatchType};
@@ -70,12 +69,12 @@ use crate::policy::{PolicyCache, PolicyStack};
 /// `Routes` atomically).
 #[derive(Debug, Default)]
 pub struct Routes {
-    gateways: HashMap<ObjectKey, GatewayRoutes>,
+    gateways: hashbrown::HashMap<ObjectKey, GatewayRoutes>,
 }
 
 #[derive(Debug, Default)]
 struct GatewayRoutes {
-    ports: HashMap<u16, PortRoutes>,
+    ports: hashbrown::HashMap<u16, PortRoutes>,
     /// The Gateway's backend client certificate the rules were built with: a later build
     /// reuses them only with the same one.
     client_cert: Option<CertificatePair>,

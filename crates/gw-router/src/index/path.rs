@@ -5,7 +5,7 @@
 //! `grpc_order` of the table). Every list is sorted by rank, so a lookup scans each list only
 //! up to its first full match, or up to the best rank found so far.
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
 
 use gw_model::resources::{PathMatchType, StringMatchType};
 use gw_model::table::GrpcMatch;
