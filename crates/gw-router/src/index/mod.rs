@@ -165,6 +165,11 @@ pub struct Rule {
     pub(crate) backends: Backends,
     /// The TrafficPolicy layers, when a policy applies.
     pub(crate) policy: Option<PolicyStack>,
+    /// The rule's matches, compiled once (regular expressions included): every listener the
+    /// rule is on, and every later index build that reuses the rule, checks these. Empty for
+    /// the other kind of rule.
+    http_conds: Box<[HttpConds]>,
+    grpc_conds: Box<[GrpcConds]>,
 }
 
 impl Rule {
@@ -188,6 +193,8 @@ impl Rule {
             policy: e.policy.as_deref().map(|p| policies.build(p, ctx)),
             route_label: e.route.key.to_string().into(),
             rule_label: rule_label(e.rule_name.as_deref(), e.rule_index),
+            http_conds: e.matches.iter().map(HttpConds::new).collect(),
+            grpc_conds: Box::default(),
             source: RuleSource::Http(e.clone()),
         }
     }
@@ -208,6 +215,17 @@ impl Rule {
             policy: e.policy.as_deref().map(|p| policies.build(p, ctx)),
             route_label: e.route.key.to_string().into(),
             rule_label: rule_label(e.rule_name.as_deref(), e.rule_index),
+            http_conds: Box::default(),
+            grpc_conds: grpc_matches_of(
+                e,
+                &[GrpcMatch {
+                    method: None,
+                    headers: Vec::new(),
+                }],
+            )
+            .iter()
+            .map(GrpcConds::new)
+            .collect(),
             source: RuleSource::Grpc(e.clone()),
         }
     }
@@ -339,17 +357,35 @@ enum Mismatch {
 struct HttpCand {
     rule: Arc<Rule>,
     match_index: usize,
+}
+
+impl HttpCand {
+    fn matches(&self, req: &RequestView<'_>) -> bool {
+        self.check(req).is_ok()
+    }
+
+    /// The first condition the request fails, in the order path, method, headers, query.
+    fn check(&self, req: &RequestView<'_>) -> Result<(), Mismatch> {
+        match self.rule.http_conds.get(self.match_index) {
+            Some(c) => c.check(req),
+            // Not built by `build_listener` (which only makes candidates for existing matches).
+            None => Err(Mismatch::Path),
+        }
+    }
+}
+
+/// An HTTPRoute match, compiled.
+#[derive(Debug)]
+struct HttpConds {
     path: PathCond,
     method: Option<MethodCond>,
     headers: Vec<HeaderCond>,
     query: Vec<QueryCond>,
 }
 
-impl HttpCand {
-    fn new(rule: Arc<Rule>, match_index: usize, m: &HttpMatch) -> Self {
-        HttpCand {
-            rule,
-            match_index,
+impl HttpConds {
+    fn new(m: &HttpMatch) -> Self {
+        HttpConds {
             path: match m.path.kind {
                 PathMatchType::Exact => PathCond::Exact(m.path.value.as_str().into()),
                 PathMatchType::PathPrefix => PathCond::Prefix(m.path.value.as_str().into()),
@@ -363,11 +399,6 @@ impl HttpCand {
         }
     }
 
-    fn matches(&self, req: &RequestView<'_>) -> bool {
-        self.check(req).is_ok()
-    }
-
-    /// The first condition the request fails, in the order path, method, headers, query.
     fn check(&self, req: &RequestView<'_>) -> Result<(), Mismatch> {
         if !self.path.matches(req.uri.path()) {
             return Err(Mismatch::Path);
@@ -389,13 +420,32 @@ impl HttpCand {
 struct GrpcCand {
     rule: Arc<Rule>,
     match_index: usize,
+}
+
+impl GrpcCand {
+    fn matches(&self, service: &str, method: &str, headers: &HeaderMap) -> bool {
+        self.check(service, method, headers).is_ok()
+    }
+
+    /// The first condition the request fails, in the order service, method, headers.
+    fn check(&self, service: &str, method: &str, headers: &HeaderMap) -> Result<(), Mismatch> {
+        match self.rule.grpc_conds.get(self.match_index) {
+            Some(c) => c.check(service, method, headers),
+            None => Err(Mismatch::GrpcService),
+        }
+    }
+}
+
+/// A GRPCRoute match, compiled.
+#[derive(Debug)]
+struct GrpcConds {
     service: Option<ValueCond>,
     method: Option<ValueCond>,
     headers: Vec<HeaderCond>,
 }
 
-impl GrpcCand {
-    fn new(rule: Arc<Rule>, match_index: usize, m: &GrpcMatch) -> Self {
+impl GrpcConds {
+    fn new(m: &GrpcMatch) -> Self {
         let (service, method) = match &m.method {
             None => (None, None),
             Some(mm) => {
@@ -415,20 +465,13 @@ impl GrpcCand {
                 )
             }
         };
-        GrpcCand {
-            rule,
-            match_index,
+        GrpcConds {
             service,
             method,
             headers: m.headers.iter().map(HeaderCond::new).collect(),
         }
     }
 
-    fn matches(&self, service: &str, method: &str, headers: &HeaderMap) -> bool {
-        self.check(service, method, headers).is_ok()
-    }
-
-    /// The first condition the request fails, in the order service, method, headers.
     fn check(&self, service: &str, method: &str, headers: &HeaderMap) -> Result<(), Mismatch> {
         if !self.service.as_ref().is_none_or(|c| c.matches(service)) {
             return Err(Mismatch::GrpcService);
@@ -947,7 +990,10 @@ fn build_listener(
             tracing::warn!(listener = %l.name, "too many matches on one listener; the rest are skipped");
             break;
         };
-        listener.http_cands.push(HttpCand::new(rule, m, hm));
+        listener.http_cands.push(HttpCand {
+            rule,
+            match_index: m,
+        });
         for h in hostnames(&entry.hostnames) {
             listener
                 .http
@@ -994,7 +1040,10 @@ fn build_listener(
         let Ok(rank) = u32::try_from(listener.grpc_cands.len()) else {
             break;
         };
-        listener.grpc_cands.push(GrpcCand::new(rule, m, gm));
+        listener.grpc_cands.push(GrpcCand {
+            rule,
+            match_index: m,
+        });
         for h in hostnames(&entry.hostnames) {
             listener.grpc.entry(h, GrpcGroup::default).insert(gm, rank);
         }
