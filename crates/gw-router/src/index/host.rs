@@ -38,11 +38,11 @@ impl<T> HostIndex<T> {
             Some(suffix) => {
                 &mut self
                     .wildcard
-                    .entry(suffix.into())
+                    .entry_ref(suffix)
                     .or_insert_with(|| (pattern.into(), make()))
                     .1
             }
-            None => self.exact.entry(pattern.into()).or_insert_with(make),
+            None => self.exact.entry_ref(pattern).or_insert_with(make),
         }
     }
 

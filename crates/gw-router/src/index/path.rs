@@ -42,13 +42,13 @@ impl HttpGroup {
     /// Adds a match; ranks must be added in increasing order.
     pub(crate) fn insert(&mut self, kind: PathMatchType, value: &str, rank: u32) {
         match kind {
-            PathMatchType::Exact => self.exact.entry(value.into()).or_default().push(rank),
+            PathMatchType::Exact => self.exact.entry_ref(value).or_default().push(rank),
             PathMatchType::PathPrefix => {
                 let mut node = &mut self.prefix;
                 let trimmed = value.trim_start_matches('/').trim_end_matches('/');
                 if !trimmed.is_empty() {
                     for seg in trimmed.split('/') {
-                        node = node.children.entry(seg.into()).or_default();
+                        node = node.children.entry_ref(seg).or_default();
                     }
                 }
                 node.ranks.push(rank);
@@ -124,8 +124,8 @@ impl GrpcGroup {
                 .entry(format!("{s}/{m}").into())
                 .or_default()
                 .push(rank),
-            (Some(s), None) => self.service.entry(s.into()).or_default().push(rank),
-            (None, Some(m)) => self.method.entry(m.into()).or_default().push(rank),
+            (Some(s), None) => self.service.entry_ref(s).or_default().push(rank),
+            (None, Some(m)) => self.method.entry_ref(m).or_default().push(rank),
             (None, None) => self.rest.push(rank),
         }
     }
