@@ -174,8 +174,8 @@ pub struct ListenerSetStatus {
 pub struct RouteParentStatus {
     /// The parentRef as written in the spec (defaults applied).
     pub parent_ref: ParentReference,
-    /// The controller that wrote this entry.
-    pub controller_name: String,
+    /// The controller that wrote this entry (one string shared by every entry of a compile).
+    pub controller_name: std::sync::Arc<str>,
     /// Conditions (`Accepted`, `ResolvedRefs`, ...).
     pub conditions: Vec<Condition>,
 }

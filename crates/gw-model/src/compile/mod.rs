@@ -426,7 +426,17 @@ fn compile_with(
         Some((walk, slices)) => (Some(walk), Some(slices)),
         None => (None, None),
     };
-    let mut entries = Vec::new();
+    // Sized for the usual entries (the routes' above all): grown by pushing, the entries were
+    // copied again at each doubling.
+    let mut entries = Vec::with_capacity(
+        res.gateway_classes.len()
+            + res.gateways.len()
+            + res.http_routes.len()
+            + res.grpc_routes.len()
+            + res.tls_routes.len()
+            + res.tcp_routes.len()
+            + res.udp_routes.len(),
+    );
 
     // GatewayClasses of ours.
     let mut accepted_classes = BTreeMap::new();
@@ -477,6 +487,7 @@ fn compile_with(
     let our_gateways: std::collections::BTreeSet<ObjectKey> =
         gateways.iter().map(|g| g.key.clone()).collect();
     // Each route compiled (or taken from the cache), attached, and given its status.
+    let controller: std::sync::Arc<str> = options.controller_name.as_str().into();
     let mut place =
         |view: &RouteView<'_>, meta: &ObjectMeta, build: &dyn Fn() -> RouteCompilation| {
             let mut compiled = RouteWalk::route(cache.as_deref_mut(), view.kind, view.key, build);
@@ -486,7 +497,7 @@ fn compile_with(
                 view,
                 meta,
                 &mut compiled.1,
-                options,
+                &controller,
             ));
             RouteWalk::keep(cache.as_deref_mut(), view.kind, compiled);
         };
@@ -797,7 +808,7 @@ fn attach_route(
     view: &RouteView<'_>,
     meta: &ObjectMeta,
     compiled: &mut RouteCompilation,
-    options: &CompileOptions,
+    controller: &std::sync::Arc<str>,
 ) -> StatusEntry {
     let generation = meta.generation();
     let valid_rules = compiled.rules.iter().filter(|r| r.is_ok()).count();
@@ -903,7 +914,7 @@ fn attach_route(
         conditions.shrink_to_fit();
         parents.push(RouteParentStatus {
             parent_ref: status_parent_ref(p),
-            controller_name: options.controller_name.clone(),
+            controller_name: controller.clone(),
             conditions,
         });
     }
@@ -1028,7 +1039,7 @@ fn parent_is_gateway(
     gateway: &ObjectKey,
 ) -> bool {
     let key = ObjectKey::new(p.namespace.as_deref().unwrap_or(route_ns), p.name.clone());
-    match p.kind.as_str() {
+    match &*p.kind {
         "Gateway" => &key == gateway,
         "ListenerSet" => res.listener_sets.get(&key).is_some_and(|ls| {
             let r = &ls.spec.parent_ref;

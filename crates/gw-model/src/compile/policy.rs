@@ -361,8 +361,8 @@ pub(crate) fn apply(
             };
             status.ancestors.push(PolicyAncestorStatus {
                 ancestor_ref: ParentReference {
-                    group: GATEWAY_GROUP.to_owned(),
-                    kind: "Gateway".to_owned(),
+                    group: GATEWAY_GROUP.into(),
+                    kind: "Gateway".into(),
                     namespace: Some(gw.namespace.clone()),
                     name: gw.name.clone(),
                     section_name: None,

@@ -38,7 +38,7 @@ pub(crate) fn resolve_parent(
         return None;
     }
     let namespace = p.namespace.as_deref().unwrap_or(route_ns);
-    match p.kind.as_str() {
+    match &*p.kind {
         "Gateway" => gateways
             .iter()
             .position(|g| g.key.name == p.name && g.key.namespace == namespace)

@@ -407,16 +407,16 @@ pub(crate) fn apply(
             });
         };
         let gateway_ref = |gw: &ObjectKey| ParentReference {
-            group: GATEWAY_GROUP.to_owned(),
-            kind: "Gateway".to_owned(),
+            group: GATEWAY_GROUP.into(),
+            kind: "Gateway".into(),
             namespace: Some(gw.namespace.clone()),
             name: gw.name.clone(),
             section_name: None,
             port: None,
         };
         let target_ref = |t: &LocalObjectReference| ParentReference {
-            group: t.group.clone(),
-            kind: t.kind.clone(),
+            group: crate::resources::known_name(t.group.clone()),
+            kind: crate::resources::known_name(t.kind.clone()),
             namespace: Some(p.key.namespace.clone()),
             name: t.name.clone(),
             section_name: None,
@@ -773,7 +773,7 @@ spec:
                     .cloned()
                     .unwrap_or_else(|| panic!("no Accepted condition on {name}"));
                 (
-                    a.ancestor_ref.kind.clone(),
+                    a.ancestor_ref.kind.to_string(),
                     a.ancestor_ref.name.clone(),
                     cond.status,
                     cond.reason.into_owned(),

@@ -1412,8 +1412,8 @@ impl AncestorKey {
 
     fn into_ref(self) -> ParentReference {
         ParentReference {
-            group: self.group,
-            kind: self.kind,
+            group: crate::resources::known_name(self.group),
+            kind: crate::resources::known_name(self.kind),
             namespace: Some(self.namespace),
             name: self.name,
             section_name: self.section,

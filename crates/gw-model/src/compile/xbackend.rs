@@ -373,14 +373,14 @@ pub(crate) fn status(
             .iter()
             .map(|g| RouteParentStatus {
                 parent_ref: ParentReference {
-                    group: GATEWAY_GROUP.to_owned(),
-                    kind: "Gateway".to_owned(),
+                    group: GATEWAY_GROUP.into(),
+                    kind: "Gateway".into(),
                     namespace: Some(g.namespace.clone()),
                     name: g.name.clone(),
                     section_name: None,
                     port: None,
                 },
-                controller_name: options.controller_name.clone(),
+                controller_name: options.controller_name.as_str().into(),
                 conditions: vec![accepted.clone(), resolved.clone()],
             })
             .collect();

@@ -369,8 +369,8 @@ impl ParentGatewayReference {
     /// As a general parent reference.
     pub fn as_parent_ref(&self) -> ParentReference {
         ParentReference {
-            group: self.group.clone(),
-            kind: self.kind.clone(),
+            group: super::meta::known_name(self.group.clone()),
+            kind: super::meta::known_name(self.kind.clone()),
             namespace: self.namespace.clone(),
             name: self.name.clone(),
             section_name: None,

@@ -1,5 +1,6 @@
 //! Object metadata and the reference types shared by many Gateway API kinds.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -53,11 +54,14 @@ impl ObjectMeta {
 #[serde(rename_all = "camelCase")]
 pub struct ParentReference {
     /// API group; defaults to `gateway.networking.k8s.io`.
-    #[serde(default = "default_gateway_group")]
-    pub group: String,
+    // The Gateway API groups are borrowed, not copied per reference (see `known_name`); a
+    // regular comment, as doc comments end up in the TrafficPolicy CRD's schema.
+    #[serde(default = "gateway_group", deserialize_with = "known_name_de")]
+    pub group: Cow<'static, str>,
     /// Kind; defaults to `Gateway`.
-    #[serde(default = "default_gateway_kind")]
-    pub kind: String,
+    // `Gateway` and `ListenerSet` are borrowed.
+    #[serde(default = "gateway_kind", deserialize_with = "known_name_de")]
+    pub kind: Cow<'static, str>,
     /// Namespace; defaults to the namespace of the route.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
@@ -329,6 +333,31 @@ impl<'de> Deserialize<'de> for StringMap {
     }
 }
 
+fn gateway_group() -> Cow<'static, str> {
+    Cow::Borrowed(GATEWAY_GROUP)
+}
+fn gateway_kind() -> Cow<'static, str> {
+    Cow::Borrowed("Gateway")
+}
+
+/// The group and kind names a [`ParentReference`] usually holds.
+const KNOWN_NAMES: [&str; 4] = [GATEWAY_GROUP, GATEWAY_X_GROUP, "Gateway", "ListenerSet"];
+
+/// A string of [`KNOWN_NAMES`] as a borrowed `&'static str`, any other as an owned one: every
+/// route's parentRefs (and their copies in its status) name the same group and kind, which
+/// need no memory of their own.
+pub fn known_name(s: String) -> Cow<'static, str> {
+    match KNOWN_NAMES.iter().find(|k| **k == s) {
+        Some(k) => Cow::Borrowed(k),
+        None => Cow::Owned(s),
+    }
+}
+
+/// Deserializes a string with [`known_name`].
+fn known_name_de<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Cow<'static, str>, D::Error> {
+    String::deserialize(d).map(known_name)
+}
+
 pub(crate) fn default_gateway_group() -> String {
     GATEWAY_GROUP.to_owned()
 }
@@ -348,6 +377,29 @@ pub(crate) fn default_weight() -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parent_ref_group_and_kind_are_borrowed_when_known() {
+        let parse = |json: &str| serde_json::from_str::<ParentReference>(json).unwrap();
+        let is_borrowed = |c: &Cow<'static, str>| matches!(c, Cow::Borrowed(_));
+        // Defaults (GEP-1426 ParentReference: group `gateway.networking.k8s.io`, kind `Gateway`).
+        let p = parse(r#"{"name": "edge"}"#);
+        assert_eq!((&*p.group, &*p.kind), (GATEWAY_GROUP, "Gateway"));
+        assert!(is_borrowed(&p.group) && is_borrowed(&p.kind));
+        // Spelled out: the same static strings.
+        let p =
+            parse(r#"{"group": "gateway.networking.k8s.io", "kind": "ListenerSet", "name": "a"}"#);
+        assert_eq!(&*p.kind, "ListenerSet");
+        assert!(is_borrowed(&p.group) && is_borrowed(&p.kind));
+        // Anything else is kept as written.
+        let p = parse(r#"{"group": "example.com", "kind": "Mesh", "name": "m"}"#);
+        assert_eq!((&*p.group, &*p.kind), ("example.com", "Mesh"));
+        assert!(!is_borrowed(&p.group) && !is_borrowed(&p.kind));
+        assert_eq!(
+            serde_json::to_value(&p).unwrap(),
+            serde_json::json!({"group": "example.com", "kind": "Mesh", "name": "m"})
+        );
+    }
 
     fn labels<T: FromIterator<(String, String)>>(pairs: &[(&str, &str)]) -> T {
         pairs
