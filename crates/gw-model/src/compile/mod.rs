@@ -389,12 +389,19 @@ impl<'c> RouteWalk<'c> {
         let Some(old) = walk.zip(route_slot(kind)).map(|(w, i)| &mut w.old[i]) else {
             return (key.clone(), build());
         };
-        // Routes gone since the previous compile come before this one: dropped.
-        while old.next_if(|(k, _)| k < key).is_some() {}
-        match old.next_if(|(k, _)| k == key) {
-            Some(kept) => kept,
-            None => (key.clone(), build()),
+        // Routes gone since the previous compile come before this one: dropped. One key
+        // comparison per route looked at.
+        while let Some((k, _)) = old.peek() {
+            match k.cmp(key) {
+                std::cmp::Ordering::Less => drop(old.next()),
+                std::cmp::Ordering::Equal => match old.next() {
+                    Some(kept) => return kept,
+                    None => break,
+                },
+                std::cmp::Ordering::Greater => break,
+            }
         }
+        (key.clone(), build())
     }
 
     /// Keeps a compiled route for the next compile.
