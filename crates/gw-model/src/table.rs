@@ -288,6 +288,20 @@ struct MatchRank {
 }
 
 impl MatchRank {
+    /// The rank as one integer that sorts as the rank does: the fields from the most
+    /// significant bits down, the reversed ones complemented. Header and query match counts
+    /// are kept to 30 bits (a rule cannot hold 2^30 matches: the CRD allows 16 of each).
+    fn packed(self) -> u128 {
+        const COUNT: u128 = (1 << 30) - 1;
+        let count = |n: usize| u128::try_from(n).map_or(COUNT, |n| n.min(COUNT));
+        let len = u64::try_from(self.path_len.0).unwrap_or(u64::MAX);
+        (u128::from(self.path_class) << 126)
+            | (u128::from(u64::MAX - len) << 62)
+            | (u128::from(self.no_method) << 61)
+            | ((COUNT - count(self.headers.0)) << 31)
+            | ((COUNT - count(self.query.0)) << 1)
+    }
+
     fn of(m: &HttpMatch) -> Self {
         MatchRank {
             path_class: match m.path.kind {
@@ -312,9 +326,11 @@ pub(crate) fn http_precedence(entries: &[Shared<HttpRouteEntry>]) -> Vec<(usize,
         .flat_map(|(e, entry)| (0..entry.matches.len()).map(move |m| (e, m)))
         .collect();
     // HttpMatchKey's criteria and its first tie-breaker.
+    // The rank packed into one integer: a sort of 5,000 keys compared five fields and moved
+    // 112-byte keys (5 million instructions per compile at 5,000 routes).
     let spec = |e: usize, m: usize| {
         let entry = &entries[e];
-        (MatchRank::of(&entry.matches[m]), age(&entry.route))
+        (MatchRank::of(&entry.matches[m]).packed(), age(&entry.route))
     };
     // Entries are placed route by route in key order, rules in order: then the rest of the
     // tie-break (route key, rule index) is the entry's position, and no key is compared.
@@ -1132,4 +1148,45 @@ pub struct JwtProviderSettings {
     pub claim_to_headers: Vec<(String, String)>,
     /// Tolerance for `exp` and `nbf`.
     pub clock_skew: Duration,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn rank(path_class: u8, path_len: usize, no_method: bool, h: usize, q: usize) -> MatchRank {
+        MatchRank {
+            path_class,
+            path_len: Reverse(path_len),
+            no_method,
+            headers: Reverse(h),
+            query: Reverse(q),
+        }
+    }
+
+    proptest! {
+        /// HTTPRoute spec precedence ("Exact path match. Prefix path match with largest number
+        /// of characters. Method match. Largest number of header matches. Largest number of
+        /// query param matches."): the packed rank the table sorts by orders matches exactly
+        /// as the rank's fields do.
+        #[test]
+        fn packed_rank_sorts_as_the_rank(
+            a in (0u8..3, 0usize..5000, any::<bool>(), 0usize..20, 0usize..20),
+            b in (0u8..3, 0usize..5000, any::<bool>(), 0usize..20, 0usize..20),
+        ) {
+            let (a, b) = (rank(a.0, a.1, a.2, a.3, a.4), rank(b.0, b.1, b.2, b.3, b.4));
+            prop_assert_eq!(a.packed().cmp(&b.packed()), a.cmp(&b));
+        }
+    }
+
+    #[test]
+    fn packed_rank_keeps_the_extremes_in_order() {
+        let exact_long = rank(0, usize::MAX, false, 0, 0);
+        let exact_short = rank(0, 0, true, 16, 16);
+        let prefix = rank(1, usize::MAX, false, 1 << 40, 1 << 40);
+        assert!(exact_long.packed() < exact_short.packed());
+        assert!(exact_short.packed() < prefix.packed());
+        assert!(rank(2, 0, true, 0, 0).packed() > prefix.packed());
+    }
 }
