@@ -343,10 +343,10 @@ fn gateway_kind() -> Cow<'static, str> {
 /// The group and kind names a [`ParentReference`] usually holds.
 const KNOWN_NAMES: [&str; 4] = [GATEWAY_GROUP, GATEWAY_X_GROUP, "Gateway", "ListenerSet"];
 
-/// A string of [`KNOWN_NAMES`] as a borrowed `&'static str`, any other as an owned one: every
+/// A string of `KNOWN_NAMES` as a borrowed `&'static str`, any other as an owned one: every
 /// route's parentRefs (and their copies in its status) name the same group and kind, which
 /// need no memory of their own.
-pub fn known_name(s: String) -> Cow<'static, str> {
+pub(crate) fn known_name(s: String) -> Cow<'static, str> {
     match KNOWN_NAMES.iter().find(|k| **k == s) {
         Some(k) => Cow::Borrowed(k),
         None => Cow::Owned(s),
@@ -382,7 +382,8 @@ mod tests {
     fn parent_ref_group_and_kind_are_borrowed_when_known() {
         let parse = |json: &str| serde_json::from_str::<ParentReference>(json).unwrap();
         let is_borrowed = |c: &Cow<'static, str>| matches!(c, Cow::Borrowed(_));
-        // Defaults (GEP-1426 ParentReference: group `gateway.networking.k8s.io`, kind `Gateway`).
+        // Defaults (ParentReference API spec: "group ... defaults to gateway.networking.k8s.io",
+        // "kind ... defaults to Gateway").
         let p = parse(r#"{"name": "edge"}"#);
         assert_eq!((&*p.group, &*p.kind), (GATEWAY_GROUP, "Gateway"));
         assert!(is_borrowed(&p.group) && is_borrowed(&p.kind));
