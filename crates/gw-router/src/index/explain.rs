@@ -892,21 +892,17 @@ fn explain_grpc(
         .strip_prefix('/')
         .and_then(|p| p.split_once('/'))
         .unwrap_or(("", ""));
-    let no_match = gw_model::table::GrpcMatch {
-        method: None,
-        headers: Vec::new(),
-    };
     let key = |c: &GrpcCand| {
         let e = c.rule.grpc_entry()?;
         Some(GrpcMatchKey::new(
-            grpc_match_of(c, &no_match)?,
+            grpc_match_of(c)?,
             &e.route,
             e.rule_index,
             c.match_index,
         ))
     };
     for (rank, c) in listener.grpc_cands.iter().enumerate() {
-        let (Some(entry), Some(m)) = (c.rule.grpc_entry(), grpc_match_of(c, &no_match)) else {
+        let (Some(entry), Some(m)) = (c.rule.grpc_entry(), grpc_match_of(c)) else {
             continue;
         };
         let in_group = chosen.is_some_and(|g| hostnames(&entry.hostnames).any(|p| p == g));
@@ -972,15 +968,9 @@ fn explain_grpc(
 }
 
 /// The match a gRPC candidate stands for (a rule without matches matches everything).
-fn grpc_match_of<'a>(
-    c: &'a GrpcCand,
-    no_match: &'a gw_model::table::GrpcMatch,
-) -> Option<&'a gw_model::table::GrpcMatch> {
-    c.rule.grpc_entry().map(|e| {
-        if e.matches.is_empty() {
-            no_match
-        } else {
-            e.matches.get(c.match_index).unwrap_or(no_match)
-        }
-    })
+fn grpc_match_of(c: &GrpcCand) -> Option<&gw_model::table::GrpcMatch> {
+    let all = super::MATCH_EVERY_GRPC_REQUEST;
+    c.rule
+        .grpc_entry()
+        .and_then(|e| super::grpc_matches_of(e).get(c.match_index).or(all.first()))
 }

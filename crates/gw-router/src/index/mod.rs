@@ -216,16 +216,7 @@ impl Rule {
             route_label: e.route.key.to_string().into(),
             rule_label: rule_label(e.rule_name.as_deref(), e.rule_index),
             http_conds: Box::default(),
-            grpc_conds: grpc_matches_of(
-                e,
-                &[GrpcMatch {
-                    method: None,
-                    headers: Vec::new(),
-                }],
-            )
-            .iter()
-            .map(GrpcConds::new)
-            .collect(),
+            grpc_conds: grpc_matches_of(e).iter().map(GrpcConds::new).collect(),
             source: RuleSource::Grpc(e.clone()),
         }
     }
@@ -1003,21 +994,14 @@ fn build_listener(
     }
 
     // GRPCRoute rules; a rule without matches matches every request.
-    let no_match = [GrpcMatch {
-        method: None,
-        headers: Vec::new(),
-    }];
-    let grpc_entries: Vec<(&[GrpcMatch], ())> = l
-        .grpc
-        .iter()
-        .map(|e| (grpc_matches_of(e, &no_match), ()))
-        .collect();
+    let grpc_entries: Vec<(&[GrpcMatch], ())> =
+        l.grpc.iter().map(|e| (grpc_matches_of(e), ())).collect();
     let grpc_order = order(
         &l.grpc_order,
         &grpc_entries,
         |e, m| {
             GrpcMatchKey::new(
-                &grpc_matches_of(&l.grpc[e], &no_match)[m],
+                &grpc_matches_of(&l.grpc[e])[m],
                 &l.grpc[e].route,
                 l.grpc[e].rule_index,
                 m,
@@ -1031,7 +1015,7 @@ fn build_listener(
         let (Some(entry), Some(slot)) = (l.grpc.get(e), rules.get_mut(e)) else {
             continue;
         };
-        let Some(gm) = grpc_matches_of(entry, &no_match).get(m) else {
+        let Some(gm) = grpc_matches_of(entry).get(m) else {
             continue;
         };
         let rule = slot
@@ -1150,9 +1134,16 @@ impl<'a> Reusable<'a> {
     }
 }
 
-fn grpc_matches_of<'a>(e: &'a GrpcRouteEntry, no_match: &'a [GrpcMatch]) -> &'a [GrpcMatch] {
+/// The match of a gRPC rule without matches: every request.
+const MATCH_EVERY_GRPC_REQUEST: &[GrpcMatch] = &[GrpcMatch {
+    method: None,
+    headers: Vec::new(),
+}];
+
+/// A gRPC rule's matches ([`MATCH_EVERY_GRPC_REQUEST`] for a rule without any).
+fn grpc_matches_of(e: &GrpcRouteEntry) -> &[GrpcMatch] {
     if e.matches.is_empty() {
-        no_match
+        MATCH_EVERY_GRPC_REQUEST
     } else {
         e.matches.as_slice()
     }
