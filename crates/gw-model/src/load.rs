@@ -234,26 +234,34 @@ pub fn documents(text: &str) -> Vec<&str> {
     for offset in candidates {
         let rest = text.get(offset..).unwrap_or_default();
         let line = rest.split_inclusive('\n').next().unwrap_or_default();
-        let trimmed = line.trim_end_matches(['\n', '\r']);
-        let is_marker = |m: &str| {
-            trimmed == m
-                || trimmed
-                    .strip_prefix(m)
-                    .is_some_and(|rest| rest.starts_with([' ', '\t']))
-        };
-        if is_marker("---") || is_marker("...") {
+        if let Some(next) = marker(line) {
             docs.push(text.get(start..offset).unwrap_or_default());
-            // Content after `--- ` on the same line belongs to the next document.
-            start = if is_marker("---") && trimmed.len() > 3 {
-                offset + 4
-            } else {
-                offset + line.len()
-            };
+            start = offset + next;
         }
     }
     docs.push(text.get(start..).unwrap_or_default());
     // The text before a leading `---` is an empty document; keep indices stable anyway.
     docs
+}
+
+/// When `line` (with its line break) is a document marker (`---` or `...`, alone or followed
+/// by a space or tab), where in it the next document starts.
+fn marker(line: &str) -> Option<usize> {
+    let trimmed = line.trim_end_matches(['\n', '\r']);
+    let is_marker = |m: &str| {
+        trimmed == m
+            || trimmed
+                .strip_prefix(m)
+                .is_some_and(|rest| rest.starts_with([' ', '\t']))
+    };
+    if is_marker("---") && trimmed.len() > 3 {
+        // Content after `--- ` on the same line belongs to the next document.
+        Some(4)
+    } else if is_marker("---") || is_marker("...") {
+        Some(line.len())
+    } else {
+        None
+    }
 }
 
 fn is_blank(doc: &str) -> bool {
@@ -500,24 +508,14 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    /// The line-by-line split `documents` replaced: the reference it must agree with.
+    /// The line-by-line split `documents` replaced (every line looked at): the reference its
+    /// search for marker lines must agree with.
     fn by_lines(text: &str) -> Vec<&str> {
         let (mut docs, mut start, mut offset) = (Vec::new(), 0, 0);
         for line in text.split_inclusive('\n') {
-            let trimmed = line.trim_end_matches(['\n', '\r']);
-            let is_marker = |m: &str| {
-                trimmed == m
-                    || trimmed
-                        .strip_prefix(m)
-                        .is_some_and(|r| r.starts_with([' ', '\t']))
-            };
-            if is_marker("---") || is_marker("...") {
+            if let Some(next) = marker(line) {
                 docs.push(&text[start..offset]);
-                start = if is_marker("---") && trimmed.len() > 3 {
-                    offset + 4
-                } else {
-                    offset + line.len()
-                };
+                start = offset + next;
             }
             offset += line.len();
         }
@@ -550,6 +548,20 @@ mod tests {
         ] {
             assert_eq!(documents(text), by_lines(text), "{text:?}");
         }
+        // The marker rules themselves: `--- ` and `---<tab>` start the next document on their
+        // own line; `----`, `---x` and markers inside a line are content.
+        assert_eq!(
+            documents("--- kind: A\n---\tkind: B\n...\n"),
+            ["", "kind: A\n", "kind: B\n", ""]
+        );
+        assert_eq!(
+            documents("a: ---\nb: x---\n----\n---x\n--- \n"),
+            ["a: ---\nb: x---\n----\n---x\n", "\n"]
+        );
+        assert_eq!(
+            documents("kind: A\r\n---\r\nkind: B\r\n"),
+            ["kind: A\r\n", "kind: B\r\n"]
+        );
     }
 
     #[test]
