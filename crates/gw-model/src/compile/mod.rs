@@ -144,7 +144,7 @@ pub(crate) struct GatewayState<'a> {
 }
 
 impl GatewayState<'_> {
-    fn own_listeners(&self) -> impl Iterator<Item = (usize, &ListenerState)> + Clone {
+    fn own_listeners(&self) -> impl Iterator<Item = (usize, &ListenerState)> {
         self.listeners
             .iter()
             .enumerate()
@@ -154,7 +154,7 @@ impl GatewayState<'_> {
     fn set_listeners<'s>(
         &'s self,
         key: &'s ObjectKey,
-    ) -> impl Iterator<Item = (usize, &'s ListenerState)> + Clone {
+    ) -> impl Iterator<Item = (usize, &'s ListenerState)> {
         self.listeners
             .iter()
             .enumerate()
@@ -495,6 +495,7 @@ fn compile_with(
         gateways.iter().map(|g| g.key.clone()).collect();
     // Each route compiled (or taken from the cache), attached, and given its status.
     let controller: std::sync::Arc<str> = options.controller_name.as_str().into();
+    let mut scratch = AttachScratch::default();
     let mut place =
         |view: &RouteView<'_>, meta: &ObjectMeta, build: &dyn Fn() -> RouteCompilation| {
             let mut compiled = RouteWalk::route(cache.as_deref_mut(), view.kind, view.key, build);
@@ -505,6 +506,7 @@ fn compile_with(
                 meta,
                 &mut compiled.1,
                 &controller,
+                &mut scratch,
             ));
             RouteWalk::keep(cache.as_deref_mut(), view.kind, compiled);
         };
@@ -808,6 +810,15 @@ fn l4_route(res: &refs::Lookup<'_>, kind: Kind, key: &ObjectKey, r: &L4Route) ->
     }
 }
 
+/// Buffers [`attach_route`] reuses from one route to the next (a compile attaches every route).
+#[derive(Default)]
+struct AttachScratch {
+    /// The listeners one parentRef attaches to, with the route's hostnames on each.
+    attached: Vec<(usize, Vec<String>)>,
+    /// (Gateway, listener) pairs the route is already on.
+    placed: Vec<(usize, usize)>,
+}
+
 /// Decides every parentRef of one route and places its rules on the listeners it attaches to.
 fn attach_route(
     res: &Resources,
@@ -816,6 +827,7 @@ fn attach_route(
     meta: &ObjectMeta,
     compiled: &mut RouteCompilation,
     controller: &std::sync::Arc<str>,
+    scratch: &mut AttachScratch,
 ) -> StatusEntry {
     let generation = meta.generation();
     let valid_rules = compiled.rules.iter().filter(|r| r.is_ok()).count();
@@ -839,7 +851,11 @@ fn attach_route(
     let mut parents = Vec::with_capacity(view.parent_refs.len());
     // Listeners this route is already on: a route counts once per listener and its rules are
     // placed once, however many of its parentRefs select the listener.
-    let mut placed: Vec<(usize, usize)> = Vec::new();
+    let AttachScratch { attached, placed } = scratch;
+    placed.clear();
+    // Accepted and ResolvedRefs, and PartiallyInvalid when some rules are: sized exactly, as
+    // the list lives in the status report until the next reload.
+    let condition_count = 2 + usize::from(first_invalid.is_some() && valid_rules > 0);
     for p in view.parent_refs {
         let Some(target) = resolve_parent(res, gateways, &view.key.namespace, p) else {
             continue;
@@ -847,7 +863,7 @@ fn attach_route(
         let (gi, outcome) = match &target {
             ParentTarget::Gateway(gi) => {
                 let g = &gateways[*gi];
-                (*gi, attach(res, view, p, g.own_listeners()))
+                (*gi, attach(res, view, p, g.own_listeners(), attached))
             }
             ParentTarget::ListenerSet {
                 gateway,
@@ -856,7 +872,7 @@ fn attach_route(
             } => {
                 let g = &gateways[*gateway];
                 let outcome = if *accepted {
-                    attach(res, view, p, g.set_listeners(key))
+                    attach(res, view, p, g.set_listeners(key), attached)
                 } else {
                     Err(Problem::new(
                         "NotAllowedByListeners",
@@ -866,7 +882,7 @@ fn attach_route(
                 (*gateway, outcome)
             }
         };
-        let mut conditions = Vec::with_capacity(3);
+        let mut conditions = Vec::with_capacity(condition_count);
         match outcome {
             Err(problem) => {
                 conditions.push(Condition::fail(
@@ -876,7 +892,7 @@ fn attach_route(
                     generation,
                 ));
             }
-            Ok(attached) => {
+            Ok(()) => {
                 if valid_rules == 0 && !compiled.rules.is_empty() {
                     let msg = first_invalid
                         .as_ref()
@@ -896,7 +912,7 @@ fn attach_route(
                     ));
                 }
                 let g = &mut gateways[gi];
-                for (li, hostnames) in attached {
+                for (li, hostnames) in attached.drain(..) {
                     if !placed.contains(&(gi, li)) {
                         placed.push((gi, li));
                         g.listeners[li].attached_routes += 1;
@@ -918,7 +934,7 @@ fn attach_route(
                 generation,
             ));
         }
-        conditions.shrink_to_fit();
+        debug_assert_eq!(conditions.len(), condition_count);
         parents.push(RouteParentStatus {
             parent_ref: status_parent_ref(p),
             controller_name: controller.clone(),

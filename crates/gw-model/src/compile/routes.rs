@@ -81,23 +81,23 @@ pub(crate) fn attach<'l>(
     res: &Resources,
     route: &RouteView<'_>,
     p: &ParentReference,
-    listeners: impl Iterator<Item = (usize, &'l ListenerState)> + Clone,
-) -> Result<Vec<(usize, Vec<String>)>, Problem> {
-    let selected = listeners
-        .filter(|(_, l)| p.section_name.as_ref().is_none_or(|s| *s == l.spec.name))
-        .filter(|(_, l)| p.port.is_none_or(|port| port == l.spec.port));
-    if selected.clone().next().is_none() {
-        let what = match (&p.section_name, p.port) {
-            (Some(s), Some(port)) => format!("no listener named {s} on port {port}"),
-            (Some(s), None) => format!("no listener named {s}"),
-            (None, Some(port)) => format!("no listener on port {port}"),
-            (None, None) => "the parent has no listeners".to_owned(),
-        };
-        return Err(Problem::new("NoMatchingParent", what));
-    }
+    listeners: impl Iterator<Item = (usize, &'l ListenerState)>,
+    out: &mut Vec<(usize, Vec<String>)>,
+) -> Result<(), Problem> {
+    // One pass over the listeners (this runs for every parentRef of every route on every
+    // reload); the reasons are then decided in the spec's order.
+    out.clear();
     let route_ns = &route.key.namespace;
-    let allowed = selected.filter(|(_, l)| {
-        l.supported_kinds
+    let (mut selected, mut allowed) = (false, false);
+    for (i, l) in listeners {
+        if p.section_name.as_ref().is_some_and(|s| *s != l.spec.name)
+            || p.port.is_some_and(|port| port != l.spec.port)
+        {
+            continue;
+        }
+        selected = true;
+        let allows = l
+            .supported_kinds
             .iter()
             .any(|k| k.group == GATEWAY_GROUP && k.kind == route.kind.as_str())
             && namespace_allowed(
@@ -106,9 +106,31 @@ pub(crate) fn attach<'l>(
                 l.spec.allowed_routes.namespaces.selector.as_ref(),
                 &l.owner.key.namespace,
                 route_ns,
-            )
-    });
-    if allowed.clone().next().is_none() {
+            );
+        if !allows {
+            continue;
+        }
+        allowed = true;
+        let uses_hostnames = matches!(
+            l.protocol,
+            Some(Protocol::Http | Protocol::Https | Protocol::Tls)
+        );
+        if !uses_hostnames {
+            out.push((i, Vec::new()));
+        } else if let Some(h) = effective_hostnames(l.spec.hostname.as_deref(), route.hostnames) {
+            out.push((i, h));
+        }
+    }
+    if !selected {
+        let what = match (&p.section_name, p.port) {
+            (Some(s), Some(port)) => format!("no listener named {s} on port {port}"),
+            (Some(s), None) => format!("no listener named {s}"),
+            (None, Some(port)) => format!("no listener on port {port}"),
+            (None, None) => "the parent has no listeners".to_owned(),
+        };
+        return Err(Problem::new("NoMatchingParent", what));
+    }
+    if !allowed {
         return Err(Problem::new(
             "NotAllowedByListeners",
             format!(
@@ -117,25 +139,11 @@ pub(crate) fn attach<'l>(
             ),
         ));
     }
-    let mut out = Vec::new();
-    for (i, l) in allowed {
-        let uses_hostnames = matches!(
-            l.protocol,
-            Some(Protocol::Http | Protocol::Https | Protocol::Tls)
-        );
-        if !uses_hostnames {
-            out.push((i, Vec::new()));
-            continue;
-        }
-        if let Some(h) = effective_hostnames(l.spec.hostname.as_deref(), route.hostnames) {
-            out.push((i, h));
-        }
-    }
     if out.is_empty() {
         return Err(Problem::new(
             "NoMatchingListenerHostname",
             "no hostname of the route intersects the hostnames of the allowed listeners",
         ));
     }
-    Ok(out)
+    Ok(())
 }
