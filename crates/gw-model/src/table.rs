@@ -337,15 +337,67 @@ pub(crate) fn http_precedence(entries: &[Shared<HttpRouteEntry>]) -> Vec<(usize,
     let in_key_order = entries
         .windows(2)
         .all(|w| (&w[0].route.key, w[0].rule_index) <= (&w[1].route.key, w[1].rule_index));
-    // Keys computed once, side by side (they borrow the route keys, no copy).
     if in_key_order {
+        // The whole key as two integers: the rank, then age, entry and match packed. A sort
+        // of 5,000 keys compared tuples field by field (3.4 million instructions per compile).
+        let packed: Option<Vec<[u128; 2]>> = all
+            .iter()
+            .map(|&(e, m)| {
+                let entry = &entries[e];
+                let rank = MatchRank::of(&entry.matches[m]).packed();
+                Some([rank, packed_tail(entry.route.created, e, m)?])
+            })
+            .collect();
+        if let Some(mut keys) = packed {
+            keys.sort_unstable();
+            return keys.iter().map(|k| unpack_tail(k[1])).collect();
+        }
         all.sort_by_cached_key(|&(e, m)| (spec(e, m), e, m));
     } else {
+        // Keys computed once, side by side (they borrow the route keys, no copy).
         all.sort_by_cached_key(|&(e, m)| {
             (spec(e, m), &entries[e].route.key, entries[e].rule_index, m)
         });
     }
     all
+}
+
+/// Bits of [`packed_tail`]: the entry index, the match index below it.
+const TAIL_ENTRY_BITS: u32 = 32;
+const TAIL_MATCH_BITS: u32 = 25;
+/// Creation times (nanoseconds) from -2^69 to 2^69 exclusive: every time a `Timestamp` holds
+/// (years -9999 to 9999), offset to be positive; one more value for "no timestamp".
+const TAIL_AGE_OFFSET: i128 = 1 << 69;
+
+/// The tie-break of [`http_precedence`] for entries in key order (age, then entry position,
+/// then match index) as one integer that sorts as the tuple does; `None` when a value does not
+/// fit its bits (the sort then compares the tuple).
+fn packed_tail(created: Option<i128>, entry: usize, m: usize) -> Option<u128> {
+    let age = match created {
+        // Routes without a timestamp sort after every route with one.
+        None => 2 * TAIL_AGE_OFFSET,
+        Some(c) if (-TAIL_AGE_OFFSET..TAIL_AGE_OFFSET).contains(&c) => c + TAIL_AGE_OFFSET,
+        Some(_) => return None,
+    };
+    let age = u128::try_from(age).ok()?;
+    let entry = u128::try_from(entry)
+        .ok()
+        .filter(|&e| e < 1 << TAIL_ENTRY_BITS)?;
+    let m = u128::try_from(m)
+        .ok()
+        .filter(|&m| m < 1 << TAIL_MATCH_BITS)?;
+    Some((age << (TAIL_ENTRY_BITS + TAIL_MATCH_BITS)) | (entry << TAIL_MATCH_BITS) | m)
+}
+
+/// The (entry, match) pair of a [`packed_tail`].
+fn unpack_tail(tail: u128) -> (usize, usize) {
+    let field = |shift: u32, bits: u32| {
+        usize::try_from((tail >> shift) & ((1 << bits) - 1)).unwrap_or(usize::MAX)
+    };
+    (
+        field(TAIL_MATCH_BITS, TAIL_ENTRY_BITS),
+        field(0, TAIL_MATCH_BITS),
+    )
 }
 
 impl HttpMatchKey {
@@ -1178,6 +1230,39 @@ mod tests {
             let (a, b) = (rank(a.0, a.1, a.2, a.3, a.4), rank(b.0, b.1, b.2, b.3, b.4));
             prop_assert_eq!(a.packed().cmp(&b.packed()), a.cmp(&b));
         }
+    }
+
+    proptest! {
+        /// HTTPRoute spec tie-breakers ("The oldest Route based on creation timestamp", then
+        /// the route's name, rule and match order; the name and rule order are the entry's
+        /// position when entries are in key order): the packed tail sorts as they do, and
+        /// gives the entry and match back.
+        #[test]
+        fn packed_tail_sorts_as_age_entry_match(
+            a in (proptest::option::of(-(1i128 << 69)..(1i128 << 69)), 0usize..1 << 32, 0usize..1 << 25),
+            b in (proptest::option::of(-(1i128 << 69)..(1i128 << 69)), 0usize..1 << 32, 0usize..1 << 25),
+        ) {
+            let (pa, pb) = (packed_tail(a.0, a.1, a.2), packed_tail(b.0, b.1, b.2));
+            let (pa, pb) = (pa.expect("fits"), pb.expect("fits"));
+            let key = |x: &(Option<i128>, usize, usize)| (age_of(x.0), x.1, x.2);
+            prop_assert_eq!(pa.cmp(&pb), key(&a).cmp(&key(&b)));
+            prop_assert_eq!(unpack_tail(pa), (a.1, a.2));
+        }
+    }
+
+    fn age_of(created: Option<i128>) -> (bool, i128) {
+        (created.is_none(), created.unwrap_or(0))
+    }
+
+    #[test]
+    fn packed_tail_refuses_what_does_not_fit() {
+        assert_eq!(packed_tail(Some(1 << 69), 0, 0), None);
+        assert_eq!(packed_tail(Some(-(1 << 69) - 1), 0, 0), None);
+        assert_eq!(packed_tail(Some(i128::MAX), 0, 0), None);
+        assert_eq!(packed_tail(None, 1 << 32, 0), None);
+        assert_eq!(packed_tail(None, 0, 1 << 25), None);
+        // The newest timestamp that fits still sorts before "no timestamp".
+        assert!(packed_tail(Some((1 << 69) - 1), 0, 0) < packed_tail(None, 0, 0));
     }
 
     #[test]
