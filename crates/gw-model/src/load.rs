@@ -33,6 +33,8 @@ use serde_json::Value;
 
 use crate::resources::{Kind, Object};
 
+mod tracked;
+
 /// Where a document came from: the source name (usually a file path) and the document index.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct DocumentRef {
@@ -439,24 +441,6 @@ fn is_expected_extra(path: &str) -> bool {
         || path.starts_with("immutable")
 }
 
-/// `serde_ignored` spells `a.0.b`; users read `a[0].b`, as `serde_path_to_error` writes it.
-fn bracket_indices(path: &str) -> String {
-    let mut out = String::with_capacity(path.len() + 4);
-    for (i, seg) in path.split('.').enumerate() {
-        if !seg.is_empty() && seg.bytes().all(|b| b.is_ascii_digit()) {
-            out.push('[');
-            out.push_str(seg);
-            out.push(']');
-        } else {
-            if i > 0 {
-                out.push('.');
-            }
-            out.push_str(seg);
-        }
-    }
-    out
-}
-
 fn typed<T: DeserializeOwned>(
     doc: &DocumentRef,
     kind: Kind,
@@ -464,11 +448,8 @@ fn typed<T: DeserializeOwned>(
     value: Value,
     out: &mut Loaded,
 ) -> Option<T> {
-    let mut unknown = Vec::new();
-    let mut track =
-        |path: serde_ignored::Path<'_>| unknown.push(bracket_indices(&path.to_string()));
-    let de = serde_ignored::Deserializer::new(value, &mut track);
-    match serde_path_to_error::deserialize::<_, T>(de) {
+    let (result, unknown) = tracked::deserialize::<T>(value);
+    match result {
         Ok(v) => {
             let core = !matches!(
                 kind.group(),
@@ -490,13 +471,12 @@ fn typed<T: DeserializeOwned>(
             Some(v)
         }
         Err(e) => {
-            let path = e.path().to_string();
             out.errors.push(LoadError::Field {
                 doc: doc.clone(),
                 kind,
                 name: name.to_owned(),
-                path: if path == "." { String::new() } else { path },
-                message: e.into_inner().to_string(),
+                path: e.path,
+                message: e.error.to_string(),
             });
             None
         }
