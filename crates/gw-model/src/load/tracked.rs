@@ -4,12 +4,10 @@
 //!
 //! Scalars are handed to `serde_json`'s own deserializer for [`Value`], so conversions and
 //! error messages are exactly its own; only arrays, objects, enums and options are walked
-//! here, to keep the path. One layer over every visitor of the model, where a deserializer
-//! per concern (one for ignored fields, one for error paths, each wrapping every visitor of
-//! the model) tripled the deserialization code of the binary.
+//! here, to keep the path: one layer over the model's visitors, where there were two
+//! deserializers, one per concern, each wrapping every visitor of the model.
 
 use std::cell::RefCell;
-use std::fmt::Write as _;
 
 use serde::de::{
     self, DeserializeOwned, DeserializeSeed, Deserializer, EnumAccess, IntoDeserializer, MapAccess,
@@ -25,7 +23,7 @@ pub(crate) struct PathError {
 }
 
 /// Deserializes `value` as a `T`; returns it (or the error and where it arose) and the paths of
-/// the fields `T` ignored, in document order: `spec.rules[0].matches[1].path`.
+/// the fields `T` ignored, in the order the value holds them: `spec.rules[0].matches[1].path`.
 pub(crate) fn deserialize<T: DeserializeOwned>(
     value: Value,
 ) -> (Result<T, PathError>, Vec<String>) {
@@ -74,11 +72,7 @@ impl std::fmt::Display for Path<'_> {
             Path::Root => Ok(()),
             Path::Field(Path::Root, name) => f.write_str(name),
             Path::Field(parent, name) => write!(f, "{parent}.{name}"),
-            Path::Index(parent, i) => {
-                parent.fmt(f)?;
-                f.write_char('[')?;
-                write!(f, "{i}]")
-            }
+            Path::Index(parent, i) => write!(f, "{parent}[{i}]"),
         }
     }
 }
