@@ -249,30 +249,106 @@ impl ObjectStatus {
         }
     }
 
-    fn all_conditions_mut(&mut self) -> Vec<&mut Condition> {
-        match self {
-            ObjectStatus::GatewayClass(s) => s.conditions.iter_mut().collect(),
-            ObjectStatus::Gateway(s) => s
-                .conditions
-                .iter_mut()
-                .chain(s.listeners.iter_mut().flat_map(|l| &mut l.conditions))
-                .collect(),
-            ObjectStatus::ListenerSet(s) => s
-                .conditions
-                .iter_mut()
-                .chain(s.listeners.iter_mut().flat_map(|l| &mut l.conditions))
-                .collect(),
-            ObjectStatus::Route(s) | ObjectStatus::Backend(s) => s
-                .parents
-                .iter_mut()
-                .flat_map(|p| &mut p.conditions)
-                .collect(),
-            ObjectStatus::Policy(s) => s
-                .ancestors
-                .iter_mut()
-                .flat_map(|p| &mut p.conditions)
-                .collect(),
+    /// Stamps `lastTransitionTime` on every condition (see
+    /// [`StatusReport::stamp_transition_times`]): each list of conditions against its own list
+    /// in `old` (the same parent, ancestor or listener), none of them when `old` is another kind
+    /// of status.
+    fn stamp(&mut self, old: Option<&ObjectStatus>, now: &Arc<str>) {
+        use ObjectStatus as S;
+        match (self, old) {
+            (S::GatewayClass(s), old) => {
+                let old = match old {
+                    Some(S::GatewayClass(o)) => &o.conditions[..],
+                    _ => &[],
+                };
+                stamp_conditions(&mut s.conditions, old, now);
+            }
+            (S::Gateway(s), old) => {
+                let (conditions, listeners) = match old {
+                    Some(S::Gateway(o)) => (&o.conditions[..], &o.listeners[..]),
+                    _ => (&[][..], &[][..]),
+                };
+                stamp_conditions(&mut s.conditions, conditions, now);
+                stamp_listeners(&mut s.listeners, listeners, now);
+            }
+            (S::ListenerSet(s), old) => {
+                let (conditions, listeners) = match old {
+                    Some(S::ListenerSet(o)) => (&o.conditions[..], &o.listeners[..]),
+                    _ => (&[][..], &[][..]),
+                };
+                stamp_conditions(&mut s.conditions, conditions, now);
+                stamp_listeners(&mut s.listeners, listeners, now);
+            }
+            (S::Route(s), old) | (S::Backend(s), old) => {
+                let parents = match old {
+                    Some(S::Route(o) | S::Backend(o)) => &o.parents[..],
+                    _ => &[],
+                };
+                for i in 0..s.parents.len() {
+                    let old = paired(&s.parents, parents, i, |a, b| {
+                        a.parent_ref == b.parent_ref && a.controller_name == b.controller_name
+                    });
+                    let conditions = old.map_or(&[][..], |o| &o.conditions);
+                    if let Some(p) = s.parents.get_mut(i) {
+                        stamp_conditions(&mut p.conditions, conditions, now);
+                    }
+                }
+            }
+            (S::Policy(s), old) => {
+                let ancestors = match old {
+                    Some(S::Policy(o)) => &o.ancestors[..],
+                    _ => &[],
+                };
+                for i in 0..s.ancestors.len() {
+                    let old = paired(&s.ancestors, ancestors, i, |a, b| {
+                        a.ancestor_ref == b.ancestor_ref && a.controller_name == b.controller_name
+                    });
+                    let conditions = old.map_or(&[][..], |o| &o.conditions);
+                    if let Some(a) = s.ancestors.get_mut(i) {
+                        stamp_conditions(&mut a.conditions, conditions, now);
+                    }
+                }
+            }
         }
+    }
+}
+
+/// The item of `old` that stands for `new[i]`: the one `same` pairs it with (looked for first
+/// at index `i`: lists keep their order from one report to the next), else the one at index
+/// `i` when no item of `new` pairs with that one (a parentRef or listener edited in place).
+fn paired<'o, T>(
+    new: &[T],
+    old: &'o [T],
+    i: usize,
+    same: impl Fn(&T, &T) -> bool,
+) -> Option<&'o T> {
+    let item = new.get(i)?;
+    old.get(i)
+        .filter(|o| same(o, item))
+        .or_else(|| old.iter().find(|o| same(o, item)))
+        .or_else(|| old.get(i).filter(|o| !new.iter().any(|n| same(o, n))))
+}
+
+fn stamp_listeners(listeners: &mut [ListenerStatus], old: &[ListenerStatus], now: &Arc<str>) {
+    for i in 0..listeners.len() {
+        let old = paired(listeners, old, i, |a, b| a.name == b.name);
+        let conditions = old.map_or(&[][..], |o| &o.conditions);
+        if let Some(l) = listeners.get_mut(i) {
+            stamp_conditions(&mut l.conditions, conditions, now);
+        }
+    }
+}
+
+/// A condition keeps the time of the condition of its type in `old` when its status is the
+/// same there; it gets `now` otherwise.
+fn stamp_conditions(conditions: &mut [Condition], old: &[Condition], now: &Arc<str>) {
+    for c in conditions {
+        let kept = old
+            .iter()
+            .find(|o| o.type_ == c.type_)
+            .filter(|o| o.status == c.status)
+            .and_then(|o| o.last_transition_time.as_ref());
+        c.last_transition_time = Some(Arc::clone(kept.unwrap_or(now)));
     }
 }
 
@@ -324,7 +400,9 @@ impl StatusReport {
     }
 
     /// Fills `lastTransitionTime` of every condition: kept from `previous` when the condition's
-    /// status is unchanged there, `now` otherwise.
+    /// status is unchanged there, `now` otherwise. A condition is compared with the one of its
+    /// type in the same list of the previous report: the same parent of a route, ancestor of a
+    /// policy or listener of a Gateway.
     pub fn stamp_transition_times(&mut self, previous: Option<&StatusReport>, now: &str) {
         let now: Arc<str> = Arc::from(now);
         // Both reports are sorted by kind and key: one walk pairs each entry with its
@@ -336,18 +414,8 @@ impl StatusReport {
         for entry in &mut self.entries {
             let here = (entry.kind, &entry.key);
             while old_entries.next_if(|o| (o.kind, &o.key) < here).is_some() {}
-            let old = old_entries
-                .next_if(|o| (o.kind, &o.key) == here)
-                .map(|o| o.status.all_conditions())
-                .unwrap_or_default();
-            for c in entry.status.all_conditions_mut() {
-                let kept = old.iter().find_map(|o| {
-                    (o.type_ == c.type_ && o.status == c.status)
-                        .then_some(o.last_transition_time.as_ref())
-                        .flatten()
-                });
-                c.last_transition_time = Some(Arc::clone(kept.unwrap_or(&now)));
-            }
+            let old = old_entries.next_if(|o| (o.kind, &o.key) == here);
+            entry.status.stamp(old.map(|o| &o.status), &now);
         }
     }
 
@@ -497,5 +565,77 @@ mod tests {
         };
         third.stamp_transition_times(Some(&second), "T3");
         assert_eq!(times(&third, "d"), ["T2", "T1"]);
+    }
+
+    fn route(parents: &[(&str, bool)]) -> StatusEntry {
+        StatusEntry {
+            kind: Kind::HttpRoute,
+            key: ObjectKey::new("default", "web"),
+            generation: 1,
+            status: ObjectStatus::Route(RouteStatus {
+                parents: parents
+                    .iter()
+                    .map(|&(gateway, accepted)| RouteParentStatus {
+                        parent_ref: ParentReference {
+                            group: "gateway.networking.k8s.io".into(),
+                            kind: "Gateway".into(),
+                            namespace: None,
+                            name: gateway.to_owned(),
+                            section_name: None,
+                            port: None,
+                        },
+                        controller_name: Arc::from("gw.dev/gateway"),
+                        conditions: vec![if accepted {
+                            Condition::ok("Accepted", "Accepted", "ok", 1)
+                        } else {
+                            Condition::fail("Accepted", "NotAllowedByListeners", "no", 1)
+                        }],
+                    })
+                    .collect(),
+            }),
+        }
+    }
+
+    fn parent_times(report: &StatusReport) -> Vec<String> {
+        let status = report
+            .get(Kind::HttpRoute, &ObjectKey::new("default", "web"))
+            .expect("entry");
+        status
+            .all_conditions()
+            .iter()
+            .map(|c| c.last_transition_time.as_deref().unwrap_or("-").to_owned())
+            .collect()
+    }
+
+    // HTTPRoute status: "parents is a list of parent resources ... and the status of the route
+    // with respect to each parent": each parent's conditions transition on their own. A
+    // parent whose Accepted turns False gets the current time even when another parent's
+    // Accepted was already False.
+    #[test]
+    fn transition_times_are_per_parent() {
+        let mut first = StatusReport {
+            entries: vec![route(&[("a", false), ("b", true)])],
+        };
+        first.stamp_transition_times(None, "T1");
+        let mut second = StatusReport {
+            entries: vec![route(&[("a", false), ("b", false)])],
+        };
+        second.stamp_transition_times(Some(&first), "T2");
+        assert_eq!(parent_times(&second), ["T1", "T2"]);
+
+        // Parents reordered: each still pairs with its own.
+        let mut third = StatusReport {
+            entries: vec![route(&[("b", false), ("a", true)])],
+        };
+        third.stamp_transition_times(Some(&second), "T3");
+        assert_eq!(parent_times(&third), ["T2", "T3"]);
+
+        // A parentRef edited in place ("a" now names "c") is the same parent: its unchanged
+        // condition keeps its time; a parent added at the end is new.
+        let mut fourth = StatusReport {
+            entries: vec![route(&[("b", false), ("c", true), ("d", true)])],
+        };
+        fourth.stamp_transition_times(Some(&third), "T4");
+        assert_eq!(parent_times(&fourth), ["T2", "T3", "T4"]);
     }
 }
