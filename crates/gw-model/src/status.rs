@@ -413,8 +413,14 @@ impl StatusReport {
             .peekable();
         for entry in &mut self.entries {
             let here = (entry.kind, &entry.key);
-            while old_entries.next_if(|o| (o.kind, &o.key) < here).is_some() {}
-            let old = old_entries.next_if(|o| (o.kind, &o.key) == here);
+            // One key comparison per entry looked at.
+            let old = loop {
+                match old_entries.peek().map(|o| (o.kind, &o.key).cmp(&here)) {
+                    Some(std::cmp::Ordering::Less) => drop(old_entries.next()),
+                    Some(std::cmp::Ordering::Equal) => break old_entries.next(),
+                    _ => break None,
+                }
+            };
             entry.status.stamp(old.map(|o| &o.status), &now);
         }
     }
