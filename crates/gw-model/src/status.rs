@@ -269,7 +269,7 @@ impl ObjectStatus {
                     _ => (&[][..], &[][..]),
                 };
                 stamp_conditions(&mut s.conditions, conditions, now);
-                stamp_listeners(&mut s.listeners, listeners, now);
+                stamp_lists(&mut s.listeners, listeners, now);
             }
             (S::ListenerSet(s), old) => {
                 let (conditions, listeners) = match old {
@@ -277,38 +277,77 @@ impl ObjectStatus {
                     _ => (&[][..], &[][..]),
                 };
                 stamp_conditions(&mut s.conditions, conditions, now);
-                stamp_listeners(&mut s.listeners, listeners, now);
+                stamp_lists(&mut s.listeners, listeners, now);
             }
             (S::Route(s), old) | (S::Backend(s), old) => {
                 let parents = match old {
                     Some(S::Route(o) | S::Backend(o)) => &o.parents[..],
                     _ => &[],
                 };
-                for i in 0..s.parents.len() {
-                    let old = paired(&s.parents, parents, i, |a, b| {
-                        a.parent_ref == b.parent_ref && a.controller_name == b.controller_name
-                    });
-                    let conditions = old.map_or(&[][..], |o| &o.conditions);
-                    if let Some(p) = s.parents.get_mut(i) {
-                        stamp_conditions(&mut p.conditions, conditions, now);
-                    }
-                }
+                stamp_lists(&mut s.parents, parents, now);
             }
             (S::Policy(s), old) => {
                 let ancestors = match old {
                     Some(S::Policy(o)) => &o.ancestors[..],
                     _ => &[],
                 };
-                for i in 0..s.ancestors.len() {
-                    let old = paired(&s.ancestors, ancestors, i, |a, b| {
-                        a.ancestor_ref == b.ancestor_ref && a.controller_name == b.controller_name
-                    });
-                    let conditions = old.map_or(&[][..], |o| &o.conditions);
-                    if let Some(a) = s.ancestors.get_mut(i) {
-                        stamp_conditions(&mut a.conditions, conditions, now);
-                    }
-                }
+                stamp_lists(&mut s.ancestors, ancestors, now);
             }
+        }
+    }
+}
+
+/// A status that holds its own list of conditions within an object's status: a listener, a
+/// route's parent, a policy's ancestor.
+trait ConditionList {
+    /// Whether `other` (in another report) is the same listener, parent or ancestor.
+    fn same(&self, other: &Self) -> bool;
+    fn conditions(&self) -> &[Condition];
+    fn conditions_mut(&mut self) -> &mut [Condition];
+}
+
+impl ConditionList for ListenerStatus {
+    fn same(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+    fn conditions(&self) -> &[Condition] {
+        &self.conditions
+    }
+    fn conditions_mut(&mut self) -> &mut [Condition] {
+        &mut self.conditions
+    }
+}
+
+impl ConditionList for RouteParentStatus {
+    fn same(&self, other: &Self) -> bool {
+        self.parent_ref == other.parent_ref && self.controller_name == other.controller_name
+    }
+    fn conditions(&self) -> &[Condition] {
+        &self.conditions
+    }
+    fn conditions_mut(&mut self) -> &mut [Condition] {
+        &mut self.conditions
+    }
+}
+
+impl ConditionList for PolicyAncestorStatus {
+    fn same(&self, other: &Self) -> bool {
+        self.ancestor_ref == other.ancestor_ref && self.controller_name == other.controller_name
+    }
+    fn conditions(&self) -> &[Condition] {
+        &self.conditions
+    }
+    fn conditions_mut(&mut self) -> &mut [Condition] {
+        &mut self.conditions
+    }
+}
+
+/// Stamps each item's conditions against those of the item [`paired`] with it in `old`.
+fn stamp_lists<T: ConditionList>(new: &mut [T], old: &[T], now: &Arc<str>) {
+    for i in 0..new.len() {
+        let before = paired(new, old, i, T::same).map_or(&[][..], T::conditions);
+        if let Some(item) = new.get_mut(i) {
+            stamp_conditions(item.conditions_mut(), before, now);
         }
     }
 }
@@ -327,16 +366,6 @@ fn paired<'o, T>(
         .filter(|o| same(o, item))
         .or_else(|| old.iter().find(|o| same(o, item)))
         .or_else(|| old.get(i).filter(|o| !new.iter().any(|n| same(o, n))))
-}
-
-fn stamp_listeners(listeners: &mut [ListenerStatus], old: &[ListenerStatus], now: &Arc<str>) {
-    for i in 0..listeners.len() {
-        let old = paired(listeners, old, i, |a, b| a.name == b.name);
-        let conditions = old.map_or(&[][..], |o| &o.conditions);
-        if let Some(l) = listeners.get_mut(i) {
-            stamp_conditions(&mut l.conditions, conditions, now);
-        }
-    }
 }
 
 /// A condition keeps the time of the condition of its type in `old` when its status is the
@@ -535,14 +564,17 @@ mod tests {
         }
     }
 
-    fn times(report: &StatusReport, name: &str) -> Vec<String> {
-        let key = ObjectKey::new("", name);
-        let status = report.get(Kind::GatewayClass, &key).expect("entry");
+    fn condition_times(report: &StatusReport, kind: Kind, key: &ObjectKey) -> Vec<String> {
+        let status = report.get(kind, key).expect("entry");
         status
             .all_conditions()
             .iter()
             .map(|c| c.last_transition_time.as_deref().unwrap_or("-").to_owned())
             .collect()
+    }
+
+    fn times(report: &StatusReport, name: &str) -> Vec<String> {
+        condition_times(report, Kind::GatewayClass, &ObjectKey::new("", name))
     }
 
     // metav1.Condition: "lastTransitionTime is the last time the condition transitioned from
@@ -603,14 +635,7 @@ mod tests {
     }
 
     fn parent_times(report: &StatusReport) -> Vec<String> {
-        let status = report
-            .get(Kind::HttpRoute, &ObjectKey::new("default", "web"))
-            .expect("entry");
-        status
-            .all_conditions()
-            .iter()
-            .map(|c| c.last_transition_time.as_deref().unwrap_or("-").to_owned())
-            .collect()
+        condition_times(report, Kind::HttpRoute, &ObjectKey::new("default", "web"))
     }
 
     // HTTPRoute status: "parents is a list of parent resources ... and the status of the route
