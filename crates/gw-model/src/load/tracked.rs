@@ -77,6 +77,18 @@ impl std::fmt::Display for Path<'_> {
     }
 }
 
+/// Deserializes a map key or variant name (of the value at `path`), recording the path if
+/// that fails.
+fn name<'de, S: DeserializeSeed<'de>>(
+    seed: S,
+    name: &str,
+    path: &Path<'_>,
+    track: &Track,
+) -> Result<S::Value, Error> {
+    let de: de::value::StrDeserializer<'_, Error> = name.into_deserializer();
+    seed.deserialize(de).inspect_err(|_| track.failed(path))
+}
+
 /// Deserializes the child value at `path`, recording the path if that fails.
 fn child<'de, S: DeserializeSeed<'de>>(
     seed: S,
@@ -321,10 +333,7 @@ impl<'de> MapAccess<'de> for Entries<'_, '_> {
         let Some((key, value)) = self.entries.next() else {
             return Ok(None);
         };
-        let de: de::value::StrDeserializer<'_, Error> = key.as_str().into_deserializer();
-        let out = seed
-            .deserialize(de)
-            .inspect_err(|_| self.track.failed(self.path))?;
+        let out = name(seed, &key, self.path, self.track)?;
         self.pending = Some((key, value));
         Ok(Some(out))
     }
@@ -355,11 +364,29 @@ impl<'de, 'a, 'p> EnumAccess<'de> for Variant<'a, 'p> {
     type Variant = Self;
 
     fn variant_seed<S: DeserializeSeed<'de>>(self, seed: S) -> Result<(S::Value, Self), Error> {
-        let de: de::value::StrDeserializer<'_, Error> = self.name.as_str().into_deserializer();
-        let variant = seed
-            .deserialize(de)
-            .inspect_err(|_| self.track.failed(self.path))?;
+        let variant = name(seed, &self.name, self.path, self.track)?;
         Ok((variant, self))
+    }
+}
+
+impl Variant<'_, '_> {
+    /// Deserializes the variant's content, at the variant's path, with `read`; a variant
+    /// without content (a plain string) is not a `what`.
+    fn content<R>(
+        self,
+        what: &'static str,
+        read: impl FnOnce(Tracked<'_>) -> Result<R, Error>,
+    ) -> Result<R, Error> {
+        let Some(value) = self.content else {
+            return Err(de::Error::invalid_type(de::Unexpected::UnitVariant, &what));
+        };
+        let path = Path::Field(self.path, &self.name);
+        read(Tracked {
+            value,
+            path,
+            track: self.track,
+        })
+        .inspect_err(|_| self.track.failed(&path))
     }
 }
 
@@ -374,32 +401,11 @@ impl<'de> VariantAccess<'de> for Variant<'_, '_> {
     }
 
     fn newtype_variant_seed<T: DeserializeSeed<'de>>(self, seed: T) -> Result<T::Value, Error> {
-        match self.content {
-            Some(value) => child(seed, value, &Path::Field(self.path, &self.name), self.track),
-            None => Err(de::Error::invalid_type(
-                de::Unexpected::UnitVariant,
-                &"newtype variant",
-            )),
-        }
+        self.content("newtype variant", |t| seed.deserialize(t))
     }
 
     fn tuple_variant<V: Visitor<'de>>(self, _len: usize, visitor: V) -> Result<V::Value, Error> {
-        match self.content {
-            Some(value) => {
-                let path = Path::Field(self.path, &self.name);
-                Tracked {
-                    value,
-                    path,
-                    track: self.track,
-                }
-                .deserialize_seq(visitor)
-                .inspect_err(|_| self.track.failed(&path))
-            }
-            None => Err(de::Error::invalid_type(
-                de::Unexpected::UnitVariant,
-                &"tuple variant",
-            )),
-        }
+        self.content("tuple variant", |t| t.deserialize_seq(visitor))
     }
 
     fn struct_variant<V: Visitor<'de>>(
@@ -407,22 +413,7 @@ impl<'de> VariantAccess<'de> for Variant<'_, '_> {
         _fields: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, Error> {
-        match self.content {
-            Some(value) => {
-                let path = Path::Field(self.path, &self.name);
-                Tracked {
-                    value,
-                    path,
-                    track: self.track,
-                }
-                .deserialize_map(visitor)
-                .inspect_err(|_| self.track.failed(&path))
-            }
-            None => Err(de::Error::invalid_type(
-                de::Unexpected::UnitVariant,
-                &"struct variant",
-            )),
-        }
+        self.content("struct variant", |t| t.deserialize_map(visitor))
     }
 }
 
