@@ -320,18 +320,15 @@ impl MatchRank {
 /// The (entry, match) pairs of a listener's HTTPRoute rules in precedence order: the order of
 /// their [`HttpMatchKey`]s, compared without copying each route's key into a key of its own.
 pub(crate) fn http_precedence(entries: &[Shared<HttpRouteEntry>]) -> Vec<(usize, usize)> {
-    let mut all: Vec<(usize, usize)> = entries
-        .iter()
-        .enumerate()
-        .flat_map(|(e, entry)| (0..entry.matches.len()).map(move |m| (e, m)))
-        .collect();
-    // HttpMatchKey's criteria and its first tie-breaker.
-    // The rank packed into one integer: a sort of 5,000 keys compared five fields and moved
-    // 112-byte keys (5 million instructions per compile at 5,000 routes).
-    let spec = |e: usize, m: usize| {
-        let entry = &entries[e];
-        (MatchRank::of(&entry.matches[m]).packed(), age(&entry.route))
+    let pairs = || {
+        entries
+            .iter()
+            .enumerate()
+            .flat_map(|(e, entry)| (0..entry.matches.len()).map(move |m| (e, m)))
     };
+    // HttpMatchKey's criteria, packed into one integer: a sort of 5,000 keys compared five
+    // fields and moved 112-byte keys (5 million instructions per compile at 5,000 routes).
+    let rank = |e: usize, m: usize| MatchRank::of(&entries[e].matches[m]).packed();
     // Entries are placed route by route in key order, rules in order: then the rest of the
     // tie-break (route key, rule index) is the entry's position, and no key is compared.
     let in_key_order = entries
@@ -340,21 +337,20 @@ pub(crate) fn http_precedence(entries: &[Shared<HttpRouteEntry>]) -> Vec<(usize,
     if in_key_order {
         // The whole key as two integers: the rank, then age, entry and match packed. A sort
         // of 5,000 keys compared tuples field by field (3.4 million instructions per compile).
-        let packed: Option<Vec<[u128; 2]>> = all
-            .iter()
-            .map(|&(e, m)| {
-                let entry = &entries[e];
-                let rank = MatchRank::of(&entry.matches[m]).packed();
-                Some([rank, packed_tail(entry.route.created, e, m)?])
-            })
+        let packed: Option<Vec<[u128; 2]>> = pairs()
+            .map(|(e, m)| Some([rank(e, m), packed_tail(entries[e].route.created, e, m)?]))
             .collect();
         if let Some(mut keys) = packed {
             keys.sort_unstable();
             return keys.iter().map(|k| unpack_tail(k[1])).collect();
         }
+    }
+    // Keys computed once, side by side (they borrow the route keys, no copy).
+    let mut all: Vec<(usize, usize)> = pairs().collect();
+    let spec = |e: usize, m: usize| (rank(e, m), age(&entries[e].route));
+    if in_key_order {
         all.sort_by_cached_key(|&(e, m)| (spec(e, m), e, m));
     } else {
-        // Keys computed once, side by side (they borrow the route keys, no copy).
         all.sort_by_cached_key(|&(e, m)| {
             (spec(e, m), &entries[e].route.key, entries[e].rule_index, m)
         });
