@@ -6,11 +6,11 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use super::client::BackendBody;
 use bytes::Bytes;
 use http::header::HOST;
 use http::{Request, Response, StatusCode, Version};
 use http_body_util::BodyExt;
-use hyper::body::Incoming as IncomingBody;
 
 use super::client::Wire;
 use super::error::ForwardError;
@@ -180,10 +180,10 @@ struct AuthClient {
 }
 
 type AuthFuture =
-    Pin<Box<dyn Future<Output = Result<Response<IncomingBody>, ForwardError>> + Send>>;
+    Pin<Box<dyn Future<Output = Result<Response<BackendBody>, ForwardError>> + Send>>;
 
 impl tower::Service<Request<AuthBody>> for AuthClient {
-    type Response = Response<IncomingBody>;
+    type Response = Response<BackendBody>;
     type Error = ForwardError;
     type Future = AuthFuture;
 

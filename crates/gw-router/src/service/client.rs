@@ -1,22 +1,27 @@
-//! The backend client: pooled HTTP/1.1 (hyper-util's legacy client), cleartext or over TLS, and
-//! HTTP/2 prior knowledge (one multiplexed connection per endpoint and TLS setup).
+//! The backend client: pooled HTTP/1.1, cleartext or over TLS, and HTTP/2 prior knowledge
+//! (one multiplexed connection per endpoint and TLS setup), on hyper's connection API.
 //!
-//! TLS connections are pooled per [`TlsKey`] (one legacy client each, whose pool is keyed by
-//! endpoint), so two backends share a connection only when their TLS setups are equal. Clients
-//! of TLS setups that are no longer in the routing table are dropped on [`Client::retain_tls`].
+//! HTTP/1.1 connections are pooled per endpoint and [`TlsKey`], so two backends share a
+//! connection only when their TLS setups are equal. A connection goes back to the pool when
+//! its response body has been read to the end ([`BackendBody`]); a request that finds a pooled
+//! connection closed before it was written is sent again on another one (it never reached the
+//! backend). Idle connections are closed after the pool's idle timeout, and those of TLS
+//! setups no longer in the routing table on [`Client::retain_tls`].
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll, ready};
+use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use http::header::HOST;
+use http::{HeaderValue, Response};
+use http_body::{Body as _, Frame, SizeHint};
 use hyper::body::Incoming;
-use hyper::client::conn::http2;
-use hyper_util::client::legacy::Client as LegacyClient;
-use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
+use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
@@ -34,9 +39,10 @@ pub(crate) enum Wire {
     H2c,
 }
 
-type H2Key = (SocketAddr, Option<TlsKey>);
+/// A backend connection's destination: the endpoint, and the TLS setup if any.
+type ConnKey = (SocketAddr, Option<TlsKey>);
 
-/// Connections to backends, counted by the connectors (hyper-util's pool exposes no counts).
+/// Connections to backends, counted where they are opened and by their connection tasks.
 #[derive(Debug, Default)]
 pub(crate) struct ConnCounts {
     open: AtomicU64,
@@ -70,188 +76,190 @@ impl Drop for ConnGuard {
     }
 }
 
-/// A connector whose connections are counted.
-#[derive(Clone)]
-struct Counted<C> {
-    inner: C,
-    counts: Arc<ConnCounts>,
+/// Idle HTTP/1.1 connections by destination, the most recently used last.
+struct Http1Pool {
+    idle: Mutex<hashbrown::HashMap<ConnKey, Vec<Idle>>>,
+    idle_timeout: Duration,
+    /// A task closes expired connections while any are idle.
+    reaping: AtomicBool,
 }
 
-impl<C> tower::Service<http::Uri> for Counted<C>
-where
-    C: tower::Service<http::Uri>,
-    C::Future: Send + 'static,
-{
-    type Response = CountedIo<C::Response>;
-    type Error = C::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, C::Error>> + Send>>;
+struct Idle {
+    sender: http1::SendRequest<Body>,
+    since: Instant,
+}
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
+impl Http1Pool {
+    fn new(idle_timeout: Duration) -> Http1Pool {
+        Http1Pool {
+            idle: Mutex::new(hashbrown::HashMap::new()),
+            idle_timeout,
+            reaping: AtomicBool::new(false),
+        }
     }
 
-    fn call(&mut self, uri: http::Uri) -> Self::Future {
-        let connect = self.inner.call(uri);
-        let counts = self.counts.clone();
-        Box::pin(async move {
-            let io = connect.await?;
-            Ok(CountedIo {
-                io,
-                _guard: counts.open(),
-            })
-        })
+    /// The most recently used open connection to `key` that has not been idle too long.
+    fn checkout(&self, key: &ConnKey) -> Option<http1::SendRequest<Body>> {
+        let mut idle = self.idle.lock().ok()?;
+        let list = idle.get_mut(key)?;
+        let now = Instant::now();
+        while let Some(c) = list.pop() {
+            if now.saturating_duration_since(c.since) >= self.idle_timeout {
+                // The others went idle earlier still.
+                list.clear();
+                return None;
+            }
+            if !c.sender.is_closed() {
+                return Some(c.sender);
+            }
+        }
+        None
+    }
+
+    /// Pools a connection whose last response has been read.
+    fn put(self: &Arc<Self>, key: ConnKey, sender: http1::SendRequest<Body>) {
+        if sender.is_closed() || self.idle_timeout.is_zero() {
+            return;
+        }
+        let Ok(mut idle) = self.idle.lock() else {
+            return;
+        };
+        idle.entry(key).or_default().push(Idle {
+            sender,
+            since: Instant::now(),
+        });
+        drop(idle);
+        if !self.reaping.swap(true, Ordering::AcqRel) {
+            match tokio::runtime::Handle::try_current() {
+                Ok(rt) => {
+                    rt.spawn(reap(Arc::downgrade(self)));
+                }
+                Err(_) => self.reaping.store(false, Ordering::Release),
+            }
+        }
+    }
+
+    /// Drops the idle connections whose destination fails `keep`.
+    fn retain(&self, keep: impl Fn(&ConnKey) -> bool) {
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.retain(|k, _| keep(k));
+        }
     }
 }
 
-/// A counted connection.
-struct CountedIo<T> {
-    io: T,
-    _guard: ConnGuard,
-}
-
-impl<T: Connection> Connection for CountedIo<T> {
-    fn connected(&self) -> Connected {
-        self.io.connected()
+/// Closes connections idle for longer than the pool's timeout (or closed by the backend),
+/// until the pool is dropped or has no idle connection left.
+async fn reap(pool: Weak<Http1Pool>) {
+    loop {
+        let every = match pool.upgrade() {
+            Some(p) => p.idle_timeout.max(Duration::from_millis(100)),
+            None => return,
+        };
+        tokio::time::sleep(every).await;
+        let Some(pool) = pool.upgrade() else { return };
+        let Ok(mut idle) = pool.idle.lock() else {
+            return;
+        };
+        let now = Instant::now();
+        idle.retain(|_, list| {
+            list.retain(|c| {
+                now.saturating_duration_since(c.since) < pool.idle_timeout && !c.sender.is_closed()
+            });
+            !list.is_empty()
+        });
+        if idle.is_empty() {
+            // Under the lock: a `put` after this sees `reaping` false and starts a new task.
+            pool.reaping.store(false, Ordering::Release);
+            return;
+        }
     }
 }
 
-impl<T: hyper::rt::Read + Unpin> hyper::rt::Read for CountedIo<T> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
+/// The body of a backend's response. Over HTTP/1.1 it holds the connection, which goes back
+/// to the pool once the body has been read to its end; a body dropped before its end closes
+/// the connection (its remaining bytes are never read).
+pub(crate) struct BackendBody {
+    inner: Incoming,
+    lease: Option<Lease>,
+}
+
+/// A pooled connection out of the pool while its response is read.
+struct Lease {
+    pool: Arc<Http1Pool>,
+    key: ConnKey,
+    sender: http1::SendRequest<Body>,
+}
+
+impl std::fmt::Debug for BackendBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackendBody")
+            .field("inner", &self.inner)
+            .field("pooled", &self.lease.is_some())
+            .finish()
+    }
+}
+
+impl BackendBody {
+    fn release(&mut self) {
+        if let Some(l) = self.lease.take() {
+            l.pool.put(l.key, l.sender);
+        }
+    }
+}
+
+impl http_body::Body for BackendBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-        buf: hyper::rt::ReadBufCursor<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_read(cx, buf)
-    }
-}
-
-impl<T: hyper::rt::Write + Unpin> hyper::rt::Write for CountedIo<T> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        let frame = ready!(Pin::new(&mut this.inner).poll_frame(cx));
+        match &frame {
+            None => this.release(),
+            Some(Ok(_)) if this.inner.is_end_stream() => this.release(),
+            Some(Ok(_)) => {}
+            Some(Err(_)) => this.lease = None,
+        }
+        Poll::Ready(frame)
     }
 
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
     }
 
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 
 pub(crate) struct Client {
-    http1: LegacyClient<Counted<HttpConnector>, Body>,
-    tls_http1: Mutex<HashMap<TlsKey, LegacyClient<Counted<TlsConnector>, Body>>>,
+    http1: Arc<Http1Pool>,
     counts: Arc<ConnCounts>,
-    h2: Mutex<HashMap<H2Key, http2::SendRequest<Body>>>,
+    h2: Mutex<HashMap<ConnKey, http2::SendRequest<Body>>>,
     connect_timeout: Duration,
-    pool_idle_timeout: Duration,
 }
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
             .field("connect_timeout", &self.connect_timeout)
+            .field("pool_idle_timeout", &self.http1.idle_timeout)
             .finish_non_exhaustive()
     }
-}
-
-fn tcp_connector(connect_timeout: Duration) -> HttpConnector {
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(connect_timeout));
-    connector.set_nodelay(true);
-    connector
-}
-
-fn legacy<C>(connector: C, pool_idle_timeout: Duration) -> LegacyClient<C, Body>
-where
-    C: hyper_util::client::legacy::connect::Connect + Clone,
-{
-    LegacyClient::builder(TokioExecutor::new())
-        .pool_idle_timeout(pool_idle_timeout)
-        .pool_timer(TokioTimer::new())
-        .timer(TokioTimer::new())
-        .build(connector)
 }
 
 /// Why connecting a TLS backend failed.
 #[derive(Debug, thiserror::Error)]
 enum TlsConnectError {
-    /// The TCP connection failed (503, like cleartext backends).
-    #[error("TCP connection failed")]
-    Tcp(#[source] BoxError),
     /// The handshake failed: certificate, name or protocol (502).
     #[error("TLS handshake failed")]
     Handshake(#[source] std::io::Error),
     /// The handshake did not complete in time (502).
     #[error("TLS handshake timed out after {0:?}")]
     Timeout(Duration),
-}
-
-impl TlsConnectError {
-    fn into_forward(self, endpoint: SocketAddr) -> ForwardError {
-        match self {
-            TlsConnectError::Tcp(source) => ForwardError::Connect { endpoint, source },
-            e @ (TlsConnectError::Handshake(_) | TlsConnectError::Timeout(_)) => {
-                ForwardError::Tls {
-                    endpoint,
-                    source: e.into(),
-                }
-            }
-        }
-    }
-}
-
-/// Connects over TCP, then TLS with a fixed configuration and server name (one per [`TlsKey`]).
-#[derive(Clone)]
-struct TlsConnector {
-    tcp: HttpConnector,
-    tls: tokio_rustls::TlsConnector,
-    server_name: ServerName<'static>,
-    timeout: Duration,
-}
-
-impl tower::Service<http::Uri> for TlsConnector {
-    type Response = TlsConn;
-    type Error = TlsConnectError;
-    type Future = Pin<Box<dyn Future<Output = Result<TlsConn, TlsConnectError>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.tcp
-            .poll_ready(cx)
-            .map_err(|e| TlsConnectError::Tcp(e.into()))
-    }
-
-    fn call(&mut self, uri: http::Uri) -> Self::Future {
-        let tcp = self.tcp.call(uri);
-        let tls = self.tls.clone();
-        let name = self.server_name.clone();
-        let timeout = self.timeout;
-        Box::pin(async move {
-            let stream = tcp
-                .await
-                .map_err(|e| TlsConnectError::Tcp(e.into()))?
-                .into_inner();
-            let stream = handshake(&tls, name, stream, timeout).await?;
-            Ok(TlsConn(TokioIo::new(stream)))
-        })
-    }
 }
 
 async fn handshake(
@@ -266,135 +274,36 @@ async fn handshake(
         .map_err(TlsConnectError::Handshake)
 }
 
-/// A TLS connection to a backend, as hyper-util's pool wants it.
-struct TlsConn(TokioIo<tokio_rustls::client::TlsStream<TcpStream>>);
-
-impl Connection for TlsConn {
-    fn connected(&self) -> Connected {
-        Connected::new()
-    }
-}
-
-impl hyper::rt::Read for TlsConn {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: hyper::rt::ReadBufCursor<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_read(cx, buf)
-    }
-}
-
-impl hyper::rt::Write for TlsConn {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_shutdown(cx)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.0.is_write_vectored()
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
-    }
-}
-
-/// Maps a legacy-client error: connect failures are 503 (TCP) or 502 (TLS), the rest 502.
-fn legacy_error(endpoint: SocketAddr, e: hyper_util::client::legacy::Error) -> ForwardError {
-    if !e.is_connect() {
-        return ForwardError::Backend {
-            endpoint,
-            source: e.into(),
-        };
-    }
-    let tls = std::error::Error::source(&e)
-        .and_then(|s| s.downcast_ref::<TlsConnectError>())
-        .map(|t| match t {
-            TlsConnectError::Tcp(_) => false,
-            TlsConnectError::Handshake(_) | TlsConnectError::Timeout(_) => true,
-        });
-    match tls {
-        Some(true) => ForwardError::Tls {
-            endpoint,
-            source: e.into(),
-        },
-        Some(false) | None => ForwardError::Connect {
-            endpoint,
-            source: e.into(),
-        },
-    }
-}
-
-/// The future of [`Client::send`].
-pub(crate) struct Sending<'a> {
-    endpoint: SocketAddr,
-    state: SendState<'a>,
-}
-
-type H2Send<'a> =
-    Pin<Box<dyn Future<Output = Result<http::Response<Incoming>, ForwardError>> + Send + 'a>>;
-
-enum SendState<'a> {
-    Http1(hyper_util::client::legacy::ResponseFuture),
-    H2(H2Send<'a>),
-}
+/// The future of [`Client::send`]: both protocols box their own.
+pub(crate) struct Sending<'a>(
+    Pin<Box<dyn Future<Output = Result<Response<BackendBody>, ForwardError>> + Send + 'a>>,
+);
 
 impl Future for Sending<'_> {
-    type Output = Result<http::Response<Incoming>, ForwardError>;
+    type Output = Result<Response<BackendBody>, ForwardError>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.get_mut();
-        match &mut this.state {
-            SendState::Http1(f) => Pin::new(f)
-                .poll(cx)
-                .map_err(|e| legacy_error(this.endpoint, e)),
-            SendState::H2(f) => f.as_mut().poll(cx),
-        }
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.0.as_mut().poll(cx)
     }
 }
 
 impl Client {
     pub(crate) fn new(connect_timeout: Duration, pool_idle_timeout: Duration) -> Client {
-        let counts = Arc::new(ConnCounts::default());
         Client {
-            http1: legacy(
-                Counted {
-                    inner: tcp_connector(connect_timeout),
-                    counts: counts.clone(),
-                },
-                pool_idle_timeout,
-            ),
-            tls_http1: Mutex::new(HashMap::new()),
-            counts,
+            http1: Arc::new(Http1Pool::new(pool_idle_timeout)),
+            counts: Arc::new(ConnCounts::default()),
             h2: Mutex::new(HashMap::new()),
             connect_timeout,
-            pool_idle_timeout,
         }
     }
 
-    /// Sends `req` to `endpoint`, over TLS when `tls` is set. For HTTP/1.1 the URI's
-    /// authority must be the endpoint (the `Host` header carries the request's host); for
-    /// HTTP/2 it is the request's host (`:authority`) and the connection goes to `endpoint`.
+    /// Sends `req` to `endpoint`, over TLS when `tls` is set. For HTTP/1.1 the request line
+    /// carries the URI's path and query (the `Host` header carries the request's host, or
+    /// the endpoint when it has none); for HTTP/2 the URI's authority is the request's host
+    /// (`:authority`) and the connection goes to `endpoint`.
     ///
-    /// Not an `async fn`: the returned future is a few words (both clients box their own),
-    /// where an `async fn` would hold the request and every path's state, and be copied with
-    /// each request's future.
+    /// Not an `async fn`: the returned future is one pointer, where an `async fn` would hold
+    /// the request and every path's state, and be copied with each request's future.
     pub(crate) fn send(
         &self,
         endpoint: SocketAddr,
@@ -402,25 +311,128 @@ impl Client {
         tls: Option<&Arc<TlsTarget>>,
         req: http::Request<Body>,
     ) -> Sending<'_> {
-        let state = match (wire, tls) {
-            (Wire::Http1, None) => SendState::Http1(self.http1.request(req)),
-            (Wire::Http1, Some(t)) => SendState::Http1(self.tls_client(t).request(req)),
-            (Wire::H2c, tls) => {
-                let key = (endpoint, tls.map(|t| t.key.clone()));
-                SendState::H2(Box::pin(self.send_h2(key, tls.cloned(), req)))
-            }
-        };
-        Sending { endpoint, state }
+        let key = (endpoint, tls.map(|t| t.key.clone()));
+        match wire {
+            Wire::Http1 => Sending(Box::pin(self.send_h1(key, tls.cloned(), req))),
+            Wire::H2c => Sending(Box::pin(self.send_h2(key, tls.cloned(), req))),
+        }
     }
 
-    /// [`send`](Self::send) over HTTP/2 (boxed by the caller, as the legacy client boxes
-    /// HTTP/1.1).
+    /// [`send`](Self::send) over HTTP/1.1, on a pooled connection or a new one.
+    async fn send_h1(
+        &self,
+        key: ConnKey,
+        tls: Option<Arc<TlsTarget>>,
+        mut req: http::Request<Body>,
+    ) -> Result<Response<BackendBody>, ForwardError> {
+        let endpoint = key.0;
+        origin_form(&mut req, endpoint);
+        let backend = |e: hyper::Error| ForwardError::Backend {
+            endpoint,
+            source: e.into(),
+        };
+        loop {
+            let (mut sender, reused) = match self.http1.checkout(&key) {
+                Some(s) => (s, true),
+                None => (
+                    Box::pin(self.h1_connect(endpoint, tls.as_ref())).await?,
+                    false,
+                ),
+            };
+            // A pooled connection may still be finishing its last exchange.
+            if let Err(e) = sender.ready().await {
+                if reused {
+                    // It closed while idle; nothing was sent on it.
+                    continue;
+                }
+                return Err(backend(e));
+            }
+            match sender.try_send_request(req).await {
+                Ok(resp) => return Ok(self.lease(resp, key, sender)),
+                Err(mut e) => match e.take_message() {
+                    // The connection closed before the request was written: try another.
+                    Some(r) if reused => req = r,
+                    _ => return Err(backend(e.into_error())),
+                },
+            }
+        }
+    }
+
+    /// Wraps a response's body so that its connection goes back to the pool when the body
+    /// has been read (at once when there is none). Upgraded connections are not pooled.
+    fn lease(
+        &self,
+        resp: Response<Incoming>,
+        key: ConnKey,
+        sender: http1::SendRequest<Body>,
+    ) -> Response<BackendBody> {
+        let pooled = !resp.status().is_informational();
+        resp.map(|inner| {
+            let mut body = BackendBody {
+                inner,
+                lease: pooled.then(|| Lease {
+                    pool: self.http1.clone(),
+                    key,
+                    sender,
+                }),
+            };
+            if body.inner.is_end_stream() {
+                body.release();
+            }
+            body
+        })
+    }
+
+    /// Opens an HTTP/1.1 connection to `endpoint` (over TLS when `tls` is set).
+    async fn h1_connect(
+        &self,
+        endpoint: SocketAddr,
+        tls: Option<&Arc<TlsTarget>>,
+    ) -> Result<http1::SendRequest<Body>, ForwardError> {
+        let stream = self.tcp_connect(endpoint).await?;
+        let guard = self.counts.open();
+        match tls {
+            None => h1_handshake(endpoint, stream, guard).await,
+            Some(t) => {
+                let connector = tokio_rustls::TlsConnector::from(t.http1.clone());
+                let stream = handshake(
+                    &connector,
+                    t.server_name.clone(),
+                    stream,
+                    self.connect_timeout,
+                )
+                .await
+                .map_err(|e| tls_error(endpoint, e))?;
+                h1_handshake(endpoint, stream, guard).await
+            }
+        }
+        .map_err(|e| ForwardError::Connect {
+            endpoint,
+            source: e.into(),
+        })
+    }
+
+    /// A TCP connection to `endpoint` within the connect timeout, with `TCP_NODELAY`.
+    async fn tcp_connect(&self, endpoint: SocketAddr) -> Result<TcpStream, ForwardError> {
+        let connect_err = |source: BoxError| ForwardError::Connect { endpoint, source };
+        let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(endpoint))
+            .await
+            .map_err(|_| {
+                connect_err(format!("connect timed out after {:?}", self.connect_timeout).into())
+            })?
+            .map_err(|e| connect_err(e.into()))?;
+        // Nagle only delays small requests and gRPC frames.
+        let _ = stream.set_nodelay(true);
+        Ok(stream)
+    }
+
+    /// [`send`](Self::send) over HTTP/2 (boxed by the caller).
     async fn send_h2(
         &self,
-        key: H2Key,
+        key: ConnKey,
         tls: Option<Arc<TlsTarget>>,
         req: http::Request<Body>,
-    ) -> Result<http::Response<Incoming>, ForwardError> {
+    ) -> Result<Response<BackendBody>, ForwardError> {
         let endpoint = key.0;
         let mut sender = self.h2_sender(&key, tls.as_ref()).await?;
         let backend = |e: hyper::Error| ForwardError::Backend {
@@ -431,16 +443,16 @@ impl Client {
             self.forget(&key);
             return Err(backend(e));
         }
-        sender.send_request(req).await.map_err(backend)
+        let resp = sender.send_request(req).await.map_err(backend)?;
+        Ok(resp.map(|inner| BackendBody { inner, lease: None }))
     }
 
     /// Drops pooled connections of TLS setups not in `keep` (after a routing table swap).
     pub(crate) fn retain_tls(&self, keep: &HashSet<TlsKey>) {
-        if let Ok(mut clients) = self.tls_http1.lock() {
-            clients.retain(|k, _| keep.contains(k));
-        }
+        let kept = |(_, k): &ConnKey| k.as_ref().is_none_or(|k| keep.contains(k));
+        self.http1.retain(kept);
         if let Ok(mut h2) = self.h2.lock() {
-            h2.retain(|(_, k), _| k.as_ref().is_none_or(|k| keep.contains(k)));
+            h2.retain(|k, _| kept(k));
         }
     }
 
@@ -449,32 +461,7 @@ impl Client {
         self.counts.get()
     }
 
-    fn tls_client(&self, t: &TlsTarget) -> LegacyClient<Counted<TlsConnector>, Body> {
-        let make = || {
-            let connector = TlsConnector {
-                tcp: {
-                    let mut c = tcp_connector(self.connect_timeout);
-                    c.enforce_http(false);
-                    c
-                },
-                tls: tokio_rustls::TlsConnector::from(t.http1.clone()),
-                server_name: t.server_name.clone(),
-                timeout: self.connect_timeout,
-            };
-            let counted = Counted {
-                inner: connector,
-                counts: self.counts.clone(),
-            };
-            legacy(counted, self.pool_idle_timeout)
-        };
-        match self.tls_http1.lock() {
-            Ok(mut clients) => clients.entry(t.key.clone()).or_insert_with(make).clone(),
-            // A poisoned lock only loses pooling.
-            Err(_) => make(),
-        }
-    }
-
-    fn forget(&self, key: &H2Key) {
+    fn forget(&self, key: &ConnKey) {
         if let Ok(mut pool) = self.h2.lock() {
             pool.remove(key);
         }
@@ -482,7 +469,7 @@ impl Client {
 
     async fn h2_sender(
         &self,
-        key: &H2Key,
+        key: &ConnKey,
         tls: Option<&Arc<TlsTarget>>,
     ) -> Result<http2::SendRequest<Body>, ForwardError> {
         if let Ok(pool) = self.h2.lock()
@@ -499,19 +486,11 @@ impl Client {
     /// Opens, handshakes and pools a new HTTP/2 connection for `key`.
     async fn h2_connect(
         &self,
-        key: &H2Key,
+        key: &ConnKey,
         tls: Option<&Arc<TlsTarget>>,
     ) -> Result<http2::SendRequest<Body>, ForwardError> {
         let endpoint = key.0;
-        let connect_err = |source: BoxError| ForwardError::Connect { endpoint, source };
-        let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(endpoint))
-            .await
-            .map_err(|_| {
-                connect_err(format!("connect timed out after {:?}", self.connect_timeout).into())
-            })?
-            .map_err(|e| connect_err(e.into()))?;
-        // Nagle only delays small gRPC frames.
-        let _ = stream.set_nodelay(true);
+        let stream = self.tcp_connect(endpoint).await?;
         let guard = self.counts.open();
         let sender = match tls {
             None => h2_handshake(endpoint, stream, guard).await,
@@ -524,16 +503,72 @@ impl Client {
                     self.connect_timeout,
                 )
                 .await
-                .map_err(|e| e.into_forward(endpoint))?;
+                .map_err(|e| tls_error(endpoint, e))?;
                 h2_handshake(endpoint, stream, guard).await
             }
         }
-        .map_err(|e| connect_err(e.into()))?;
+        .map_err(|e| ForwardError::Connect {
+            endpoint,
+            source: e.into(),
+        })?;
         if let Ok(mut pool) = self.h2.lock() {
             pool.insert(key.clone(), sender.clone());
         }
         Ok(sender)
     }
+}
+
+fn tls_error(endpoint: SocketAddr, e: TlsConnectError) -> ForwardError {
+    ForwardError::Tls {
+        endpoint,
+        source: e.into(),
+    }
+}
+
+/// Puts an HTTP/1.1 request's URI in origin form (path and query: the request line of a
+/// request to an origin server, RFC 9112 3.2.1), and gives it a `Host` header from the
+/// URI's authority, or the endpoint, when it has none (RFC 9112 3.2).
+fn origin_form(req: &mut http::Request<Body>, endpoint: SocketAddr) {
+    if !req.headers().contains_key(HOST) {
+        let host = req
+            .uri()
+            .authority()
+            .map_or_else(|| endpoint.to_string(), |a| a.as_str().to_owned());
+        if let Ok(v) = HeaderValue::try_from(host) {
+            req.headers_mut().insert(HOST, v);
+        }
+    }
+    let uri = req.uri_mut();
+    if uri.scheme().is_some() || uri.authority().is_some() {
+        // `Uri::default()` is `/`.
+        *uri = std::mem::take(uri)
+            .into_parts()
+            .path_and_query
+            .map(http::Uri::from)
+            .unwrap_or_default();
+    }
+}
+
+/// The HTTP/1.1 handshake on a connected stream; the connection task (which serves
+/// upgrades) is spawned.
+async fn h1_handshake<S>(
+    endpoint: SocketAddr,
+    stream: S,
+    guard: ConnGuard,
+) -> Result<http1::SendRequest<Body>, hyper::Error>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) = http1::Builder::new()
+        .handshake(TokioIo::new(stream))
+        .await?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.with_upgrades().await {
+            tracing::debug!(%endpoint, error = %e, "HTTP/1.1 backend connection closed");
+        }
+        drop(guard);
+    });
+    Ok(sender)
 }
 
 /// The HTTP/2 handshake on a connected stream; the connection task is spawned.
@@ -556,4 +591,212 @@ where
         drop(guard);
     });
     Ok(sender)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use http_body_util::BodyExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// How the test backend answers each request on a connection.
+    #[derive(Clone, Copy)]
+    enum Answer {
+        /// `200 ok`, and the connection stays open.
+        KeepAlive,
+        /// `200 ok` with `Connection: close`, then closes.
+        Close,
+        /// `200 ok` without saying so, then closes (an idle timeout on the backend's side).
+        Drop,
+    }
+
+    /// A backend on 127.0.0.1 that counts connections and answers every request the same way.
+    async fn backend(answer: Answer) -> (SocketAddr, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 1024];
+                    loop {
+                        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                            match s.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        }
+                        let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                        buf.drain(..end);
+                        let close = match answer {
+                            Answer::KeepAlive | Answer::Drop => "",
+                            Answer::Close => "connection: close\r\n",
+                        };
+                        let head = format!("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n{close}\r\nok");
+                        if s.write_all(head.as_bytes()).await.is_err() {
+                            return;
+                        }
+                        if !matches!(answer, Answer::KeepAlive) {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (addr, accepted)
+    }
+
+    fn get(path: &str) -> http::Request<Body> {
+        http::Request::get(path)
+            .header(HOST, "example.com")
+            .body(crate::body::empty())
+            .unwrap()
+    }
+
+    async fn call(client: &Client, addr: SocketAddr) -> String {
+        let resp = client
+            .send(addr, Wire::Http1, None, get("/"))
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        String::from_utf8(body.to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_connection_is_reused_once_its_response_is_read() {
+        let (addr, accepted) = backend(Answer::KeepAlive).await;
+        let client = Client::new(Duration::from_secs(1), Duration::from_secs(60));
+        for _ in 0..5 {
+            assert_eq!(call(&client, addr).await, "ok");
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+        assert_eq!(client.connection_counts(), (1, 1));
+    }
+
+    #[tokio::test]
+    async fn a_response_still_being_read_holds_its_connection() {
+        let (addr, accepted) = backend(Answer::KeepAlive).await;
+        let client = Client::new(Duration::from_secs(1), Duration::from_secs(60));
+        let first = client
+            .send(addr, Wire::Http1, None, get("/"))
+            .await
+            .unwrap();
+        // The first body is unread: the second request needs a connection of its own.
+        assert_eq!(call(&client, addr).await, "ok");
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+        let body = first.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"ok");
+        for _ in 0..3 {
+            call(&client, addr).await;
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_body_dropped_unread_closes_its_connection() {
+        let (addr, accepted) = backend(Answer::KeepAlive).await;
+        let client = Client::new(Duration::from_secs(1), Duration::from_secs(60));
+        let resp = client
+            .send(addr, Wire::Http1, None, get("/"))
+            .await
+            .unwrap();
+        drop(resp);
+        call(&client, addr).await;
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn connection_close_is_honoured() {
+        // RFC 9112 9.6: no further request on a connection whose response said `close`.
+        let (addr, accepted) = backend(Answer::Close).await;
+        let client = Client::new(Duration::from_secs(1), Duration::from_secs(60));
+        for _ in 0..3 {
+            assert_eq!(call(&client, addr).await, "ok");
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_backend_closed_while_idle_is_not_used() {
+        let (addr, accepted) = backend(Answer::Drop).await;
+        let client = Client::new(Duration::from_secs(1), Duration::from_secs(60));
+        for _ in 0..3 {
+            assert_eq!(call(&client, addr).await, "ok");
+            // Let the connection task see the close.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 3);
+        assert_eq!(client.connection_counts(), (0, 3));
+    }
+
+    #[tokio::test]
+    async fn idle_connections_are_closed_after_the_idle_timeout() {
+        let (addr, accepted) = backend(Answer::KeepAlive).await;
+        let client = Client::new(Duration::from_secs(1), Duration::from_millis(100));
+        call(&client, addr).await;
+        assert_eq!(client.connection_counts(), (1, 1));
+        // The reaper runs every timeout (100 ms at least): closed within two.
+        let mut open = 1;
+        for _ in 0..50 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            open = client.connection_counts().0;
+            if open == 0 {
+                break;
+            }
+        }
+        assert_eq!(open, 0, "the idle connection is still open");
+        call(&client, addr).await;
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn the_request_line_is_in_origin_form_with_a_host() {
+        // RFC 9112 3.2.1: origin form to an origin server; 3.2: a Host field in every request.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 1024];
+            while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = s.read(&mut chunk).await.unwrap();
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            s.write_all(b"HTTP/1.1 204 No Content\r\n\r\n")
+                .await
+                .unwrap();
+            String::from_utf8(buf).unwrap().to_ascii_lowercase()
+        });
+        let client = Client::new(Duration::from_secs(1), Duration::from_secs(60));
+        let req = http::Request::get(format!("http://{addr}/a?b=c"))
+            .body(crate::body::empty())
+            .unwrap();
+        let resp = client.send(addr, Wire::Http1, None, req).await.unwrap();
+        assert_eq!(resp.status(), 204);
+        let head = seen.await.unwrap();
+        assert!(head.starts_with("get /a?b=c http/1.1\r\n"), "{head}");
+        assert!(head.contains(&format!("host: {addr}\r\n")), "{head}");
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_a_connect_error() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        let client = Client::new(Duration::from_secs(1), Duration::from_secs(60));
+        let err = client
+            .send(addr, Wire::Http1, None, get("/"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ForwardError::Connect { .. }), "{err:?}");
+        assert_eq!(client.connection_counts(), (0, 0));
+    }
 }

@@ -13,7 +13,7 @@ use http_body_util::{BodyExt, Limited};
 use hyper_util::rt::TokioIo;
 
 use super::Shared;
-use super::client::Wire;
+use super::client::{BackendBody, Wire};
 use super::error::{ForwardError, error_response};
 use crate::backend::{BackendTarget, ServiceTarget, SessionSource};
 use crate::body::{Body, BoxError, full};
@@ -99,7 +99,7 @@ impl SessionPlan {
 
 /// What an attempt says about the endpoint, for outlier detection: 5xx responses, connection
 /// failures, resets and backend timeouts are failures.
-fn outcome(result: &Result<Response<hyper::body::Incoming>, ForwardError>) -> Option<Outcome> {
+fn outcome(result: &Result<Response<BackendBody>, ForwardError>) -> Option<Outcome> {
     match result {
         Ok(r) if r.status().is_server_error() => Some(Outcome::Failure),
         Ok(_) => Some(Outcome::Success),
@@ -327,33 +327,41 @@ impl Head {
         } else {
             http::uri::Scheme::HTTP
         };
-        let uri = |authority: http::uri::Authority| {
-            http::Uri::builder()
-                .scheme(scheme.clone())
-                .authority(authority)
-                .path_and_query(self.path_and_query.clone())
-                .build()
-        };
-        let endpoint_uri = || {
-            let mut a = String::with_capacity(48);
-            push_socket_addr(&mut a, endpoint);
-            http::uri::Authority::try_from(a).map(uri)
-        };
-        let (uri, version) = match wire {
-            Wire::Http1 => (endpoint_uri(), Version::HTTP_11),
-            Wire::H2c => (
-                self.authority
+        let uri = match wire {
+            // Origin form: the client connects to `endpoint`, and the Host header (set below,
+            // or by the client from `endpoint`) carries the request's host.
+            Wire::Http1 => Some(http::Uri::from(self.path_and_query.clone())),
+            Wire::H2c => {
+                let uri = |authority: http::uri::Authority| {
+                    http::Uri::builder()
+                        .scheme(scheme)
+                        .authority(authority)
+                        .path_and_query(self.path_and_query.clone())
+                        .build()
+                        .ok()
+                };
+                match self
+                    .authority
                     .as_deref()
                     .and_then(|a| http::uri::Authority::try_from(a).ok())
-                    .map(uri)
-                    .map_or_else(endpoint_uri, Ok),
-                Version::HTTP_2,
-            ),
+                {
+                    Some(a) => uri(a),
+                    None => {
+                        let mut a = String::with_capacity(48);
+                        push_socket_addr(&mut a, endpoint);
+                        http::uri::Authority::try_from(a).ok().and_then(uri)
+                    }
+                }
+            }
+        };
+        let version = match wire {
+            Wire::Http1 => Version::HTTP_11,
+            Wire::H2c => Version::HTTP_2,
         };
         let mut req = Request::new(body);
         *req.method_mut() = self.method.clone();
         *req.version_mut() = version;
-        if let Ok(Ok(uri)) = uri {
+        if let Some(uri) = uri {
             *req.uri_mut() = uri;
         }
         *req.headers_mut() = headers;
