@@ -179,8 +179,7 @@ struct AuthClient {
     grpc: bool,
 }
 
-type AuthFuture =
-    Pin<Box<dyn Future<Output = Result<Response<BackendBody>, ForwardError>> + Send>>;
+type AuthFuture = Pin<Box<dyn Future<Output = Result<Response<BackendBody>, ForwardError>> + Send>>;
 
 impl tower::Service<Request<AuthBody>> for AuthClient {
     type Response = Response<BackendBody>;

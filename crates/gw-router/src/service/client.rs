@@ -147,31 +147,38 @@ impl Http1Pool {
     }
 }
 
-/// Closes connections idle for longer than the pool's timeout (or closed by the backend),
-/// until the pool is dropped or has no idle connection left.
+/// Closes connections idle for longer than the pool's timeout (and drops those the backend
+/// closed), waking when the oldest one expires, until the pool is dropped or has no idle
+/// connection left.
 async fn reap(pool: Weak<Http1Pool>) {
+    let mut wake = match pool.upgrade() {
+        Some(p) => Instant::now() + p.idle_timeout,
+        None => return,
+    };
     loop {
-        let every = match pool.upgrade() {
-            Some(p) => p.idle_timeout.max(Duration::from_millis(100)),
-            None => return,
-        };
-        tokio::time::sleep(every).await;
+        tokio::time::sleep_until(wake.into()).await;
         let Some(pool) = pool.upgrade() else { return };
         let Ok(mut idle) = pool.idle.lock() else {
             return;
         };
         let now = Instant::now();
+        let mut oldest: Option<Instant> = None;
         idle.retain(|_, list| {
             list.retain(|c| {
                 now.saturating_duration_since(c.since) < pool.idle_timeout && !c.sender.is_closed()
             });
+            // Each list is in the order its connections went idle.
+            if let Some(first) = list.first() {
+                oldest = Some(oldest.map_or(first.since, |o| o.min(first.since)));
+            }
             !list.is_empty()
         });
-        if idle.is_empty() {
+        let Some(oldest) = oldest else {
             // Under the lock: a `put` after this sees `reaping` false and starts a new task.
             pool.reaping.store(false, Ordering::Release);
             return;
-        }
+        };
+        wake = (oldest + pool.idle_timeout).max(now + Duration::from_millis(10));
     }
 }
 
@@ -743,7 +750,7 @@ mod tests {
         let client = Client::new(Duration::from_secs(1), Duration::from_millis(100));
         call(&client, addr).await;
         assert_eq!(client.connection_counts(), (1, 1));
-        // The reaper runs every timeout (100 ms at least): closed within two.
+        // The reaper wakes when the connection expires.
         let mut open = 1;
         for _ in 0..50 {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -755,6 +762,16 @@ mod tests {
         assert_eq!(open, 0, "the idle connection is still open");
         call(&client, addr).await;
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_zero_idle_timeout_turns_pooling_off() {
+        let (addr, accepted) = backend(Answer::KeepAlive).await;
+        let client = Client::new(Duration::from_secs(1), Duration::ZERO);
+        for _ in 0..3 {
+            assert_eq!(call(&client, addr).await, "ok");
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 3);
     }
 
     #[tokio::test]

@@ -126,7 +126,8 @@ use tower::ServiceExt;
 pub struct RouterConfig {
     /// Timeout of a TCP connect to an endpoint (default 5 s); failing it is 503.
     pub connect_timeout: Duration,
-    /// How long an idle pooled HTTP/1.1 connection is kept (default 90 s).
+    /// How long an idle pooled HTTP/1.1 connection is kept (default 90 s); zero turns
+    /// pooling off (a connection per request).
     pub pool_idle_timeout: Duration,
     /// Largest request body buffered so that it can be retried or mirrored (default 1 MiB).
     pub max_buffered_body: usize,
