@@ -251,8 +251,9 @@ fn push_decimal(out: &mut String, n: u16) {
 struct Head {
     method: http::Method,
     path_and_query: http::uri::PathAndQuery,
-    /// Host (and port) as the client sent it, or as rewritten.
-    authority: Option<String>,
+    /// Host (and port) as the client sent it, or as rewritten: the `Host` header over
+    /// HTTP/1.1, `:authority` over HTTP/2.
+    host: Option<HeaderValue>,
     headers: HeaderMap,
 }
 
@@ -266,10 +267,13 @@ impl Head {
             ..
         } = parts;
         strip_hop_by_hop(&mut headers, upgrade);
-        let authority = headers
+        let host = headers
             .remove(HOST)
-            .and_then(|h| h.to_str().ok().map(str::to_owned))
-            .or_else(|| uri.authority().map(|a| a.as_str().to_owned()));
+            .filter(|h| h.to_str().is_ok())
+            .or_else(|| {
+                uri.authority()
+                    .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+            });
         if let Some(peer) = incoming.peer {
             let mut xff = String::with_capacity(48);
             if let Some(prev) = headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
@@ -291,7 +295,7 @@ impl Head {
                 .path_and_query()
                 .cloned()
                 .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
-            authority,
+            host,
             headers,
         }
     }
@@ -341,9 +345,9 @@ impl Head {
                         .ok()
                 };
                 match self
-                    .authority
-                    .as_deref()
-                    .and_then(|a| http::uri::Authority::try_from(a).ok())
+                    .host
+                    .as_ref()
+                    .and_then(|h| http::uri::Authority::try_from(h.as_bytes()).ok())
                 {
                     Some(a) => uri(a),
                     None => {
@@ -366,12 +370,9 @@ impl Head {
         }
         *req.headers_mut() = headers;
         if wire == Wire::Http1
-            && let Some(a) = self
-                .authority
-                .as_deref()
-                .and_then(|a| HeaderValue::from_str(a).ok())
+            && let Some(h) = &self.host
         {
-            req.headers_mut().insert(HOST, a);
+            req.headers_mut().insert(HOST, h.clone());
         }
         req
     }
