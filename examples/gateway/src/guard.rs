@@ -192,6 +192,10 @@ pub(crate) struct GuardedIo<S> {
     framing: Framing,
     /// Read from the socket, not yet inspected.
     raw: BytesMut,
+    /// How much of `raw` is known to hold no end of a request head: the next search for it
+    /// starts there, so a head that arrives in many small reads is scanned once, not once per
+    /// read.
+    head_scanned: usize,
     /// Inspected, not yet handed to hyper.
     ready: BytesMut,
     eof: bool,
@@ -294,6 +298,7 @@ impl<S> GuardedIo<S> {
             mode: Mode::Detect,
             framing: Framing::Head,
             raw: BytesMut::new(),
+            head_scanned: 0,
             ready: BytesMut::new(),
             eof: false,
             head_deadline: None,
@@ -330,6 +335,7 @@ impl<S> GuardedIo<S> {
                         self.flood = true;
                         self.mode = Mode::Refused;
                         self.raw.clear();
+                        self.head_scanned = 0;
                         return;
                     }
                     self.release(self.raw.len());
@@ -354,6 +360,7 @@ impl<S> GuardedIo<S> {
                 }
                 Mode::Refused => {
                     self.raw.clear();
+                    self.head_scanned = 0;
                     return;
                 }
                 Mode::Http1 => {
@@ -382,7 +389,8 @@ impl<S> GuardedIo<S> {
                 if self.head_deadline.is_none() && !self.config.header_read_timeout.is_zero() {
                     self.head_deadline = Some(Instant::now() + self.config.header_read_timeout);
                 }
-                let Some(end) = head_end(&self.raw) else {
+                let Some(end) = head_end(&self.raw, self.head_scanned) else {
+                    self.head_scanned = self.raw.len();
                     if self.raw.len() > self.config.max_header_bytes + 4096 {
                         // hyper answers 431.
                         self.mode = Mode::Passthrough;
@@ -405,6 +413,7 @@ impl<S> GuardedIo<S> {
                     Verdict::Refuse(why) => {
                         tracing::debug!(reason = why, "ambiguous request refused (400)");
                         self.raw.clear();
+                        self.head_scanned = 0;
                         self.ready.extend_from_slice(REFUSED_HEAD);
                         self.mode = Mode::Refused;
                     }
@@ -469,6 +478,8 @@ impl<S> GuardedIo<S> {
     /// one allocation, so this moves no bytes unless `ready` still holds older ones from
     /// another allocation.
     fn release(&mut self, n: usize) {
+        // `raw` now starts elsewhere.
+        self.head_scanned = 0;
         let taken = self.raw.split_to(n);
         if self.ready.is_empty() {
             self.ready = taken;
@@ -505,30 +516,30 @@ impl<S> GuardedIo<S> {
     }
 }
 
-/// The end (exclusive) of the head at the start of `buf`: just after its empty line.
-fn head_end(buf: &[u8]) -> Option<usize> {
-    let mut line_start = 0;
-    for (i, &b) in buf.iter().enumerate() {
-        if b == b'\n' {
-            let line = &buf[line_start..i];
-            if line.is_empty() || line == b"\r" {
-                return Some(i + 1);
-            }
-            line_start = i + 1;
-        }
-    }
-    None
+/// The end (exclusive) of the head at the start of `buf`: just after its empty line. Bytes
+/// before `from` hold no end of a head (an earlier search covered them); the line feeds of
+/// the rest are found with `memchr`.
+fn head_end(buf: &[u8], from: usize) -> Option<usize> {
+    let rest = buf.get(from..)?;
+    memchr::memchr_iter(b'\n', rest)
+        .map(|i| i + from)
+        .find(|&i| {
+            // The line ending at `i` is empty, or a lone CR.
+            let line_start = match i.checked_sub(1).map(|j| buf[j]) {
+                None | Some(b'\n') => return true,
+                Some(b'\r') => i - 1,
+                Some(_) => return false,
+            };
+            line_start == 0 || buf[line_start - 1] == b'\n'
+        })
+        .map(|i| i + 1)
 }
 
 /// Decides on one complete request head.
 fn inspect(head: &[u8], max_headers: usize) -> Verdict {
     // RFC 9112 2.2 allows a recipient to accept a bare LF; a proxy that does while another hop
     // does not is a smuggling vector, so gw refuses it.
-    if head
-        .iter()
-        .enumerate()
-        .any(|(i, &b)| b == b'\n' && (i == 0 || head[i - 1] != b'\r'))
-    {
+    if memchr::memchr_iter(b'\n', head).any(|i| i == 0 || head[i - 1] != b'\r') {
         return Verdict::Refuse("bare LF line ending");
     }
     // Uninitialized header slots: on the stack up to STACK_HEADERS, no zeroing either way.
@@ -943,8 +954,27 @@ mod tests {
 
     #[test]
     fn head_end_finds_the_empty_line() {
-        assert_eq!(head_end(b"GET / HTTP/1.1\r\nHost: a\r\n\r\nrest"), Some(27));
-        assert_eq!(head_end(b"GET / HTTP/1.1\nHost: a\n\nrest"), Some(24));
-        assert_eq!(head_end(b"GET / HTTP/1.1\r\nHost: a\r\n"), None);
+        assert_eq!(
+            head_end(b"GET / HTTP/1.1\r\nHost: a\r\n\r\nrest", 0),
+            Some(27)
+        );
+        assert_eq!(head_end(b"GET / HTTP/1.1\nHost: a\n\nrest", 0), Some(24));
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\nHost: a\r\n", 0), None);
+        assert_eq!(head_end(b"\r\nGET / HTTP/1.1\r\n", 0), Some(2));
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\nHost: a\rb\r\n", 0), None);
+    }
+
+    #[test]
+    fn head_end_resumes_where_the_last_search_stopped() {
+        // The empty line split between reads, after its CR or before it.
+        let head = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+        for split in 1..head.len() {
+            let first = head_end(&head[..split], 0);
+            assert_eq!(first, None, "split at {split}");
+            assert_eq!(head_end(head, split), Some(head.len()), "split at {split}");
+        }
+        // Bytes before `from` are not searched again.
+        assert_eq!(head_end(b"\n\nGET", 2), None);
+        assert_eq!(head_end(b"GET", 4), None);
     }
 }
