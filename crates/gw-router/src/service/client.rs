@@ -3,10 +3,12 @@
 //!
 //! HTTP/1.1 connections are pooled per endpoint and [`TlsKey`], so two backends share a
 //! connection only when their TLS setups are equal. A connection goes back to the pool when
-//! its response body has been read to the end ([`BackendBody`]); a request that finds a pooled
+//! its response body has been read to the end ([`BackendBody`]). A request that finds a pooled
 //! connection closed before it was written is sent again on another one (it never reached the
-//! backend). Idle connections are closed after the pool's idle timeout, and those of TLS
-//! setups no longer in the routing table on [`Client::retain_tls`].
+//! backend), and so is an idempotent request without a body whose pooled connection the
+//! backend closed under it, before any response (RFC 9110 9.2.2; the race at the end of a
+//! backend's keep-alive timeout). Idle connections are closed after the pool's idle timeout,
+//! and those of TLS setups no longer in the routing table on [`Client::retain_tls`].
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -354,11 +356,19 @@ impl Client {
                 }
                 return Err(backend(e));
             }
+            // A reused connection may have been closed by the backend just as the request
+            // went out (its keep-alive timeout): a request that is idempotent and has no body
+            // is then sent again, as RFC 9110 9.2.2 allows.
+            let replay = reused.then(|| Replay::of(&req)).flatten();
             match sender.try_send_request(req).await {
                 Ok(resp) => return Ok(self.lease(resp, key, sender)),
-                Err(mut e) => match e.take_message() {
+                Err(mut e) => match (e.take_message(), replay) {
                     // The connection closed before the request was written: try another.
-                    Some(r) if reused => req = r,
+                    (Some(r), _) if reused => req = r,
+                    (None, Some(replay)) if closed_under_request(e.error()) => {
+                        tracing::debug!(%endpoint, "pooled connection closed under the request; sending it again");
+                        req = replay.request();
+                    }
                     _ => return Err(backend(e.into_error())),
                 },
             }
@@ -529,6 +539,47 @@ fn tls_error(endpoint: SocketAddr, e: TlsConnectError) -> ForwardError {
     ForwardError::Tls {
         endpoint,
         source: e.into(),
+    }
+}
+
+/// Whether a request failed because the backend closed the connection (before any response):
+/// a close or a reset while it was written or its answer awaited.
+fn closed_under_request(e: &hyper::Error) -> bool {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
+    e.is_incomplete_message()
+        || std::error::Error::source(e)
+            .and_then(|s| s.downcast_ref::<std::io::Error>())
+            .is_some_and(|io| {
+                matches!(
+                    io.kind(),
+                    ConnectionReset | BrokenPipe | ConnectionAborted | UnexpectedEof
+                )
+            })
+}
+
+/// What it takes to send a bodyless idempotent request again.
+struct Replay {
+    method: http::Method,
+    uri: http::Uri,
+    headers: http::HeaderMap,
+}
+
+impl Replay {
+    fn of(req: &http::Request<Body>) -> Option<Replay> {
+        use http_body::Body as _;
+        (req.method().is_idempotent() && req.body().is_end_stream()).then(|| Replay {
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            headers: req.headers().clone(),
+        })
+    }
+
+    fn request(self) -> http::Request<Body> {
+        let mut req = http::Request::new(crate::body::empty());
+        *req.method_mut() = self.method;
+        *req.uri_mut() = self.uri;
+        *req.headers_mut() = self.headers;
+        req
     }
 }
 
@@ -742,6 +793,36 @@ mod tests {
         }
         assert_eq!(accepted.load(Ordering::SeqCst), 3);
         assert_eq!(client.connection_counts(), (0, 3));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_bodyless_get_is_sent_again_when_its_pooled_connection_closes_under_it() {
+        // The backend closes each connection right after its response, without saying so:
+        // the next request may go out on the pooled connection as the close arrives (as at
+        // the end of a keep-alive timeout). RFC 9110 9.2.2: idempotent requests may be
+        // retried automatically; without a body, gw has all it needs to do so.
+        let (addr, _) = backend(Answer::Drop).await;
+        let client = Client::new(Duration::from_secs(1), Duration::from_secs(60));
+        for i in 0..200 {
+            let resp = client.send(addr, Wire::Http1, None, get("/")).await;
+            let resp = resp.unwrap_or_else(|e| panic!("request {i}: {e:?}"));
+            assert_eq!(resp.into_body().collect().await.unwrap().to_bytes(), "ok");
+        }
+    }
+
+    #[test]
+    fn only_bodyless_idempotent_requests_are_replayed() {
+        assert!(Replay::of(&get("/")).is_some());
+        let with_body = |method: http::Method| {
+            http::Request::builder()
+                .method(method)
+                .body(crate::body::full(Bytes::from_static(b"x")))
+                .unwrap()
+        };
+        assert!(Replay::of(&with_body(http::Method::PUT)).is_none());
+        assert!(Replay::of(&with_body(http::Method::GET)).is_none());
+        let post = http::Request::post("/").body(crate::body::empty()).unwrap();
+        assert!(Replay::of(&post).is_none());
     }
 
     #[tokio::test]
