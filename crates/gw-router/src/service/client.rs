@@ -670,6 +670,9 @@ mod tests {
         Close,
         /// `200 ok` without saying so, then closes (an idle timeout on the backend's side).
         Drop,
+        /// `200 ok` to a connection's first request; its second request is read and the
+        /// connection closed without an answer (an idle timeout as the request arrives).
+        CloseOnSecond,
     }
 
     /// A backend on 127.0.0.1 that counts connections and answers every request the same way.
@@ -684,6 +687,7 @@ mod tests {
                 tokio::spawn(async move {
                     let mut buf = Vec::new();
                     let mut chunk = [0u8; 1024];
+                    let mut served = 0;
                     loop {
                         while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
                             match s.read(&mut chunk).await {
@@ -693,15 +697,19 @@ mod tests {
                         }
                         let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
                         buf.drain(..end);
+                        served += 1;
+                        if matches!(answer, Answer::CloseOnSecond) && served == 2 {
+                            return;
+                        }
                         let close = match answer {
-                            Answer::KeepAlive | Answer::Drop => "",
+                            Answer::KeepAlive | Answer::Drop | Answer::CloseOnSecond => "",
                             Answer::Close => "connection: close\r\n",
                         };
                         let head = format!("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n{close}\r\nok");
                         if s.write_all(head.as_bytes()).await.is_err() {
                             return;
                         }
-                        if !matches!(answer, Answer::KeepAlive) {
+                        if matches!(answer, Answer::Drop | Answer::Close) {
                             return;
                         }
                     }
@@ -808,6 +816,27 @@ mod tests {
             let resp = resp.unwrap_or_else(|e| panic!("request {i}: {e:?}"));
             assert_eq!(resp.into_body().collect().await.unwrap().to_bytes(), "ok");
         }
+    }
+
+    #[tokio::test]
+    async fn a_request_the_backend_closed_under_is_sent_again_only_if_idempotent_and_bodyless() {
+        let (addr, accepted) = backend(Answer::CloseOnSecond).await;
+        let client = Client::new(Duration::from_secs(1), Duration::from_secs(60));
+        assert_eq!(call(&client, addr).await, "ok");
+        // The pooled connection takes the next GET and closes: sent again on a new one.
+        assert_eq!(call(&client, addr).await, "ok");
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+        // The same for a POST with a body: the backend may have acted on it, so it fails.
+        let post = http::Request::post("/")
+            .header(HOST, "example.com")
+            .body(crate::body::full(Bytes::from_static(b"x")))
+            .unwrap();
+        let err = client
+            .send(addr, Wire::Http1, None, post)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ForwardError::Backend { .. }), "{err:?}");
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
     }
 
     #[test]
