@@ -344,7 +344,7 @@ impl Client {
             let (mut sender, reused) = match self.http1.checkout(&key) {
                 Some(s) => (s, true),
                 None => (
-                    Box::pin(self.h1_connect(endpoint, tls.as_ref())).await?,
+                    Box::pin(self.connect::<Http1>(endpoint, tls.as_ref())).await?,
                     false,
                 ),
             };
@@ -400,18 +400,18 @@ impl Client {
         })
     }
 
-    /// Opens an HTTP/1.1 connection to `endpoint` (over TLS when `tls` is set).
-    async fn h1_connect(
+    /// Opens a connection to `endpoint` (over TLS when `tls` is set) and speaks `P` on it.
+    async fn connect<P: Protocol>(
         &self,
         endpoint: SocketAddr,
         tls: Option<&Arc<TlsTarget>>,
-    ) -> Result<http1::SendRequest<Body>, ForwardError> {
+    ) -> Result<P::Sender, ForwardError> {
         let stream = self.tcp_connect(endpoint).await?;
         let guard = self.counts.open();
         match tls {
-            None => h1_handshake(endpoint, stream, guard).await,
+            None => P::handshake(endpoint, stream, guard).await,
             Some(t) => {
-                let connector = tokio_rustls::TlsConnector::from(t.http1.clone());
+                let connector = tokio_rustls::TlsConnector::from(P::tls(t).clone());
                 let stream = handshake(
                     &connector,
                     t.server_name.clone(),
@@ -420,7 +420,7 @@ impl Client {
                 )
                 .await
                 .map_err(|e| tls_error(endpoint, e))?;
-                h1_handshake(endpoint, stream, guard).await
+                P::handshake(endpoint, stream, guard).await
             }
         }
         .map_err(|e| ForwardError::Connect {
@@ -506,28 +506,7 @@ impl Client {
         key: &ConnKey,
         tls: Option<&Arc<TlsTarget>>,
     ) -> Result<http2::SendRequest<Body>, ForwardError> {
-        let endpoint = key.0;
-        let stream = self.tcp_connect(endpoint).await?;
-        let guard = self.counts.open();
-        let sender = match tls {
-            None => h2_handshake(endpoint, stream, guard).await,
-            Some(t) => {
-                let connector = tokio_rustls::TlsConnector::from(t.h2.clone());
-                let stream = handshake(
-                    &connector,
-                    t.server_name.clone(),
-                    stream,
-                    self.connect_timeout,
-                )
-                .await
-                .map_err(|e| tls_error(endpoint, e))?;
-                h2_handshake(endpoint, stream, guard).await
-            }
-        }
-        .map_err(|e| ForwardError::Connect {
-            endpoint,
-            source: e.into(),
-        })?;
+        let sender = self.connect::<Http2>(key.0, tls).await?;
         if let Ok(mut pool) = self.h2.lock() {
             pool.insert(key.clone(), sender.clone());
         }
@@ -607,48 +586,88 @@ fn origin_form(req: &mut http::Request<Body>, endpoint: SocketAddr) {
     }
 }
 
-/// The HTTP/1.1 handshake on a connected stream; the connection task (which serves
-/// upgrades) is spawned.
-async fn h1_handshake<S>(
-    endpoint: SocketAddr,
-    stream: S,
-    guard: ConnGuard,
-) -> Result<http1::SendRequest<Body>, hyper::Error>
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let (sender, conn) = http1::Builder::new()
-        .handshake(TokioIo::new(stream))
-        .await?;
-    tokio::spawn(async move {
-        if let Err(e) = conn.with_upgrades().await {
-            tracing::debug!(%endpoint, error = %e, "HTTP/1.1 backend connection closed");
-        }
-        drop(guard);
-    });
-    Ok(sender)
+/// An HTTP version's side of a new backend connection.
+trait Protocol {
+    type Sender;
+
+    /// The TLS configuration that offers this protocol (ALPN).
+    fn tls(t: &TlsTarget) -> &Arc<rustls::ClientConfig>;
+
+    /// The handshake on a connected stream; the connection task, which holds `guard`, is
+    /// spawned.
+    fn handshake<S>(
+        endpoint: SocketAddr,
+        stream: S,
+        guard: ConnGuard,
+    ) -> impl Future<Output = Result<Self::Sender, hyper::Error>> + Send
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static;
 }
 
-/// The HTTP/2 handshake on a connected stream; the connection task is spawned.
-async fn h2_handshake<S>(
-    endpoint: SocketAddr,
-    stream: S,
-    guard: ConnGuard,
-) -> Result<http2::SendRequest<Body>, hyper::Error>
+/// Spawns a backend connection's task; `guard` counts it open until it ends.
+fn drive<C>(endpoint: SocketAddr, conn: C, guard: ConnGuard)
 where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    C: Future<Output = Result<(), hyper::Error>> + Send + 'static,
 {
-    let (sender, conn) = http2::Builder::new(TokioExecutor::new())
-        .timer(TokioTimer::new())
-        .handshake(TokioIo::new(stream))
-        .await?;
     tokio::spawn(async move {
         if let Err(e) = conn.await {
-            tracing::debug!(%endpoint, error = %e, "HTTP/2 backend connection closed");
+            tracing::debug!(%endpoint, error = %e, "backend connection closed");
         }
         drop(guard);
     });
-    Ok(sender)
+}
+
+/// HTTP/1.1; the connection task serves upgrades.
+struct Http1;
+
+/// HTTP/2 with prior knowledge (or `h2` by ALPN).
+struct Http2;
+
+impl Protocol for Http1 {
+    type Sender = http1::SendRequest<Body>;
+
+    fn tls(t: &TlsTarget) -> &Arc<rustls::ClientConfig> {
+        &t.http1
+    }
+
+    async fn handshake<S>(
+        endpoint: SocketAddr,
+        stream: S,
+        guard: ConnGuard,
+    ) -> Result<Self::Sender, hyper::Error>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let (sender, conn) = http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await?;
+        drive(endpoint, conn.with_upgrades(), guard);
+        Ok(sender)
+    }
+}
+
+impl Protocol for Http2 {
+    type Sender = http2::SendRequest<Body>;
+
+    fn tls(t: &TlsTarget) -> &Arc<rustls::ClientConfig> {
+        &t.h2
+    }
+
+    async fn handshake<S>(
+        endpoint: SocketAddr,
+        stream: S,
+        guard: ConnGuard,
+    ) -> Result<Self::Sender, hyper::Error>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .handshake(TokioIo::new(stream))
+            .await?;
+        drive(endpoint, conn, guard);
+        Ok(sender)
+    }
 }
 
 #[cfg(test)]
