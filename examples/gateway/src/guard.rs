@@ -977,4 +977,46 @@ mod tests {
         assert_eq!(head_end(b"\n\nGET", 2), None);
         assert_eq!(head_end(b"GET", 4), None);
     }
+
+    /// The end of the head, one byte at a time: the reference for `head_end`.
+    fn head_end_reference(buf: &[u8]) -> Option<usize> {
+        let mut line_start = 0;
+        for (i, &b) in buf.iter().enumerate() {
+            if b == b'\n' {
+                let line = &buf[line_start..i];
+                if line.is_empty() || line == b"\r" {
+                    return Some(i + 1);
+                }
+                line_start = i + 1;
+            }
+        }
+        None
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn head_end_resumed_at_any_read_finds_what_a_full_search_finds(
+            bytes in proptest::collection::vec(
+                proptest::sample::select(vec![b'\r', b'\n', b'a', b':', b' ']),
+                0..64,
+            ),
+            reads in proptest::collection::vec(0usize..64, 0..6),
+        ) {
+            // The head arrives in reads ending at `reads` (sorted); each search resumes
+            // where the one before stopped, as the guard does.
+            let mut ends: Vec<usize> = reads.into_iter().map(|r| r.min(bytes.len())).collect();
+            ends.push(bytes.len());
+            ends.sort_unstable();
+            let mut scanned = 0;
+            let mut found = None;
+            for end in ends {
+                if let Some(at) = head_end(&bytes[..end], scanned) {
+                    found = Some(at);
+                    break;
+                }
+                scanned = end;
+            }
+            proptest::prop_assert_eq!(found, head_end_reference(&bytes));
+        }
+    }
 }
