@@ -7,10 +7,12 @@
 //! connection closed before it was written is sent again on another one (it never reached the
 //! backend), and so is an idempotent request without a body whose pooled connection the
 //! backend closed under it, before any response (RFC 9110 9.2.2; the race at the end of a
-//! backend's keep-alive timeout). Idle connections are closed after the pool's idle timeout,
-//! and those of TLS setups no longer in the routing table on [`Client::retain_tls`].
+//! backend's keep-alive timeout). Idle HTTP/1.1 connections, and HTTP/2 connections no
+//! request started on, are closed after the pool's idle timeout (so those to endpoints that
+//! left the configuration do not stay open), and those of TLS setups no longer in the routing
+//! table on [`Client::retain_tls`].
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -78,11 +80,14 @@ impl Drop for ConnGuard {
     }
 }
 
-/// Idle HTTP/1.1 connections by destination, the most recently used last.
-struct Http1Pool {
-    idle: Mutex<hashbrown::HashMap<ConnKey, Vec<Idle>>>,
+/// Backend connections kept for reuse: idle HTTP/1.1 connections by destination (the most
+/// recently used last), and one multiplexed HTTP/2 connection per destination. Both close
+/// after `idle_timeout` without a request.
+struct Pool {
+    http1: Mutex<hashbrown::HashMap<ConnKey, Vec<Idle>>>,
+    h2: Mutex<hashbrown::HashMap<ConnKey, H2Conn>>,
     idle_timeout: Duration,
-    /// A task closes expired connections while any are idle.
+    /// A task closes expired connections while the pool holds any.
     reaping: AtomicBool,
 }
 
@@ -91,18 +96,26 @@ struct Idle {
     since: Instant,
 }
 
-impl Http1Pool {
-    fn new(idle_timeout: Duration) -> Http1Pool {
-        Http1Pool {
-            idle: Mutex::new(hashbrown::HashMap::new()),
+struct H2Conn {
+    sender: http2::SendRequest<Body>,
+    /// When a request last started on it.
+    last_used: Instant,
+}
+
+impl Pool {
+    fn new(idle_timeout: Duration) -> Pool {
+        Pool {
+            http1: Mutex::new(hashbrown::HashMap::new()),
+            h2: Mutex::new(hashbrown::HashMap::new()),
             idle_timeout,
             reaping: AtomicBool::new(false),
         }
     }
 
-    /// The most recently used open connection to `key` that has not been idle too long.
+    /// The most recently used open HTTP/1.1 connection to `key` that has not been idle too
+    /// long.
     fn checkout(&self, key: &ConnKey) -> Option<http1::SendRequest<Body>> {
-        let mut idle = self.idle.lock().ok()?;
+        let mut idle = self.http1.lock().ok()?;
         let list = idle.get_mut(key)?;
         let now = Instant::now();
         while let Some(c) = list.pop() {
@@ -118,12 +131,12 @@ impl Http1Pool {
         None
     }
 
-    /// Pools a connection whose last response has been read.
+    /// Pools an HTTP/1.1 connection whose last response has been read.
     fn put(self: &Arc<Self>, key: ConnKey, sender: http1::SendRequest<Body>) {
         if sender.is_closed() || self.idle_timeout.is_zero() {
             return;
         }
-        let Ok(mut idle) = self.idle.lock() else {
+        let Ok(mut idle) = self.http1.lock() else {
             return;
         };
         idle.entry(key).or_default().push(Idle {
@@ -131,28 +144,68 @@ impl Http1Pool {
             since: Instant::now(),
         });
         drop(idle);
-        if !self.reaping.swap(true, Ordering::AcqRel) {
-            match tokio::runtime::Handle::try_current() {
-                Ok(rt) => {
-                    rt.spawn(reap(Arc::downgrade(self)));
-                }
-                Err(_) => self.reaping.store(false, Ordering::Release),
-            }
+        self.reap_later();
+    }
+
+    /// The open HTTP/2 connection to `key`, marked used now.
+    fn h2(&self, key: &ConnKey) -> Option<http2::SendRequest<Body>> {
+        let mut h2 = self.h2.lock().ok()?;
+        let c = h2.get_mut(key).filter(|c| !c.sender.is_closed())?;
+        c.last_used = Instant::now();
+        Some(c.sender.clone())
+    }
+
+    /// Keeps a new HTTP/2 connection to `key` (replacing a closed one).
+    fn put_h2(self: &Arc<Self>, key: ConnKey, sender: http2::SendRequest<Body>) {
+        let Ok(mut h2) = self.h2.lock() else {
+            return;
+        };
+        h2.insert(
+            key,
+            H2Conn {
+                sender,
+                last_used: Instant::now(),
+            },
+        );
+        drop(h2);
+        self.reap_later();
+    }
+
+    fn forget_h2(&self, key: &ConnKey) {
+        if let Ok(mut h2) = self.h2.lock() {
+            h2.remove(key);
         }
     }
 
-    /// Drops the idle connections whose destination fails `keep`.
+    /// Drops the connections whose destination fails `keep`.
     fn retain(&self, keep: impl Fn(&ConnKey) -> bool) {
-        if let Ok(mut idle) = self.idle.lock() {
+        if let Ok(mut idle) = self.http1.lock() {
             idle.retain(|k, _| keep(k));
+        }
+        if let Ok(mut h2) = self.h2.lock() {
+            h2.retain(|k, _| keep(k));
+        }
+    }
+
+    /// Starts the task that closes expired connections, unless it runs already (or the
+    /// timeout is zero: HTTP/1.1 connections are then not pooled, HTTP/2 ones never expire).
+    fn reap_later(self: &Arc<Self>) {
+        if self.idle_timeout.is_zero() || self.reaping.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(reap(Arc::downgrade(self)));
+            }
+            Err(_) => self.reaping.store(false, Ordering::Release),
         }
     }
 }
 
 /// Closes connections idle for longer than the pool's timeout (and drops those the backend
-/// closed), waking when the oldest one expires, until the pool is dropped or has no idle
-/// connection left.
-async fn reap(pool: Weak<Http1Pool>) {
+/// closed), waking when the oldest one expires, until the pool is dropped or holds no
+/// connection.
+async fn reap(pool: Weak<Pool>) {
     let mut wake = match pool.upgrade() {
         Some(p) => Instant::now() + p.idle_timeout,
         None => return,
@@ -160,23 +213,31 @@ async fn reap(pool: Weak<Http1Pool>) {
     loop {
         tokio::time::sleep_until(wake.into()).await;
         let Some(pool) = pool.upgrade() else { return };
-        let Ok(mut idle) = pool.idle.lock() else {
+        // Both locks (in this order, the only place that holds both): a `put` or `put_h2`
+        // after this task stops sees `reaping` false and starts a new one.
+        let (Ok(mut idle), Ok(mut h2)) = (pool.http1.lock(), pool.h2.lock()) else {
             return;
         };
         let now = Instant::now();
+        let fresh = |since: Instant| now.saturating_duration_since(since) < pool.idle_timeout;
         let mut oldest: Option<Instant> = None;
+        let mut seen = |at: Instant| oldest = Some(oldest.map_or(at, |o| o.min(at)));
         idle.retain(|_, list| {
-            list.retain(|c| {
-                now.saturating_duration_since(c.since) < pool.idle_timeout && !c.sender.is_closed()
-            });
+            list.retain(|c| fresh(c.since) && !c.sender.is_closed());
             // Each list is in the order its connections went idle.
             if let Some(first) = list.first() {
-                oldest = Some(oldest.map_or(first.since, |o| o.min(first.since)));
+                seen(first.since);
             }
             !list.is_empty()
         });
+        h2.retain(|_, c| {
+            let keep = fresh(c.last_used) && !c.sender.is_closed();
+            if keep {
+                seen(c.last_used);
+            }
+            keep
+        });
         let Some(oldest) = oldest else {
-            // Under the lock: a `put` after this sees `reaping` false and starts a new task.
             pool.reaping.store(false, Ordering::Release);
             return;
         };
@@ -194,7 +255,7 @@ pub(crate) struct BackendBody {
 
 /// A pooled connection out of the pool while its response is read.
 struct Lease {
-    pool: Arc<Http1Pool>,
+    pool: Arc<Pool>,
     key: ConnKey,
     sender: http1::SendRequest<Body>,
 }
@@ -245,9 +306,8 @@ impl http_body::Body for BackendBody {
 }
 
 pub(crate) struct Client {
-    http1: Arc<Http1Pool>,
+    pool: Arc<Pool>,
     counts: Arc<ConnCounts>,
-    h2: Mutex<HashMap<ConnKey, http2::SendRequest<Body>>>,
     connect_timeout: Duration,
 }
 
@@ -255,7 +315,7 @@ impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
             .field("connect_timeout", &self.connect_timeout)
-            .field("pool_idle_timeout", &self.http1.idle_timeout)
+            .field("pool_idle_timeout", &self.pool.idle_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -299,9 +359,8 @@ impl Future for Sending<'_> {
 impl Client {
     pub(crate) fn new(connect_timeout: Duration, pool_idle_timeout: Duration) -> Client {
         Client {
-            http1: Arc::new(Http1Pool::new(pool_idle_timeout)),
+            pool: Arc::new(Pool::new(pool_idle_timeout)),
             counts: Arc::new(ConnCounts::default()),
-            h2: Mutex::new(HashMap::new()),
             connect_timeout,
         }
     }
@@ -341,7 +400,7 @@ impl Client {
             source: e.into(),
         };
         loop {
-            let (mut sender, reused) = match self.http1.checkout(&key) {
+            let (mut sender, reused) = match self.pool.checkout(&key) {
                 Some(s) => (s, true),
                 None => (
                     Box::pin(self.connect::<Http1>(endpoint, tls.as_ref())).await?,
@@ -388,7 +447,7 @@ impl Client {
             let mut body = BackendBody {
                 inner,
                 lease: pooled.then(|| Lease {
-                    pool: self.http1.clone(),
+                    pool: self.pool.clone(),
                     key,
                     sender,
                 }),
@@ -457,7 +516,7 @@ impl Client {
             source: e.into(),
         };
         if let Err(e) = sender.ready().await {
-            self.forget(&key);
+            self.pool.forget_h2(&key);
             return Err(backend(e));
         }
         let resp = sender.send_request(req).await.map_err(backend)?;
@@ -467,10 +526,7 @@ impl Client {
     /// Drops pooled connections of TLS setups not in `keep` (after a routing table swap).
     pub(crate) fn retain_tls(&self, keep: &HashSet<TlsKey>) {
         let kept = |(_, k): &ConnKey| k.as_ref().is_none_or(|k| keep.contains(k));
-        self.http1.retain(kept);
-        if let Ok(mut h2) = self.h2.lock() {
-            h2.retain(|k, _| kept(k));
-        }
+        self.pool.retain(kept);
     }
 
     /// Backend connections: (open now, opened in total).
@@ -478,22 +534,13 @@ impl Client {
         self.counts.get()
     }
 
-    fn forget(&self, key: &ConnKey) {
-        if let Ok(mut pool) = self.h2.lock() {
-            pool.remove(key);
-        }
-    }
-
     async fn h2_sender(
         &self,
         key: &ConnKey,
         tls: Option<&Arc<TlsTarget>>,
     ) -> Result<http2::SendRequest<Body>, ForwardError> {
-        if let Ok(pool) = self.h2.lock()
-            && let Some(s) = pool.get(key)
-            && !s.is_closed()
-        {
-            return Ok(s.clone());
+        if let Some(s) = self.pool.h2(key) {
+            return Ok(s);
         }
         // Boxed: the connect and handshakes would otherwise make every request's future
         // (pooled connections included) several KiB larger, copied on each request.
@@ -507,9 +554,7 @@ impl Client {
         tls: Option<&Arc<TlsTarget>>,
     ) -> Result<http2::SendRequest<Body>, ForwardError> {
         let sender = self.connect::<Http2>(key.0, tls).await?;
-        if let Ok(mut pool) = self.h2.lock() {
-            pool.insert(key.clone(), sender.clone());
-        }
+        self.pool.put_h2(key.clone(), sender.clone());
         Ok(sender)
     }
 }
@@ -891,6 +936,61 @@ mod tests {
         assert_eq!(open, 0, "the idle connection is still open");
         call(&client, addr).await;
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+
+    /// An HTTP/2 (h2c) backend on 127.0.0.1 that answers `200 ok`.
+    async fn h2_backend() -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((s, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let ok = hyper::service::service_fn(|_| async {
+                        Ok::<_, std::convert::Infallible>(http::Response::new(crate::body::full(
+                            Bytes::from_static(b"ok"),
+                        )))
+                    });
+                    let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(s), ok)
+                        .await;
+                });
+            }
+        });
+        addr
+    }
+
+    async fn call_h2(client: &Client, addr: SocketAddr) {
+        let req = http::Request::get(format!("http://{addr}/"))
+            .version(http::Version::HTTP_2)
+            .body(crate::body::empty())
+            .unwrap();
+        let resp = client.send(addr, Wire::H2c, None, req).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"ok");
+    }
+
+    #[tokio::test]
+    async fn an_http2_connection_closes_after_the_idle_timeout_without_requests() {
+        let addr = h2_backend().await;
+        let client = Client::new(Duration::from_secs(1), Duration::from_millis(300));
+        // Requests closer together than the timeout share one connection.
+        for _ in 0..4 {
+            call_h2(&client, addr).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(client.connection_counts(), (1, 1));
+        let mut open = 1;
+        for _ in 0..50 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            open = client.connection_counts().0;
+            if open == 0 {
+                break;
+            }
+        }
+        assert_eq!(open, 0, "the idle HTTP/2 connection is still open");
+        call_h2(&client, addr).await;
+        assert_eq!(client.connection_counts(), (1, 2));
     }
 
     #[tokio::test]

@@ -126,8 +126,10 @@ use tower::ServiceExt;
 pub struct RouterConfig {
     /// Timeout of a TCP connect to an endpoint (default 5 s); failing it is 503.
     pub connect_timeout: Duration,
-    /// How long an idle pooled HTTP/1.1 connection is kept (default 90 s); zero turns
-    /// pooling off (a connection per request).
+    /// How long a backend connection is kept without a request (default 90 s): an idle
+    /// pooled HTTP/1.1 connection, or an HTTP/2 connection no request started on. Zero turns
+    /// HTTP/1.1 pooling off (a connection per request) and keeps HTTP/2 connections until the
+    /// backend closes them.
     pub pool_idle_timeout: Duration,
     /// Largest request body buffered so that it can be retried or mirrored (default 1 MiB).
     pub max_buffered_body: usize,
