@@ -22,7 +22,7 @@
 //! one on a route that route's. Buckets start empty again when the table is rebuilt.
 //!
 //! A remote JWKS (`jwks.remote`) is fetched by gw-policy's
-//! [`RemoteJwks`](gw_policy::jwt::RemoteJwks), one per URL, cache duration and CAs, shared by
+//! [`RemoteJwks`], one per URL, cache duration and CAs, shared by
 //! the tables alive at once: a reload that keeps a provider keeps its cached keys and fetch
 //! schedule; a changed or removed provider's fetcher stops with the last table that used it.
 //!

@@ -6,7 +6,7 @@
 //! for the response). Response filters (ResponseHeaderModifier) apply to whatever response the
 //! rule produces, backend or direct.
 //!
-//! `ExternalAuth` (GEP-1494) is the one filter that needs I/O: [`apply_request`] stops at it
+//! `ExternalAuth` (GEP-1494) is the one filter that needs I/O: `apply_request` stops at it
 //! and the [`Router`](crate::Router) asks the auth service (gw-policy's
 //! [`ext_authz`](gw_policy::ext_authz), through the router's backend client), then applies the
 //! filters after it. Its backendRef must resolve (otherwise 500, as for any unresolved filter);
