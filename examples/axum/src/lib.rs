@@ -9,7 +9,7 @@
 //! - everything else: gw-router's [`Router`](gw_router::Router) as the fallback service,
 //!   routing by the Gateway API resources given (HTTPRoutes of one Gateway listener), with a
 //!   middleware that tells it which listener the request came in on
-//!   ([`Incoming`](gw_router::Incoming)).
+//!   ([`Incoming`]).
 //!
 //! ```no_run
 //! # async fn run(jwks: gw_policy::jwt::StaticJwks, yaml: &str) -> Result<(), Box<dyn std::error::Error>> {
