@@ -631,6 +631,11 @@ fn origin_form(req: &mut http::Request<Body>, endpoint: SocketAddr) {
     }
 }
 
+/// A connected byte stream to a backend: TCP, or TLS over TCP.
+trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static {}
+
+impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static> Stream for S {}
+
 /// An HTTP version's side of a new backend connection.
 trait Protocol {
     type Sender;
@@ -640,13 +645,11 @@ trait Protocol {
 
     /// The handshake on a connected stream; the connection task, which holds `guard`, is
     /// spawned.
-    fn handshake<S>(
+    fn handshake<S: Stream>(
         endpoint: SocketAddr,
         stream: S,
         guard: ConnGuard,
-    ) -> impl Future<Output = Result<Self::Sender, hyper::Error>> + Send
-    where
-        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static;
+    ) -> impl Future<Output = Result<Self::Sender, hyper::Error>> + Send;
 }
 
 /// Spawns a backend connection's task; `guard` counts it open until it ends.
@@ -675,14 +678,11 @@ impl Protocol for Http1 {
         &t.http1
     }
 
-    async fn handshake<S>(
+    async fn handshake<S: Stream>(
         endpoint: SocketAddr,
         stream: S,
         guard: ConnGuard,
-    ) -> Result<Self::Sender, hyper::Error>
-    where
-        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-    {
+    ) -> Result<Self::Sender, hyper::Error> {
         let (sender, conn) = http1::Builder::new()
             .handshake(TokioIo::new(stream))
             .await?;
@@ -698,14 +698,11 @@ impl Protocol for Http2 {
         &t.h2
     }
 
-    async fn handshake<S>(
+    async fn handshake<S: Stream>(
         endpoint: SocketAddr,
         stream: S,
         guard: ConnGuard,
-    ) -> Result<Self::Sender, hyper::Error>
-    where
-        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-    {
+    ) -> Result<Self::Sender, hyper::Error> {
         let (sender, conn) = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .handshake(TokioIo::new(stream))
