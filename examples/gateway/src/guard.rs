@@ -194,7 +194,8 @@ pub(crate) struct GuardedIo<S> {
     raw: BytesMut,
     /// How much of `raw` is known to hold no end of a request head: the next search for it
     /// starts there, so a head that arrives in many small reads is scanned once, not once per
-    /// read.
+    /// read. Reset by `release`, which moves the start of `raw` (`raw` is otherwise only
+    /// cleared on the way to `Mode::Refused`, which searches no more).
     head_scanned: usize,
     /// Inspected, not yet handed to hyper.
     ready: BytesMut,
@@ -335,7 +336,6 @@ impl<S> GuardedIo<S> {
                         self.flood = true;
                         self.mode = Mode::Refused;
                         self.raw.clear();
-                        self.head_scanned = 0;
                         return;
                     }
                     self.release(self.raw.len());
@@ -360,7 +360,6 @@ impl<S> GuardedIo<S> {
                 }
                 Mode::Refused => {
                     self.raw.clear();
-                    self.head_scanned = 0;
                     return;
                 }
                 Mode::Http1 => {
@@ -413,7 +412,6 @@ impl<S> GuardedIo<S> {
                     Verdict::Refuse(why) => {
                         tracing::debug!(reason = why, "ambiguous request refused (400)");
                         self.raw.clear();
-                        self.head_scanned = 0;
                         self.ready.extend_from_slice(REFUSED_HEAD);
                         self.mode = Mode::Refused;
                     }
