@@ -326,53 +326,47 @@ impl Head {
         body: Body,
         headers: HeaderMap,
     ) -> Request<Body> {
-        let scheme = if tls {
-            http::uri::Scheme::HTTPS
-        } else {
-            http::uri::Scheme::HTTP
-        };
-        let uri = match wire {
-            // Origin form: the client connects to `endpoint`, and the Host header (set below,
-            // or by the client from `endpoint`) carries the request's host.
-            Wire::Http1 => Some(http::Uri::from(self.path_and_query.clone())),
+        let mut req = Request::new(body);
+        *req.method_mut() = self.method.clone();
+        *req.headers_mut() = headers;
+        match wire {
+            // Origin form: the client connects to `endpoint`, and the Host header (the
+            // request's host, or `endpoint` set by the client) carries the host.
+            Wire::Http1 => {
+                *req.version_mut() = Version::HTTP_11;
+                *req.uri_mut() = http::Uri::from(self.path_and_query.clone());
+                if let Some(h) = &self.host {
+                    req.headers_mut().insert(HOST, h.clone());
+                }
+            }
             Wire::H2c => {
-                let uri = |authority: http::uri::Authority| {
-                    http::Uri::builder()
-                        .scheme(scheme)
-                        .authority(authority)
-                        .path_and_query(self.path_and_query.clone())
-                        .build()
-                        .ok()
+                *req.version_mut() = Version::HTTP_2;
+                let scheme = if tls {
+                    http::uri::Scheme::HTTPS
+                } else {
+                    http::uri::Scheme::HTTP
                 };
-                match self
+                let authority = self
                     .host
                     .as_ref()
                     .and_then(|h| http::uri::Authority::try_from(h.as_bytes()).ok())
-                {
-                    Some(a) => uri(a),
-                    None => {
+                    .or_else(|| {
                         let mut a = String::with_capacity(48);
                         push_socket_addr(&mut a, endpoint);
-                        http::uri::Authority::try_from(a).ok().and_then(uri)
-                    }
+                        http::uri::Authority::try_from(a).ok()
+                    });
+                let uri = authority.and_then(|a| {
+                    http::Uri::builder()
+                        .scheme(scheme)
+                        .authority(a)
+                        .path_and_query(self.path_and_query.clone())
+                        .build()
+                        .ok()
+                });
+                if let Some(uri) = uri {
+                    *req.uri_mut() = uri;
                 }
             }
-        };
-        let version = match wire {
-            Wire::Http1 => Version::HTTP_11,
-            Wire::H2c => Version::HTTP_2,
-        };
-        let mut req = Request::new(body);
-        *req.method_mut() = self.method.clone();
-        *req.version_mut() = version;
-        if let Some(uri) = uri {
-            *req.uri_mut() = uri;
-        }
-        *req.headers_mut() = headers;
-        if wire == Wire::Http1
-            && let Some(h) = &self.host
-        {
-            req.headers_mut().insert(HOST, h.clone());
         }
         req
     }
