@@ -6,13 +6,12 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use super::client::BackendBody;
 use bytes::Bytes;
 use http::header::HOST;
 use http::{Request, Response, StatusCode, Version};
 use http_body_util::BodyExt;
 
-use super::client::Wire;
+use super::client::{BackendBody, Wire};
 use super::error::ForwardError;
 use super::forward::{add_effect_headers, wire_for};
 use super::{Picked, Router, Shared};
