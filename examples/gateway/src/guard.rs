@@ -44,6 +44,14 @@ const REFUSED_HEAD: &[u8] = b"\x01 / HTTP/1.1\r\n\r\n";
 /// Bytes reserved in the read buffer when it runs low, and the least room a read gets.
 const READ_SIZE: usize = 8192;
 const READ_MIN: usize = 1024;
+
+thread_local! {
+    /// A read buffer that a quiet connection on this thread gave back, for the next read of
+    /// any connection here: connections hold a buffer only while they have bytes to read, and
+    /// a busy thread goes on reading into the same block (in cache, and no allocator call).
+    static SPARE: std::cell::Cell<Option<BytesMut>> = const { std::cell::Cell::new(None) };
+}
+
 /// Header slots `inspect` keeps on the stack (32 bytes each); more go to the heap.
 const STACK_HEADERS: usize = 128;
 
@@ -716,7 +724,14 @@ impl<S: AsyncRead + Unpin> AsyncRead for GuardedIo<S> {
             }
             // Straight into `raw`'s spare capacity: no zeroed scratch buffer, no extra copy.
             if this.raw.capacity() - this.raw.len() < READ_MIN {
-                this.raw.reserve(READ_SIZE);
+                if this.raw.capacity() == 0
+                    && let Some(spare) = SPARE.take()
+                {
+                    this.raw = spare;
+                }
+                if this.raw.capacity() - this.raw.len() < READ_MIN {
+                    this.raw.reserve(READ_SIZE);
+                }
             }
             match poll_read_buf(Pin::new(&mut this.inner), cx, &mut this.raw) {
                 Poll::Ready(Ok(0)) => {
@@ -726,6 +741,12 @@ impl<S: AsyncRead + Unpin> AsyncRead for GuardedIo<S> {
                 Poll::Ready(Ok(_)) => this.process(),
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Pending => {
+                    if this.raw.is_empty() && this.raw.capacity() > 0 {
+                        // Nothing is held back (`ready` is empty too, or it was returned):
+                        // the client is quiet, and an idle keep-alive connection holds no
+                        // buffer. (Bytes past `len` are never exposed: reads fill them.)
+                        SPARE.set(Some(std::mem::take(&mut this.raw)));
+                    }
                     let Some((deadline, why)) = this.read_deadline() else {
                         return Poll::Pending;
                     };
@@ -948,6 +969,59 @@ mod tests {
             assert!(!h2.scan(f, 3));
         }
         assert!(h2.scan(&frame(3, 0, &[0, 0, 0, 8]), 3));
+    }
+
+    #[tokio::test]
+    async fn a_quiet_connection_holds_no_read_buffer() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let config = GuardConfig {
+            header_read_timeout: Duration::ZERO,
+            http1_idle_timeout: Duration::ZERO,
+            http2_idle_timeout: Duration::ZERO,
+            write_stall_timeout: Duration::ZERO,
+            max_header_bytes: 8192,
+            max_headers: 100,
+            http2_max_control_frames: 0,
+        };
+        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        let mut io = GuardedIo::new(server, config, Activity::new());
+        let head = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+        let partial = b"GET /next HTTP/1.1\r\nHo";
+        client
+            .write_all(&[&head[..], &partial[..]].concat())
+            .await
+            .unwrap();
+        let mut got = [0u8; 256];
+        let n = io.read(&mut got).await.unwrap();
+        assert_eq!(&got[..n], head);
+        // The start of the next head is held back until its end arrives: its buffer stays.
+        let more = std::future::poll_fn(|cx| {
+            let mut buf = [0u8; 256];
+            let mut buf = ReadBuf::new(&mut buf);
+            Poll::Ready(Pin::new(&mut io).poll_read(cx, &mut buf).is_pending())
+        });
+        assert!(more.await);
+        assert_eq!(&io.raw[..], partial);
+        client.write_all(b"st: a\r\n\r\n").await.unwrap();
+        let n = io.read(&mut got).await.unwrap();
+        assert_eq!(&got[..n], b"GET /next HTTP/1.1\r\nHost: a\r\n\r\n");
+        // Nothing left to read: the buffer is given back while the client is quiet...
+        let quiet = std::future::poll_fn(|cx| {
+            let mut buf = [0u8; 256];
+            let mut buf = ReadBuf::new(&mut buf);
+            Poll::Ready(Pin::new(&mut io).poll_read(cx, &mut buf).is_pending())
+        });
+        assert!(quiet.await);
+        assert_eq!(io.raw.capacity(), 0);
+        assert_eq!(io.ready.capacity(), 0);
+        // ...to this thread's spare, which the next read takes.
+        let spare = SPARE.take().expect("the quiet connection's buffer");
+        assert!(spare.is_empty() && spare.capacity() >= READ_MIN);
+        SPARE.set(Some(spare));
+        client.write_all(head).await.unwrap();
+        let n = io.read(&mut got).await.unwrap();
+        assert_eq!(&got[..n], head);
+        assert!(SPARE.take().is_none());
     }
 
     #[test]
