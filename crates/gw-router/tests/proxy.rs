@@ -45,6 +45,18 @@ async fn forwards_with_host_path_and_forwarded_headers() {
         echoed_header(&json, "X-Forwarded-Proto").as_deref(),
         Some("http")
     );
+    // A client's X-Forwarded-For gets the peer appended to its first value, and the field
+    // reaches the backend once.
+    let mut req = get("/", "example.com");
+    req.headers_mut()
+        .append("x-forwarded-for", "203.0.113.7".parse().unwrap());
+    req.headers_mut()
+        .append("x-forwarded-for", "198.51.100.9".parse().unwrap());
+    let (_, json) = echoed(call(&r, req).await).await;
+    assert_eq!(
+        echoed_header(&json, "X-Forwarded-For").as_deref(),
+        Some("203.0.113.7, 192.0.2.1")
+    );
     v1.shutdown().await;
 }
 

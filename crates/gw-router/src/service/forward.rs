@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::header::{CONNECTION, HOST, UPGRADE};
+use http::header::{self, CONNECTION, HOST, UPGRADE};
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Version, request};
 use http_body::Body as HttpBody;
 use http_body_util::{BodyExt, Limited};
@@ -275,14 +275,25 @@ impl Head {
                     .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
             });
         if let Some(peer) = incoming.peer {
+            // One lookup of the name for both reading and writing the field.
+            let entry = headers.entry(X_FORWARDED_FOR);
             let mut xff = String::with_capacity(48);
-            if let Some(prev) = headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+            if let header::Entry::Occupied(prev) = &entry
+                && let Ok(prev) = prev.get().to_str()
+            {
                 xff.push_str(prev);
                 xff.push_str(", ");
             }
             push_ip(&mut xff, peer.ip());
             if let Ok(v) = HeaderValue::try_from(xff) {
-                headers.insert(X_FORWARDED_FOR, v);
+                match entry {
+                    header::Entry::Occupied(mut e) => {
+                        e.insert(v);
+                    }
+                    header::Entry::Vacant(e) => {
+                        e.insert(v);
+                    }
+                }
             }
         }
         headers.insert(
