@@ -6,6 +6,9 @@ Subcommands:
   gen-scale DIR ADDR N              gw config: N HTTPRoutes, each with its own Service + EndpointSlice
   wait-ready ADMIN URL TIMEOUT      /readyz is 200, /status has a resourceVersion, URL answers 200
   rss PID                           VmRSS and VmHWM in KiB
+  idle-rss HOST PORT N PID...       opens N keep-alive connections (one GET /0 each) and holds
+                                    them: -> resident bytes they added per connection to the
+                                    PIDs and their children (VmRSS, summed)
   propagate ADMIN BASE CONFDIR STAGEDIR COUNT OUT [MODE]   one-route changes, write -> first
                                     200; MODE new-file (a file with a new route, default) or edit
                                     (one route of a 500-route file gets a new path)
@@ -21,6 +24,8 @@ import http.client
 import json
 import os
 import re
+import resource
+import socket
 import statistics
 import sys
 import time
@@ -182,6 +187,68 @@ def rss(pid):
             if k in ("VmRSS", "VmHWM"):
                 vals[k] = int(v.split()[0])
     print(vals["VmRSS"], vals["VmHWM"])
+
+
+def vm_rss(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def with_children(pids):
+    """The PIDs and their child processes (nginx's master and its workers)."""
+    out = set(pids)
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                # The parent PID is the second field after the parenthesized command.
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid in pids:
+            out.add(int(d))
+    return sorted(out)
+
+
+def open_idle(host, port, n):
+    """N connections, each after one keep-alive request answered."""
+    conns = []
+    request = f"GET /0 HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+    for _ in range(n):
+        s = socket.create_connection((host, port), timeout=5)
+        s.sendall(request)
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = s.recv(4096)
+            if not chunk:
+                raise OSError(f"{host}:{port} closed a connection before answering")
+            head += chunk
+        conns.append(s)
+    return conns
+
+
+def idle_rss(host, port, n, *pids):
+    n, port = int(n), int(port)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < n + 200:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, n + 200), hard))
+    procs = with_children({int(p) for p in pids})
+    # The first connections pay for what is allocated once (per-thread caches, pools); the
+    # pause lets memory freed by earlier load go back to the system first (gw-gateway's
+    # allocator returns free pages after half a second), so that it is not counted as reused.
+    warm = open_idle(host, port, 50)
+    time.sleep(2)
+    before = sum(vm_rss(p) for p in procs)
+    held = open_idle(host, port, n)
+    time.sleep(0.5)
+    after = sum(vm_rss(p) for p in procs)
+    for s in warm + held:
+        s.close()
+    print(round((after - before) * 1024 / n))
 
 
 def pct(sorted_vals, p):
@@ -437,6 +504,8 @@ def main():
         return wait_ready(*args)
     elif cmd == "rss":
         rss(*args)
+    elif cmd == "idle-rss":
+        idle_rss(*args)
     elif cmd == "propagate":
         return propagate(*args)
     elif cmd == "edit-loop":

@@ -25,12 +25,15 @@ HERE="$ROOT/benches/load"
 PY="python3 $HERE/bench.py"
 
 if [[ $QUICK == 1 ]]; then
-  DUR=1; WARM=1; CONNS=(1 64); ROUTES=500; CHANGES=20; EDITS=20
+  DUR=1; WARM=1; CONNS=(1 64); ROUTES=500; CHANGES=20; EDITS=20; IDLE=200
 else
-  DUR=10; WARM=2; CONNS=(1 16 64 256); ROUTES=5000; CHANGES=100; EDITS=20
+  DUR=10; WARM=2; CONNS=(1 16 64 256); ROUTES=5000; CHANGES=100; EDITS=20; IDLE=1000
 fi
 BODIES=(0 4k)
 FIXED_CONNS=16
+# 256 connections to each target and the idle-connection test need more than the common
+# soft limit of 1,024 open files (every process started below inherits it).
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 GW_ADDR=127.0.90.1      # gw-gateway, throughput instance (1 route)
 NGINX_ADDR=127.0.90.2   # nginx reverse proxy
@@ -142,7 +145,8 @@ http {
 }
 EOF
 nginx -p "$W/nginx-px" -c "$W/nginx-px/nginx.conf" &
-PIDS+=($!)
+NGINX_PX_PID=$!
+PIDS+=($NGINX_PX_PID)
 
 # ---- gw-gateway (1 route to the backend) ----------------------------------------------------
 $PY gen-base "$W/gw-conf" "$GW_ADDR"
@@ -217,6 +221,13 @@ for proto in h1 h2; do
   done
 done
 
+# ---- memory per idle keep-alive connection ---------------------------------------------------
+# Connections that made one request and stay open, as browsers and pooling clients leave them:
+# the growth of VmRSS (nginx: its master and workers) divided by their number.
+echo "== memory per idle keep-alive connection: $IDLE connections" >&2
+IDLE_GW=$($PY idle-rss "$GW_ADDR" 8080 "$IDLE" "$GW_PID") || IDLE_GW=failed
+IDLE_NGINX=$($PY idle-rss "$NGINX_ADDR" 8080 "$IDLE" "$NGINX_PX_PID") || IDLE_NGINX=failed
+
 # ---- route changes under load: constant traffic while the route is edited -------------------
 # Each edit flips the EndpointSlice port (3000 <-> 3002) and toggles a request header filter,
 # renamed into place like a ConfigMap update; wrk counts every non-2xx answer and socket error.
@@ -266,6 +277,7 @@ $PY table "$RES"
 awk -v base="$RSS_BASE" -v n="$RSS_N" -v hwm="$HWM_N" -v r="$ROUTES" -v t0="$t0" -v t1="$t1" 'BEGIN {
   printf "Memory: gw-gateway VmRSS with 1 route %.1f MiB; with %d routes %.1f MiB (VmHWM %.1f MiB); (RSS_N - RSS_1) / N = %.0f bytes per route; start to ready %.2f s\n",
     base/1024, r, n/1024, hwm/1024, (n-base)*1024/r, t1-t0 }'
+echo "Idle keep-alive connections ($IDLE, one request each): gw-gateway $IDLE_GW bytes each, nginx $IDLE_NGINX bytes each (growth of VmRSS)"
 echo "Route changes under load: $EDITS_APPLIED of $EDITS edits applied (slowest ${EDITS_MAX_MS} ms), ${E_TOTAL:-0} requests at ${E_RPS} req/s, non-2xx answers ${E_NON2XX} (with socket errors: ${E_ERRS})"
 echo "Propagation at $ROUTES routes: $P_N changes seen, median ${P_MED} ms, p99 ${P_P99} ms (min ${P_MIN}, max ${P_MAX}), failures ${P_FAIL}"
 echo "Propagation at $ROUTES routes, editing one route of a 500-route file: $PE_N changes seen, median ${PE_MED} ms, p99 ${PE_P99} ms (min ${PE_MIN}, max ${PE_MAX}), failures ${PE_FAIL}"
@@ -275,4 +287,5 @@ if [[ ${GW_BENCH_STRICT:-0} == 1 ]]; then
   [[ $E_NON2XX == 0 ]] || { echo "$E_NON2XX non-2xx answers during route changes" >&2; exit 1; }
   [[ $P_FAIL == 0 ]] || { echo "$P_FAIL route changes were not seen within 10 s" >&2; exit 1; }
   [[ $PE_FAIL == 0 ]] || { echo "$PE_FAIL route edits were not seen within 10 s" >&2; exit 1; }
+  [[ $IDLE_GW != failed ]] || { echo "idle connections to gw-gateway could not be held" >&2; exit 1; }
 fi
