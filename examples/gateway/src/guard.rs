@@ -971,6 +971,16 @@ mod tests {
         assert!(h2.scan(&frame(3, 0, &[0, 0, 0, 8]), 3));
     }
 
+    /// Polls one read: whether it is pending (nothing to hand over yet).
+    async fn read_would_wait<S: AsyncRead + Unpin>(io: &mut GuardedIo<S>) -> bool {
+        std::future::poll_fn(|cx| {
+            let mut buf = [0u8; 256];
+            let mut buf = ReadBuf::new(&mut buf);
+            Poll::Ready(Pin::new(&mut *io).poll_read(cx, &mut buf).is_pending())
+        })
+        .await
+    }
+
     #[tokio::test]
     async fn a_quiet_connection_holds_no_read_buffer() {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -995,23 +1005,13 @@ mod tests {
         let n = io.read(&mut got).await.unwrap();
         assert_eq!(&got[..n], head);
         // The start of the next head is held back until its end arrives: its buffer stays.
-        let more = std::future::poll_fn(|cx| {
-            let mut buf = [0u8; 256];
-            let mut buf = ReadBuf::new(&mut buf);
-            Poll::Ready(Pin::new(&mut io).poll_read(cx, &mut buf).is_pending())
-        });
-        assert!(more.await);
+        assert!(read_would_wait(&mut io).await);
         assert_eq!(&io.raw[..], partial);
         client.write_all(b"st: a\r\n\r\n").await.unwrap();
         let n = io.read(&mut got).await.unwrap();
         assert_eq!(&got[..n], b"GET /next HTTP/1.1\r\nHost: a\r\n\r\n");
         // Nothing left to read: the buffer is given back while the client is quiet...
-        let quiet = std::future::poll_fn(|cx| {
-            let mut buf = [0u8; 256];
-            let mut buf = ReadBuf::new(&mut buf);
-            Poll::Ready(Pin::new(&mut io).poll_read(cx, &mut buf).is_pending())
-        });
-        assert!(quiet.await);
+        assert!(read_would_wait(&mut io).await);
         assert_eq!(io.raw.capacity(), 0);
         assert_eq!(io.ready.capacity(), 0);
         // ...to this thread's spare, which the next read takes.
