@@ -18,6 +18,11 @@ Subcommands:
   parse-wrk FILE                    -> "rps p50_us p99_us errors"
   parse-h2load FILE LOG             -> "rps p50_us p99_us errors"
   table RESULTS                     print the throughput / latency tables with ratios
+  cpu PID BACKEND_PID               -> "time user_s sys_s backend_user_s backend_sys_s": CPU time
+                                    so far of PID and of BACKEND_PID, each with its children
+                                    (PID 0: none)
+  cpu-table FILE                    CPU per request from two `cpu` samples per point (lines:
+                                    proto body conns target rps SAMPLE0 SAMPLE1)
   routing-table / compile-table     criterion `--output-format bencher` (stdin) -> table
 """
 import http.client
@@ -249,6 +254,58 @@ def idle_rss(host, port, n, *pids):
     for s in warm + held:
         s.close()
     print(round((after - before) * 1024 / n))
+
+
+def cpu_seconds(pid):
+    """User and system CPU seconds so far of PID and its children (0: none)."""
+    pid = int(pid)
+    if pid == 0:
+        return 0.0, 0.0
+    tck = os.sysconf("SC_CLK_TCK")
+    user = system = 0
+    for p in with_children({pid}):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                # utime and stime are fields 14 and 15; after the command they are 12th and 13th.
+                fields = f.read().rsplit(")", 1)[1].split()
+            user += int(fields[11])
+            system += int(fields[12])
+        except (OSError, IndexError, ValueError):
+            continue
+    return user / tck, system / tck
+
+
+def cpu(pid, backend):
+    u, s = cpu_seconds(pid)
+    bu, bs = cpu_seconds(backend)
+    print(f"{time.time():.6f} {u:.2f} {s:.2f} {bu:.2f} {bs:.2f}")
+
+
+def cpu_table(path):
+    """CPU per request: the CPU time a process used between the two samples, over the
+    requests served in that window (req/s times its length; the load is steady by then)."""
+    rows = []
+    for line in open(path):
+        p = line.split()
+        if len(p) != 15:
+            continue
+        proto, body, conns, target, rps = p[:5]
+        a, b = [float(x) for x in p[5:10]], [float(x) for x in p[10:15]]
+        n = float(rps) * (b[0] - a[0])
+        if not n > 0:
+            continue
+        per = [(b[i] - a[i]) * 1e6 / n for i in range(1, 5)]
+        rows.append((proto, body, conns, target, float(rps), per))
+    if not rows:
+        return
+    print("CPU per request at maximum throughput, HTTP/1.1 (µs; sampled from /proc after the warm-up")
+    print("until wrk ends; the process under test with its children; the load generator uses the rest)")
+    print("| body | conns | target | req/s | under test: user | sys | backend: user | sys |")
+    print("|---|---:|---|---:|---:|---:|---:|---:|")
+    for proto, body, conns, target, rps, per in rows:
+        u, s = ("", "") if target == "direct" else (f"{per[0]:.2f}", f"{per[1]:.2f}")
+        print(f"| {body} | {conns} | {target} | {rps:.0f} | {u} | {s} | {per[2]:.2f} | {per[3]:.2f} |")
+    print()
 
 
 def pct(sorted_vals, p):
@@ -516,6 +573,10 @@ def main():
         parse_h2load(*args)
     elif cmd == "table":
         table(*args)
+    elif cmd == "cpu":
+        cpu(*args)
+    elif cmd == "cpu-table":
+        cpu_table(*args)
     elif cmd == "routing-table":
         routing_table()
     elif cmd == "compile-table":

@@ -111,7 +111,8 @@ http {
 }
 EOF
 nginx -p "$W/nginx-be" -c "$W/nginx-be/nginx.conf" &
-PIDS+=($!)
+BACKEND_PID=$!
+PIDS+=($BACKEND_PID)
 
 # ---- nginx reverse proxy with upstream keepalive --------------------------------------------
 cat >"$W/nginx-px/nginx.conf" <<EOF
@@ -176,13 +177,25 @@ RES="$W/results.txt"
 : >"$RES"
 threads() { if (($1 < NPROC)); then echo "$1"; else echo "$NPROC"; fi; }
 
+# CPU time of the process under test (gw-gateway, nginx proxy) and of the backend, sampled
+# after the warm-up and when the load ends: see `bench.py cpu`.
+CPU_RES="$W/cpu.txt"
+: >"$CPU_RES"
+declare -A UNDER_TEST=([gw]="$GW_PID" [nginx]="$NGINX_PX_PID" [direct]="")
+
 run_point() { # kind proto body conns target [rate]
   local kind=$1 proto=$2 body=$3 c=$4 t=$5 rate=${6:-} out="$W/out.txt" log="$W/h2load.log" r
   local th; th=$(threads "$c")
   rm -f "$log"
   if [[ $kind == max && $proto == h1 ]]; then
-    wrk -t "$th" -c "$c" -d "$((DUR + WARM))s" --latency "${H1[$t]}/$body" >"$out" 2>&1 || true
+    wrk -t "$th" -c "$c" -d "$((DUR + WARM))s" --latency "${H1[$t]}/$body" >"$out" 2>&1 &
+    local tool=$! cpu0 cpu1
+    sleep "$WARM"
+    cpu0=$($PY cpu "${UNDER_TEST[$t]:-0}" "$BACKEND_PID")
+    wait "$tool" || true
+    cpu1=$($PY cpu "${UNDER_TEST[$t]:-0}" "$BACKEND_PID")
     r=$($PY parse-wrk "$out")
+    echo "$proto $body $c $t ${r%% *} $cpu0 $cpu1" >>"$CPU_RES"
   else
     local url=${H2[$t]} p=h2c extra=()
     if [[ $proto == h1 ]]; then url=${H1[$t]}; p=http/1.1; fi
@@ -274,6 +287,7 @@ echo "tools: $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2), $(h2load --version | he
 echo "backend: nginx (1 worker) on $BACKEND; nginx proxy: $NPROC workers, upstream keepalive 512; gw-gateway: default runtime"
 echo
 $PY table "$RES"
+$PY cpu-table "$CPU_RES"
 awk -v base="$RSS_BASE" -v n="$RSS_N" -v hwm="$HWM_N" -v r="$ROUTES" -v t0="$t0" -v t1="$t1" 'BEGIN {
   printf "Memory: gw-gateway VmRSS with 1 route %.1f MiB; with %d routes %.1f MiB (VmHWM %.1f MiB); (RSS_N - RSS_1) / N = %.0f bytes per route; start to ready %.2f s\n",
     base/1024, r, n/1024, hwm/1024, (n-base)*1024/r, t1-t0 }'
