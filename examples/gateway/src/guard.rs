@@ -203,7 +203,8 @@ pub(crate) struct GuardedIo<S> {
     /// How much of `raw` is known to hold no end of a request head: the next search for it
     /// starts there, so a head that arrives in many small reads is scanned once, not once per
     /// read. Reset by `release`, which moves the start of `raw` (`raw` is otherwise only
-    /// cleared on the way to `Mode::Refused`, which searches no more).
+    /// cleared on the way to `Mode::Refused`, which searches no more, or given to the thread's
+    /// spare when empty, when this is 0 already).
     head_scanned: usize,
     /// Inspected, not yet handed to hyper.
     ready: BytesMut,
@@ -722,16 +723,14 @@ impl<S: AsyncRead + Unpin> AsyncRead for GuardedIo<S> {
                 }
                 return Poll::Ready(Ok(()));
             }
-            // Straight into `raw`'s spare capacity: no zeroed scratch buffer, no extra copy.
+            // Straight into `raw`'s free capacity: no zeroed scratch buffer, no extra copy.
+            if this.raw.capacity() == 0
+                && let Some(spare) = SPARE.take()
+            {
+                this.raw = spare;
+            }
             if this.raw.capacity() - this.raw.len() < READ_MIN {
-                if this.raw.capacity() == 0
-                    && let Some(spare) = SPARE.take()
-                {
-                    this.raw = spare;
-                }
-                if this.raw.capacity() - this.raw.len() < READ_MIN {
-                    this.raw.reserve(READ_SIZE);
-                }
+                this.raw.reserve(READ_SIZE);
             }
             match poll_read_buf(Pin::new(&mut this.inner), cx, &mut this.raw) {
                 Poll::Ready(Ok(0)) => {
