@@ -184,22 +184,29 @@ def wait_ready(admin, url, timeout):
     return 1
 
 
-def rss(pid):
+def memory_kib(pid):
+    """VmRSS and VmHWM of PID from /proc/PID/status, in KiB."""
     vals = {}
     with open(f"/proc/{pid}/status") as f:
         for line in f:
             k, _, v = line.partition(":")
             if k in ("VmRSS", "VmHWM"):
                 vals[k] = int(v.split()[0])
-    print(vals["VmRSS"], vals["VmHWM"])
+    return vals["VmRSS"], vals["VmHWM"]
 
 
-def vm_rss(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
+def rss(pid):
+    print(*memory_kib(pid))
+
+
+def stat_fields(pid):
+    """The fields of /proc/PID/stat after the parenthesized command (the state first), or
+    None when the process is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
 
 
 def with_children(pids):
@@ -208,13 +215,9 @@ def with_children(pids):
     for d in os.listdir("/proc"):
         if not d.isdigit():
             continue
-        try:
-            with open(f"/proc/{d}/stat") as f:
-                # The parent PID is the second field after the parenthesized command.
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        if ppid in pids:
+        fields = stat_fields(d)
+        # The parent PID is field 4 of the file.
+        if fields and int(fields[1]) in pids:
             out.add(int(d))
     return sorted(out)
 
@@ -247,10 +250,10 @@ def idle_rss(host, port, n, *pids):
     # allocator returns free pages after half a second), so that it is not counted as reused.
     warm = open_idle(host, port, 50)
     time.sleep(2)
-    before = sum(vm_rss(p) for p in procs)
+    before = sum(memory_kib(p)[0] for p in procs)
     held = open_idle(host, port, n)
     time.sleep(0.5)
-    after = sum(vm_rss(p) for p in procs)
+    after = sum(memory_kib(p)[0] for p in procs)
     for s in warm + held:
         s.close()
     print(round((after - before) * 1024 / n))
@@ -264,14 +267,11 @@ def cpu_seconds(pid):
     tck = os.sysconf("SC_CLK_TCK")
     user = system = 0
     for p in with_children({pid}):
-        try:
-            with open(f"/proc/{p}/stat") as f:
-                # utime and stime are fields 14 and 15; after the command they are 12th and 13th.
-                fields = f.read().rsplit(")", 1)[1].split()
+        fields = stat_fields(p)
+        # utime and stime are fields 14 and 15 of the file.
+        if fields:
             user += int(fields[11])
             system += int(fields[12])
-        except (OSError, IndexError, ValueError):
-            continue
     return user / tck, system / tck
 
 
@@ -289,20 +289,20 @@ def cpu_table(path):
         p = line.split()
         if len(p) != 15:
             continue
-        proto, body, conns, target, rps = p[:5]
+        body, conns, target, rps = p[1:5]
         a, b = [float(x) for x in p[5:10]], [float(x) for x in p[10:15]]
         n = float(rps) * (b[0] - a[0])
         if not n > 0:
             continue
         per = [(b[i] - a[i]) * 1e6 / n for i in range(1, 5)]
-        rows.append((proto, body, conns, target, float(rps), per))
+        rows.append((body, conns, target, float(rps), per))
     if not rows:
         return
     print("CPU per request at maximum throughput, HTTP/1.1 (µs; sampled from /proc after the warm-up")
     print("until wrk ends; the process under test with its children; the load generator uses the rest)")
     print("| body | conns | target | req/s | under test: user | sys | backend: user | sys |")
     print("|---|---:|---|---:|---:|---:|---:|---:|")
-    for proto, body, conns, target, rps, per in rows:
+    for body, conns, target, rps, per in rows:
         u, s = ("", "") if target == "direct" else (f"{per[0]:.2f}", f"{per[1]:.2f}")
         print(f"| {body} | {conns} | {target} | {rps:.0f} | {u} | {s} | {per[2]:.2f} | {per[3]:.2f} |")
     print()
