@@ -5,7 +5,7 @@ Subcommands:
   gen-base DIR ADDR                 gw config: 1 route (PathPrefix /) to the backend
   gen-scale DIR ADDR N              gw config: N HTTPRoutes, each with its own Service + EndpointSlice
   wait-ready ADMIN URL TIMEOUT      /readyz is 200, /status has a resourceVersion, URL answers 200
-  rss PID                           VmRSS and VmHWM in KiB
+  rss PID                           VmRSS, VmHWM and RssFile in KiB
   idle-rss HOST PORT N PID...       opens N keep-alive connections (one GET /0 each) and holds
                                     them: -> resident bytes they added per connection to the
                                     PIDs and their children (VmRSS, summed)
@@ -24,7 +24,12 @@ Subcommands:
   cpu-table FILE                    CPU per request from two `cpu` samples per point (lines:
                                     proto body conns target rps SAMPLE0 SAMPLE1)
   routing-table / compile-table     criterion `--output-format bencher` (stdin) -> table
+  hot-text BINARY OUT CALLGRIND...  the linker script that puts the code BINARY ran under
+                                    callgrind (`--dump-instr=yes` outputs) in one place (see
+                                    benches/load/hot-text.sh)
 """
+import bisect
+import collections
 import http.client
 import json
 import os
@@ -32,11 +37,13 @@ import re
 import resource
 import socket
 import statistics
+import subprocess
 import sys
 import time
 import urllib.request
 
-BACKEND_IP = "127.0.90.10"
+# The backend the generated configurations point at (hot-text.sh runs its own elsewhere).
+BACKEND_IP = os.environ.get("GW_BENCH_BACKEND", "127.0.90.10")
 BACKEND_PORT = 3000
 
 HEADER = """apiVersion: gateway.networking.k8s.io/v1
@@ -185,14 +192,15 @@ def wait_ready(admin, url, timeout):
 
 
 def memory_kib(pid):
-    """VmRSS and VmHWM of PID from /proc/PID/status, in KiB."""
+    """VmRSS, VmHWM and RssFile (the resident pages of mapped files: the binary's code and
+    read-only data, the shared libraries) of PID from /proc/PID/status, in KiB."""
     vals = {}
     with open(f"/proc/{pid}/status") as f:
         for line in f:
             k, _, v = line.partition(":")
-            if k in ("VmRSS", "VmHWM"):
+            if k in ("VmRSS", "VmHWM", "RssFile"):
                 vals[k] = int(v.split()[0])
-    return vals["VmRSS"], vals["VmHWM"]
+    return vals["VmRSS"], vals["VmHWM"], vals["RssFile"]
 
 
 def rss(pid):
@@ -551,6 +559,116 @@ def compile_table():
     print()
 
 
+def callgrind_costs(path, binary, starts, symbols, cost):
+    """Adds the instructions each function symbol of `binary` executed in callgrind output
+    `path` (written with `--dump-instr=yes`: positions are instruction addresses, relative
+    to the object for a position-independent executable)."""
+    names, current, last, call = {}, None, 0, False
+    with open(path, errors="replace") as f:
+        for line in f:
+            if line.startswith(("ob=", "cob=")):
+                m = re.match(r"c?ob=\((\d+)\)\s*(.*)", line.strip())
+                if m and m.group(2):
+                    names[m.group(1)] = m.group(2)
+                if line.startswith("ob=") and m:
+                    current = names.get(m.group(1))
+                continue
+            if line.startswith("calls="):
+                call = True  # the next cost line is the call's inclusive cost
+                continue
+            if not line[:1] or line[0] not in "0+-*":
+                continue
+            fields = line.split()
+            tok = fields[0]
+            if tok.startswith("0x"):
+                last = int(tok, 16)
+            elif tok[0] == "+":
+                last += int(tok[1:], 0)
+            elif tok[0] == "-":
+                last -= int(tok[1:], 0)
+            if call:
+                call = False
+                continue
+            if current and os.path.basename(current) == os.path.basename(binary) and len(fields) > 2:
+                i = bisect.bisect_right(starts, last) - 1
+                if i >= 0 and last < starts[i] + max(symbols[i][1], 1):
+                    cost[symbols[i][2]] += int(fields[2])
+
+
+def section_patterns(symbol, instances):
+    """Input-section patterns for `symbol`'s function section (`.text.NAME`, or
+    `.text.unlikely.NAME` for a function LLVM deems cold, such as `#[cold]` ones). A Rust
+    legacy symbol ends in a hash (`17h` + 16 hex digits) of the build's crate metadata and,
+    for a generic function, of its type arguments; a function that has one instance in the
+    profiled binary gets a pattern without the hash, which still matches when the hash
+    changes. A generic function keeps its hash: without it, the pattern would take in every
+    instance. LLVM may add a `.N` suffix to a local symbol it renamed. `instances` counts the
+    binary's symbols by their name without the hash."""
+    base = re.sub(r"\.\d+$", "", symbol)
+    m = re.match(r"^(_ZN.*17h)[0-9a-f]{16}E$", base)
+    if m and instances[m.group(1)] == 1:
+        names = [f"{m.group(1)}*"]
+    elif m:
+        names = [f"{base}*"]  # only a `.N` suffix can follow the hash's closing `E`
+    else:
+        names = [base, f"{base}.*"]
+    return [f".text.{prefix}{n}" for prefix in ("", "unlikely.") for n in names]
+
+
+def unhashed(symbol):
+    m = re.match(r"^(_ZN.*17h)[0-9a-f]{16}E", symbol)
+    return m.group(1) if m else symbol
+
+
+def hot_text(binary, out, *profiles):
+    symbols = []
+    nm = subprocess.run(["nm", "-S", "--defined-only", binary], capture_output=True, text=True, check=True)
+    for line in nm.stdout.splitlines():
+        f = line.split()
+        if len(f) == 4 and f[2] in "tTwW":
+            symbols.append((int(f[0], 16), int(f[1], 16), f[3]))
+    symbols.sort()
+    starts = [s[0] for s in symbols]
+    cost = collections.Counter()
+    for p in profiles:
+        callgrind_costs(p, binary, starts, symbols, cost)
+    if not cost:
+        print(f"hot-text: no code of {binary} in {profiles}", file=sys.stderr)
+        return 1
+    size = {name: sz for _, sz, name in symbols}
+    instances = collections.Counter(unhashed(name) for name in size)
+    patterns = []
+    for name, _ in cost.most_common():
+        for p in section_patterns(name, instances):
+            if p not in patterns:
+                patterns.append(p)
+    with open(out, "w") as f:
+        f.write(HOT_TEXT_HEADER.format(
+            functions=len(cost), kib=sum(size[n] for n in cost) // 1024))
+        f.write("SECTIONS\n{\n  .text.hot : {\n    *(\n")
+        for p in patterns:
+            f.write(f"      {p}\n")
+        f.write("    )\n  }\n}\nINSERT BEFORE .text;\n")
+    print(f"hot-text: {len(cost)} functions, {sum(size[n] for n in cost)} bytes, {len(patterns)} patterns -> {out}")
+    return 0
+
+
+HOT_TEXT_HEADER = """/* The code gw-gateway runs, placed together ahead of the rest of .text.
+ *
+ * Generated by benches/load/hot-text.sh (do not edit): the functions a release build
+ * executed under callgrind while it loaded 5,000 HTTPRoutes and the built-in demo, served
+ * HTTP/1.1 and h2c requests and reloaded changed routes, {functions} functions ({kib} KiB),
+ * hottest first. The kernel maps a binary's code 64 KiB at a time around each page a
+ * process touches, so code that runs spread over the whole .text keeps most of it resident;
+ * gathered, it keeps about what it uses (benches/README.md).
+ *
+ * A pattern that matches nothing changes nothing: a function added or renamed since the
+ * profile just stays in .text. examples/gateway/build.rs passes this script to the linker
+ * (INSERT keeps the linker's default layout for everything else).
+ */
+"""
+
+
 def main():
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "gen-base":
@@ -581,6 +699,8 @@ def main():
         routing_table()
     elif cmd == "compile-table":
         compile_table()
+    elif cmd == "hot-text":
+        return hot_text(*args)
     else:
         print(__doc__, file=sys.stderr)
         return 2
