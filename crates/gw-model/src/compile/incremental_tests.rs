@@ -306,3 +306,78 @@ spec:
     assert_ne!(cross(&second), cross(&compile(&res, &options)));
     assert!(http_entry(&second, "a").is_none(), "route a is gone");
 }
+
+/// Services and EndpointSlices for the kept index of slices by Service: one Service name in
+/// two namespaces, a Service with two slices, a slice without the Service label.
+const SLICES: &str = "
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: web-1, namespace: a, labels: {kubernetes.io/service-name: web}}
+addressType: IPv4
+ports: [{name: http, port: 3000}]
+endpoints: [{addresses: [127.0.0.11]}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: web-2, namespace: a, labels: {kubernetes.io/service-name: web}}
+addressType: IPv4
+ports: [{name: http, port: 3000}]
+endpoints: [{addresses: [127.0.0.12]}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: web-1, namespace: b, labels: {kubernetes.io/service-name: web}}
+addressType: IPv4
+ports: [{name: http, port: 3000}]
+endpoints: [{addresses: [127.0.0.21]}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: loose, namespace: a}
+addressType: IPv4
+ports: [{name: http, port: 3000}]
+endpoints: [{addresses: [127.0.0.99]}]
+";
+
+fn addrs(list: &[&str]) -> Vec<std::net::SocketAddr> {
+    list.iter().map(|a| a.parse().unwrap()).collect()
+}
+
+#[test]
+fn kept_slice_index_finds_each_services_slices() {
+    use super::refs::{Lookup, SliceIndex};
+    let mut res = Resources::new();
+    res.extend(parse(SLICES));
+    let index = SliceIndex::new(&res);
+    let kept = Lookup::with_slices(&res, &index);
+    let fresh = Lookup::new(&res);
+    let web_a = ObjectKey::new("a", "web");
+    let web_b = ObjectKey::new("b", "web");
+    let loose = ObjectKey::new("a", "loose");
+    assert_eq!(
+        kept.endpoints(&web_a, "http"),
+        addrs(&["127.0.0.11:3000", "127.0.0.12:3000"])
+    );
+    assert_eq!(kept.endpoints(&web_b, "http"), addrs(&["127.0.0.21:3000"]));
+    // A slice without the label belongs to no Service.
+    assert!(kept.endpoints(&loose, "http").is_empty());
+    for key in [&web_a, &web_b, &loose] {
+        assert_eq!(kept.endpoints(key, "http"), fresh.endpoints(key, "http"));
+    }
+    // An index of other resources (a slice more) is not used: the new slice is found.
+    res.extend(parse(
+        "
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: web-3, namespace: b, labels: {kubernetes.io/service-name: web}}
+addressType: IPv4
+ports: [{name: http, port: 3000}]
+endpoints: [{addresses: [127.0.0.22]}]
+",
+    ));
+    let stale = Lookup::with_slices(&res, &index);
+    assert_eq!(
+        stale.endpoints(&web_b, "http"),
+        addrs(&["127.0.0.21:3000", "127.0.0.22:3000"])
+    );
+}

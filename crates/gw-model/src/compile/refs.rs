@@ -71,40 +71,68 @@ pub struct Lookup<'a> {
 enum Slices<'a> {
     /// Built for this lookup.
     Own(HashMap<(&'a str, &'a str), Vec<&'a EndpointSlice>>),
-    /// Kept between compiles (see [`SliceIndex`]).
-    Kept(&'a SliceIndex),
+    /// Kept between compiles (see [`SliceIndex`]), with the slices it points at.
+    Kept {
+        index: &'a SliceIndex,
+        /// `res.endpoint_slices` in key order: positions in the index are positions here.
+        all: Vec<(&'a ObjectKey, &'a EndpointSlice)>,
+    },
 }
 
-/// EndpointSlice keys by namespace and `kubernetes.io/service-name` label, kept by a
-/// [`Compiler`](super::Compiler) between compiles while no EndpointSlice changes.
+/// Where each labelled EndpointSlice is in [`Resources::endpoint_slices`] (its position in key
+/// order), sorted by a hash of its namespace and `kubernetes.io/service-name` label. Kept by a
+/// [`Compiler`](super::Compiler) between compiles while no EndpointSlice changes: 16 bytes a
+/// slice, where a map of owned names and keys took about 230 (1.1 MB at 5,000 Services).
 #[derive(Debug, Default)]
-pub(crate) struct SliceIndex(HashMap<(String, String), Vec<ObjectKey>>);
+pub(crate) struct SliceIndex {
+    /// (hash of namespace and Service name, position), sorted.
+    entries: Vec<(u64, u32)>,
+    /// How many EndpointSlices the resources held: an index of another set is not used.
+    slices: usize,
+}
 
 impl SliceIndex {
     pub(crate) fn new(res: &Resources) -> Self {
-        let mut index: HashMap<(String, String), Vec<ObjectKey>> = HashMap::new();
-        for (key, service, _) in labelled_slices(res) {
-            index
-                .entry((key.namespace.clone(), service.to_owned()))
-                .or_default()
-                .push(key.clone());
+        let mut entries: Vec<(u64, u32)> = res
+            .endpoint_slices
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (key, slice))| {
+                let service = service_label(slice)?;
+                Some((
+                    service_hash(&key.namespace, service),
+                    u32::try_from(i).ok()?,
+                ))
+            })
+            .collect();
+        entries.sort_unstable();
+        entries.shrink_to_fit();
+        SliceIndex {
+            entries,
+            slices: res.endpoint_slices.len(),
         }
-        // Kept between compiles: most Services have one slice, and a Vec grown by pushing
-        // has room for four keys.
-        for keys in index.values_mut() {
-            keys.shrink_to_fit();
-        }
-        SliceIndex(index)
     }
+}
+
+/// The `kubernetes.io/service-name` label: the Service an EndpointSlice belongs to.
+fn service_label(slice: &EndpointSlice) -> Option<&str> {
+    slice.metadata.labels.get("kubernetes.io/service-name")
+}
+
+/// The hash [`SliceIndex`] sorts by (fixed keys: the same in every compile).
+fn service_hash(namespace: &str, service: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    (namespace, service).hash(&mut h);
+    h.finish()
 }
 
 /// Every EndpointSlice with its `kubernetes.io/service-name` label (the slices without one
 /// belong to no Service).
 fn labelled_slices(res: &Resources) -> impl Iterator<Item = (&ObjectKey, &str, &EndpointSlice)> {
-    res.endpoint_slices.iter().filter_map(|(key, slice)| {
-        let service = slice.metadata.labels.get("kubernetes.io/service-name")?;
-        Some((key, service, &**slice))
-    })
+    res.endpoint_slices
+        .iter()
+        .filter_map(|(key, slice)| Some((key, service_label(slice)?, &**slice)))
 }
 
 impl<'a> Lookup<'a> {
@@ -124,31 +152,46 @@ impl<'a> Lookup<'a> {
         }
     }
 
-    /// A lookup with an index of `res`'s EndpointSlices built before.
+    /// A lookup with an index of `res`'s EndpointSlices built before (one of other
+    /// resources is not used: `res` is indexed again).
     pub(crate) fn with_slices(res: &'a Resources, index: &'a SliceIndex) -> Self {
+        if index.slices != res.endpoint_slices.len() {
+            return Lookup::new(res);
+        }
+        let all = res
+            .endpoint_slices
+            .iter()
+            .map(|(key, slice)| (key, &**slice))
+            .collect();
         Lookup {
             res,
-            slices: Slices::Kept(index),
+            slices: Slices::Kept { index, all },
             x_backends: BTreeMap::new(),
         }
     }
 
-    /// The EndpointSlices labelled with a Service's name, in its namespace.
+    /// The EndpointSlices labelled with a Service's name, in its namespace (in key order).
     fn slices_of(&self, service: &ObjectKey) -> Vec<&'a EndpointSlice> {
         match &self.slices {
             Slices::Own(map) => map
                 .get(&(service.namespace.as_str(), service.name.as_str()))
                 .cloned()
                 .unwrap_or_default(),
-            Slices::Kept(index) => index
-                .0
-                .get(&(service.namespace.clone(), service.name.clone()))
-                .map(|keys| {
-                    keys.iter()
-                        .filter_map(|k| self.res.endpoint_slices.get(k).map(|s| &**s))
-                        .collect()
-                })
-                .unwrap_or_default(),
+            Slices::Kept { index, all } => {
+                let hash = service_hash(&service.namespace, &service.name);
+                let from = index.entries.partition_point(|&(h, _)| h < hash);
+                index.entries[from..]
+                    .iter()
+                    .take_while(|&&(h, _)| h == hash)
+                    .filter_map(|&(_, i)| all.get(i as usize))
+                    // Another Service's slices may share the hash.
+                    .filter(|(key, slice)| {
+                        key.namespace == service.namespace
+                            && service_label(slice) == Some(service.name.as_str())
+                    })
+                    .map(|&(_, slice)| slice)
+                    .collect()
+            }
         }
     }
 
