@@ -16,6 +16,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 HERE="$ROOT/benches/load"
 PY="python3 $HERE/bench.py"
+# shellcheck source=lib.sh
+source "$HERE/lib.sh"
 OUT="$ROOT/examples/gateway/hot-text.ld"
 
 GW_ADDR=127.0.92.1      # the 5,000-route Gateway
@@ -27,32 +29,17 @@ need=()
 command -v valgrind >/dev/null || need+=(valgrind)
 command -v h2load >/dev/null || need+=(nghttp2-client)
 command -v curl >/dev/null || need+=(curl)
-if ((${#need[@]})); then
-  SUDO=""; [[ $(id -u) == 0 ]] || SUDO="sudo"
-  if ! apt-cache policy "${need[@]}" | grep -q 'Candidate: [0-9]'; then $SUDO apt-get update; fi
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y "${need[@]}"
-fi
+apt_install "${need[@]}"
 
 # gw-gateway on its own, as the README builds it (see run.sh), and with the linker's default
 # layout: valgrind reads the code of `.text` only, and sees code moved out of it as code of no
 # object. The profiled binary is a copy; cargo links the next build with the script again.
 (cd "$ROOT" && GW_HOT_TEXT=0 cargo build --release -q -p gw-gateway && cargo build --release -q -p gw-echo)
 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release"
-W="$(mktemp -d /tmp/gw-hot-text.XXXXXX)"
+workdir gw-hot-text
 mkdir "$W/bin"
 cp "$BIN/gw-gateway" "$W/bin/gw-gateway"
 GW="$W/bin/gw-gateway"
-
-PIDS=()
-cleanup() {
-  local rc=$?
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  if [[ ${KEEP_WORKDIR:-0} == 1 ]]; then echo "work dir kept: $W" >&2; else rm -rf "$W"; fi
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
 for port in 3000 3002; do
   HTTP_PORT=$port H2C_PORT=$((port + 1)) "$BIN/gw-echo" --listen "$GW_BENCH_BACKEND" >/dev/null 2>&1 &
@@ -79,8 +66,10 @@ requests() { # base URL path...: HTTP/1.1 and h2c, without and with a 4 KiB body
   local base=$1; shift
   for path in "$@"; do
     for proto in http/1.1 h2c; do
-      h2load -n 400 -c 4 -t 1 -p $proto "$base$path" | grep -q "400 succeeded" &&
-        h2load -n 200 -c 2 -t 1 -p $proto -d "$W/4k" "$base$path" | grep -q "200 succeeded" ||
+      local plain body
+      plain=$(h2load -n 400 -c 4 -t 1 -p $proto "$base$path")
+      body=$(h2load -n 200 -c 2 -t 1 -p $proto -d "$W/4k" "$base$path")
+      grep -q "400 succeeded" <<<"$plain" && grep -q "200 succeeded" <<<"$body" ||
         { echo "requests to $base$path ($proto) failed" >&2; return 1; }
     done
   done

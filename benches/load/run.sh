@@ -23,6 +23,8 @@ done
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 HERE="$ROOT/benches/load"
 PY="python3 $HERE/bench.py"
+# shellcheck source=lib.sh
+source "$HERE/lib.sh"
 
 if [[ $QUICK == 1 ]]; then
   DUR=1; WARM=1; CONNS=(1 64); ROUTES=500; CHANGES=20; EDITS=20; IDLE=200
@@ -45,13 +47,9 @@ need=()
 command -v wrk >/dev/null || need+=(wrk)
 command -v h2load >/dev/null || need+=(nghttp2-client)
 command -v nginx >/dev/null || need+=(nginx-light)
-if ((${#need[@]})); then
-  SUDO=""; [[ $(id -u) == 0 ]] || SUDO="sudo"
-  if ! apt-cache policy "${need[@]}" | grep -q 'Candidate: [0-9]'; then $SUDO apt-get update; fi
-  # policy-rc.d in containers keeps the packaged nginx service from starting; if it does
-  # start on a real host it listens on :80, which this harness does not use.
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y "${need[@]}"
-fi
+# policy-rc.d in containers keeps the packaged nginx service from starting; if it does start on
+# a real host it listens on :80, which this harness does not use.
+apt_install "${need[@]}"
 command -v python3 >/dev/null || { echo "python3 is required" >&2; exit 1; }
 
 # ---- build ----------------------------------------------------------------------------------
@@ -64,17 +62,7 @@ PROFILE_DIR=$PROFILE; [[ $PROFILE == dev ]] && PROFILE_DIR=debug
 GW="${CARGO_TARGET_DIR:-$ROOT/target}/$PROFILE_DIR/gw-gateway"
 
 # ---- work dir, process tracking -------------------------------------------------------------
-W="$(mktemp -d /tmp/gw-load.XXXXXX)"
-PIDS=()
-cleanup() {
-  local rc=$?
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  if [[ ${KEEP_WORKDIR:-0} == 1 ]]; then echo "work dir kept: $W" >&2; else rm -rf "$W"; fi
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+workdir gw-load
 
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" || true
 NPROC=$(nproc)

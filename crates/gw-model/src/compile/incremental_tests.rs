@@ -307,37 +307,22 @@ spec:
     assert!(http_entry(&second, "a").is_none(), "route a is gone");
 }
 
-/// Services and EndpointSlices for the kept index of slices by Service: one Service name in
-/// two namespaces, a Service with two slices, a slice without the Service label.
-const SLICES: &str = "
+/// An EndpointSlice with one endpoint on port 3000 (`http`), labelled with `service`.
+fn slice(namespace: &str, name: &str, service: Option<&str>, addr: &str) -> String {
+    let labels = service.map_or(String::new(), |s| {
+        format!(", labels: {{kubernetes.io/service-name: {s}}}")
+    });
+    format!(
+        "---
 apiVersion: discovery.k8s.io/v1
 kind: EndpointSlice
-metadata: {name: web-1, namespace: a, labels: {kubernetes.io/service-name: web}}
+metadata: {{name: {name}, namespace: {namespace}{labels}}}
 addressType: IPv4
-ports: [{name: http, port: 3000}]
-endpoints: [{addresses: [127.0.0.11]}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: web-2, namespace: a, labels: {kubernetes.io/service-name: web}}
-addressType: IPv4
-ports: [{name: http, port: 3000}]
-endpoints: [{addresses: [127.0.0.12]}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: web-1, namespace: b, labels: {kubernetes.io/service-name: web}}
-addressType: IPv4
-ports: [{name: http, port: 3000}]
-endpoints: [{addresses: [127.0.0.21]}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: loose, namespace: a}
-addressType: IPv4
-ports: [{name: http, port: 3000}]
-endpoints: [{addresses: [127.0.0.99]}]
-";
+ports: [{{name: http, port: 3000}}]
+endpoints: [{{addresses: [{addr}]}}]
+"
+    )
+}
 
 fn addrs(list: &[&str]) -> Vec<std::net::SocketAddr> {
     list.iter().map(|a| a.parse().unwrap()).collect()
@@ -346,8 +331,16 @@ fn addrs(list: &[&str]) -> Vec<std::net::SocketAddr> {
 #[test]
 fn kept_slice_index_finds_each_services_slices() {
     use super::refs::{Lookup, SliceIndex};
+    // One Service name in two namespaces, a Service with two slices, a slice without the
+    // Service label.
+    let slices = [
+        slice("a", "web-1", Some("web"), "127.0.0.11"),
+        slice("a", "web-2", Some("web"), "127.0.0.12"),
+        slice("b", "web-1", Some("web"), "127.0.0.21"),
+        slice("a", "loose", None, "127.0.0.99"),
+    ];
     let mut res = Resources::new();
-    res.extend(parse(SLICES));
+    res.extend(parse(&slices.concat()));
     let index = SliceIndex::new(&res);
     let kept = Lookup::with_slices(&res, &index);
     let fresh = Lookup::new(&res);
@@ -365,16 +358,7 @@ fn kept_slice_index_finds_each_services_slices() {
         assert_eq!(kept.endpoints(key, "http"), fresh.endpoints(key, "http"));
     }
     // An index of other resources (a slice more) is not used: the new slice is found.
-    res.extend(parse(
-        "
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: web-3, namespace: b, labels: {kubernetes.io/service-name: web}}
-addressType: IPv4
-ports: [{name: http, port: 3000}]
-endpoints: [{addresses: [127.0.0.22]}]
-",
-    ));
+    res.extend(parse(&slice("b", "web-3", Some("web"), "127.0.0.22")));
     let stale = Lookup::with_slices(&res, &index);
     assert_eq!(
         stale.endpoints(&web_b, "http"),
