@@ -595,29 +595,30 @@ def callgrind_costs(path, binary, starts, symbols, cost):
                     cost[symbols[i][2]] += int(fields[2])
 
 
+def unhashed(symbol):
+    """A Rust legacy symbol's name up to its hash (`17h` + 16 hex digits, a hash of the
+    build's crate metadata and, for a generic function, of its type arguments), or None for
+    another symbol. LLVM may add a `.N` suffix to a local symbol it renamed."""
+    m = re.match(r"^(_ZN.*17h)[0-9a-f]{16}E(\.\d+)?$", symbol)
+    return m.group(1) if m else None
+
+
 def section_patterns(symbol, instances):
     """Input-section patterns for `symbol`'s function section (`.text.NAME`, or
     `.text.unlikely.NAME` for a function LLVM deems cold, such as `#[cold]` ones). A Rust
-    legacy symbol ends in a hash (`17h` + 16 hex digits) of the build's crate metadata and,
-    for a generic function, of its type arguments; a function that has one instance in the
-    profiled binary gets a pattern without the hash, which still matches when the hash
-    changes. A generic function keeps its hash: without it, the pattern would take in every
-    instance. LLVM may add a `.N` suffix to a local symbol it renamed. `instances` counts the
-    binary's symbols by their name without the hash."""
+    function that has one instance in the profiled binary gets a pattern without its hash,
+    which still matches when the hash changes; a generic function keeps its hash: without
+    it, the pattern would take in every instance. `instances` counts the binary's symbols by
+    their name without the hash."""
     base = re.sub(r"\.\d+$", "", symbol)
-    m = re.match(r"^(_ZN.*17h)[0-9a-f]{16}E$", base)
-    if m and instances[m.group(1)] == 1:
-        names = [f"{m.group(1)}*"]
-    elif m:
+    prefix = unhashed(symbol)
+    if prefix and instances[prefix] == 1:
+        names = [f"{prefix}*"]
+    elif prefix:
         names = [f"{base}*"]  # only a `.N` suffix can follow the hash's closing `E`
     else:
         names = [base, f"{base}.*"]
-    return [f".text.{prefix}{n}" for prefix in ("", "unlikely.") for n in names]
-
-
-def unhashed(symbol):
-    m = re.match(r"^(_ZN.*17h)[0-9a-f]{16}E", symbol)
-    return m.group(1) if m else symbol
+    return [f".text.{p}{n}" for p in ("", "unlikely.") for n in names]
 
 
 def hot_text(binary, out, *profiles):
@@ -636,7 +637,7 @@ def hot_text(binary, out, *profiles):
         print(f"hot-text: no code of {binary} in {profiles}", file=sys.stderr)
         return 1
     size = {name: sz for _, sz, name in symbols}
-    instances = collections.Counter(unhashed(name) for name in size)
+    instances = collections.Counter(filter(None, map(unhashed, size)))
     # Sorted by name, for diffs that show what changed: within one input-section list the
     # linker keeps the order of the input, whatever the order of the patterns.
     patterns = sorted({p for name in cost for p in section_patterns(name, instances)})
