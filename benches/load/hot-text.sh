@@ -4,9 +4,10 @@
 # runs a release build under callgrind while it loads the harness's 5,000-route configuration
 # and the built-in demo, serves HTTP/1.1 and h2c requests (with and without a 4 KiB body),
 # applies route edits and new route files and answers the admin endpoints; then lists the
-# functions that ran, hottest first, as section patterns.
+# functions that ran as section patterns.
 #
-#   benches/load/hot-text.sh     (about 10 min on two cores; valgrind, h2load, curl, python3)
+#   benches/load/hot-text.sh     (about 3 min on two cores with the release build's
+#                                dependencies built; valgrind, h2load, curl, python3)
 #
 # Rerun it when the request path or the loader changed much; a stale script only gathers less.
 # Only loopback addresses are used (127.0.92.0/24, and the demo's 127.0.0.1:8080).
