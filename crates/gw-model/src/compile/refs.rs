@@ -1,6 +1,7 @@
 //! References across objects: ReferenceGrant checks and backend resolution.
 
-use std::collections::{BTreeMap, HashMap};
+use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 
 use crate::resources::{
@@ -64,26 +65,18 @@ pub struct Lookup<'a> {
     pub res: &'a Resources,
     /// XBackends, checked.
     pub(crate) x_backends: BTreeMap<ObjectKey, super::xbackend::Evaluated>,
-    /// EndpointSlices by namespace and their `kubernetes.io/service-name` label.
-    slices: Slices<'a>,
-}
-
-enum Slices<'a> {
-    /// Built for this lookup.
-    Own(HashMap<(&'a str, &'a str), Vec<&'a EndpointSlice>>),
-    /// Kept between compiles (see [`SliceIndex`]), with the slices it points at.
-    Kept {
-        index: &'a SliceIndex,
-        /// `res.endpoint_slices` in key order: positions in the index are positions here.
-        all: Vec<(&'a ObjectKey, &'a EndpointSlice)>,
-    },
+    /// EndpointSlices by namespace and their `kubernetes.io/service-name` label: built for
+    /// this lookup, or kept between compiles by a [`Compiler`](super::Compiler).
+    slices: Cow<'a, SliceIndex>,
+    /// `res.endpoint_slices` in key order: positions in `slices` are positions here.
+    all: Vec<(&'a ObjectKey, &'a EndpointSlice)>,
 }
 
 /// Where each labelled EndpointSlice is in [`Resources::endpoint_slices`] (its position in key
 /// order), sorted by a hash of its namespace and `kubernetes.io/service-name` label. Kept by a
 /// [`Compiler`](super::Compiler) between compiles while no EndpointSlice changes: 16 bytes a
 /// slice, where a map of owned names and keys took about 230 (1.1 MB at 5,000 Services).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct SliceIndex {
     /// (hash of namespace and Service name, position), sorted.
     entries: Vec<(u64, u32)>,
@@ -127,29 +120,10 @@ fn service_hash(namespace: &str, service: &str) -> u64 {
     h.finish()
 }
 
-/// Every EndpointSlice with its `kubernetes.io/service-name` label (the slices without one
-/// belong to no Service).
-fn labelled_slices(res: &Resources) -> impl Iterator<Item = (&ObjectKey, &str, &EndpointSlice)> {
-    res.endpoint_slices
-        .iter()
-        .filter_map(|(key, slice)| Some((key, service_label(slice)?, &**slice)))
-}
-
 impl<'a> Lookup<'a> {
     /// Indexes `res`.
     pub fn new(res: &'a Resources) -> Self {
-        let mut slices: HashMap<(&str, &str), Vec<&EndpointSlice>> = HashMap::new();
-        for (key, service, slice) in labelled_slices(res) {
-            slices
-                .entry((key.namespace.as_str(), service))
-                .or_default()
-                .push(slice);
-        }
-        Lookup {
-            res,
-            slices: Slices::Own(slices),
-            x_backends: BTreeMap::new(),
-        }
+        Lookup::indexed(res, Cow::Owned(SliceIndex::new(res)))
     }
 
     /// A lookup with an index of `res`'s EndpointSlices built before (one of other
@@ -158,41 +132,38 @@ impl<'a> Lookup<'a> {
         if index.slices != res.endpoint_slices.len() {
             return Lookup::new(res);
         }
-        let all = res
-            .endpoint_slices
-            .iter()
-            .map(|(key, slice)| (key, &**slice))
-            .collect();
+        Lookup::indexed(res, Cow::Borrowed(index))
+    }
+
+    fn indexed(res: &'a Resources, slices: Cow<'a, SliceIndex>) -> Self {
         Lookup {
             res,
-            slices: Slices::Kept { index, all },
+            slices,
+            all: res
+                .endpoint_slices
+                .iter()
+                .map(|(key, slice)| (key, &**slice))
+                .collect(),
             x_backends: BTreeMap::new(),
         }
     }
 
     /// The EndpointSlices labelled with a Service's name, in its namespace (in key order).
     fn slices_of(&self, service: &ObjectKey) -> Vec<&'a EndpointSlice> {
-        match &self.slices {
-            Slices::Own(map) => map
-                .get(&(service.namespace.as_str(), service.name.as_str()))
-                .cloned()
-                .unwrap_or_default(),
-            Slices::Kept { index, all } => {
-                let hash = service_hash(&service.namespace, &service.name);
-                let from = index.entries.partition_point(|&(h, _)| h < hash);
-                index.entries[from..]
-                    .iter()
-                    .take_while(|&&(h, _)| h == hash)
-                    .filter_map(|&(_, i)| all.get(i as usize))
-                    // Another Service's slices may share the hash.
-                    .filter(|(key, slice)| {
-                        key.namespace == service.namespace
-                            && service_label(slice) == Some(service.name.as_str())
-                    })
-                    .map(|&(_, slice)| slice)
-                    .collect()
-            }
-        }
+        let entries = &self.slices.entries;
+        let hash = service_hash(&service.namespace, &service.name);
+        let from = entries.partition_point(|&(h, _)| h < hash);
+        entries[from..]
+            .iter()
+            .take_while(|&&(h, _)| h == hash)
+            .filter_map(|&(_, i)| self.all.get(i as usize))
+            // Another Service's slices may share the hash.
+            .filter(|(key, slice)| {
+                key.namespace == service.namespace
+                    && service_label(slice) == Some(service.name.as_str())
+            })
+            .map(|&(_, slice)| slice)
+            .collect()
     }
 
     /// Resolves a backendRef: a Service port, or an XBackend.
