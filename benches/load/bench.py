@@ -559,11 +559,12 @@ def compile_table():
     print()
 
 
-def callgrind_costs(path, binary, starts, symbols, cost):
-    """Adds the instructions each function symbol of `binary` executed in callgrind output
-    `path` (written with `--dump-instr=yes`: positions are instruction addresses, relative
-    to the object for a position-independent executable)."""
-    names, current, last, call = {}, None, 0, False
+def executed_functions(path, binary, starts, symbols, ran):
+    """Adds to `ran` each function symbol of `binary` with an instruction in callgrind output
+    `path` (written with `--dump-instr=yes`: positions are instruction addresses, relative to
+    the object for a position-independent executable; a call's line is the address of the
+    call instruction, in the caller)."""
+    names, current, last = {}, None, 0
     with open(path, errors="replace") as f:
         for line in f:
             if line.startswith(("ob=", "cob=")):
@@ -573,26 +574,19 @@ def callgrind_costs(path, binary, starts, symbols, cost):
                 if line.startswith("ob=") and m:
                     current = names.get(m.group(1))
                 continue
-            if line.startswith("calls="):
-                call = True  # the next cost line is the call's inclusive cost
-                continue
             if not line[:1] or line[0] not in "0+-*":
                 continue
-            fields = line.split()
-            tok = fields[0]
+            tok = line.split()[0]
             if tok.startswith("0x"):
                 last = int(tok, 16)
             elif tok[0] == "+":
                 last += int(tok[1:], 0)
             elif tok[0] == "-":
                 last -= int(tok[1:], 0)
-            if call:
-                call = False
-                continue
-            if current and os.path.basename(current) == os.path.basename(binary) and len(fields) > 2:
+            if current and os.path.basename(current) == os.path.basename(binary):
                 i = bisect.bisect_right(starts, last) - 1
                 if i >= 0 and last < starts[i] + max(symbols[i][1], 1):
-                    cost[symbols[i][2]] += int(fields[2])
+                    ran.add(symbols[i][2])
 
 
 def unhashed(symbol):
@@ -630,25 +624,25 @@ def hot_text(binary, out, *profiles):
             symbols.append((int(f[0], 16), int(f[1], 16), f[3]))
     symbols.sort()
     starts = [s[0] for s in symbols]
-    cost = collections.Counter()
+    ran = set()
     for p in profiles:
-        callgrind_costs(p, binary, starts, symbols, cost)
-    if not cost:
+        executed_functions(p, binary, starts, symbols, ran)
+    if not ran:
         print(f"hot-text: no code of {binary} in {profiles}", file=sys.stderr)
         return 1
     size = {name: sz for _, sz, name in symbols}
+    code = sum(size[n] for n in ran)
     instances = collections.Counter(filter(None, map(unhashed, size)))
     # Sorted by name, for diffs that show what changed: within one input-section list the
     # linker keeps the order of the input, whatever the order of the patterns.
-    patterns = sorted({p for name in cost for p in section_patterns(name, instances)})
+    patterns = sorted({p for name in ran for p in section_patterns(name, instances)})
     with open(out, "w") as f:
-        f.write(HOT_TEXT_HEADER.format(
-            functions=len(cost), kib=sum(size[n] for n in cost) // 1024))
+        f.write(HOT_TEXT_HEADER.format(functions=len(ran), kib=code // 1024))
         f.write("SECTIONS\n{\n  .text.hot : {\n    *(\n")
         for p in patterns:
             f.write(f"      {p}\n")
         f.write("    )\n  }\n}\nINSERT BEFORE .text;\n")
-    print(f"hot-text: {len(cost)} functions, {sum(size[n] for n in cost)} bytes, {len(patterns)} patterns -> {out}")
+    print(f"hot-text: {len(ran)} functions, {code} bytes, {len(patterns)} patterns -> {out}")
     return 0
 
 
